@@ -1,0 +1,3 @@
+-- Rollback of phase 3: analytics tables.
+DROP TABLE "PerformanceMetrics";
+DROP TABLE "UsageAnalytics";

@@ -1,0 +1,3 @@
+-- Rollback of phase 4, step 1: API keys and the audit log.
+DROP TABLE "AuditLog";
+DROP TABLE "ApiKey";

@@ -1,0 +1,3 @@
+-- Rollback of phase 4, step 2: nothing to restore on its own.
+-- The foreign keys are not re-added: audit rows may name users and teams that
+-- no longer exist, and step 1 rollback drops "AuditLog" right after this one.

@@ -1,0 +1,238 @@
+"""Read the live catalog: one plain `.sql` file per object kind, loaded into frozen objects.
+
+The queries read `pg_catalog` directly (never information_schema, which hides
+grants of roles the session is not a member of). Each returns rows of one
+shape; the functions here turn them into the objects of `rlsctl.schema` and
+of this module, each with a stable key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from rlsctl.resources import catalog_sql_dir
+from rlsctl.schema import Column, ForeignKey, Index, Schema, Table
+
+
+@cache
+def query_text(name: str) -> str:
+    return (catalog_sql_dir() / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def fetch(conn: psycopg.Connection, name: str, **params: Any) -> list[dict[str, Any]]:
+    """Run catalog query `name` (rlsctl/catalog/sql/<name>.sql) and return its rows as dicts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query_text(name), params)
+        return list(cur.fetchall())
+
+
+# -- live objects ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveTable:
+    name: str
+    owner: str
+    rls_enabled: bool
+    rls_forced: bool
+    kind: str
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    table: str
+    name: str
+    command: str
+    permissive: bool
+    roles: tuple[str, ...]
+    using: str | None
+    check: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+
+@dataclass(frozen=True)
+class LiveGrant:
+    table: str
+    grantee: str
+    privilege: str
+    column: str | None = None  # None: table-level
+
+    @property
+    def key(self) -> str:
+        target = self.table if self.column is None else f"{self.table}.{self.column}"
+        return f"{self.privilege} on {target} to {self.grantee}"
+
+
+@dataclass(frozen=True)
+class LiveFunction:
+    name: str
+    args: str
+    arg_types: str
+    owner: str
+    security_definer: bool
+    volatility: str
+    config: tuple[str, ...]
+    language: str
+    body: str
+    executors: tuple[str, ...]
+    from_extension: bool
+
+
+@dataclass(frozen=True)
+class LiveTrigger:
+    table: str
+    name: str
+    function_schema: str
+    function_name: str
+    enabled: str
+
+
+@dataclass(frozen=True)
+class LiveRole:
+    name: str
+    superuser: bool
+    bypassrls: bool
+    login: bool
+    createrole: bool
+    member_of: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CurrentRole:
+    name: str
+    superuser: bool
+    bypassrls: bool
+    createrole: bool
+
+    @property
+    def bypasses_rls(self) -> bool:
+        return self.superuser or self.bypassrls
+
+
+# -- readers -------------------------------------------------------------------------
+
+
+def current_role(conn: psycopg.Connection) -> CurrentRole:
+    row = fetch(conn, "current_role")[0]
+    return CurrentRole(row["rolname"], row["rolsuper"], row["rolbypassrls"], row["rolcreaterole"])
+
+
+def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
+    """Tables, columns, keys, indexes and enums of `schema` as the server has them."""
+    columns: dict[str, list[Column]] = {}
+    for row in fetch(conn, "columns", schema=schema):
+        column = Column(row["name"], row["type"], row["not_null"], row["has_default"])
+        columns.setdefault(row["table_name"], []).append(column)
+    primary: dict[str, tuple[str, ...]] = {}
+    foreign: dict[str, list[ForeignKey]] = {}
+    for row in fetch(conn, "constraints", schema=schema):
+        if row["kind"] == "p":
+            primary[row["table_name"]] = tuple(row["columns"])
+        elif row["kind"] == "f":
+            fk = ForeignKey(row["name"], tuple(row["columns"]), row["ref_table"], tuple(row["ref_columns"]))
+            foreign.setdefault(row["table_name"], []).append(fk)
+    indexes: dict[str, list[Index]] = {}
+    for row in fetch(conn, "indexes", schema=schema):
+        index = Index(row["name"], tuple(c for c in row["columns"] if c is not None), row["is_unique"])
+        indexes.setdefault(row["table_name"], []).append(index)
+    tables = tuple(
+        Table(
+            name=row["name"],
+            columns=tuple(columns.get(row["name"], ())),
+            primary_key=primary.get(row["name"], ()),
+            foreign_keys=tuple(foreign.get(row["name"], ())),
+            indexes=tuple(indexes.get(row["name"], ())),
+        )
+        for row in fetch(conn, "tables", schema=schema)
+    )
+    enums = tuple((row["name"], tuple(row["labels"])) for row in fetch(conn, "enums", schema=schema))
+    return Schema(name=schema, tables=tables, enums=enums)
+
+
+def tables(conn: psycopg.Connection, schema: str) -> dict[str, LiveTable]:
+    return {row["name"]: LiveTable(**row) for row in fetch(conn, "tables", schema=schema)}
+
+
+def policies(conn: psycopg.Connection, schema: str) -> list[LivePolicy]:
+    return [
+        LivePolicy(
+            table=row["table_name"],
+            name=row["name"],
+            command=row["command"],
+            permissive=row["permissive"],
+            roles=tuple(row["roles"]),
+            using=row["using_expr"],
+            check=row["check_expr"],
+        )
+        for row in fetch(conn, "policies", schema=schema)
+    ]
+
+
+def grants(conn: psycopg.Connection, schema: str) -> list[LiveGrant]:
+    found = [
+        LiveGrant(row["table_name"], row["grantee"], row["privilege"])
+        for row in fetch(conn, "table_privileges", schema=schema)
+    ]
+    found += [
+        LiveGrant(row["table_name"], row["grantee"], row["privilege"], row["column_name"])
+        for row in fetch(conn, "column_privileges", schema=schema)
+    ]
+    return found
+
+
+def functions(conn: psycopg.Connection, schema: str) -> list[LiveFunction]:
+    return [
+        LiveFunction(
+            name=row["name"],
+            args=row["args"],
+            arg_types=row["arg_types"],
+            owner=row["owner"],
+            security_definer=row["security_definer"],
+            volatility=row["volatility"],
+            config=tuple(row["config"] or ()),
+            language=row["language"],
+            body=row["body"],
+            executors=tuple(row["executors"]),
+            from_extension=row["from_extension"],
+        )
+        for row in fetch(conn, "functions", schema=schema)
+    ]
+
+
+def triggers(conn: psycopg.Connection, schema: str) -> list[LiveTrigger]:
+    return [
+        LiveTrigger(**{k if k != "table_name" else "table": v for k, v in row.items()})
+        for row in fetch(conn, "triggers", schema=schema)
+    ]
+
+
+def roles(conn: psycopg.Connection, prefix: str) -> list[LiveRole]:
+    return [
+        LiveRole(
+            name=row["name"],
+            superuser=row["superuser"],
+            bypassrls=row["bypassrls"],
+            login=row["login"],
+            createrole=row["createrole"],
+            member_of=tuple(row["member_of"]),
+        )
+        for row in fetch(conn, "roles", prefix=prefix)
+    ]
+
+
+def schema_owner(conn: psycopg.Connection, schema: str) -> str | None:
+    rows = fetch(conn, "schema_exists", schema=schema)
+    return rows[0]["owner"] if rows else None
+
+
+def extensions(conn: psycopg.Connection, names: list[str]) -> dict[str, bool]:
+    """Extension name -> installed in this database (absent: not available on the server)."""
+    return {row["name"]: row["installed"] for row in fetch(conn, "extensions", names=names)}

@@ -1,0 +1,12 @@
+-- Column-level privileges from attacl. Grantee 0 is PUBLIC.
+SELECT c.relname AS table_name,
+       a.attname AS column_name,
+       CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END AS grantee,
+       acl.privilege_type AS privilege
+FROM pg_catalog.pg_attribute AS a
+JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL pg_catalog.aclexplode(a.attacl) AS acl
+WHERE n.nspname = %(schema)s
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY 1, 3, 4, 2;

@@ -1,0 +1,265 @@
+"""The `rlsctl` command line: parses arguments, calls the library, prints, exits.
+
+Exit status: 0 clean, 1 findings / failures / drift, 2 usage or connection
+error (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from rlsctl import output
+from rlsctl.errors import EXIT_USAGE, RlsctlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _options_dsn(func: F) -> F:
+    func = click.option(
+        "--dsn",
+        metavar="DSN",
+        help="Database to use; default DATABASE_URL, else the libpq environment (PGHOST, ...).",
+    )(func)
+    return func
+
+
+def _options_project(func: F) -> F:
+    func = click.option(
+        "--project",
+        metavar="DIR",
+        help="Project folder (policies/, migrations/); default RLSCTL_PROJECT, the current "
+        "directory when it has policies/, else the bundled PromptCraft project.",
+    )(func)
+    func = click.option(
+        "--role-prefix",
+        metavar="PREFIX",
+        envvar="RLSCTL_ROLE_PREFIX",
+        help="Override the project's role prefix (roles are cluster-wide: staging and "
+        "production sharing a cluster need different prefixes).",
+    )(func)
+    return func
+
+
+def _lock_timeout(func: F) -> F:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0.001),
+        default=10.0,
+        show_default=True,
+        metavar="S",
+        help="Seconds to wait for the advisory lock and for table locks.",
+    )(func)
+
+
+def handle_errors(func: F) -> F:
+    """Turn `RlsctlError` into its message and exit status; anything else is a bug."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RlsctlError as exc:
+            output.error(str(exc))
+            sys.exit(exc.exit_code)
+        except psycopg.Error as exc:
+            text = str(exc).strip().splitlines()
+            output.error(f"database error: {text[0] if text else type(exc).__name__}")
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            output.error("interrupted; the current transaction was rolled back")
+            sys.exit(130)
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
+            if os.environ.get("RLSCTL_DEBUG"):
+                raise
+            output.error(f"internal error: {type(exc).__name__}: {exc} (set RLSCTL_DEBUG=1 for details)")
+            sys.exit(EXIT_USAGE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rlsctl")
+def main() -> None:
+    """rlsctl: declare, render, apply and prove PostgreSQL row-level security."""
+
+
+def _project(project: str | None, role_prefix: str | None) -> Any:
+    from rlsctl.project import load_project, resolve_project_dir
+
+    return load_project(resolve_project_dir(project), role_prefix=role_prefix)
+
+
+@main.command()
+@_options_project
+@click.option(
+    "--phase", type=click.IntRange(min=0), help="Render for the schema after this phase (default: every phase)."
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write phase-N.sql files here instead of printing.",
+)
+@handle_errors
+def render(project: str | None, role_prefix: str | None, phase: int | None, out_dir: Path | None) -> None:
+    """Write the generated SQL, offline and deterministic (byte-identical across runs)."""
+    from rlsctl.commands import render_phases
+
+    loaded = _project(project, role_prefix)
+    rendered = render_phases(loaded, phase)
+    if out_dir is None:
+        for number, script in rendered.items():
+            if len(rendered) > 1:
+                click.echo(f"-- ===== phase {number} =====")
+            click.echo(script, nl=False)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for number, script in rendered.items():
+        path = out_dir / f"phase-{number}.sql"
+        path.write_text(script, encoding="utf-8")
+        output.info(f"wrote {path}")
+
+
+@main.command()
+@_options_dsn
+@_options_project
+@click.option("--to", "to", type=click.IntRange(min=0), help="Last phase to run (default: all).")
+@click.option("--baseline", type=click.IntRange(min=0), help="Record phases 0..N as applied without running them.")
+@click.option(
+    "--backup-dir", type=click.Path(file_okay=False, path_type=Path), help="pg_dump (custom format) before each phase."
+)
+@_lock_timeout
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def migrate(
+    dsn: str | None,
+    project: str | None,
+    role_prefix: str | None,
+    to: int | None,
+    baseline: int | None,
+    backup_dir: Path | None,
+    lock_timeout: float,
+    fmt: str,
+) -> None:
+    """Run the phased migrations, each in one transaction, recorded in the helper schema."""
+    from rlsctl import db
+    from rlsctl import migrate as migrating
+
+    loaded = _project(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        report = migrating.migrate(
+            conn,
+            loaded,
+            target,
+            to=to,
+            baseline=baseline,
+            backup_dir=backup_dir,
+            lock_timeout=lock_timeout,
+            progress=output.progress,
+        )
+    output.migrate_report(report, fmt)
+
+
+@main.command()
+@_options_dsn
+@_options_project
+@click.option("--to", "to", type=click.IntRange(min=0), required=True, help="Phase to return to (it stays applied).")
+@_lock_timeout
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def rollback(
+    dsn: str | None, project: str | None, role_prefix: str | None, to: int, lock_timeout: float, fmt: str
+) -> None:
+    """Revert phases after N in reverse order and re-secure the tables that remain."""
+    from rlsctl import db
+    from rlsctl import migrate as migrating
+
+    loaded = _project(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        report = migrating.rollback(
+            conn, loaded, target.where, to=to, lock_timeout=lock_timeout, progress=output.progress
+        )
+    output.rollback_report(report, fmt)
+
+
+@main.command(name="apply")
+@_options_dsn
+@_options_project
+@click.option("--phase", type=click.IntRange(min=0), help="Manage only what migrations up to this phase create.")
+@click.option("--dry-run", is_flag=True, help="Run everything in a transaction, then roll it back.")
+@_lock_timeout
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def apply_command(
+    dsn: str | None,
+    project: str | None,
+    role_prefix: str | None,
+    phase: int | None,
+    dry_run: bool,
+    lock_timeout: float,
+    fmt: str,
+) -> None:
+    """Bring roles, grants, RLS and helpers to the declared state, in one transaction."""
+    from rlsctl import apply as applying
+    from rlsctl import db
+
+    loaded = _project(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        report = applying.apply(conn, loaded, target.where, phase=phase, dry_run=dry_run, lock_timeout=lock_timeout)
+    output.apply_report(report, fmt)
+
+
+@main.command(name="test")
+@_options_dsn
+@_options_project
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True)
+@click.option(
+    "-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to a file."
+)
+@handle_errors
+def test_command(
+    dsn: str | None, project: str | None, role_prefix: str | None, fmt: str, out_file: Path | None
+) -> None:
+    """Impersonate every principal on fixture data and check every cell (rolled back)."""
+    from rlsctl import db
+    from rlsctl.tester import report
+    from rlsctl.tester.run import run_matrix
+
+    loaded = _project(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        result = run_matrix(conn, loaded, target.where)
+    if fmt == "text" and out_file is None:
+        report.print_text(result, output.stdout)
+    else:
+        text = report.to_json(result) if fmt == "json" else report.to_junit(result) if fmt == "junit" else None
+        if text is None:
+            from io import StringIO
+
+            from rich.console import Console
+
+            buffer = StringIO()
+            report.print_text(result, Console(file=buffer, width=120, no_color=True))
+            text = buffer.getvalue()
+        if out_file is None:
+            click.echo(text, nl=False)
+        else:
+            out_file.write_text(text, encoding="utf-8")
+            output.info(f"wrote {out_file}")
+    sys.exit(1 if result.failures else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

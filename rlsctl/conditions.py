@@ -1,0 +1,254 @@
+"""The condition language of policy files (surface syntax).
+
+A rule in a policy file is a condition on a row, written in YAML:
+
+    true | false
+    {self: COLUMN}                  the column holds the session's user id
+    {is_null: COLUMN}               the column is NULL
+    {equals: {COLUMN: VALUE}}       the column equals a constant
+    {in: {COLUMN: [VALUE, ...]}}    the column is one of some constants
+    {tenant_role: RANK}             the user holds at least RANK in the row's tenant
+    {tenant_member: COLUMN}         the user named in COLUMN belongs to the row's tenant
+    {co_member: COLUMN}             the user named in COLUMN shares a tenant with the session's user
+    {via: COLUMN}                   the row COLUMN references is visible (or: passes `rule`)
+    {via: {column: C, rule: update, table: T, key: K}}
+    {exists: {table: T, match: {THEIR_COLUMN: OUR_COLUMN}, where: CONDITION}}
+    {expired: true}                 the row is past the table's retention window
+    {any: [...]}, {all: [...]}, {not: CONDITION}
+    [...]                           a list is `any`
+
+This module only parses; `rlsctl.bind` resolves a condition against a table,
+a role and the schema that exists, into the IR of `rlsctl.expr`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+COMMANDS = ("select", "insert", "update", "delete")
+
+Scalar = str | int | bool | None
+
+
+class ConditionSyntaxError(ValueError):
+    """A malformed condition; `path` is where in the condition it is."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Cond:
+    """Base of the surface condition nodes."""
+
+
+@dataclass(frozen=True)
+class Const(Cond):
+    value: bool
+
+
+@dataclass(frozen=True)
+class SelfIs(Cond):
+    column: str
+
+
+@dataclass(frozen=True)
+class IsNull(Cond):
+    column: str
+
+
+@dataclass(frozen=True)
+class Equals(Cond):
+    column: str
+    value: Scalar
+
+
+@dataclass(frozen=True)
+class InValues(Cond):
+    column: str
+    values: tuple[Scalar, ...]
+
+
+@dataclass(frozen=True)
+class TenantRole(Cond):
+    rank: str
+
+
+@dataclass(frozen=True)
+class TenantMember(Cond):
+    column: str
+
+
+@dataclass(frozen=True)
+class CoMember(Cond):
+    column: str
+
+
+@dataclass(frozen=True)
+class Via(Cond):
+    column: str
+    rule: str = "select"
+    table: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Exists(Cond):
+    table: str
+    match: tuple[tuple[str, str], ...]
+    where: Cond
+
+
+@dataclass(frozen=True)
+class Expired(Cond):
+    pass
+
+
+@dataclass(frozen=True)
+class AnyOf(Cond):
+    items: tuple[Cond, ...]
+
+
+@dataclass(frozen=True)
+class AllOf(Cond):
+    items: tuple[Cond, ...]
+
+
+@dataclass(frozen=True)
+class Not(Cond):
+    item: Cond
+
+
+def parse_condition(raw: Any, path: tuple[str | int, ...] = ()) -> Cond:
+    """Parse the YAML value of a rule into a condition tree."""
+    if isinstance(raw, bool):
+        return Const(raw)
+    if isinstance(raw, list):
+        return AnyOf(tuple(parse_condition(item, (*path, i)) for i, item in enumerate(raw)))
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ConditionSyntaxError(path, f"a condition is true, false, a list, or a mapping with one key; got {raw!r}")
+    ((key, value),) = raw.items()
+    parser = _PARSERS.get(key)
+    if parser is None:
+        known = ", ".join(sorted(_PARSERS))
+        raise ConditionSyntaxError((*path, key), f"unknown condition {key!r} (known: {known})")
+    return parser(value, (*path, key))
+
+
+def _column(value: Any, path: tuple[str | int, ...]) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConditionSyntaxError(path, f"expected a column name, got {value!r}")
+    return value
+
+
+def _scalar(value: Any, path: tuple[str | int, ...]) -> Scalar:
+    if value is not None and not isinstance(value, str | int | bool):
+        raise ConditionSyntaxError(path, f"expected a constant, got {value!r}")
+    return value
+
+
+def _single(value: Any, path: tuple[str | int, ...], what: str) -> tuple[str, Any]:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ConditionSyntaxError(path, f"expected {{COLUMN: {what}}}, got {value!r}")
+    ((column, item),) = value.items()
+    return column, item
+
+
+def _parse_equals(value: Any, path: tuple[str | int, ...]) -> Cond:
+    column, item = _single(value, path, "VALUE")
+    return Equals(column, _scalar(item, (*path, column)))
+
+
+def _parse_in(value: Any, path: tuple[str | int, ...]) -> Cond:
+    column, items = _single(value, path, "[VALUE, ...]")
+    if not isinstance(items, list) or not items:
+        raise ConditionSyntaxError((*path, column), "expected a non-empty list of constants")
+    return InValues(column, tuple(_scalar(v, (*path, column, i)) for i, v in enumerate(items)))
+
+
+def _parse_rank(value: Any, path: tuple[str | int, ...]) -> Cond:
+    if not isinstance(value, str) or not value:
+        raise ConditionSyntaxError(path, f"expected a tenant rank such as ADMIN, got {value!r}")
+    return TenantRole(value)
+
+
+def _parse_via(value: Any, path: tuple[str | int, ...]) -> Cond:
+    if isinstance(value, str):
+        return Via(_column(value, path))
+    if not isinstance(value, dict):
+        raise ConditionSyntaxError(path, "expected a column or {column, rule, table, key}")
+    unknown = set(value) - {"column", "rule", "table", "key"}
+    if unknown:
+        raise ConditionSyntaxError((*path, sorted(unknown)[0]), "unknown field in via")
+    rule = value.get("rule", "select")
+    if rule not in COMMANDS:
+        raise ConditionSyntaxError((*path, "rule"), f"rule must be one of {', '.join(COMMANDS)}")
+    return Via(
+        column=_column(value.get("column"), (*path, "column")),
+        rule=rule,
+        table=value.get("table"),
+        key=value.get("key"),
+    )
+
+
+def _parse_exists(value: Any, path: tuple[str | int, ...]) -> Cond:
+    if not isinstance(value, dict) or "table" not in value or "match" not in value:
+        raise ConditionSyntaxError(path, "exists needs table and match (and optionally where)")
+    unknown = set(value) - {"table", "match", "where"}
+    if unknown:
+        raise ConditionSyntaxError((*path, sorted(unknown)[0]), "unknown field in exists")
+    match = value["match"]
+    if not isinstance(match, dict) or not match:
+        raise ConditionSyntaxError((*path, "match"), "match maps their columns to ours")
+    pairs = tuple(
+        (_column(theirs, (*path, "match")), _column(ours, (*path, "match", theirs))) for theirs, ours in match.items()
+    )
+    where = parse_condition(value.get("where", True), (*path, "where"))
+    return Exists(table=_column(value["table"], (*path, "table")), match=pairs, where=where)
+
+
+def _parse_expired(value: Any, path: tuple[str | int, ...]) -> Cond:
+    if value is not True:
+        raise ConditionSyntaxError(path, "write expired: true")
+    return Expired()
+
+
+def _parse_items(value: Any, path: tuple[str | int, ...]) -> tuple[Cond, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConditionSyntaxError(path, "expected a non-empty list of conditions")
+    return tuple(parse_condition(item, (*path, i)) for i, item in enumerate(value))
+
+
+_PARSERS = {
+    "self": lambda v, p: SelfIs(_column(v, p)),
+    "is_null": lambda v, p: IsNull(_column(v, p)),
+    "equals": _parse_equals,
+    "in": _parse_in,
+    "tenant_role": _parse_rank,
+    "tenant_member": lambda v, p: TenantMember(_column(v, p)),
+    "co_member": lambda v, p: CoMember(_column(v, p)),
+    "via": _parse_via,
+    "exists": _parse_exists,
+    "expired": _parse_expired,
+    "any": lambda v, p: AnyOf(_parse_items(v, p)),
+    "all": lambda v, p: AllOf(_parse_items(v, p)),
+    "not": lambda v, p: Not(parse_condition(v, p)),
+}
+
+
+def columns_of(cond: Cond) -> set[str]:
+    """Columns of the condition's own table that it names (not those inside exists/via)."""
+    if isinstance(cond, SelfIs | IsNull | Equals | InValues | TenantMember | CoMember):
+        return {cond.column}
+    if isinstance(cond, Via):
+        return {cond.column}
+    if isinstance(cond, Exists):
+        return {ours for _, ours in cond.match}
+    if isinstance(cond, AnyOf | AllOf):
+        return set().union(*(columns_of(item) for item in cond.items))
+    if isinstance(cond, Not):
+        return columns_of(cond.item)
+    return set()

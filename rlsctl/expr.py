@@ -1,0 +1,276 @@
+"""The bound form of a policy condition: a small, SQL-shaped expression tree.
+
+`rlsctl.bind` produces it from a policy file's condition for one table, one
+role and the schema that exists. Two consumers read it:
+
+- the templates (`templates/expr.sql.j2`) print it as SQL, and
+- the access-matrix evaluator (`rlsctl.tester.evaluate`) computes it in
+  Python over fixture rows, with SQL's three-valued logic.
+
+Constants are folded as the tree is built (`and_`, `or_`, `not_`), so a
+condition about a column that does not exist yet (a NULL) disappears instead
+of reaching the SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Truth = bool | None  # SQL's three-valued logic: True, False, NULL (None)
+
+
+# -- operands ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operand:
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.lower()
+
+
+@dataclass(frozen=True)
+class Col(Operand):
+    """A column of the row named by `alias` (0: the policy's own row)."""
+
+    alias: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Identity(Operand):
+    """The session's user id (NULL when unset or empty)."""
+
+
+@dataclass(frozen=True)
+class Value(Operand):
+    value: str | int | bool | None
+
+
+@dataclass(frozen=True)
+class TenantIds(Operand):
+    """The tenants in which the session's user holds at least `rank`."""
+
+    rank: str
+
+
+@dataclass(frozen=True)
+class Cutoff(Operand):
+    """`now() AT TIME ZONE 'UTC'` minus `days` days: retention windows are UTC."""
+
+    days: int
+
+
+# -- predicates -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pred:
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.lower()
+
+
+@dataclass(frozen=True)
+class Const(Pred):
+    value: Truth
+
+
+@dataclass(frozen=True)
+class Compare(Pred):
+    left: Operand
+    op: str  # one of = <> <
+    right: Operand
+
+
+@dataclass(frozen=True)
+class IsNull(Pred):
+    operand: Operand
+
+
+@dataclass(frozen=True)
+class InList(Pred):
+    operand: Operand
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class InTenants(Pred):
+    """`operand = ANY ((SELECT tenant_ids(rank)))`: cached once per statement."""
+
+    operand: Operand
+    tenants: TenantIds
+
+
+@dataclass(frozen=True)
+class Exists(Pred):
+    """A row of `table` (seen through the role's own RLS) for which `where` holds."""
+
+    table: str
+    alias: int
+    where: Pred
+
+
+@dataclass(frozen=True)
+class And(Pred):
+    items: tuple[Pred, ...]
+
+
+@dataclass(frozen=True)
+class Or(Pred):
+    items: tuple[Pred, ...]
+
+
+@dataclass(frozen=True)
+class Not(Pred):
+    item: Pred
+
+
+TRUE = Const(True)
+FALSE = Const(False)
+NULL = Const(None)
+
+
+def is_null_operand(operand: Operand) -> bool:
+    return isinstance(operand, Value) and operand.value is None
+
+
+def compare(left: Operand, op: str, right: Operand) -> Pred:
+    if is_null_operand(left) or is_null_operand(right):
+        return NULL
+    return Compare(left, op, right)
+
+
+def is_null(operand: Operand) -> Pred:
+    if is_null_operand(operand):
+        return TRUE
+    return IsNull(operand)
+
+
+def in_list(operand: Operand, values: tuple[Value, ...]) -> Pred:
+    if is_null_operand(operand):
+        return NULL
+    return InList(operand, values)
+
+
+def in_tenants(operand: Operand, tenants: TenantIds | None) -> Pred:
+    if tenants is None or is_null_operand(operand):
+        return NULL
+    return InTenants(operand, tenants)
+
+
+def exists(table: str, alias: int, where: Pred) -> Pred:
+    # EXISTS is never NULL: a subquery whose condition cannot hold finds nothing.
+    if isinstance(where, Const) and where.value is not True:
+        return FALSE
+    return Exists(table, alias, where)
+
+
+def and_(*items: Pred) -> Pred:
+    kept: list[Pred] = []
+    saw_null = False
+    for item in _flatten(items, And):
+        if item == FALSE:
+            return FALSE
+        if item == TRUE:
+            continue
+        if item == NULL:
+            saw_null = True
+            continue
+        if item not in kept:
+            kept.append(item)
+    if saw_null:
+        # NULL AND x is FALSE when x is FALSE, NULL otherwise: keep it visible.
+        return NULL if not kept else And((*kept, NULL))
+    if not kept:
+        return TRUE
+    return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def or_(*items: Pred) -> Pred:
+    kept: list[Pred] = []
+    saw_null = False
+    for item in _flatten(items, Or):
+        if item == TRUE:
+            return TRUE
+        if item == FALSE:
+            continue
+        if item == NULL:
+            saw_null = True
+            continue
+        if item not in kept:
+            kept.append(item)
+    if saw_null:
+        return NULL if not kept else Or((*kept, NULL))
+    if not kept:
+        return FALSE
+    return kept[0] if len(kept) == 1 else Or(tuple(kept))
+
+
+def not_(item: Pred) -> Pred:
+    if isinstance(item, Const):
+        return Const(None if item.value is None else not item.value)
+    if isinstance(item, Not):
+        return item.item
+    return Not(item)
+
+
+def _flatten(items: tuple[Pred, ...], kind: type) -> list[Pred]:
+    flat: list[Pred] = []
+    for item in items:
+        if isinstance(item, kind):
+            flat.extend(item.items)  # type: ignore[attr-defined]
+        else:
+            flat.append(item)
+    return flat
+
+
+def never_true(pred: Pred) -> bool:
+    """A policy whose condition is FALSE or NULL grants nothing."""
+    return isinstance(pred, Const) and pred.value is not True
+
+
+def walk(pred: Pred) -> list[Pred]:
+    """Every predicate node of the tree, parents first."""
+    nodes: list[Pred] = [pred]
+    if isinstance(pred, And | Or):
+        for item in pred.items:
+            nodes.extend(walk(item))
+    elif isinstance(pred, Not):
+        nodes.extend(walk(pred.item))
+    elif isinstance(pred, Exists):
+        nodes.extend(walk(pred.where))
+    return nodes
+
+
+def tables_read(pred: Pred) -> set[str]:
+    """Tables that the condition reads through subqueries (their RLS applies)."""
+    return {node.table for node in walk(pred) if isinstance(node, Exists)}
+
+
+def uses_tenants(pred: Pred) -> bool:
+    return any(isinstance(node, InTenants) for node in walk(pred))
+
+
+def settle(pred: Pred, positive: bool = True) -> Pred:
+    """Replace NULL constants without changing when the whole condition is TRUE.
+
+    A policy passes only when its condition is TRUE. Under an even number of
+    NOTs a NULL can therefore become FALSE, under an odd number TRUE; inside
+    EXISTS the subquery's condition is positive again. The result has no
+    NULL constants left, so the SQL and the evaluator both stay two-valued
+    at the leaves that rlsctl introduced.
+    """
+    if isinstance(pred, Const):
+        if pred.value is None:
+            return FALSE if positive else TRUE
+        return pred
+    if isinstance(pred, And):
+        return and_(*(settle(item, positive) for item in pred.items))
+    if isinstance(pred, Or):
+        return or_(*(settle(item, positive) for item in pred.items))
+    if isinstance(pred, Not):
+        return not_(settle(pred.item, not positive))
+    if isinstance(pred, Exists):
+        return exists(pred.table, pred.alias, settle(pred.where, True))
+    return pred

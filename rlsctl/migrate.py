@@ -1,0 +1,292 @@
+"""`rlsctl migrate` and `rlsctl rollback`: the phased DDL, recorded in the helper schema.
+
+Each phase runs in its own transaction, as the owner role, under the
+advisory lock, and is validated before it commits: no constraint left NOT
+VALID, and every table that existed before has the same number of rows
+after (counted in one snapshot; a table whose rows the counting role cannot
+all see under RLS is reported as not verified rather than compared).
+`rollback --to N` reverts phases in reverse order in one transaction and
+re-applies the security layer for the tables that remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import IsolationLevel
+
+from rlsctl import apply as applying
+from rlsctl import backup, catalog, statements
+from rlsctl.db import Target
+from rlsctl.ddl import split_statements
+from rlsctl.declare import declare
+from rlsctl.errors import UsageError
+from rlsctl.phases import Phase
+from rlsctl.project import Project
+from rlsctl.render import render_template
+from rlsctl.sql import qualified
+from rlsctl.txn import locked_transaction
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: int
+    name: str
+    statements: int
+    backup: Path | None
+    unverified: tuple[str, ...]  # tables whose row counts could not be compared
+
+
+@dataclass
+class MigrateReport:
+    where: str
+    ran: list[PhaseResult] = field(default_factory=list)
+    baselined: list[int] = field(default_factory=list)
+    already: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Applied:
+    phase: int
+    name: str
+    checksum: str
+    baseline: bool
+
+
+def _render(project: Project, name: str, **context: object) -> str:
+    return render_template(name, project.root / "templates", **context)
+
+
+def applied_phases(conn: psycopg.Connection, project: Project) -> list[Applied]:
+    if not _phase_table_exists(conn, project):
+        return []
+    rows = conn.execute(_render(project, "ops/applied_phases.sql.j2", helper_schema=project.helper_schema).encode())
+    return [Applied(r[0], r[1], r[2], r[3]) for r in rows.fetchall()]
+
+
+def _bootstrap(conn: psycopg.Connection, project: Project, where: str, lock_timeout: float) -> None:
+    state = declare(project, project.migrated_schema(-1))
+    has_table = bool(applied_phases(conn, project)) or _phase_table_exists(conn, project)
+    script = _render(project, "bootstrap.sql.j2", state=state, has_phase_table=has_table)
+    applying.execute_statements(conn, tuple(split_statements(script, "bootstrap SQL")), where, lock_timeout)
+
+
+def _phase_table_exists(conn: psycopg.Connection, project: Project) -> bool:
+    name = qualified(project.helper_schema, "applied_phase")
+    rows = statements.run(conn, "phase_table_exists", name=name)
+    return bool(rows and rows[0]["present"])
+
+
+def _check_recorded(project: Project, recorded: list[Applied]) -> None:
+    by_number = {phase.number: phase for phase in project.phases}
+    for row in recorded:
+        phase = by_number.get(row.phase)
+        if phase is None:
+            raise UsageError(f"the database records phase {row.phase}, which the project's migrations lack")
+        if not row.baseline and row.checksum != phase.checksum():
+            raise UsageError(
+                f"phase {phase.label} was edited after it was applied (checksum differs); "
+                "add a new step or phase instead of editing an applied one"
+            )
+
+
+def migrate(
+    conn: psycopg.Connection,
+    project: Project,
+    target: Target,
+    *,
+    to: int | None = None,
+    baseline: int | None = None,
+    backup_dir: Path | None = None,
+    lock_timeout: float = 10.0,
+    progress: Progress = lambda message: None,
+) -> MigrateReport:
+    where = target.where
+    last = project.phases[-1].number if project.phases else -1
+    goal = last if to is None else to
+    if goal > last or (goal < 0 and project.phases):
+        raise UsageError(f"--to {goal}: the project has phases 0..{last}")
+    report = MigrateReport(where)
+    with locked_transaction(conn, lock_timeout, where):
+        _bootstrap(conn, project, where, lock_timeout)
+    recorded = applied_phases(conn, project)
+    _check_recorded(project, recorded)
+    done = {row.phase for row in recorded}
+    if baseline is not None:
+        return _baseline(conn, project, where, baseline, done, report, lock_timeout)
+    if done and max(done) > goal:
+        raise UsageError(f"{where}: phases up to {max(done)} are applied; use `rlsctl rollback --to {goal}`")
+    if backup_dir is not None:
+        backup.check_can_dump(conn, project.schema_name, where)
+    for phase in project.phases:
+        if phase.number > goal:
+            break
+        if phase.number in done:
+            report.already.append(phase.number)
+            continue
+        dumped = None
+        if backup_dir is not None:
+            progress(f"backing up before phase {phase.label}")
+            dumped = backup.dump(target, conn, backup_dir, phase.number)
+        progress(f"running phase {phase.label}")
+        report.ran.append(_run_phase(conn, project, phase, where, lock_timeout, dumped))
+    return report
+
+
+def _baseline(
+    conn: psycopg.Connection,
+    project: Project,
+    where: str,
+    upto: int,
+    done: set[int],
+    report: MigrateReport,
+    lock_timeout: float,
+) -> MigrateReport:
+    """Record phases 0..upto as applied without running them (the DDL came from another tool)."""
+    with locked_transaction(conn, lock_timeout, where):
+        for phase in project.phases:
+            if phase.number > upto or phase.number in done:
+                continue
+            _record(conn, project, phase, baseline=True)
+            report.baselined.append(phase.number)
+    return report
+
+
+def _record(conn: psycopg.Connection, project: Project, phase: Phase, baseline: bool) -> None:
+    sql = _render(project, "ops/record_phase.sql.j2", helper_schema=project.helper_schema)
+    conn.execute(
+        sql.encode(), {"phase": phase.number, "name": phase.name, "checksum": phase.checksum(), "baseline": baseline}
+    )
+
+
+def _run_phase(
+    conn: psycopg.Connection, project: Project, phase: Phase, where: str, lock_timeout: float, dumped: Path | None
+) -> PhaseResult:
+    owner = project.role_name(project.role_of_kind("owner"))
+    # One snapshot for the counts before and after, so concurrent writers to
+    # tables this phase does not lock cannot fake a difference.
+    previous = conn.isolation_level
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    try:
+        with locked_transaction(conn, lock_timeout, where):
+            statements.run(conn, "set_role", role=owner)
+            before, unverified = _count_rows(conn, project)
+            count = 0
+            for step in phase.steps:
+                step_statements = tuple(split_statements(step.up_sql(), str(step.up)))
+                applying.execute_statements(
+                    conn, step_statements, f"{where} phase {phase.label} {step.up.name}", lock_timeout
+                )
+                count += len(step_statements)
+            _validate_phase(conn, project, phase, before, unverified)
+            _record(conn, project, phase, baseline=False)
+    finally:
+        conn.isolation_level = previous
+    return PhaseResult(phase.number, phase.name, count, dumped, tuple(sorted(unverified)))
+
+
+def _count_rows(conn: psycopg.Connection, project: Project) -> tuple[dict[str, int], set[str]]:
+    visible = {
+        row["table_name"]: row["sees_all"] for row in statements.run(conn, "row_visibility", schema=project.schema_name)
+    }
+    counts: dict[str, int] = {}
+    unverified: set[str] = set()
+    for table, sees_all in visible.items():
+        if not sees_all:
+            unverified.add(table)
+            continue
+        sql = _render(project, "ops/count_rows.sql.j2", schema=project.schema_name, table=table)
+        counts[table] = conn.execute(sql.encode()).fetchone()[0]  # type: ignore[index]
+    return counts, unverified
+
+
+def _validate_phase(
+    conn: psycopg.Connection, project: Project, phase: Phase, before: dict[str, int], unverified: set[str]
+) -> None:
+    invalid = statements.run(conn, "invalid_constraints", schema=project.schema_name)
+    if invalid:
+        first = invalid[0]
+        raise UsageError(
+            f"phase {phase.label} left constraint {first['name']} on {first['table_name']} NOT VALID; rolled back"
+        )
+    after, _ = _count_rows(conn, project)
+    for table, count in before.items():
+        if table in after and after[table] != count:
+            raise UsageError(
+                f"phase {phase.label} changed the row count of {table} ({count} -> {after[table]}); rolled back"
+            )
+
+
+# -- rollback ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    where: str
+    reverted: tuple[int, ...]
+    reapplied: bool
+
+
+def rollback(
+    conn: psycopg.Connection,
+    project: Project,
+    where: str,
+    *,
+    to: int,
+    lock_timeout: float = 10.0,
+    progress: Progress = lambda message: None,
+) -> RollbackReport:
+    recorded = applied_phases(conn, project)
+    _check_recorded(project, recorded)
+    done = sorted((row.phase for row in recorded), reverse=True)
+    to_revert = [number for number in done if number > to]
+    if not to_revert:
+        return RollbackReport(where, (), reapplied=False)
+    by_number = {phase.number: phase for phase in project.phases}
+    owner = project.role_name(project.role_of_kind("owner"))
+    with locked_transaction(conn, lock_timeout, where):
+        secured = _is_secured(conn, project)
+        _drop_security_objects(conn, project, where, lock_timeout)
+        for number in to_revert:
+            phase = by_number[number]
+            progress(f"reverting phase {phase.label}")
+            statements.run(conn, "set_role", role=owner)
+            for step in reversed(phase.steps):
+                step_statements = tuple(split_statements(step.down_sql(), str(step.down)))
+                applying.execute_statements(conn, step_statements, f"{where} rollback {step.down.name}", lock_timeout)
+            statements.run(conn, "reset_role")
+            conn.execute(
+                _render(project, "ops/unrecord_phase.sql.j2", helper_schema=project.helper_schema).encode(),
+                {"phase": number},
+            )
+        if secured:
+            progress("re-applying the security layer for the tables that remain")
+            plan = applying.make_plan(conn, project, where)
+            applying.execute_statements(conn, plan.statements, where, lock_timeout)
+    return RollbackReport(where, tuple(to_revert), reapplied=secured)
+
+
+def _is_secured(conn: psycopg.Connection, project: Project) -> bool:
+    """apply has run here: rlsctl's helper functions exist."""
+    return any(fn.name == "current_user_id" for fn in catalog.functions(conn, project.helper_schema))
+
+
+def _drop_security_objects(conn: psycopg.Connection, project: Project, where: str, lock_timeout: float) -> None:
+    """Policies and guard triggers on declared tables depend on what the down scripts drop."""
+    declared = set(project.tables)
+    policies = [p for p in catalog.policies(conn, project.schema_name) if p.table in declared]
+    triggers = [
+        t
+        for t in catalog.triggers(conn, project.schema_name)
+        if t.table in declared and t.function_schema == project.helper_schema
+    ]
+    script = _render(
+        project, "ops/drop_policies.sql.j2", schema=project.schema_name, policies=policies, triggers=triggers
+    )
+    if script.strip():
+        applying.execute_statements(conn, tuple(split_statements(script, "rollback SQL")), where, lock_timeout)

@@ -1,0 +1,103 @@
+"""Printing command results: text for people (rich), JSON for machines.
+
+Results go to stdout; progress and errors to stderr, so `--format json`
+output stays parseable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rlsctl.apply import ApplyReport
+    from rlsctl.migrate import MigrateReport, RollbackReport
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def info(message: str) -> None:
+    stderr.print(escape(message))
+
+
+def progress(message: str) -> None:
+    stderr.print(f"[dim]…[/] {escape(message)}")
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def apply_report(report: ApplyReport, fmt: str) -> None:
+    plan = report.plan
+    data = {
+        "database": report.where,
+        "dry_run": report.dry_run,
+        "statements": len(plan.statements),
+        "managed_tables": list(report.managed),
+        "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
+    }
+    if fmt == "json":
+        emit_json(data)
+        return
+    verb = "would run" if report.dry_run else "ran"
+    stdout.print(f"apply on {escape(report.where)}: {verb} {len(plan.statements)} statements in one transaction")
+    stdout.print(f"  secured: {escape(', '.join(report.managed)) or '(no declared table exists yet)'}")
+    for name, phase in plan.pending:
+        when = f"phase {phase}" if phase is not None else "no migration"
+        stdout.print(f"  not present yet: {escape(name)} (created by {when})")
+    if report.dry_run:
+        stdout.print("  dry run: rolled back, nothing changed")
+
+
+def migrate_report(report: MigrateReport, fmt: str) -> None:
+    if fmt == "json":
+        emit_json(
+            {
+                "database": report.where,
+                "ran": [
+                    {
+                        "phase": r.phase,
+                        "name": r.name,
+                        "statements": r.statements,
+                        "backup": str(r.backup) if r.backup else None,
+                        "row_counts_not_verified": list(r.unverified),
+                    }
+                    for r in report.ran
+                ],
+                "baselined": report.baselined,
+                "already_applied": report.already,
+            }
+        )
+        return
+    if report.baselined:
+        stdout.print(f"recorded phases {report.baselined} as applied (baseline, nothing run)")
+    for r in report.ran:
+        line = f"phase {r.phase} ({escape(r.name)}): {r.statements} statements, validated"
+        if r.backup:
+            line += f", backup {escape(str(r.backup))}"
+        stdout.print(line)
+        for table in r.unverified:
+            stdout.print(f"  row count of {escape(table)} not verified: forced RLS hides rows from the migrating role")
+    if not report.ran and not report.baselined:
+        stdout.print(f"{escape(report.where)}: nothing to migrate (phases {report.already} already applied)")
+
+
+def rollback_report(report: RollbackReport, fmt: str) -> None:
+    if fmt == "json":
+        emit_json({"database": report.where, "reverted": list(report.reverted), "reapplied": report.reapplied})
+        return
+    if not report.reverted:
+        stdout.print(f"{escape(report.where)}: nothing to roll back")
+        return
+    stdout.print(f"reverted phases {list(report.reverted)} on {escape(report.where)}")
+    if report.reapplied:
+        stdout.print("  security layer re-applied for the tables that remain")

@@ -1,0 +1,121 @@
+"""Render the declared state as SQL through the Jinja2 templates.
+
+The environment is strict in two ways:
+
+- `StrictUndefined`: a template that names something the state lacks fails;
+- `finalize`: every `{{ ... }}` must print a value that went through the one
+  quoting path (`ident`, `qualified`, `literal`), a whitelisted keyword, an
+  integer, or the output of one of our own macros marked with `| sql`.
+  A template that prints a raw string fails at render time instead of
+  emitting unquoted SQL.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from rlsctl import sql
+from rlsctl.declare import DeclaredState
+from rlsctl.errors import UsageError
+from rlsctl.resources import templates_dir
+from rlsctl.sql import SqlText
+
+KEYWORDS = frozenset(
+    {
+        "SELECT", "INSERT", "UPDATE", "DELETE", "ALL", "PERMISSIVE", "RESTRICTIVE",
+        "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE", "EXECUTE",
+        "=", "<>", "<", ">", "<=", ">=",
+    }
+)  # fmt: skip
+
+
+class TemplateError(UsageError):
+    """A template is broken (names an undefined value or prints unquoted text)."""
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, SqlText):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, jinja2.Undefined):
+        return value
+    raise TemplateError(
+        f"template printed an unquoted value {value!r}: pass it through ident, literal, qualified or keyword"
+    )
+
+
+def _keyword(value: str) -> SqlText:
+    if value not in KEYWORDS:
+        raise TemplateError(f"{value!r} is not a whitelisted SQL keyword")
+    return SqlText(value)
+
+
+def _row_reference(value: str) -> SqlText:
+    if value not in ("OLD", "NEW"):
+        raise TemplateError(f"{value!r} is not a trigger row reference")
+    return SqlText(value)
+
+
+def _comment(value: object) -> SqlText:
+    """Text for inside a `--` comment: control characters could end the comment."""
+    return SqlText("".join(ch if ch >= " " else "?" for ch in str(value)))
+
+
+def _trusted(value: Any) -> SqlText:
+    """Mark the output of one of our macros (built only from quoted parts) as SQL."""
+    return SqlText(str(value))
+
+
+def environment(project_templates: Path | None = None) -> jinja2.Environment:
+    override = project_templates if project_templates is not None and project_templates.is_dir() else None
+    return _environment(override)
+
+
+@functools.cache
+def _environment(project_templates: Path | None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if project_templates is not None:
+        loaders.append(jinja2.FileSystemLoader(str(project_templates)))
+    loaders.append(jinja2.FileSystemLoader(str(templates_dir())))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
+    env.filters.update(
+        ident=sql.ident,
+        literal=sql.literal,
+        keyword=_keyword,
+        sql=_trusted,
+        rowref=_row_reference,
+        comment=_comment,
+        qualified=lambda parts: sql.qualified(*parts),
+    )
+    env.globals.update(qualified=sql.qualified, ident=sql.ident, literal=sql.literal)
+    return env
+
+
+def render_template(name: str, project_templates: Path | None = None, **context: Any) -> str:
+    try:
+        template = environment(project_templates).get_template(name)
+        return template.render(**context)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template not found: {exc.name}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {name}: {exc.message}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}") from None
+
+
+def render_state(state: DeclaredState, project_templates: Path | None = None, **extra: Any) -> str:
+    """The whole security layer as one SQL script (roles, schema, helpers, tables)."""
+    return render_template("apply.sql.j2", project_templates, state=state, **extra)

@@ -1,0 +1,88 @@
+"""The one quoting path for generated SQL.
+
+Every identifier and literal that rlsctl writes into SQL goes through the
+functions in this module, either directly or through the Jinja filters that
+`rlsctl.render` registers from them. Nothing else in the package builds SQL
+text from values.
+
+Literals assume `standard_conforming_strings = on` (the default since
+PostgreSQL 9.1); every transaction rlsctl opens sets it explicitly, so a
+backslash in a literal can never escape the quote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+
+from rlsctl.errors import UsageError
+
+__all__ = ["SqlText", "ident", "literal", "qualified"]
+
+
+class SqlText(str):
+    """A fragment of SQL that was produced by this module or a template.
+
+    Templates insert `SqlText` values verbatim; any other value reaching a
+    template goes through `literal` or `ident` first.
+    """
+
+    __slots__ = ()
+
+
+def _reject_nul(value: str, what: str) -> None:
+    if "\x00" in value:
+        raise UsageError(f"{what} contains a NUL character: {value!r}")
+
+
+def ident(name: str) -> SqlText:
+    """Quote one identifier, always (embedded double quotes are doubled)."""
+    if not isinstance(name, str) or name == "":
+        raise UsageError(f"invalid SQL identifier: {name!r}")
+    _reject_nul(name, "identifier")
+    if len(name.encode()) > 63:
+        raise UsageError(f"identifier longer than 63 bytes (PostgreSQL would truncate it): {name!r}")
+    return SqlText('"' + name.replace('"', '""') + '"')
+
+
+def qualified(*parts: str) -> SqlText:
+    """A dotted name, each part quoted: `"public"."Prompt"`."""
+    return SqlText(".".join(ident(part) for part in parts))
+
+
+def literal(value: object) -> SqlText:
+    """A SQL literal for a Python value (None, bool, int, Decimal, str, dates, lists)."""
+    if value is None:
+        return SqlText("NULL")
+    if isinstance(value, bool):
+        return SqlText("true" if value else "false")
+    if isinstance(value, int | Decimal):
+        return SqlText(str(value))
+    if isinstance(value, float):
+        return SqlText(repr(value))
+    if isinstance(value, dt.datetime | dt.date):
+        return _quote_string(value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat())
+    if isinstance(value, str):
+        return _quote_string(value)
+    if isinstance(value, list | tuple):
+        return array_literal(value)
+    raise UsageError(f"cannot write a SQL literal for {type(value).__name__}: {value!r}")
+
+
+def _quote_string(value: str) -> SqlText:
+    _reject_nul(value, "string literal")
+    return SqlText("'" + value.replace("'", "''") + "'")
+
+
+def array_literal(values: Iterable[object]) -> SqlText:
+    """`ARRAY['a', 'b']`; an empty list becomes `'{}'` so the target type decides."""
+    items = [literal(value) for value in values]
+    if not items:
+        return SqlText("'{}'")
+    return SqlText("ARRAY[" + ", ".join(items) + "]")
+
+
+def join(fragments: Iterable[str], separator: str = ", ") -> SqlText:
+    """Join fragments that are already SQL (quoted by this module or a template)."""
+    return SqlText(separator.join(fragments))

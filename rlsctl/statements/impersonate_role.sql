@@ -1,0 +1,2 @@
+-- Become a principal without an identity: only the role changes.
+SELECT pg_catalog.set_config('role', %(role)s, true);

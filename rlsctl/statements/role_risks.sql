@@ -1,0 +1,22 @@
+-- Why impersonating a role would prove nothing: it bypasses RLS, or it owns
+-- (has the privileges of the owner of) a table whose RLS is not forced.
+SELECT r.rolname AS role,
+       r.rolsuper AS superuser,
+       r.rolbypassrls AS bypassrls,
+       ARRAY(SELECT c.relname
+             FROM pg_catalog.pg_class AS c
+             JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+             WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+               AND c.relname = ANY (%(tables)s)
+               AND pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE')
+             ORDER BY 1) AS owns,
+       ARRAY(SELECT c.relname
+             FROM pg_catalog.pg_class AS c
+             JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+             WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+               AND c.relname = ANY (%(tables)s)
+               AND pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE')
+               AND NOT c.relforcerowsecurity
+             ORDER BY 1) AS owns_unforced
+FROM pg_catalog.pg_roles AS r
+WHERE r.rolname = ANY (%(roles)s);

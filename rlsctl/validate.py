@@ -1,0 +1,178 @@
+"""Check a project against the tables and columns that can exist.
+
+`known` is the union of what the migrations create (all phases) and what the
+live catalog has. A name in neither is an error that points at the file and
+line declaring it; a table the migrations create in a later phase is fine
+(apply reports it as pending).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rlsctl import conditions as c
+from rlsctl.model import ColumnList, TableDecl, TenantVia
+from rlsctl.project import Project
+from rlsctl.schema import Schema
+
+TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
+
+
+def validate(project: Project, known: Schema) -> None:
+    _identity(project)
+    _tenancy(project, known)
+    for name, decl in project.tables.items():
+        _table(project, known, name, decl)
+    _fixtures(project, known)
+
+
+def _identity(project: Project) -> None:
+    identity = project.settings.identity
+    if not TYPE_NAME.match(identity.type):
+        raise project.error(("project", "identity", "type"), f"not a type name: {identity.type!r}")
+
+
+def _tenancy(project: Project, known: Schema) -> None:
+    tenancy = project.tenancy
+    if tenancy is None:
+        return
+    path = ("tenancy",)
+    _column(project, known, tenancy.tenants.table, tenancy.tenants.key, (*path, "tenants", "key"))
+    if tenancy.tenants.owner:
+        _column(project, known, tenancy.tenants.table, tenancy.tenants.owner, (*path, "tenants", "owner"))
+    membership = tenancy.membership
+    if membership is not None:
+        for field in ("tenant", "user", "rank"):
+            column = getattr(membership, field)
+            if column:
+                _column(project, known, membership.table, column, (*path, "membership", field))
+
+
+def _column(project: Project, known: Schema, table: str, column: str, path: tuple[str | int, ...]) -> None:
+    if not known.has_table(table):
+        raise project.error(path, f"table {table!r} is in neither the migrations nor the database")
+    if not known.has_column(table, column):
+        raise project.error(path, f"column {table}.{column} is in neither the migrations nor the database")
+
+
+def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
+    path: tuple[str | int, ...] = ("tables", name)
+    if not known.has_table(name):
+        raise project.error(path, f"table {name!r} is in neither the migrations nor the database")
+    if isinstance(decl.tenant, str):
+        _column(project, known, name, decl.tenant, (*path, "tenant"))
+    elif isinstance(decl.tenant, TenantVia):
+        _column(project, known, name, decl.tenant.via, (*path, "tenant", "via"))
+        _via_target(project, known, name, decl.tenant.via, decl.tenant.table, decl.tenant.key, (*path, "tenant"))
+    for role, rules in decl.policies.items():
+        _role(project, role, (*path, "policies", role))
+        for command in rules.declared():
+            rule = getattr(rules, command)
+            where = (*path, "policies", role, command)
+            if command == "update":
+                _condition(project, known, name, decl, rule.using, where)
+                if rule.check is not None:
+                    _condition(project, known, name, decl, rule.check, where)
+            else:
+                _condition(project, known, name, decl, rule, where)
+    for role, privileges in decl.columns.items():
+        _role(project, role, (*path, "columns", role))
+        for command in ("select", "insert", "update"):
+            chosen: ColumnList | None = getattr(privileges, command)
+            for column in chosen.names() if chosen else ():
+                _column(project, known, name, column, (*path, "columns", role, command))
+    for index, guard in enumerate(decl.guards):
+        for column in guard.changed:
+            _column(project, known, name, column, (*path, "guards", index, "changed"))
+        for role in guard.roles:
+            _role(project, role, (*path, "guards", index, "roles"))
+        _condition(project, known, name, decl, guard.require, (*path, "guards", index, "require"))
+    if decl.retention is not None:
+        _column(project, known, name, decl.retention.column, (*path, "retention", "column"))
+        _role(project, decl.retention.role, (*path, "retention", "role"))
+
+
+def _role(project: Project, role: str, path: tuple[str | int, ...]) -> None:
+    if role not in project.roles:
+        known = ", ".join(sorted(project.roles))
+        raise project.error(path, f"role {role!r} is not declared in roles (declared: {known})")
+
+
+def _via_target(
+    project: Project,
+    known: Schema,
+    table: str,
+    column: str,
+    parent: str | None,
+    key: str | None,
+    path: tuple[str | int, ...],
+) -> str:
+    if parent is None:
+        fk = known.table(table).foreign_key_for(column)
+        if fk is None:
+            raise project.error(path, f"{table}.{column} has no foreign key: name the parent with table and key")
+        parent, key = fk.ref_table, fk.ref_columns[0]
+    _column(project, known, parent, key or "id", path)
+    if parent not in project.tables:
+        raise project.error(path, f"{table}.{column} leads to {parent!r}, which has no entry in tables")
+    return parent
+
+
+def _condition(
+    project: Project, known: Schema, table: str, decl: TableDecl, cond: c.Cond, path: tuple[str | int, ...]
+) -> None:
+    for column in sorted(c.columns_of(cond)):
+        _column(project, known, table, column, path)
+    for node in _walk(cond):
+        if isinstance(node, c.TenantRole | c.TenantMember | c.CoMember):
+            _needs_tenancy(project, table, decl, node, path)
+        if isinstance(node, c.Via):
+            _via_target(project, known, table, node.column, node.table, node.key, path)
+        if isinstance(node, c.Exists):
+            for theirs, _ in node.match:
+                _column(project, known, node.table, theirs, path)
+            other = project.tables.get(node.table)
+            if other is None:
+                raise project.error(path, f"exists reads {node.table!r}, which has no entry in tables")
+            _condition(project, known, node.table, other, node.where, path)
+        if isinstance(node, c.Expired) and decl.retention is None:
+            raise project.error(path, f"expired needs a retention declaration on {table!r}")
+
+
+def _needs_tenancy(project: Project, table: str, decl: TableDecl, node: c.Cond, path: tuple[str | int, ...]) -> None:
+    if project.tenancy is None:
+        raise project.error(path, "tenant conditions need the tenancy section")
+    if isinstance(node, c.TenantRole) and node.rank not in project.tenancy.ranks:
+        ranks = ", ".join(project.tenancy.ranks)
+        raise project.error(path, f"unknown tenant rank {node.rank!r} (ranks: {ranks})")
+    if isinstance(node, c.TenantRole | c.TenantMember) and decl.tenant is None:
+        raise project.error(
+            path, f"table {table!r} has no tenant mapping (add tenant: COLUMN or tenant: {{via: COLUMN}})"
+        )
+
+
+def _walk(cond: c.Cond) -> list[c.Cond]:
+    nodes = [cond]
+    if isinstance(cond, c.AnyOf | c.AllOf):
+        for item in cond.items:
+            nodes.extend(_walk(item))
+    elif isinstance(cond, c.Not):
+        nodes.extend(_walk(cond.item))
+    return nodes
+
+
+def _fixtures(project: Project, known: Schema) -> None:
+    fixtures = project.fixtures
+    if fixtures is None:
+        return
+    for section in ("rows", "inserts", "updates"):
+        for table, rows in getattr(fixtures, section).items():
+            if not known.has_table(table):
+                raise project.error(("fixtures", section, table), f"unknown table {table!r}")
+            for row_name, row in rows.items():
+                for column in row:
+                    if not known.has_column(table, column):
+                        where = ("fixtures", section, table, row_name, column)
+                        raise project.error(where, f"unknown column {table}.{column}")
+    for name, principal in fixtures.principals.items():
+        _role(project, principal.role, ("fixtures", "principals", name, "role"))

@@ -1,0 +1,153 @@
+"""Test fixtures: a real PostgreSQL, a fresh database per test, roles that never collide.
+
+The server comes from RLSCTL_TEST_SERVER (default: the local server on
+127.0.0.1:5432 as postgres). Every test database gets its own role prefix
+(`t<run><n>_`), because roles are cluster-wide: parallel or repeated runs
+never see each other's roles, and each test drops its roles when it ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from rlsctl import apply as applying
+from rlsctl import migrate as migrating
+from rlsctl.db import Target
+from rlsctl.project import Project, load_project
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("RLSCTL_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+RUN_ID = secrets.token_hex(2)
+_numbers = itertools.count()
+
+
+@dataclass
+class TestDatabase:
+    """One throw-away database and the role prefix that belongs to it."""
+
+    name: str
+    dsn: str
+    prefix: str
+
+    @property
+    def target(self) -> Target:
+        return Target(self.dsn, f"test database {self.name}")
+
+    def connect(self, autocommit: bool = True, **overrides: str) -> psycopg.Connection:
+        params = conninfo.conninfo_to_dict(self.dsn)
+        params.update(overrides)
+        return psycopg.connect(conninfo.make_conninfo(**params), autocommit=autocommit)
+
+    def project(self, root: Path = ROOT) -> Project:
+        return load_project(root, role_prefix=self.prefix)
+
+    def role(self, key: str) -> str:
+        return self.prefix + key
+
+
+def server_params() -> dict[str, str]:
+    return {k: str(v) for k, v in conninfo.conninfo_to_dict(SERVER).items()}
+
+
+def admin_connection() -> psycopg.Connection:
+    return psycopg.connect(SERVER, autocommit=True)
+
+
+def drop_roles(prefix: str) -> None:
+    """Drop every role of a test prefix (their databases are gone by now)."""
+    with admin_connection() as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY rolname", (prefix,)
+            )
+        ]
+        for name in names:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def server() -> dict[str, str]:
+    params = server_params()
+    try:
+        with admin_connection() as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:  # pragma: no cover - environment problem
+        pytest.exit(f"no PostgreSQL at {SERVER}: {exc}", returncode=2)
+    return params
+
+
+class DatabaseFactory:
+    """Creates fresh databases; `cleanup` drops them and their roles."""
+
+    def __init__(self, server: dict[str, str]) -> None:
+        self.server = server
+        self.created: list[tuple[DatabaseJanitor, str]] = []
+
+    def __call__(self, prefix: str | None = None) -> TestDatabase:
+        number = next(_numbers)
+        name = f"rlsctl_test_{RUN_ID}_{os.getpid()}_{number}"
+        janitor = DatabaseJanitor(
+            user=self.server.get("user", "postgres"),
+            host=self.server.get("host", "127.0.0.1"),
+            port=self.server.get("port", "5432"),
+            dbname=name,
+            password=self.server.get("password"),
+        )
+        janitor.init()
+        role_prefix = prefix or f"t{RUN_ID}{os.getpid() % 10000}{number}_"
+        self.created.append((janitor, role_prefix))
+        return TestDatabase(name, conninfo.make_conninfo(SERVER, dbname=name), role_prefix)
+
+    def cleanup(self) -> None:
+        for janitor, _ in reversed(self.created):
+            janitor.drop()
+        for prefix in {prefix for _, prefix in self.created}:
+            drop_roles(prefix)
+
+
+@pytest.fixture
+def make_db(server: dict[str, str]) -> Iterator[DatabaseFactory]:
+    """Factory for fresh databases; each gets its own role prefix unless one is passed."""
+    factory = DatabaseFactory(server)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="module")
+def make_module_db(server: dict[str, str]) -> Iterator[DatabaseFactory]:
+    """The same, shared by the tests of one module (for expensive setups)."""
+    factory = DatabaseFactory(server)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture
+def db(make_db) -> TestDatabase:
+    return make_db()
+
+
+def migrate_and_apply(database: TestDatabase, phase: int | None = None, project: Project | None = None) -> Project:
+    """Run the project's migrations (up to `phase`) and apply its security layer."""
+    project = project or database.project()
+    with database.connect() as conn:
+        migrating.migrate(conn, project, database.target, to=phase)
+        applying.apply(conn, project, database.target.where)
+    return project
+
+
+@pytest.fixture
+def secured_db(db: TestDatabase) -> TestDatabase:
+    """A database at the last phase with the security layer applied."""
+    migrate_and_apply(db)
+    return db

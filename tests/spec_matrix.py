@@ -1,0 +1,217 @@
+"""SPEC s3-s4 written as code, by hand, independent of policies/.
+
+Each function answers one cell: may this principal run this command on this
+row? It reads only the fixture rows (the `world`), never the policy files or
+the catalog, so `rlsctl test` driven by it checks the shipped policies
+against the specification rather than against themselves.
+
+Two refinements, both written down in docs/access-matrix.md:
+- An UPDATE whose WHERE clause reads the table must leave a row the actor can
+  still see (PostgreSQL applies SELECT policies to the new row; SPEC s4's last
+  paragraph says so for RETURNING).
+- "the version" an approval names must be a version of the approved prompt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rlsctl.tester.run import CellContext
+
+RANKS = ("MEMBER", "ADMIN", "OWNER")
+RETENTION_DAYS = {
+    "PerformanceMetrics": ("createdAt", 90),
+    "UsageAnalytics": ("lastUsedAt", 400),
+    "AuditLog": ("createdAt", 365),
+}
+
+
+class World:
+    def __init__(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        self.rows = rows
+
+    def find(self, table: str, key: Any) -> dict[str, Any] | None:
+        for row in self.rows.get(table, []):
+            if row["id"] == key:
+                return row
+        return None
+
+    def rank(self, user: str | None, team: str | None) -> str | None:
+        """SPEC s3: the TeamMember role, and Team.ownerId counts as OWNER."""
+        if user is None or team is None:
+            return None
+        found = None
+        for member in self.rows.get("TeamMember", []):
+            if member["userId"] == user and member["teamId"] == team:
+                found = member["role"]
+        team_row = self.find("Team", team)
+        if team_row is not None and team_row["ownerId"] == user:
+            return "OWNER"
+        return found
+
+    def at_least(self, user: str | None, team: str | None, rank: str) -> bool:
+        held = self.rank(user, team)
+        return held is not None and RANKS.index(held) >= RANKS.index(rank)
+
+    def member(self, user: str | None, team: str | None) -> bool:
+        return self.at_least(user, team, "MEMBER")
+
+    def admin(self, user: str | None, team: str | None) -> bool:
+        return self.at_least(user, team, "ADMIN")
+
+    def owner(self, user: str | None, team: str | None) -> bool:
+        return self.at_least(user, team, "OWNER")
+
+    def teams(self, user: str | None) -> set[str]:
+        return {team["id"] for team in self.rows.get("Team", []) if self.member(user, team["id"])}
+
+    def prompt_visible(self, user: str | None, prompt_id: Any) -> bool:
+        prompt = self.find("Prompt", prompt_id)
+        if prompt is None or user is None:
+            return False
+        return prompt["userId"] == user or prompt.get("teamId") in self.teams(user)
+
+    def prompt_updatable(self, user: str | None, prompt_id: Any) -> bool:
+        prompt = self.find("Prompt", prompt_id)
+        if prompt is None or user is None or not self.prompt_visible(user, prompt_id):
+            return False
+        return prompt["userId"] == user or self.admin(user, prompt.get("teamId"))
+
+
+def _expired(table: str, row: dict[str, Any]) -> bool:
+    column, days = RETENTION_DAYS[table]
+    value = dt.datetime.fromisoformat(row[column])
+    return value < dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=days)
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any], column: str) -> bool:
+    return old.get(column) != new.get(column)
+
+
+# -- the app role: SPEC s4 row by row ----------------------------------------------------
+
+
+def app_cell(c: CellContext, w: World, u: str | None) -> bool:
+    if u is None:
+        return False  # SPEC s3: no identity, no access to any tenant row
+    old, new = c.row, c.new
+    t, cmd = c.table, c.command
+    if t == "User":
+        if cmd == "select":
+            return old["id"] == u or bool(w.teams(u) & w.teams(old["id"]))
+        if cmd == "insert":
+            return old["id"] == u
+        if cmd == "update":
+            return old["id"] == u and new["id"] == u
+        return old["id"] == u
+    if t == "Team":
+        if cmd == "select":
+            return w.member(u, old["id"])
+        if cmd == "insert":
+            return old["ownerId"] == u
+        if cmd == "update":
+            if not w.admin(u, old["id"]):
+                return False
+            return not _changed(old, new, "ownerId") or w.owner(u, old["id"])
+        return w.owner(u, old["id"])
+    if t == "TeamMember":
+        team = old["teamId"]
+        if cmd == "select":
+            return w.member(u, team)
+        if cmd == "insert":
+            return w.admin(u, team) and (old["role"] != "OWNER" or w.owner(u, team))
+        if cmd == "update":
+            if not w.admin(u, team):
+                return False
+            if (old["role"] == "OWNER" or new["role"] == "OWNER") and not w.owner(u, team):
+                return False  # an ADMIN cannot change OWNER rows nor grant OWNER
+            return not (old["userId"] == u and _changed(old, new, "role"))  # nobody changes their own role
+        return old["userId"] == u or (w.admin(u, team) and (old["role"] != "OWNER" or w.owner(u, team)))
+    if t == "Prompt":
+        if cmd == "select":
+            return old["userId"] == u or old.get("teamId") in w.teams(u)
+        if cmd == "insert":
+            return old["userId"] == u and (old.get("teamId") is None or w.member(u, old["teamId"]))
+        if cmd == "update":
+            if not (old["userId"] == u or w.admin(u, old.get("teamId"))):
+                return False
+            if not (old["userId"] == u or old.get("teamId") in w.teams(u)):
+                return False
+            if _changed(old, new, "userId"):
+                return False  # "userId" never changes
+            team = new.get("teamId")
+            if team is not None and not (w.member(u, team) and w.member(old["userId"], team)):
+                return False
+            return new["userId"] == u or team in w.teams(u)  # the actor still sees the row
+        return old["userId"] == u or w.admin(u, old.get("teamId"))
+    if t == "PromptVersion":
+        if cmd == "select":
+            return w.prompt_visible(u, old["promptId"])
+        if cmd == "insert":
+            return w.prompt_updatable(u, old["promptId"]) and old["createdBy"] == u
+        return False  # never
+    if t == "PromptApproval":
+        if cmd == "select":
+            return w.prompt_visible(u, old["promptId"])
+        if cmd == "insert":
+            prompt = w.find("Prompt", old["promptId"])
+            version = w.find("PromptVersion", old["versionId"])
+            return (
+                prompt is not None
+                and w.prompt_visible(u, prompt["id"])
+                and w.admin(u, prompt.get("teamId"))
+                and old["approverId"] == u
+                and version is not None
+                and version["promptId"] == prompt["id"]
+                and version["createdBy"] != u
+            )
+        if cmd == "update":
+            return old["approverId"] == u and w.prompt_visible(u, old["promptId"])
+        return False  # never
+    if t == "UsageAnalytics":
+        if cmd == "select":
+            return old["userId"] == u or w.admin(u, old.get("teamId"))
+        if cmd == "insert":
+            return old["userId"] == u and (old.get("teamId") is None or w.member(u, old["teamId"]))
+        if cmd == "update":
+            team = new.get("teamId")
+            return old["userId"] == u and new["userId"] == u and (team is None or w.member(u, team))
+        return False  # never
+    if t == "PerformanceMetrics":
+        if cmd in ("select", "insert"):
+            return w.prompt_visible(u, old["promptId"])
+        return False  # never
+    if t == "ApiKey":
+        if cmd == "update":
+            return w.admin(u, old["teamId"]) and w.admin(u, new["teamId"])
+        return w.admin(u, old["teamId"])
+    if t == "AuditLog":
+        if cmd == "select":
+            return old["userId"] == u or w.admin(u, old.get("teamId"))
+        if cmd == "insert":
+            return old["userId"] == u and (old.get("teamId") is None or w.member(u, old["teamId"]))
+        return False  # never: append-only
+    raise AssertionError(f"SPEC s4 has no row for {t}")
+
+
+# -- the other roles: SPEC s3 ------------------------------------------------------------
+
+
+def other_role_cell(c: CellContext, role: str) -> bool:
+    if role == "owner":
+        return c.command == "select"  # sees every row (validation, backups), writes nothing
+    if role == "auditor":
+        return c.table == "AuditLog" and c.command == "select"
+    if role == "analyst":
+        return c.table in ("UsageAnalytics", "PerformanceMetrics") and c.command == "select"
+    if role == "retention":
+        return c.table in RETENTION_DAYS and c.command in ("select", "delete") and _expired(c.table, c.row)
+    raise AssertionError(f"SPEC s3 has no role {role}")
+
+
+def expectation(c: CellContext) -> bool:
+    world = World(c.world)
+    if c.principal.role_key == "app":
+        return app_cell(c, world, c.principal.user_id)
+    return other_role_cell(c, c.principal.role_key)
