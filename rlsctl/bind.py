@@ -3,8 +3,8 @@
 Binding resolves what the surface syntax leaves implicit: which column holds
 a row's tenant (directly, or through a chain of foreign keys), which parent
 table a `via` reaches, what a retention window cuts off. A column or table
-that does not exist (yet) binds as NULL and folds away, so a phase-0
-"Prompt" policy says nothing about teams.
+that does not exist (yet) binds as NULL and folds away, so a policy
+rendered at an early phase says nothing about columns a later phase adds.
 """
 
 from __future__ import annotations

@@ -261,5 +261,19 @@ def test_command(
     sys.exit(1 if result.failures else 0)
 
 
+@main.command()
+@click.option("--dsn", metavar="DSN", help="Use a temporary database on this server instead of a throw-away cluster.")
+@_options_project
+@handle_errors
+def demo(dsn: str | None, project: str | None, role_prefix: str | None) -> None:
+    """The whole flow (migrate -> apply -> test per phase) on a throw-away PostgreSQL."""
+    from rlsctl.demo import run_demo
+
+    loaded = _project(project, role_prefix)
+    result = run_demo(loaded, dsn, output.progress)
+    output.demo_report(result)
+    sys.exit(0 if result.ok else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,7 +1,9 @@
 """`rlsctl migrate` and `rlsctl rollback`: the phased DDL, recorded in the helper schema.
 
 Each phase runs in its own transaction, as the owner role, under the
-advisory lock, and is validated before it commits: no constraint left NOT
+advisory lock, with `row_security = off` (a statement that RLS would filter
+fails loudly instead of silently touching no rows), and is validated before
+it commits: no constraint left NOT
 VALID, and every table that existed before has the same number of rows
 after (counted in one snapshot; a table whose rows the counting role cannot
 all see under RLS is reported as not verified rather than compared).
@@ -176,6 +178,7 @@ def _run_phase(
         with locked_transaction(conn, lock_timeout, where):
             statements.run(conn, "set_role", role=owner)
             before, unverified = _count_rows(conn, project)
+            statements.run(conn, "row_security", value="off")
             count = 0
             for step in phase.steps:
                 step_statements = tuple(split_statements(step.up_sql(), str(step.up)))
@@ -191,6 +194,8 @@ def _run_phase(
 
 
 def _count_rows(conn: psycopg.Connection, project: Project) -> tuple[dict[str, int], set[str]]:
+    """Row counts of the tables the current role can see whole; the others are unverified."""
+    statements.run(conn, "row_security", value="on")
     visible = {
         row["table_name"]: row["sees_all"] for row in statements.run(conn, "row_visibility", schema=project.schema_name)
     }
@@ -215,6 +220,7 @@ def _validate_phase(
             f"phase {phase.label} left constraint {first['name']} on {first['table_name']} NOT VALID; rolled back"
         )
     after, _ = _count_rows(conn, project)
+    statements.run(conn, "row_security", value="off")
     for table, count in before.items():
         if table in after and after[table] != count:
             raise UsageError(

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from rlsctl.apply import ApplyReport
+    from rlsctl.demo import DemoResult
     from rlsctl.migrate import MigrateReport, RollbackReport
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -101,3 +102,34 @@ def rollback_report(report: RollbackReport, fmt: str) -> None:
     stdout.print(f"reverted phases {list(report.reverted)} on {escape(report.where)}")
     if report.reapplied:
         stdout.print("  security layer re-applied for the tables that remain")
+
+
+def demo_report(result: DemoResult) -> None:
+    from rich.table import Table
+
+    grid = Table(title=f"rlsctl demo on {escape(result.server)}", title_justify="left")
+    grid.add_column("phase")
+    grid.add_column("tables secured (new in this phase)")
+    for column in ("pending", "statements", "cells", "mismatches"):
+        grid.add_column(column, justify="right")
+    previous: set[str] = set()
+    for phase in result.phases:
+        new = [name for name in phase.tables if name not in previous]
+        previous = set(phase.tables)
+        grid.add_row(
+            f"{phase.phase} {escape(phase.name)}",
+            f"{len(phase.tables)} (+{escape(', '.join(new))})",
+            str(len(phase.pending)),
+            str(phase.statements),
+            str(phase.cells),
+            "[green]0[/]" if not phase.mismatches else f"[bold red]{phase.mismatches}[/]",
+        )
+    stdout.print(grid)
+    stdout.print(
+        "cells: one per principal x table x command x fixture row, impersonated with SET LOCAL ROLE and "
+        "app.user_id inside a rolled-back transaction, compared with what the policy files allow"
+    )
+    if result.ok:
+        stdout.print("[green]every access-matrix cell matched its expectation in every phase[/]")
+    else:
+        stdout.print("[bold red]some cells did not match: run `rlsctl test` for the details[/]")

@@ -194,8 +194,7 @@ def _validate_file(document: YamlDocument) -> PolicyFile:
 def _is_type_tag(part: Any) -> bool:
     # pydantic puts the tried type of a union into `loc` (e.g. "TenantVia", "str").
     return isinstance(part, str) and (
-        (part[:1].isupper()
-        and part in {"TenantVia", "ColumnList", "UpdateRule", "CommandRules"})
+        (part[:1].isupper() and part in {"TenantVia", "ColumnList", "UpdateRule", "CommandRules"})
         or part in {"str", "function-before[_update_rule(), nullable[UpdateRule]]"}
         or part.startswith(("function-", "nullable[", "tagged-union["))
     )

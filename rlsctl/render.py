@@ -13,6 +13,7 @@ The environment is strict in two ways:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,17 @@ def _keyword(value: str) -> SqlText:
     return SqlText(value)
 
 
+def _strict(quote: Callable[[Any], SqlText]) -> Callable[[Any], SqlText]:
+    """Quoting an undefined value is the template's bug: report it as undefined."""
+
+    def checked(value: Any) -> SqlText:
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return quote(value)
+
+    return checked
+
+
 def _row_reference(value: str) -> SqlText:
     if value not in ("OLD", "NEW"):
         raise TemplateError(f"{value!r} is not a trigger row reference")
@@ -92,8 +104,8 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         finalize=_finalize,
     )
     env.filters.update(
-        ident=sql.ident,
-        literal=sql.literal,
+        ident=_strict(sql.ident),
+        literal=_strict(sql.literal),
         keyword=_keyword,
         sql=_trusted,
         rowref=_row_reference,
@@ -104,16 +116,18 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
     return env
 
 
-def render_template(name: str, project_templates: Path | None = None, **context: Any) -> str:
+def render_template(template_name: str, project_templates: Path | None = None, **context: Any) -> str:
     try:
-        template = environment(project_templates).get_template(name)
+        template = environment(project_templates).get_template(template_name)
         return template.render(**context)
     except jinja2.TemplateNotFound as exc:
         raise TemplateError(f"template not found: {exc.name}") from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {name}: {exc.message}") from None
+        raise TemplateError(f"template {template_name}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}") from None
+        raise TemplateError(
+            f"{exc.filename or template_name}:{exc.lineno}: template syntax error: {exc.message}"
+        ) from None
 
 
 def render_state(state: DeclaredState, project_templates: Path | None = None, **extra: Any) -> str:

@@ -47,7 +47,7 @@ def ident(name: str) -> SqlText:
 
 
 def qualified(*parts: str) -> SqlText:
-    """A dotted name, each part quoted: `"public"."Prompt"`."""
+    """A dotted name, each part quoted: `"public"."orders"`."""
     return SqlText(".".join(ident(part) for part in parts))
 
 

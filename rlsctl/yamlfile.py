@@ -3,7 +3,7 @@
 Validation errors must name the file, the line and the field; PyYAML's plain
 `safe_load` forgets where things were, so we compose the node graph, build
 the Python value from it, and keep a map from the path of every value
-(`("tables", "Prompt", "tenant")`) to its 1-based line.
+(`("tables", "orders", "tenant")`) to its 1-based line.
 """
 
 from __future__ import annotations

@@ -98,19 +98,19 @@ def resolve(fixtures: Fixtures, schema: Schema) -> Resolved:
         for name, values in candidates.items()
         if _refs_present(values, kept, names)
     )
-    updates = {
-        table_name: {
-            case: {
+    updates: dict[str, dict[str, dict[str, Any]]] = {}
+    for table_name, cases in fixtures.updates.items():
+        if not schema.has_table(table_name):
+            continue
+        for case, values in cases.items():
+            present = {
                 column: _value(value, keys, names, f"fixtures.updates.{table_name}.{case}.{column}", inserting=False)
                 for column, value in values.items()
                 if schema.has_column(table_name, column)
             }
-            for case, values in cases.items()
-            if _refs_present(values, kept, names)
-        }
-        for table_name, cases in fixtures.updates.items()
-        if schema.has_table(table_name)
-    }
+            # A case about columns this phase lacks has nothing to set.
+            if present and _refs_present(values, kept, names):
+                updates.setdefault(table_name, {})[case] = present
     return Resolved(rows, inserts, updates, keys)
 
 

@@ -1,0 +1,2 @@
+-- Rollback of phase 1, step 1.
+DROP TABLE project;

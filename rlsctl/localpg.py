@@ -1,0 +1,126 @@
+"""A throw-away PostgreSQL cluster from the installed binaries (initdb + pg_ctl).
+
+Used by `rlsctl demo` (and by tests that need server settings of their own,
+such as a preloaded extension). The cluster listens only on a Unix socket in
+its own temporary directory, so it never competes for a TCP port. PostgreSQL
+refuses to run as root: as root, the binaries run as the `postgres` user
+through `runuser`, and the directory is handed to that user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import conninfo
+
+from rlsctl.errors import UsageError
+from rlsctl.pgbin import bin_dir
+
+SERVICE_USER = "postgres"
+SUPERUSER = "postgres"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    root: Path
+    port: int
+    bin: Path
+    run_as: str | None  # the OS user running the server, when we are root
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return conninfo.make_conninfo(host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname)
+
+
+def _command(run_as: str | None, *args: str) -> list[str]:
+    if run_as is None:
+        return list(args)
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    return [runuser, "-u", run_as, "--", *args]
+
+
+def _run(run_as: str | None, *args: str) -> None:
+    result = subprocess.run(_command(run_as, *args), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        reason = (result.stderr.strip() or result.stdout.strip() or "failed").splitlines()[-1]
+        raise UsageError(f"{Path(args[0]).name}: {reason}")
+
+
+def _service_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        raise UsageError("running as root, but there is no 'postgres' user to run a throw-away server as") from None
+    return SERVICE_USER
+
+
+@contextmanager
+def temporary_cluster(settings: dict[str, str] | None = None, port: int = 54329) -> Iterator[LocalCluster]:
+    """Start a fresh cluster; stop it and delete its files on exit."""
+    binaries = bin_dir()
+    if binaries is None or not (binaries / "initdb").exists():
+        raise UsageError("initdb not found: install the PostgreSQL server binaries (e.g. postgresql-15)")
+    run_as = _service_user()
+    root = Path(tempfile.mkdtemp(prefix="rlsctl-pg-"))
+    if run_as is not None:
+        record = pwd.getpwnam(run_as)
+        os.chown(root, record.pw_uid, record.pw_gid)
+    root.chmod(0o755)
+    cluster = LocalCluster(root, port, binaries, run_as)
+    try:
+        _run(
+            run_as,
+            str(binaries / "initdb"),
+            "-D",
+            str(cluster.data),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        options = ["-c listen_addresses=''", f"-k {root}", f"-p {port}", "-c fsync=off", "-c full_page_writes=off"]
+        options += [f"-c {name}={value}" for name, value in (settings or {}).items()]
+        _run(
+            run_as,
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(cluster.data),
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            " ".join(options),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        yield cluster
+    finally:
+        if (cluster.data / "postmaster.pid").exists():
+            subprocess.run(
+                _command(run_as, str(binaries / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "-w", "stop"),
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(root, ignore_errors=True)

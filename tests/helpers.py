@@ -1,0 +1,37 @@
+"""Shared test helpers: snapshots of the security layer, comparable across role prefixes."""
+
+from __future__ import annotations
+
+from rlsctl import catalog
+
+
+def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]:
+    """Policies, grants, helper functions and triggers, with the role prefix replaced by '<p>'."""
+
+    def norm(name: str) -> str:
+        return name.replace(database.prefix, "<p>")
+
+    with database.connect() as conn:
+        policies = {
+            (p.table, p.name, p.command, p.permissive, tuple(norm(r) for r in p.roles), p.using, p.check)
+            for p in catalog.policies(conn, "public")
+        }
+        grants = {(g.table, norm(g.grantee), g.privilege, g.column) for g in catalog.grants(conn, "public")}
+        functions = {
+            (
+                f.name,
+                f.arg_types,
+                norm(f.owner),
+                f.security_definer,
+                f.volatility,
+                f.config,
+                tuple(norm(e) for e in f.executors),
+            )
+            for f in catalog.functions(conn, helper_schema)
+            if not f.from_extension
+        }
+        triggers = {(t.table, t.name, t.function_name) for t in catalog.triggers(conn, "public")}
+        tables = {
+            (name, norm(t.owner), t.rls_enabled, t.rls_forced) for name, t in catalog.tables(conn, "public").items()
+        }
+    return {"policies": policies, "grants": grants, "functions": functions, "triggers": triggers, "tables": tables}

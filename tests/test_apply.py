@@ -1,0 +1,182 @@
+"""apply on a real server: phase by phase, re-runnable, as a managed-service operator, repairing extras."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from rlsctl import apply as applying
+from rlsctl import catalog
+from rlsctl import migrate as migrating
+from rlsctl.cli import main
+from rlsctl.tester.run import run_matrix
+from tests import spec_matrix
+from tests.conftest import ROOT, migrate_and_apply
+from tests.helpers import security_snapshot
+
+LATER = {
+    "Team": 1,
+    "TeamMember": 1,
+    "PromptVersion": 2,
+    "PromptApproval": 2,
+    "UsageAnalytics": 3,
+    "PerformanceMetrics": 3,
+    "ApiKey": 4,
+    "AuditLog": 4,
+}
+
+
+def test_phase_by_phase_every_table_is_forced_and_later_tables_are_pending(db):
+    project = db.project()
+    with db.connect() as conn:
+        for phase in range(5):
+            migrating.migrate(conn, project, db.target, to=phase)
+            report = applying.apply(conn, project, db.target.where)
+            tables = catalog.tables(conn, "public")
+            assert tables, phase
+            for name, table in tables.items():
+                assert table.rls_enabled and table.rls_forced, (phase, name)
+                assert table.owner == db.role("owner"), (phase, name)
+            pending = dict(report.plan.pending)
+            assert pending == {name: p for name, p in LATER.items() if p > phase}
+
+
+def test_second_apply_changes_nothing(secured_db):
+    before = security_snapshot(secured_db)
+    project = secured_db.project()
+    with secured_db.connect() as conn:
+        applying.apply(conn, project, secured_db.target.where)
+    assert security_snapshot(secured_db) == before
+
+
+def test_dry_run_changes_nothing(db):
+    project = db.project()
+    with db.connect() as conn:
+        migrating.migrate(conn, project, db.target, to=1)
+    before = security_snapshot(db)
+    code = CliRunner().invoke(
+        main, ["apply", "--dry-run", "--dsn", db.dsn, "--project", str(ROOT), "--role-prefix", db.prefix]
+    )
+    assert code.exit_code == 0, code.output
+    assert "dry run: rolled back" in code.stdout
+    assert security_snapshot(db) == before
+
+
+def test_apply_phase_option_manages_only_that_phase(db):
+    project = db.project()
+    with db.connect() as conn:
+        migrating.migrate(conn, project, db.target)
+        report = applying.apply(conn, project, db.target.where, phase=1)
+        assert set(report.managed) == {"User", "Prompt", "Team", "TeamMember"}
+        assert not catalog.tables(conn, "public")["ApiKey"].rls_enabled
+
+
+def test_apply_removes_undeclared_policies_and_helpers(secured_db):
+    before = security_snapshot(secured_db)
+    definer = secured_db.role("definer")
+    with secured_db.connect() as conn:
+        conn.execute("""CREATE POLICY sneaky ON "Prompt" FOR SELECT TO PUBLIC USING (true)""")
+        conn.execute(sql.SQL('GRANT SELECT ON "Prompt" TO PUBLIC'))
+        conn.execute(sql.SQL('GRANT DELETE ON "AuditLog" TO {}').format(sql.Identifier(secured_db.role("app"))))
+        conn.execute("CREATE FUNCTION rlsctl.leftover() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute(sql.SQL("ALTER FUNCTION rlsctl.leftover() OWNER TO {}").format(sql.Identifier(definer)))
+        conn.execute('ALTER TABLE "Team" NO FORCE ROW LEVEL SECURITY')
+        assert security_snapshot(secured_db) != before
+        applying.apply(conn, secured_db.project(), secured_db.target.where)
+    assert security_snapshot(secured_db) == before
+
+
+def test_apply_as_a_managed_service_operator(make_db):
+    """Non-superuser that owns the database and has CREATEROLE (RDS, Cloud SQL, Supabase)."""
+    database = make_db()
+    operator = database.prefix + "operator"
+    with database.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(operator))
+        )
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database.name), sql.Identifier(operator))
+        )
+    as_operator = type(database)(database.name, database.dsn + f" user={operator}", database.prefix)
+    with as_operator.connect() as conn:
+        assert conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone() == (
+            False,
+            False,
+        )
+    project = migrate_and_apply(as_operator)
+    with as_operator.connect() as conn:
+        tables = catalog.tables(conn, "public")
+        assert all(t.rls_enabled and t.rls_forced and t.owner == database.role("owner") for t in tables.values())
+        result = run_matrix(conn, project, "operator", expect=spec_matrix.expectation)
+    assert not result.failures, result.failures[:5]
+    # The non-superuser's fixture loading must not leave FORCE lifted.
+    with as_operator.connect() as conn:
+        assert all(t.rls_forced for t in catalog.tables(conn, "public").values())
+
+
+def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(secured_db):
+    definer = secured_db.role("definer")
+    with secured_db.connect() as conn:
+        functions = {f.name: f for f in catalog.functions(conn, "rlsctl") if not f.from_extension}
+        assert {"current_user_id", "tenant_ids"} <= set(functions)
+        for function in functions.values():
+            assert function.owner == definer
+            assert "search_path=pg_catalog, pg_temp" in function.config
+            assert "PUBLIC" not in function.executors
+        assert functions["tenant_ids"].security_definer and functions["tenant_ids"].volatility == "s"
+        assert not functions["current_user_id"].security_definer and functions["current_user_id"].volatility == "s"
+        role = conn.execute(
+            "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = %s", (definer,)
+        ).fetchone()
+        assert role == (False, False, False)
+
+
+def test_definer_reads_only_the_session_users_own_membership_rows(secured_db):
+    """Forced RLS binds the helper owner too: its own policies give it exactly what tenant_ids needs."""
+    with secured_db.connect() as conn:
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt")
+                        VALUES ('u1','1@x',now()), ('u2','2@x',now()), ('u3','3@x',now())""")
+        conn.execute("""INSERT INTO "Team"(id, name, "updatedAt", "ownerId")
+                        VALUES ('t1','T1',now(),'u1'), ('t2','T2',now(),'u3')""")
+        conn.execute("""INSERT INTO "TeamMember"(id, "teamId", "userId", role)
+                        VALUES ('m1','t1','u2','ADMIN'), ('m2','t2','u3','OWNER')""")
+    with secured_db.connect(autocommit=False) as conn:
+        conn.execute(
+            "SELECT set_config('role', %s, true), set_config('app.user_id', 'u2', true)", (secured_db.role("definer"),)
+        )
+        rows = conn.execute('SELECT "teamId", "userId" FROM "TeamMember"').fetchall()
+        assert rows == [("t1", "u2")]
+        assert conn.execute('SELECT id FROM "Team"').fetchall() == []
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute('SELECT * FROM "Prompt"')
+        conn.rollback()
+        conn.execute("SELECT set_config('role', %s, true)", (secured_db.role("app"),))
+        for user, rank, expected in [
+            ("u1", "OWNER", ["t1"]),
+            ("u2", "ADMIN", ["t1"]),
+            ("u2", "OWNER", []),
+            ("u3", "MEMBER", ["t2"]),
+            ("nobody", "MEMBER", []),
+        ]:
+            conn.execute("SELECT set_config('app.user_id', %s, true)", (user,))
+            assert conn.execute("SELECT rlsctl.tenant_ids(%s)", (rank,)).fetchone()[0] == expected, (user, rank)
+        conn.rollback()
+
+
+def test_baseline_adopts_a_database_migrated_by_another_tool(db):
+    """Prisma or Flyway ran the DDL as some other role: baseline records, apply takes over."""
+    project = db.project()
+    with db.connect() as conn:
+        for phase in project.phases:
+            for step in phase.steps:
+                conn.execute(step.up_sql().encode())
+        assert catalog.tables(conn, "public")["Prompt"].owner == "postgres"
+        report = migrating.migrate(conn, project, db.target, baseline=4)
+        assert report.baselined == [0, 1, 2, 3, 4] and not report.ran
+        applying.apply(conn, project, db.target.where)
+        tables = catalog.tables(conn, "public")
+        assert all(t.rls_forced and t.owner == db.role("owner") for t in tables.values())
+        again = migrating.migrate(conn, project, db.target)
+        assert not again.ran and again.already == [0, 1, 2, 3, 4]

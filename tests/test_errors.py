@@ -1,0 +1,218 @@
+"""Bad input: one clear line naming the file, line or object, exit 2, no traceback, database untouched."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from click.testing import CliRunner
+
+from rlsctl import catalog
+from rlsctl.cli import main
+from rlsctl.txn import LOCK_CLASS, LOCK_ID
+from tests.conftest import ROOT, migrate_and_apply
+
+
+def copy_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "policies", project / "policies")
+    shutil.copytree(ROOT / "migrations", project / "migrations")
+    return project
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def fingerprint(database) -> tuple:
+    """What apply could change: roles of the prefix, policies, helpers, RLS flags, grants."""
+    with database.connect() as conn:
+        return (
+            tuple(catalog.roles(conn, database.prefix)),
+            tuple(catalog.policies(conn, "public")),
+            tuple(catalog.functions(conn, "rlsctl")),
+            tuple(sorted(catalog.tables(conn, "public").items())),
+            tuple(sorted(catalog.grants(conn, "public"), key=lambda g: g.key)),
+        )
+
+
+def assert_one_clean_line(stderr: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("error: ")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "teams.yaml"
+    text = path.read_text().splitlines()
+    text[6] = "  User: [unclosed"
+    path.write_text("\n".join(text) + "\n")
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "teams.yaml:" in err and "malformed YAML" in err
+
+
+def test_unknown_table_names_file_and_line(tmp_path):
+    project = copy_project(tmp_path)
+    (project / "policies" / "extra.yaml").write_text(
+        "tables:\n  Invoice:\n    policies:\n      app:\n        select: true\n"
+    )
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "extra.yaml:2" in err and "'Invoice'" in err and "neither the migrations nor the database" in err
+
+
+def test_unknown_column_names_file_line_and_column(tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "prompts.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "- self: userId\n            - tenant_role: MEMBER",
+            "- self: authorId\n            - tenant_role: MEMBER",
+            1,
+        )
+    )
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "prompts.yaml:" in err and "Prompt.authorId" in err
+
+
+def test_unknown_role_and_unknown_condition_are_named(tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "analytics.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "      analyst:\n        select: true", "      analytics_team:\n        select: true", 1
+        )
+    )
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2 and "role 'analytics_team' is not declared" in err and "analytics.yaml:" in err
+    path.write_text(
+        path.read_text().replace("analytics_team", "analyst").replace("- self: userId", "- owner_is: userId", 1)
+    )
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2 and "unknown condition 'owner_is'" in err and "analytics.yaml:" in err
+
+
+def test_a_table_declared_twice_is_refused(tmp_path):
+    project = copy_project(tmp_path)
+    (project / "policies" / "dup.yaml").write_text("tables:\n  User:\n    policies: {}\n")
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2 and "table 'User' is already declared in" in err and "dup.yaml:2" in err
+
+
+def test_invalid_dsn():
+    code, _, err = run("apply", "--dsn", "host=localhost port=5432 this is not a dsn")
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "invalid DSN" in err
+
+
+def test_unreachable_server_names_the_host_not_the_password():
+    code, _, err = run("apply", "--dsn", "postgresql://postgres:s3cret-pw@127.0.0.1:1/nowhere")
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "127.0.0.1:1/nowhere" in err and "s3cret-pw" not in err
+
+
+def test_unknown_host_is_named():
+    code, _, err = run("migrate", "--dsn", "postgresql://postgres@no-such-host.invalid/db")
+    assert code == 2 and "no-such-host.invalid" in err
+
+
+def test_database_url_and_libpq_environment_are_used(db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/from_env")
+    code, _, err = run("apply")
+    assert code == 2 and "127.0.0.1:1/from_env" in err
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", "1")
+    monkeypatch.setenv("PGDATABASE", "from_pgenv")
+    code, _, err = run("apply")
+    assert code == 2 and "127.0.0.1:1/from_pgenv" in err
+
+
+def test_missing_extension_leaves_the_database_untouched(db, tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "project.yaml"
+    path.write_text(
+        path.read_text().replace("extensions: [pgcrypto]", "extensions: [pgcrypto, rlsctl_no_such_extension]")
+    )
+    migrate_and_apply(db, phase=1)
+    before = fingerprint(db)
+    code, _, err = run("apply", "--dsn", db.dsn, "--project", str(project), "--role-prefix", db.prefix)
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "rlsctl_no_such_extension" in err and "not installed" in err
+    assert fingerprint(db) == before
+
+
+def test_lock_held_past_lock_timeout(db):
+    migrate_and_apply(db, phase=0)
+    before = fingerprint(db)
+    with db.connect() as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, LOCK_ID))
+        code, _, err = run(
+            "apply", "--dsn", db.dsn, "--role-prefix", db.prefix, "--project", str(ROOT), "--lock-timeout", "0.5"
+        )
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "held the lock for longer than --lock-timeout 0.5s" in err
+    assert fingerprint(db) == before
+
+
+def test_a_failing_statement_rolls_everything_back(db, tmp_path):
+    """An error in the middle of apply (here: a managed role turned SUPERUSER) changes nothing."""
+    migrate_and_apply(db, phase=0)
+    with db.connect() as conn:
+        conn.execute(f'ALTER ROLE "{db.prefix}auditor" SUPERUSER')
+    before = fingerprint(db)
+    try:
+        code, _, err = run("apply", "--dsn", db.dsn, "--role-prefix", db.prefix, "--project", str(ROOT))
+        assert code == 2
+        assert_one_clean_line(err)
+        assert "SUPERUSER or BYPASSRLS" in err and "nothing was changed" in err
+        after = fingerprint(db)
+        assert after[1:] == before[1:]
+    finally:
+        with db.connect() as conn:
+            conn.execute(f'ALTER ROLE "{db.prefix}auditor" NOSUPERUSER')
+
+
+def test_no_traceback_from_the_real_entry_point(tmp_path):
+    """The installed console script, not just the click runner, prints one line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "rlsctl.cli", "apply", "--dsn", "postgresql://postgres@127.0.0.1:1/x"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert_one_clean_line(result.stderr)
+
+
+def test_unreadable_project_dir(tmp_path):
+    code, _, err = run("render", "--project", str(tmp_path / "missing"))
+    assert code == 2 and "no policies/ directory" in err
+
+
+def test_migrate_refuses_an_edited_applied_phase(db, tmp_path):
+    project = copy_project(tmp_path)
+    code, _, err = run("migrate", "--dsn", db.dsn, "--project", str(project), "--role-prefix", db.prefix, "--to", "0")
+    assert code == 0, err
+    step = project / "migrations" / "0_current_schema" / "01_current_schema.up.sql"
+    step.write_text(step.read_text() + "\n-- edited\n")
+    code, _, err = run("migrate", "--dsn", db.dsn, "--project", str(project), "--role-prefix", db.prefix)
+    assert code == 2 and "phase 0 (current_schema) was edited after it was applied" in err
+    with psycopg.connect(db.dsn) as conn:
+        assert conn.execute("SELECT to_regclass('public.\"Team\"')").fetchone()[0] is None

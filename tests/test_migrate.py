@@ -1,0 +1,216 @@
+"""migrate and rollback: recorded phases, backups, validation, and rollback that leaves no orphans."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from rlsctl import catalog
+from rlsctl import migrate as migrating
+from rlsctl.cli import main
+from rlsctl.errors import UsageError
+from rlsctl.pgbin import find
+from rlsctl.project import load_project
+from rlsctl.tester.run import run_matrix
+from tests.conftest import ROOT, migrate_and_apply
+from tests.helpers import security_snapshot
+
+
+def test_migrate_records_phases_and_is_idempotent(db):
+    project = db.project()
+    with db.connect() as conn:
+        first = migrating.migrate(conn, project, db.target, to=2)
+        assert [r.phase for r in first.ran] == [0, 1, 2]
+        assert [(a.phase, a.baseline) for a in migrating.applied_phases(conn, project)] == [
+            (0, False),
+            (1, False),
+            (2, False),
+        ]
+        second = migrating.migrate(conn, project, db.target, to=2)
+        assert not second.ran and second.already == [0, 1, 2]
+        rest = migrating.migrate(conn, project, db.target)
+        assert [r.phase for r in rest.ran] == [3, 4]
+        with pytest.raises(UsageError, match="use `rlsctl rollback --to 1`"):
+            migrating.migrate(conn, project, db.target, to=1)
+
+
+def test_phase_one_adds_prompt_team_id_and_phase_four_keeps_the_audit_log(db):
+    project = db.project()
+    with db.connect() as conn:
+        migrating.migrate(conn, project, db.target)
+        schema = catalog.read_schema(conn, "public")
+    prompt = schema.table("Prompt")
+    assert prompt.has_column("teamId") and prompt.is_indexed("teamId") and prompt.is_indexed("userId")
+    fk = prompt.foreign_key_for("teamId")
+    assert fk is not None and fk.ref_table == "Team"
+    audit = schema.table("AuditLog")
+    assert audit.foreign_keys == ()  # the seed's cascading FKs are gone...
+    assert audit.is_indexed("userId") and audit.is_indexed("teamId")  # ...and the indexes stay
+    with db.connect() as conn:
+        rule = conn.execute("""SELECT confdeltype FROM pg_constraint WHERE conname = 'Prompt_teamId_fkey'""").fetchone()
+        assert rule == ("n",)  # ON DELETE SET NULL
+
+
+def test_audit_rows_outlive_their_user_and_team(secured_db):
+    with secured_db.connect() as conn:
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'u@x', now())""")
+        conn.execute("""INSERT INTO "Team"(id, name, "updatedAt", "ownerId") VALUES ('t1', 'T', now(), 'u1')""")
+        conn.execute("""INSERT INTO "AuditLog"(id, "userId", "teamId", action, "resourceType", "resourceId")
+                        VALUES ('a1', 'u1', 't1', 'x', 'Team', 't1')""")
+        conn.execute("""DELETE FROM "User" WHERE id = 'u1'""")
+        assert conn.execute('SELECT count(*) FROM "AuditLog"').fetchone()[0] == 1
+
+
+def test_backup_before_each_phase(db, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "migrate",
+            "--dsn",
+            db.dsn,
+            "--project",
+            str(ROOT),
+            "--role-prefix",
+            db.prefix,
+            "--to",
+            "1",
+            "--backup-dir",
+            str(tmp_path / "backups"),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    dumps = sorted((tmp_path / "backups").glob("*.dump"))
+    assert [d.name.split("-before-phase-")[1].split("-")[0] for d in dumps] == ["0", "1"]
+    listing = subprocess.run(
+        [str(find("pg_restore")), "--list", str(dumps[1])], capture_output=True, text=True, check=True
+    )
+    assert "TABLE public User" in listing.stdout and "TABLE DATA public Prompt" in listing.stdout
+
+
+def test_backup_refused_for_a_role_that_rls_would_hide_rows_from(make_db, tmp_path):
+    database = make_db()
+    operator = database.prefix + "operator"
+    with database.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(operator)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database.name), sql.Identifier(operator))
+        )
+    as_operator = type(database)(database.name, database.dsn + f" user={operator}", database.prefix)
+    migrate_and_apply(as_operator, phase=0)
+    result = CliRunner().invoke(
+        main,
+        [
+            "migrate",
+            "--dsn",
+            as_operator.dsn,
+            "--project",
+            str(ROOT),
+            "--role-prefix",
+            database.prefix,
+            "--backup-dir",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "needs a superuser or BYPASSRLS role" in result.stderr and operator in result.stderr
+    with database.connect() as conn:
+        assert [a.phase for a in migrating.applied_phases(conn, database.project())] == [0]
+    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())
+
+
+def _project_with_extra_phase(tmp_path: Path, sql_text: str) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "policies", root / "policies")
+    shutil.copytree(ROOT / "migrations", root / "migrations")
+    extra = root / "migrations" / "5_extra"
+    extra.mkdir()
+    (extra / "01_extra.up.sql").write_text(sql_text)
+    (extra / "01_extra.down.sql").write_text("SELECT 1;\n")
+    return root
+
+
+def test_a_phase_that_changes_row_counts_is_rolled_back(db, tmp_path):
+    root = _project_with_extra_phase(tmp_path, 'DELETE FROM "Prompt" WHERE "title" = \'doomed\';\n')
+    project = load_project(root, role_prefix=db.prefix)
+    with db.connect() as conn:
+        migrating.migrate(conn, project, db.target, to=4)  # not secured yet: the owner writes freely
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'u@x', now())""")
+        conn.execute("""INSERT INTO "Prompt"(id, "userId", title, content, "updatedAt")
+                        VALUES ('p1', 'u1', 'doomed', 'c', now())""")
+        with pytest.raises(UsageError, match=r"changed the row count of Prompt \(1 -> 0\); rolled back"):
+            migrating.migrate(conn, project, db.target)
+        assert conn.execute('SELECT count(*) FROM "Prompt"').fetchone()[0] == 1
+        assert 5 not in {a.phase for a in migrating.applied_phases(conn, project)}
+
+
+def test_a_data_change_that_rls_would_silently_skip_fails_loudly(db, tmp_path):
+    """On a secured table the owner writes nothing through RLS: the phase must fail, not do nothing."""
+    root = _project_with_extra_phase(tmp_path, 'UPDATE "Prompt" SET "title" = \'renamed\';\n')
+    project = load_project(root, role_prefix=db.prefix)
+    migrate_and_apply(db, project=project, phase=4)
+    with db.connect() as conn:
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u1', 'u@x', now())""")
+        conn.execute("""INSERT INTO "Prompt"(id, "userId", title, content, "updatedAt")
+                        VALUES ('p1', 'u1', 'kept', 'c', now())""")
+        with pytest.raises(UsageError, match="row-level security"):
+            migrating.migrate(conn, project, db.target)
+        assert conn.execute('SELECT title FROM "Prompt"').fetchone()[0] == "kept"
+
+
+def test_a_phase_that_leaves_a_constraint_not_valid_is_rolled_back(db, tmp_path):
+    root = _project_with_extra_phase(
+        tmp_path, 'ALTER TABLE "Prompt" ADD CONSTRAINT "Prompt_title_check" CHECK (length("title") > 0) NOT VALID;\n'
+    )
+    project = load_project(root, role_prefix=db.prefix)
+    with db.connect() as conn:
+        with pytest.raises(UsageError, match="left constraint Prompt_title_check on Prompt NOT VALID"):
+            migrating.migrate(conn, project, db.target)
+        assert [a.phase for a in migrating.applied_phases(conn, project)] == [0, 1, 2, 3, 4]
+
+
+def test_row_counts_hidden_by_forced_rls_are_reported_not_compared(db, tmp_path):
+    root = _project_with_extra_phase(tmp_path, 'CREATE INDEX "Prompt_title_idx" ON "Prompt"("title");\n')
+    project = load_project(root, role_prefix=db.prefix)
+    migrate_and_apply(db, project=project, phase=4)
+    with db.connect() as conn:
+        conn.execute('DROP POLICY owner_select ON "Prompt"')  # the owner can no longer see every row
+        report = migrating.migrate(conn, project, db.target)
+    assert report.ran[0].unverified == ("Prompt",)
+
+
+@pytest.mark.parametrize("target_phase", [3, 2, 1, 0])
+def test_rollback_leaves_what_a_fresh_migrate_and_apply_would(make_db, target_phase):
+    rolled = make_db()
+    project = migrate_and_apply(rolled)
+    with rolled.connect() as conn:
+        report = migrating.rollback(conn, project, rolled.target.where, to=target_phase)
+        assert report.reverted == tuple(range(4, target_phase, -1)) and report.reapplied
+        assert [a.phase for a in migrating.applied_phases(conn, project)] == list(range(target_phase + 1))
+    fresh = make_db()
+    migrate_and_apply(fresh, phase=target_phase)
+    assert security_snapshot(rolled) == security_snapshot(fresh)  # no orphan policy, function, grant or trigger
+    with rolled.connect() as conn:
+        result = run_matrix(conn, project, "rolled back")
+    assert not result.failures
+
+
+def test_rollback_runs_in_one_transaction(db, tmp_path):
+    """A down script that fails leaves every phase and every policy in place."""
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "policies", root / "policies")
+    shutil.copytree(ROOT / "migrations", root / "migrations")
+    project = load_project(root, role_prefix=db.prefix)
+    migrate_and_apply(db, project=project)
+    before = security_snapshot(db)
+    (root / "migrations" / "2_version_control" / "01_seed_plan.down.sql").write_text('DROP TABLE "NoSuchTable";\n')
+    project = load_project(root, role_prefix=db.prefix)
+    with db.connect() as conn:
+        with pytest.raises(UsageError, match="NoSuchTable"):
+            migrating.rollback(conn, project, db.target.where, to=0)
+        assert [a.phase for a in migrating.applied_phases(conn, project)] == [0, 1, 2, 3, 4]
+    assert security_snapshot(db) == before

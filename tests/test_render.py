@@ -1,0 +1,139 @@
+"""Offline rendering: deterministic, parseable, quoted, and shaped by the schema of each phase."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pglast
+import pytest
+from click.testing import CliRunner
+
+from rlsctl.cli import main
+from rlsctl.commands import render_phases
+from rlsctl.project import load_project
+from rlsctl.render import TemplateError, render_template
+from rlsctl.sql import SqlText, ident, literal, qualified
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def project():
+    return load_project(ROOT)
+
+
+def test_render_is_byte_identical_across_runs(tmp_path):
+    runner = CliRunner()
+    first = runner.invoke(main, ["render", "--project", str(ROOT), "-o", str(tmp_path / "a")])
+    second = runner.invoke(main, ["render", "--project", str(ROOT), "-o", str(tmp_path / "b")])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == [f"phase-{n}.sql" for n in range(5)]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_rendered_sql_parses_with_the_postgres_grammar(project):
+    for script in render_phases(project).values():
+        assert pglast.parse_sql(script)
+
+
+def test_phase_zero_prompt_policy_knows_nothing_of_teams(project):
+    phase0 = render_phases(project, 0)[0]
+    prompt_section = phase0.split("-- Table Prompt")[1].split("-- Table")[0]
+    assert "teamId" not in prompt_section
+    assert "tenant_ids" not in phase0  # no tenancy helper before the Team tables exist
+    phase4 = render_phases(project, 4)[4]
+    assert '"Prompt"."teamId" = ANY' in phase4
+
+
+def test_every_present_table_gets_rls_enabled_and_forced(project):
+    for number, script in render_phases(project).items():
+        tables = project.migrated_schema(number).table_names
+        for table in tables:
+            target = qualified("public", table)
+            assert f"ALTER TABLE {target} ENABLE ROW LEVEL SECURITY;" in script
+            assert f"ALTER TABLE {target} FORCE ROW LEVEL SECURITY;" in script
+
+
+def test_policies_call_helpers_through_a_cached_subselect(project):
+    script = render_phases(project, 4)[4]
+    policies = re.findall(r"CREATE POLICY .*?;\n", script, re.S)
+    assert policies
+    for policy in policies:
+        for call in re.findall(r'"rlsctl"\."(current_user_id|tenant_ids)"\(', policy):
+            assert call
+        # every helper call in a policy is wrapped as (SELECT helper(...))
+        bare = re.findall(r'(?<!SELECT )"rlsctl"\."(?:current_user_id|tenant_ids)"\(', policy)
+        assert not bare, policy
+
+
+def test_helpers_are_stable_with_fixed_search_path(project):
+    script = render_phases(project, 4)[4]
+    functions = re.findall(r"CREATE OR REPLACE FUNCTION (.*?)\$rlsctl\$;", script, re.S)
+    assert len(functions) >= 3
+    for function in functions:
+        assert "SET search_path = pg_catalog, pg_temp" in function
+    tenant_ids = next(f for f in functions if "tenant_ids" in f.split("(")[0])
+    assert "SECURITY DEFINER" in tenant_ids and "STABLE" in tenant_ids
+    current = next(f for f in functions if "current_user_id" in f.split("(")[0])
+    assert "SECURITY DEFINER" not in current  # reading a setting needs no privileges
+
+
+def test_identifiers_and_literals_are_always_quoted():
+    assert ident('odd "name"') == '"odd ""name"""'
+    assert literal("it's") == "'it''s'"
+    assert literal("back\\slash") == "'back\\slash'"  # standard_conforming_strings is set on
+    assert literal(None) == "NULL" and literal(True) == "true" and literal(3) == "3"
+    assert qualified("public", "User") == '"public"."User"'
+    with pytest.raises(Exception, match="NUL"):
+        literal("a\x00b")
+    with pytest.raises(Exception, match="63 bytes"):
+        ident("x" * 64)
+
+
+def test_templates_refuse_to_print_unquoted_values(tmp_path):
+    (tmp_path / "bad.sql.j2").write_text("SELECT {{ value }}")
+    (tmp_path / "good.sql.j2").write_text("SELECT {{ value | literal }}")
+    with pytest.raises(TemplateError, match="unquoted value"):
+        render_template("bad.sql.j2", tmp_path, value="1; DROP TABLE x")
+    assert render_template("good.sql.j2", tmp_path, value="1; DROP TABLE x") == "SELECT '1; DROP TABLE x'"
+
+
+def test_templates_are_strict_about_undefined_names(tmp_path):
+    (tmp_path / "typo.sql.j2").write_text("SELECT {{ vaule | literal }}")
+    with pytest.raises(TemplateError, match="undefined"):
+        render_template("typo.sql.j2", tmp_path, value=1)
+
+
+def test_sqltext_marks_only_quoted_output():
+    assert isinstance(ident("a"), SqlText)
+    assert isinstance(literal("a"), SqlText)
+
+
+def test_no_promptcraft_names_in_the_package():
+    """Generality: nothing in rlsctl/ names a PromptCraft table, column or role."""
+    names = [
+        "Prompt",
+        "TeamMember",
+        "UsageAnalytics",
+        "PerformanceMetrics",
+        "ApiKey",
+        "AuditLog",
+        "teamId",
+        "userId",
+        "ownerId",
+        "promptcraft",
+        "TeamRole",
+    ]
+    for path in (ROOT / "rlsctl").rglob("*"):
+        if path.suffix not in (".py", ".sql", ".j2") or "_bundled" in path.parts:
+            continue
+        text = path.read_text()
+        for name in names:
+            assert not re.search(rf"\b{name}\b", text), f"{path.relative_to(ROOT)} names {name}"
+    for path in (ROOT / "templates").rglob("*.j2"):
+        text = path.read_text()
+        for name in names:
+            assert not re.search(rf"\b{name}\b", text), f"{path.relative_to(ROOT)} names {name}"

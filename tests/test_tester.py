@@ -1,0 +1,114 @@
+"""rlsctl test itself: it fails when a policy is wrong, refuses false greens, and reports in three formats."""
+
+from __future__ import annotations
+
+import json
+from xml.etree import ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from rlsctl.cli import main
+from rlsctl.errors import UsageError
+from rlsctl.tester.run import run_matrix
+from tests.conftest import ROOT
+
+
+def cli_test(database, *extra: str):
+    return CliRunner().invoke(
+        main, ["test", "--dsn", database.dsn, "--project", str(ROOT), "--role-prefix", database.prefix, *extra]
+    )
+
+
+def test_a_loosened_policy_makes_the_test_fail(secured_db):
+    with secured_db.connect() as conn:
+        conn.execute(sql.SQL('ALTER POLICY app_select ON "Prompt" USING (true)'))
+    result = cli_test(secured_db)
+    assert result.exit_code == 1
+    assert "MISMATCH Prompt SELECT p_b_member_shared as a_member: expected denied" in result.stdout
+
+
+def test_a_dropped_policy_makes_the_test_fail(secured_db):
+    with secured_db.connect() as conn:
+        conn.execute('DROP POLICY app_insert ON "TeamMember"')
+    result = cli_test(secured_db, "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    bad = [c for c in data["cells"] if not c["ok"]]
+    assert bad and all(c["table"] == "TeamMember" and c["command"] == "insert" for c in bad)
+    assert any(c["principal"] == "a_admin" and c["expected"] == "allowed" for c in bad)
+
+
+def test_a_dropped_guard_makes_the_test_fail(secured_db):
+    with secured_db.connect() as conn:
+        conn.execute('DROP TRIGGER rlsctl_guard ON "TeamMember"')
+    result = cli_test(secured_db)
+    assert result.exit_code == 1
+    # Without the guard an OWNER could demote itself: the cell for that case catches it.
+    assert "MISMATCH TeamMember UPDATE make_member:m_a_coowner as a_coowner" in result.stdout
+
+
+def test_denied_updates_are_judged_by_rows_affected(secured_db):
+    with secured_db.connect() as conn:
+        result = run_matrix(conn, secured_db.project(), "x")
+    zero_rows = [c for c in result.cells if c.command in ("update", "delete") and c.actual.detail == "0 rows"]
+    assert zero_rows and all(not c.actual.allowed for c in zero_rows)
+
+
+@pytest.mark.parametrize("attribute", ["BYPASSRLS", "SUPERUSER"])
+def test_refuses_roles_that_bypass_rls(secured_db, attribute):
+    app = secured_db.role("app")
+    with secured_db.connect() as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} " + attribute).format(sql.Identifier(app)))
+    try:
+        result = cli_test(secured_db)
+        assert result.exit_code == 2
+        assert f"refusing to test as {app}: it is {attribute}" in result.stderr
+    finally:
+        with secured_db.connect() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} NO" + attribute).format(sql.Identifier(app)))
+
+
+def test_refuses_when_the_app_role_owns_a_table(secured_db):
+    with secured_db.connect() as conn:
+        conn.execute(sql.SQL('ALTER TABLE "Prompt" OWNER TO {}').format(sql.Identifier(secured_db.role("app"))))
+    result = cli_test(secured_db)
+    assert result.exit_code == 2 and "owns Prompt" in result.stderr
+
+
+def test_refuses_an_owner_whose_table_is_not_forced(secured_db):
+    with secured_db.connect() as conn:
+        conn.execute('ALTER TABLE "Team" NO FORCE ROW LEVEL SECURITY')
+    result = cli_test(secured_db)
+    assert result.exit_code == 2 and "owns Team, whose RLS is not forced" in result.stderr
+
+
+def test_refuses_before_apply(db):
+    from tests.conftest import migrating
+
+    with db.connect() as conn:
+        migrating.migrate(conn, db.project(), db.target, to=0)
+        with pytest.raises(UsageError, match="does not exist: run `rlsctl apply` first|refusing"):
+            run_matrix(conn, db.project(), "x")
+
+
+def test_json_and_junit_reports(secured_db, tmp_path):
+    result = cli_test(secured_db, "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["summary"]["mismatches"] == 0 and data["summary"]["cells"] == len(data["cells"]) > 1000
+    out = tmp_path / "matrix.xml"
+    result = cli_test(secured_db, "--format", "junit", "-o", str(out))
+    assert result.exit_code == 0
+    root = ET.parse(out).getroot()
+    assert root.tag == "testsuites" and root.get("failures") == "0"
+    assert {suite.get("name") for suite in root} >= {"Prompt", "AuditLog", "TeamMember"}
+
+
+def test_the_test_transaction_leaves_no_trace(secured_db):
+    with secured_db.connect() as conn:
+        run_matrix(conn, secured_db.project(), "x")
+        counts = conn.execute('SELECT (SELECT count(*) FROM "User"), (SELECT count(*) FROM "Prompt")').fetchone()
+        assert counts == (0, 0)
+        assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"
