@@ -89,7 +89,7 @@ def test_refuses_before_apply(db):
 
     with db.connect() as conn:
         migrating.migrate(conn, db.project(), db.target, to=0)
-        with pytest.raises(UsageError, match="does not exist: run `rlsctl apply` first|refusing"):
+        with pytest.raises(UsageError, match=r"does not exist: run `rlsctl apply` first|refusing"):
             run_matrix(conn, db.project(), "x")
 
 
