@@ -39,6 +39,23 @@ def split_statements(text: str, path: str) -> list[str]:
     return [statement for statement in pglast.split(text) if statement.strip()]
 
 
+DATA_STATEMENTS = (
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.MergeStmt,
+    ast.CopyStmt,
+    ast.DoStmt,
+    ast.CallStmt,
+)
+
+
+def changes_data(statement: str) -> bool:
+    """Whether a statement writes rows (or may: DO blocks and procedure calls)."""
+    parsed = pglast.parse_sql(statement)
+    return any(isinstance(raw.stmt, DATA_STATEMENTS) for raw in parsed)
+
+
 def apply_ddl(schema: Schema, text: str, path: str) -> Schema:
     for raw in parse_script(text, path):
         schema = _apply_statement(schema, raw.stmt)

@@ -65,7 +65,8 @@ class GrantSpec:
 @dataclass(frozen=True)
 class GuardSpec:
     changed: tuple[str, ...]
-    require: e.Pred
+    require: e.Pred  # on the old row
+    require_new: e.Pred  # on the new row (TRUE when not declared)
     message: str
     roles: tuple[str, ...]
 
@@ -340,8 +341,11 @@ def _retention(
 def _guard(project: Project, schema: Schema, table: str, guard: Guard) -> GuardSpec:
     roles = tuple(project.role_name(key) for key in guard.roles)
     require = bind(project, schema, guard.roles[0], guard.require, table)
+    require_new = e.TRUE
+    if guard.require_new is not None:
+        require_new = bind(project, schema, guard.roles[0], guard.require_new, table)
     changed = tuple(c for c in guard.changed if schema.has_column(table, c))
-    return GuardSpec(changed, require, guard.message, roles)
+    return GuardSpec(changed, require, require_new, guard.message, roles)
 
 
 __all__ = ["COMMANDS", "DeclaredState", "GrantSpec", "PolicySpec", "TableSpec", "declare"]

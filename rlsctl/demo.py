@@ -40,6 +40,7 @@ class PhaseSummary:
 @dataclass(frozen=True)
 class DemoResult:
     server: str
+    identity_setting: str
     phases: tuple[PhaseSummary, ...]
 
     @property
@@ -101,4 +102,4 @@ def run_demo(project: Project, dsn: str | None, progress: Progress) -> DemoResul
                     mismatches=len(matrix.failures),
                 )
             )
-    return DemoResult(server, tuple(summaries))
+    return DemoResult(server, project.settings.identity.setting, tuple(summaries))

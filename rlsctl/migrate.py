@@ -1,9 +1,9 @@
 """`rlsctl migrate` and `rlsctl rollback`: the phased DDL, recorded in the helper schema.
 
 Each phase runs in its own transaction, as the owner role, under the
-advisory lock, with `row_security = off` (a statement that RLS would filter
-fails loudly instead of silently touching no rows), and is validated before
-it commits: no constraint left NOT
+advisory lock (statements that write rows run with `row_security = off`:
+one that RLS would filter fails loudly instead of silently touching no
+rows), and is validated before it commits: no constraint left NOT
 VALID, and every table that existed before has the same number of rows
 after (counted in one snapshot; a table whose rows the counting role cannot
 all see under RLS is reported as not verified rather than compared).
@@ -23,13 +23,13 @@ from psycopg import IsolationLevel
 from rlsctl import apply as applying
 from rlsctl import backup, catalog, statements
 from rlsctl.db import Target
-from rlsctl.ddl import split_statements
+from rlsctl.ddl import changes_data, split_statements
 from rlsctl.declare import declare
 from rlsctl.errors import UsageError
 from rlsctl.phases import Phase
 from rlsctl.project import Project
 from rlsctl.render import render_template
-from rlsctl.sql import qualified
+from rlsctl.sql import ident, qualified
 from rlsctl.txn import locked_transaction
 
 Progress = Callable[[str], None]
@@ -177,14 +177,12 @@ def _run_phase(
     try:
         with locked_transaction(conn, lock_timeout, where):
             statements.run(conn, "set_role", role=owner)
+            statements.run(conn, "search_path", path=ident(project.schema_name))
             before, unverified = _count_rows(conn, project)
-            statements.run(conn, "row_security", value="off")
             count = 0
             for step in phase.steps:
                 step_statements = tuple(split_statements(step.up_sql(), str(step.up)))
-                applying.execute_statements(
-                    conn, step_statements, f"{where} phase {phase.label} {step.up.name}", lock_timeout
-                )
+                _run_step(conn, step_statements, f"{where} phase {phase.label} {step.up.name}", lock_timeout)
                 count += len(step_statements)
             _validate_phase(conn, project, phase, before, unverified)
             _record(conn, project, phase, baseline=False)
@@ -193,9 +191,25 @@ def _run_phase(
     return PhaseResult(phase.number, phase.name, count, dumped, tuple(sorted(unverified)))
 
 
+def _run_step(conn: psycopg.Connection, step_statements: tuple[str, ...], where: str, lock_timeout: float) -> None:
+    """Run a step; statements that write rows run with row_security = off.
+
+    On a secured table the owner role writes nothing through RLS, so an UPDATE
+    in a migration would silently change no rows. With row_security off it
+    fails instead. DDL keeps row security on: PostgreSQL validates a new
+    foreign key with a query that RLS applies to.
+    """
+    for statement in step_statements:
+        data = changes_data(statement)
+        if data:
+            statements.run(conn, "row_security", value="off")
+        applying.execute_statements(conn, (statement,), where, lock_timeout)
+        if data:
+            statements.run(conn, "row_security", value="on")
+
+
 def _count_rows(conn: psycopg.Connection, project: Project) -> tuple[dict[str, int], set[str]]:
     """Row counts of the tables the current role can see whole; the others are unverified."""
-    statements.run(conn, "row_security", value="on")
     visible = {
         row["table_name"]: row["sees_all"] for row in statements.run(conn, "row_visibility", schema=project.schema_name)
     }
@@ -220,7 +234,6 @@ def _validate_phase(
             f"phase {phase.label} left constraint {first['name']} on {first['table_name']} NOT VALID; rolled back"
         )
     after, _ = _count_rows(conn, project)
-    statements.run(conn, "row_security", value="off")
     for table, count in before.items():
         if table in after and after[table] != count:
             raise UsageError(
@@ -262,6 +275,7 @@ def rollback(
             phase = by_number[number]
             progress(f"reverting phase {phase.label}")
             statements.run(conn, "set_role", role=owner)
+            statements.run(conn, "search_path", path=ident(project.schema_name))
             for step in reversed(phase.steps):
                 step_statements = tuple(split_statements(step.down_sql(), str(step.down)))
                 applying.execute_statements(conn, step_statements, f"{where} rollback {step.down.name}", lock_timeout)

@@ -172,11 +172,13 @@ class Guard(Frozen):
     """A rule about changing a row that a policy cannot express (it needs OLD and NEW).
 
     When an UPDATE by one of `roles` changes any of `changed`, `require` must
-    hold for the old row, else the statement fails with `message`.
+    hold for the old row and `require_new` (if given) for the new row, else the
+    statement fails with `message`. Without either, such a change is refused.
     """
 
     changed: tuple[str, ...]
     require: Condition = Field(default_factory=lambda: parse_condition(False))
+    require_new: Condition | None = None
     message: str
     roles: tuple[str, ...] = ("app",)
 

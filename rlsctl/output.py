@@ -108,7 +108,7 @@ def demo_report(result: DemoResult) -> None:
     from rich.table import Table
 
     grid = Table(title=f"rlsctl demo on {escape(result.server)}", title_justify="left")
-    grid.add_column("phase")
+    grid.add_column("phase", no_wrap=True)
     grid.add_column("tables secured (new in this phase)")
     for column in ("pending", "statements", "cells", "mismatches"):
         grid.add_column(column, justify="right")
@@ -127,7 +127,7 @@ def demo_report(result: DemoResult) -> None:
     stdout.print(grid)
     stdout.print(
         "cells: one per principal x table x command x fixture row, impersonated with SET LOCAL ROLE and "
-        "app.user_id inside a rolled-back transaction, compared with what the policy files allow"
+        f"{escape(result.identity_setting)} inside a rolled-back transaction, compared with what the policy files allow"
     )
     if result.ok:
         stdout.print("[green]every access-matrix cell matched its expectation in every phase[/]")

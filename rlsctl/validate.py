@@ -46,6 +46,21 @@ def _tenancy(project: Project, known: Schema) -> None:
             column = getattr(membership, field)
             if column:
                 _column(project, known, membership.table, column, (*path, "membership", field))
+        if membership.rank:
+            _ranks_match_enum(project, known, membership.table, membership.rank, tenancy.ranks)
+
+
+def _ranks_match_enum(project: Project, known: Schema, table: str, column: str, ranks: tuple[str, ...]) -> None:
+    """Ranks the rank column cannot hold would silently grant nobody anything."""
+    labels = dict(known.enums).get(known.table(table).column(column).type.strip('"'))
+    if labels is None:
+        return
+    unknown = [rank for rank in ranks if rank not in labels]
+    if unknown:
+        raise project.error(
+            ("tenancy", "ranks"),
+            f"rank {unknown[0]!r} is not a value of {table}.{column} (its values: {', '.join(labels)})",
+        )
 
 
 def _column(project: Project, known: Schema, table: str, column: str, path: tuple[str | int, ...]) -> None:
@@ -87,6 +102,8 @@ def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
         for role in guard.roles:
             _role(project, role, (*path, "guards", index, "roles"))
         _condition(project, known, name, decl, guard.require, (*path, "guards", index, "require"))
+        if guard.require_new is not None:
+            _condition(project, known, name, decl, guard.require_new, (*path, "guards", index, "require_new"))
     if decl.retention is not None:
         _column(project, known, name, decl.retention.column, (*path, "retention", "column"))
         _role(project, decl.retention.role, (*path, "retention", "role"))

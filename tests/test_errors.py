@@ -216,3 +216,21 @@ def test_migrate_refuses_an_edited_applied_phase(db, tmp_path):
     assert code == 2 and "phase 0 (current_schema) was edited after it was applied" in err
     with psycopg.connect(db.dsn) as conn:
         assert conn.execute("SELECT to_regclass('public.\"Team\"')").fetchone()[0] is None
+
+
+def test_ranks_that_the_rank_column_cannot_hold_are_refused(tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "project.yaml"
+    path.write_text(path.read_text().replace("ranks: [MEMBER, ADMIN, OWNER]", "ranks: [MEMBER, ADMIN, OWNR]"))
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2 and "rank 'OWNR' is not a value of TeamMember.role" in err and "project.yaml:" in err
+
+
+def test_a_principal_id_of_the_wrong_type_is_named(secured_db, tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "project.yaml"
+    path.write_text(path.read_text().replace("    type: text\n", "    type: uuid\n"))
+    code, _, err = run("test", "--dsn", secured_db.dsn, "--project", str(project), "--role-prefix", secured_db.prefix)
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "fixtures.yaml:" in err and "'rlsctl-test-newcomer' is not a valid uuid" in err

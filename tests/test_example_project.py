@@ -403,3 +403,28 @@ def test_example_loads_with_its_own_settings():
     assert project.tenancy is not None and project.tenancy.tenants.owner is None
     assert [phase.number for phase in project.phases] == [0, 1]
     assert all(step.down.is_file() for phase in project.phases for step in phase.steps)
+
+
+def test_example_in_its_own_schema(db, tmp_path):
+    """A project schema other than public: created for the owner, migrations land in it."""
+    import shutil
+
+    root = tmp_path / "orgs"
+    shutil.copytree(ROOT / "examples" / "orgs", root)
+    settings = root / "policies" / "project.yaml"
+    settings.write_text(settings.read_text().replace("  schema: public\n", "  schema: orgs_data\n"))
+    project = load_project(root, role_prefix=db.prefix)
+    migrate_and_apply(db, project=project)
+    with db.connect() as conn:
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'orgs_data'"
+        ).fetchone()
+        assert owner == (db.prefix + "owner",)
+        tables = conn.execute(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'orgs_data' AND relkind = 'r' ORDER BY 1"
+        ).fetchall()
+        assert [t[0] for t in tables] == ["account", "org_membership", "organisation", "project", "task"]
+        assert all(t[1] and t[2] for t in tables)
+        result = run_matrix(conn, project, "own schema")
+    assert not result.failures

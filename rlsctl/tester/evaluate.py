@@ -228,7 +228,9 @@ class Evaluator:
             if self.principal.role not in guard.roles:
                 continue
             changed = any(not _same(old.get(c), new.get(c)) for c in guard.changed)
-            if changed and self.truth(guard.require, {0: old}) is not True:
+            if not changed:
+                continue
+            if self.truth(guard.require, {0: old}) is not True or self.truth(guard.require_new, {0: new}) is not True:
                 return guard.message
         return None
 

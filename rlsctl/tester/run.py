@@ -42,6 +42,7 @@ class CellContext:
     row: dict[str, Any]  # old row (select/update/delete) or new row (insert)
     new: dict[str, Any] | None  # the row after an UPDATE
     world: dict[str, list[dict[str, Any]]]
+    set_columns: tuple[str, ...] = ()  # the columns an UPDATE sets (even to their current value)
 
 
 Expectation = Callable[[CellContext], bool]
@@ -93,6 +94,26 @@ def principals_of(project: Project, resolved: Resolved) -> tuple[Principal, ...]
             user = str(resolved.keys[declared.user])
             found.append(Principal(name, declared.role, role, user, True, declared.description))
     return tuple(found)
+
+
+def _check_literal_ids(conn: psycopg.Connection, project: Project) -> None:
+    """A principal's literal id must be a valid user id, or every cell would fail for the wrong reason."""
+    assert project.fixtures is not None
+    identity_type = project.settings.identity.type
+    for name, declared in project.fixtures.principals.items():
+        if declared.id is None:
+            continue
+        check = render_template(
+            "ops/cast_check.sql.j2", project.root / "templates", value=declared.id, type=identity_type
+        )
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(check.encode())
+        except psycopg.Error as exc:
+            raise project.error(
+                ("fixtures", "principals", name, "id"),
+                f"id {declared.id!r} is not a valid {identity_type}: {_first(exc)}",
+            ) from None
 
 
 def refuse_false_greens(conn: psycopg.Connection, project: Project, state: DeclaredState, roles: list[str]) -> None:
@@ -169,6 +190,7 @@ def run_matrix(
     resolved = resolve(project.fixtures, schema)
     principals = principals_of(project, resolved)
     refuse_false_greens(conn, project, state, sorted({p.role for p in principals}))
+    _check_literal_ids(conn, project)
     runner = Runner(conn, project, schema, state)
     managed = [table.name for table in state.tables]
     operator = catalog.current_role(conn)
@@ -260,11 +282,16 @@ def _table_cells(
     cells: list[Cell] = []
 
     def decide(
-        command: str, case: str, row: dict[str, Any], new: dict[str, Any] | None, predicted: Outcome
+        command: str,
+        case: str,
+        row: dict[str, Any],
+        new: dict[str, Any] | None,
+        predicted: Outcome,
+        set_columns: tuple[str, ...] = (),
     ) -> tuple[bool, str]:
         if expect is None:
             return predicted.allowed, predicted.detail
-        context = CellContext(table, command, case, principal, row, new, world)
+        context = CellContext(table, command, case, principal, row, new, world, set_columns)
         verdict = expect(context)
         return verdict, "allowed" if verdict else "denied"
 
@@ -294,7 +321,7 @@ def _table_cells(
             actual = _run_write(
                 runner, principal, "tester_update", table=table, set_values=values, key=key, key_value=row[key.name]
             )
-            expected, detail = decide("update", f"{case}:{name}", row, new, predicted)
+            expected, detail = decide("update", f"{case}:{name}", row, new, predicted, tuple(values))
             cells.append(Cell(table, "update", f"{case}:{name}", principal.name, expected, detail, actual))
     # DELETE: each row.
     for row in rows:
