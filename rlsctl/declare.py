@@ -45,6 +45,14 @@ class PolicySpec:
         return PRIVILEGE[self.command]
 
     @property
+    def helpers(self) -> set[str]:
+        found: set[str] = set()
+        for pred in (self.using, self.check):
+            if pred is not None:
+                found |= e.helpers_used(pred)
+        return found
+
+    @property
     def reads(self) -> set[str]:
         tables: set[str] = set()
         for pred in (self.using, self.check):
@@ -138,6 +146,18 @@ class DeclaredState:
     def managed_role_names(self) -> tuple[str, ...]:
         return tuple(role.name for role in self.roles)
 
+    def helper_callers(self, helper: str) -> tuple[str, ...]:
+        """Roles whose policies (or guarded updates) call a policy helper: only they may execute it."""
+        callers: set[str] = set()
+        for table in self.tables:
+            for policy in table.policies:
+                if helper in policy.helpers:
+                    callers.add(policy.role)
+            for guard in table.guards:
+                if helper in e.helpers_used(guard.require) | e.helpers_used(guard.require_new):
+                    callers.update(guard.roles)
+        return tuple(sorted(callers))
+
     @property
     def grantee_role_names(self) -> tuple[str, ...]:
         """Roles that may hold privileges on tables (all but the owner)."""
@@ -222,8 +242,9 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
     grants: list[GrantSpec] = []
     for role_key, rules in sorted(decl.policies.items()):
         role = project.role_name(role_key)
+        visible = bind(project, schema, role_key, rules.select, name) if rules.select is not None else e.FALSE
         for command in rules.declared():
-            policy = _policy(project, schema, name, role_key, command, getattr(rules, command))
+            policy = _policy(project, schema, name, role_key, command, getattr(rules, command), visible)
             if policy is not None:
                 policies.append(policy)
             grant = _grant(decl, table, role_key, role, command)
@@ -249,12 +270,25 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
 
 
 def _policy(
-    project: Project, schema: Schema, table: str, role_key: str, command: str, rule: Cond | UpdateRule
+    project: Project,
+    schema: Schema,
+    table: str,
+    role_key: str,
+    command: str,
+    rule: Cond | UpdateRule,
+    visible: e.Pred,
 ) -> PolicySpec | None:
+    """One permissive policy, or None when its condition can never hold.
+
+    UPDATE and DELETE policies include the role's SELECT rule: PostgreSQL
+    applies SELECT policies to an UPDATE or DELETE only when the statement
+    reads the table (a WHERE or RETURNING), so without it `UPDATE t SET x = 1`
+    with no WHERE would reach rows the role cannot see.
+    """
     role = project.role_name(role_key)
     name = f"{role_key}_{command}"
     if isinstance(rule, UpdateRule):
-        using = bind(project, schema, role_key, rule.using, table)
+        using = e.and_(bind(project, schema, role_key, rule.using, table), visible)
         check = bind(project, schema, role_key, rule.check, table) if rule.check is not None else None
         if check == e.TRUE:
             # A check that constrains nothing falls back to USING (the stricter choice).
@@ -267,6 +301,10 @@ def _policy(
         return None
     if command == "insert":
         return PolicySpec(table, name, command, role_key, role, None, bound)
+    if command == "delete":
+        bound = e.and_(bound, visible)
+        if e.never_true(bound):
+            return None
     return PolicySpec(table, name, command, role_key, role, bound, None)
 
 

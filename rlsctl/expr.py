@@ -248,8 +248,23 @@ def tables_read(pred: Pred) -> set[str]:
     return {node.table for node in walk(pred) if isinstance(node, Exists)}
 
 
-def uses_tenants(pred: Pred) -> bool:
-    return any(isinstance(node, InTenants) for node in walk(pred))
+def helpers_used(pred: Pred) -> set[str]:
+    """Names of the policy helper functions the rendered condition calls."""
+    found: set[str] = set()
+    for node in walk(pred):
+        operands: tuple[Operand, ...] = ()
+        if isinstance(node, Compare):
+            operands = (node.left, node.right)
+        elif isinstance(node, IsNull | InList):
+            operands = (node.operand,)
+        elif isinstance(node, InTenants):
+            operands = (node.operand, node.tenants)
+        for operand in operands:
+            if isinstance(operand, Identity):
+                found.add("current_user_id")
+            elif isinstance(operand, TenantIds):
+                found.add("tenant_ids")
+    return found
 
 
 def settle(pred: Pred, positive: bool = True) -> Pred:
