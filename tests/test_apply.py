@@ -180,3 +180,29 @@ def test_baseline_adopts_a_database_migrated_by_another_tool(db):
         assert all(t.rls_forced and t.owner == db.role("owner") for t in tables.values())
         again = migrating.migrate(conn, project, db.target)
         assert not again.ran and again.already == [0, 1, 2, 3, 4]
+
+
+def test_a_configurable_identity_expression(db, tmp_path):
+    """Supabase-style: policies read an expression, not app.user_id; the tester sets the platform's setting."""
+    import shutil
+
+    from rlsctl.project import load_project
+
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "policies", root / "policies")
+    shutil.copytree(ROOT / "migrations", root / "migrations")
+    settings = root / "policies" / "project.yaml"
+    settings.write_text(
+        settings.read_text().replace(
+            "    setting: app.user_id     # the app runs set_config('app.user_id', <User.id>, true) per transaction\n",
+            "    setting: request.jwt.claim.sub\n"
+            "    expression: NULLIF(pg_catalog.current_setting('request.jwt.claim.sub', true), '')\n",
+        )
+    )
+    project = load_project(root, role_prefix=db.prefix)
+    migrate_and_apply(db, project=project)
+    with db.connect() as conn:
+        body = next(f.body for f in catalog.functions(conn, "rlsctl") if f.name == "current_user_id")
+        assert "request.jwt.claim.sub" in body and "app.user_id" not in body
+        result = run_matrix(conn, project, "jwt", expect=spec_matrix.expectation)
+    assert not result.failures
