@@ -1,36 +1,42 @@
 """`rlsctl apply`: bring the security layer of a live database to the declared state.
 
 Everything happens in one transaction under the advisory lock: read the
-catalog (after the lock, so a waiting apply plans afresh), check the project
-against it, render, execute statement by statement, commit. Any error rolls
-back and names the statement; the database is left as it was.
+catalog (after the lock, so a waiting apply plans afresh), compare it with
+the declared state, run exactly the statements of the difference, commit.
+A second apply finds nothing to do and runs nothing. Any error rolls back
+and names the statement; the database is left as it was.
+
+Roles are cluster-wide, and the advisory lock is per database: an apply on
+another database of the cluster may create or change the same roles at the
+same moment. PostgreSQL then fails one of the two transactions ("tuple
+concurrently updated", or a duplicate in pg_authid / pg_auth_members); that
+apply starts over and plans afresh, up to a few times.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import errors as pgerrors
 
 from rlsctl import catalog
-from rlsctl.ddl import split_statements
-from rlsctl.declare import DeclaredState, HelperFn, declare
+from rlsctl.declare import declare
 from rlsctl.errors import MissingExtension, UsageError
 from rlsctl.phases import phase_creating
+from rlsctl.plan import Plan, plan_for_database
 from rlsctl.project import Project
-from rlsctl.render import render_state
 from rlsctl.schema import Schema
 from rlsctl.txn import lock_wait_message, locked_transaction
 from rlsctl.validate import validate
 
+ATTEMPTS = 5
+SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_shdescription")
 
-@dataclass(frozen=True)
-class Plan:
-    state: DeclaredState
-    script: str
-    statements: tuple[str, ...]
-    pending: tuple[tuple[str, int | None], ...]  # declared tables not present, with their phase
+
+class ConcurrentCatalogChange(UsageError):
+    """Another transaction changed the same shared catalog row (a role) at the same time."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,15 @@ class ApplyReport:
     where: str
     plan: Plan
     dry_run: bool
+    attempts: int = 1
 
     @property
     def managed(self) -> tuple[str, ...]:
         return tuple(table.name for table in self.plan.state.tables)
+
+    @property
+    def changed(self) -> bool:
+        return not self.plan.empty
 
 
 def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -> Schema:
@@ -65,11 +76,9 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
     validate(project, project.migrated_schema().union(schema))
     _check_extensions(conn, project, where)
     state = declare(project, schema)
-    drop_policies = _undeclared_policies(conn, project, state)
-    drop_functions = _undeclared_functions(conn, project, state)
-    script = render_state(state, project.root / "templates", drop_policies=drop_policies, drop_functions=drop_functions)
+    plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
-    return Plan(state, script, tuple(split_statements(script, "rendered SQL")), pending)
+    return replace(plan, pending=pending)
 
 
 def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> None:
@@ -85,27 +94,6 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
         )
 
 
-def _undeclared_policies(conn: psycopg.Connection, project: Project, state: DeclaredState) -> dict[str, list[str]]:
-    """Policies on managed tables that the project does not declare: apply removes them."""
-    declared = {(table.name, policy.name) for table in state.tables for policy in table.policies}
-    managed = {table.name for table in state.tables}
-    extra: dict[str, list[str]] = {}
-    for policy in catalog.policies(conn, project.schema_name):
-        if policy.table in managed and (policy.table, policy.name) not in declared:
-            extra.setdefault(policy.table, []).append(policy.name)
-    return extra
-
-
-def _undeclared_functions(conn: psycopg.Connection, project: Project, state: DeclaredState) -> list[HelperFn]:
-    """Functions the helper owner owns in the helper schema that the state no longer has."""
-    declared = {(fn.name, fn.args) for fn in state.helper_functions}
-    return [
-        HelperFn(fn.name, fn.arg_types, policy_helper=False)
-        for fn in catalog.functions(conn, project.helper_schema)
-        if fn.owner == state.definer and not fn.from_extension and (fn.name, fn.arg_types) not in declared
-    ]
-
-
 def apply(
     conn: psycopg.Connection,
     project: Project,
@@ -115,15 +103,21 @@ def apply(
     dry_run: bool = False,
     lock_timeout: float = 10.0,
 ) -> ApplyReport:
-    try:
-        with locked_transaction(conn, lock_timeout, where):
-            plan = make_plan(conn, project, where, phase)
-            execute_statements(conn, plan.statements, where, lock_timeout)
-            if dry_run:
-                raise _DryRunDone(plan)
-    except _DryRunDone as done:
-        return ApplyReport(where, done.plan, dry_run=True)
-    return ApplyReport(where, plan, dry_run=False)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with locked_transaction(conn, lock_timeout, where):
+                plan = make_plan(conn, project, where, phase)
+                execute_statements(conn, plan.sql, where, lock_timeout)
+                if dry_run:
+                    raise _DryRunDone(plan)
+            return ApplyReport(where, plan, dry_run=False, attempts=attempt)
+        except _DryRunDone as done:
+            return ApplyReport(where, done.plan, dry_run=True, attempts=attempt)
+        except ConcurrentCatalogChange:
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 class _DryRunDone(Exception):
@@ -144,9 +138,18 @@ def execute_statements(
         except pgerrors.LockNotAvailable as exc:
             raise UsageError(lock_wait_message(exc, where, lock_timeout)) from None
         except psycopg.Error as exc:
+            if _concurrent_catalog_change(exc):
+                raise ConcurrentCatalogChange(f"{where}: a concurrent change to the same role; retrying") from None
             raise UsageError(
                 f"{where}: statement {number} failed ({_head(statement)}): {_message(exc)}; nothing was changed"
             ) from None
+
+
+def _concurrent_catalog_change(exc: psycopg.Error) -> bool:
+    message = exc.diag.message_primary or ""
+    if "tuple concurrently updated" in message or "tuple concurrently deleted" in message:
+        return True
+    return isinstance(exc, pgerrors.UniqueViolation) and (exc.diag.table_name or "") in SHARED_CATALOGS
 
 
 def _head(statement: str) -> str:
@@ -158,6 +161,4 @@ def _head(statement: str) -> str:
 
 
 def _message(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    text = diag.message_primary or str(exc).strip().splitlines()[0]
-    return text
+    return exc.diag.message_primary or str(exc).strip().splitlines()[0]

@@ -221,6 +221,42 @@ def apply_command(
     output.apply_report(report, fmt)
 
 
+@main.command()
+@_options_dsn
+@_options_project
+@click.option("--phase", type=click.IntRange(min=0), help="Manage only what migrations up to this phase create.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def plan(dsn: str | None, project: str | None, role_prefix: str | None, phase: int | None, fmt: str) -> None:
+    """Print the statements apply would run here, each labelled widens, narrows or neutral."""
+    from rlsctl import db
+    from rlsctl.diffing import read_plan
+
+    loaded = _project(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        found = read_plan(conn, loaded, target.where, phase)
+    output.plan_report(found, target.where, fmt)
+
+
+@main.command()
+@_options_dsn
+@_options_project
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def drift(dsn: str | None, project: str | None, role_prefix: str | None, fmt: str) -> None:
+    """Compare the live catalog with the declared state; exit 1 when anything differs."""
+    from rlsctl import db
+    from rlsctl.diffing import read_plan
+
+    loaded = _project(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        found = read_plan(conn, loaded, target.where, None)
+    output.drift_report(found, target.where, fmt)
+    sys.exit(1 if not found.empty else 0)
+
+
 @main.command(name="test")
 @_options_dsn
 @_options_project

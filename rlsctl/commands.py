@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from rlsctl.declare import declare
+from rlsctl.errors import UsageError
+from rlsctl.plan import plan_for_empty
 from rlsctl.project import Project
-from rlsctl.render import render_state
+from rlsctl.render import render_template
 from rlsctl.validate import validate
 
 
 def render_phases(project: Project, phase: int | None = None) -> dict[int, str]:
     """The security layer rendered for the schema after each phase (or one phase), offline."""
     validate(project, project.migrated_schema())
-    numbers = [phase] if phase is not None else [item.number for item in project.phases]
-    if phase is not None and phase not in {item.number for item in project.phases}:
-        from rlsctl.errors import UsageError
-
-        raise UsageError(f"--phase {phase}: the project has phases 0..{len(project.phases) - 1}")
+    numbers = [item.number for item in project.phases]
+    if phase is not None and phase not in numbers:
+        raise UsageError(f"--phase {phase}: the project has phases 0..{len(numbers) - 1}")
     rendered: dict[int, str] = {}
-    for number in numbers:
+    templates = project.root / "templates"
+    for number in [phase] if phase is not None else numbers:
         state = declare(project, project.migrated_schema(number))
-        rendered[number] = render_state(state, project.root / "templates", drop_policies={}, drop_functions=[])
+        plan = plan_for_empty(state, templates)
+        rendered[number] = render_template(
+            "script.sql.j2", templates, project=project.settings.name, statements=plan.statements, pending=state.pending
+        )
     return rendered

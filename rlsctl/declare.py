@@ -134,6 +134,7 @@ class DeclaredState:
     identity_expression: str | None
     identity_type: str
     extensions: tuple[str, ...]
+    prune_unmanaged_grants: bool
     roles: tuple[RoleSpec, ...]
     owner: str
     app: str
@@ -206,6 +207,7 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         identity_expression=identity.expression,
         identity_type=identity.type,
         extensions=project.settings.extensions,
+        prune_unmanaged_grants=project.settings.prune_unmanaged_grants,
         roles=roles,
         owner=project.role_name(project.role_of_kind("owner")),
         app=project.role_name(project.role_of_kind("app")),
@@ -248,7 +250,8 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
             if policy is not None:
                 policies.append(policy)
             grant = _grant(decl, table, role_key, role, command)
-            if grant.columns != ():
+            # The owner role owns the table and so holds every privilege already.
+            if grant.columns != () and project.roles[role_key].kind != "owner":
                 grants.append(grant)
     policies += _definer_policies(project, schema, name, tenancy)
     grants += _definer_grants(project, name, tenancy)

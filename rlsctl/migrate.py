@@ -27,8 +27,10 @@ from rlsctl.ddl import changes_data, split_statements
 from rlsctl.declare import declare
 from rlsctl.errors import UsageError
 from rlsctl.phases import Phase
+from rlsctl.plan import plan_for_database
 from rlsctl.project import Project
 from rlsctl.render import render_template
+from rlsctl.schema import Schema
 from rlsctl.sql import ident, qualified
 from rlsctl.txn import locked_transaction
 
@@ -71,11 +73,17 @@ def applied_phases(conn: psycopg.Connection, project: Project) -> list[Applied]:
     return [Applied(r[0], r[1], r[2], r[3]) for r in rows.fetchall()]
 
 
+BOOTSTRAP_KINDS = {"role", "membership", "schema", "schema_privilege", "default_privilege"}
+
+
 def _bootstrap(conn: psycopg.Connection, project: Project, where: str, lock_timeout: float) -> None:
-    state = declare(project, project.migrated_schema(-1))
-    has_table = bool(applied_phases(conn, project)) or _phase_table_exists(conn, project)
-    script = _render(project, "bootstrap.sql.j2", state=state, has_phase_table=has_table)
-    applying.execute_statements(conn, tuple(split_statements(script, "bootstrap SQL")), where, lock_timeout)
+    """The roles (the owner runs the phases), the helper schema, and the applied_phase table."""
+    state = declare(project, Schema(name=project.schema_name))
+    plan = plan_for_database(conn, state, project.root / "templates", kinds=BOOTSTRAP_KINDS)
+    applying.execute_statements(conn, plan.sql, where, lock_timeout)
+    if not _phase_table_exists(conn, project):
+        script = _render(project, "bootstrap.sql.j2", helper_schema=project.helper_schema, owner=state.owner)
+        applying.execute_statements(conn, tuple(split_statements(script, "bootstrap SQL")), where, lock_timeout)
 
 
 def _phase_table_exists(conn: psycopg.Connection, project: Project) -> bool:
@@ -287,7 +295,7 @@ def rollback(
         if secured:
             progress("re-applying the security layer for the tables that remain")
             plan = applying.make_plan(conn, project, where)
-            applying.execute_statements(conn, plan.statements, where, lock_timeout)
+            applying.execute_statements(conn, plan.sql, where, lock_timeout)
     return RollbackReport(where, tuple(to_revert), reapplied=secured)
 
 

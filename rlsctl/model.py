@@ -65,6 +65,10 @@ class ProjectSettings(Frozen):
     identity: Identity = Identity()
     extensions: tuple[str, ...] = ()
     description: str = ""
+    # Grants on managed tables to roles the project does not declare (a backup
+    # tool, monitoring, a migration tool) are reported and left alone, unless
+    # this is on: then apply revokes them too.
+    prune_unmanaged_grants: bool = False
 
 
 # -- roles --------------------------------------------------------------------

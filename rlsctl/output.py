@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rlsctl.apply import ApplyReport
     from rlsctl.demo import DemoResult
     from rlsctl.migrate import MigrateReport, RollbackReport
+    from rlsctl.plan import Plan
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -133,3 +134,83 @@ def demo_report(result: DemoResult) -> None:
         stdout.print("[green]every access-matrix cell matched its expectation in every phase[/]")
     else:
         stdout.print("[bold red]some cells did not match: run `rlsctl test` for the details[/]")
+
+
+EFFECT_TITLES = {"widens": "Widens access", "narrows": "Narrows access", "neutral": "Neutral"}
+
+
+def _plan_json(plan: Plan, where: str) -> dict[str, object]:
+    return {
+        "database": where,
+        "changes": len(plan.operations),
+        "statements": [
+            {"sql": s.sql, "effect": s.effect, "action": s.action, "object": s.object} for s in plan.statements
+        ],
+        "unmanaged_grants": [
+            {"table": g.table, "grantee": g.grantee, "privilege": g.privilege, "column": g.column}
+            for g in plan.unmanaged
+        ],
+        "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
+    }
+
+
+def plan_report(plan: Plan, where: str, fmt: str) -> None:
+    if fmt == "json":
+        emit_json(_plan_json(plan, where))
+        return
+    if plan.empty:
+        stdout.print(f"{escape(where)}: no changes")
+        return
+    stdout.print(f"{escape(where)}: {len(plan.statements)} statements; apply runs them in dependency order")
+    for effect in ("widens", "narrows", "neutral"):
+        chosen = [s for s in plan.statements if s.effect == effect]
+        if not chosen:
+            continue
+        colour = {"widens": "bold yellow", "narrows": "green", "neutral": "dim"}[effect]
+        stdout.print(f"\n[{colour}]{EFFECT_TITLES[effect]} ({len(chosen)})[/]")
+        for statement in chosen:
+            stdout.print(f"[dim]-- {escape(statement.object)}[/]")
+            stdout.print(escape(statement.sql) + ";")
+    _unmanaged(plan)
+
+
+def _unmanaged(plan: Plan) -> None:
+    for grant in plan.unmanaged:
+        target = grant.table if grant.column is None else f"{grant.table}.{grant.column}"
+        stdout.print(
+            f"[dim]unmanaged:[/] {grant.privilege} on {escape(target)} to {escape(grant.grantee)} (left alone)"
+        )
+
+
+def drift_report(plan: Plan, where: str, fmt: str) -> None:
+    if fmt == "json":
+        data = _plan_json(plan, where)
+        data["drift"] = [
+            {
+                "object": op.key,
+                "kind": op.kind,
+                "action": op.action,
+                "effect": op.effect,
+                "state": _drift_state(op.action),
+            }
+            for op in plan.operations
+            if op.action not in ("may_create", "may_not_create")
+        ]
+        emit_json(data)
+        return
+    real = [op for op in plan.operations if op.action not in ("may_create", "may_not_create")]
+    if not real:
+        stdout.print(f"{escape(where)}: no drift")
+    else:
+        stdout.print(f"{escape(where)}: {len(real)} objects differ from the declared state")
+        for op in real:
+            stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({op.effect} when repaired)[/]")
+    _unmanaged(plan)
+
+
+def _drift_state(action: str) -> str:
+    if action in ("create", "grant"):
+        return "missing"
+    if action in ("drop", "revoke"):
+        return "extra"
+    return "changed"

@@ -7,6 +7,7 @@ order of NN, and their down scripts in reverse.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -84,12 +85,18 @@ def _steps(folder: Path) -> tuple[Step, ...]:
 
 def schema_at(phases: tuple[Phase, ...], phase: int | None, schema_name: str) -> Schema:
     """The schema after running phases 0..`phase` (all of them when None), offline."""
+    texts = tuple(
+        (str(step.up), step.up_sql()) for item in phases if phase is None or item.number <= phase for step in item.steps
+    )
+    return _schema_from(texts, schema_name)
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_from(texts: tuple[tuple[str, str], ...], schema_name: str) -> Schema:
+    """Parsing is the slow part; the same scripts give the same schema."""
     schema = Schema(name=schema_name)
-    for item in phases:
-        if phase is not None and item.number > phase:
-            break
-        for step in item.steps:
-            schema = apply_ddl(schema, step.up_sql(), str(step.up))
+    for path, text in texts:
+        schema = apply_ddl(schema, text, path)
     return schema
 
 

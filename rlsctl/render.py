@@ -20,7 +20,6 @@ from typing import Any
 import jinja2
 
 from rlsctl import sql
-from rlsctl.declare import DeclaredState
 from rlsctl.errors import UsageError
 from rlsctl.resources import templates_dir
 from rlsctl.sql import SqlText
@@ -30,6 +29,7 @@ KEYWORDS = frozenset(
         "SELECT", "INSERT", "UPDATE", "DELETE", "ALL", "PERMISSIVE", "RESTRICTIVE",
         "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE", "EXECUTE",
         "=", "<>", "<", ">", "<=", ">=",
+        "sql", "plpgsql", "IMMUTABLE", "STABLE", "VOLATILE",
     }
 )  # fmt: skip
 
@@ -73,6 +73,11 @@ def _row_reference(value: str) -> SqlText:
     return SqlText(value)
 
 
+def _grantee(value: str) -> SqlText:
+    """A role in GRANT/REVOKE/TO: PUBLIC is the keyword, anything else an identifier."""
+    return SqlText("PUBLIC") if value == "PUBLIC" else sql.ident(value)
+
+
 def _comment(value: object) -> SqlText:
     """Text for inside a `--` comment: control characters could end the comment."""
     return SqlText("".join(ch if ch >= " " else "?" for ch in str(value)))
@@ -109,6 +114,7 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         keyword=_keyword,
         sql=_trusted,
         rowref=_row_reference,
+        grantee=_strict(_grantee),
         comment=_comment,
         qualified=lambda parts: sql.qualified(*parts),
     )
@@ -130,6 +136,14 @@ def render_template(template_name: str, project_templates: Path | None = None, *
         ) from None
 
 
-def render_state(state: DeclaredState, project_templates: Path | None = None, **extra: Any) -> str:
-    """The whole security layer as one SQL script (roles, schema, helpers, tables)."""
-    return render_template("apply.sql.j2", project_templates, state=state, **extra)
+def call_macro(template_name: str, macro_name: str, project_templates: Path | None, *args: Any) -> str:
+    """Call one macro of a template (the object templates are libraries of macros)."""
+    try:
+        module = environment(project_templates).get_template(template_name).module
+        return str(getattr(module, macro_name)(*args))
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template not found: {exc.name}") from None
+    except AttributeError:
+        raise TemplateError(f"template {template_name} has no macro {macro_name!r}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {template_name}: {exc.message}") from None

@@ -170,8 +170,7 @@ def test_lock_held_past_lock_timeout(db):
     assert fingerprint(db) == before
 
 
-def test_a_failing_statement_rolls_everything_back(db, tmp_path):
-    """An error in the middle of apply (here: a managed role turned SUPERUSER) changes nothing."""
+def test_a_role_turned_superuser_is_refused(db):
     migrate_and_apply(db, phase=0)
     with db.connect() as conn:
         conn.execute(f'ALTER ROLE "{db.prefix}auditor" SUPERUSER')
@@ -180,12 +179,28 @@ def test_a_failing_statement_rolls_everything_back(db, tmp_path):
         code, _, err = run("apply", "--dsn", db.dsn, "--role-prefix", db.prefix, "--project", str(ROOT))
         assert code == 2
         assert_one_clean_line(err)
-        assert "SUPERUSER or BYPASSRLS" in err and "nothing was changed" in err
-        after = fingerprint(db)
-        assert after[1:] == before[1:]
+        assert f"role {db.prefix}auditor is SUPERUSER; rlsctl will not manage it" in err
+        assert fingerprint(db)[1:] == before[1:]
     finally:
         with db.connect() as conn:
             conn.execute(f'ALTER ROLE "{db.prefix}auditor" NOSUPERUSER')
+
+
+def test_a_statement_failing_late_rolls_everything_back(db, tmp_path):
+    """The guard triggers come late in the plan; if one fails, no earlier statement stays."""
+    project = copy_project(tmp_path)
+    (project / "templates" / "objects").mkdir(parents=True)
+    (project / "templates" / "objects" / "trigger.sql.j2").write_text(
+        "{% macro create(o, s) -%}\nSELECT pg_catalog.int4div(1, 0);\n{%- endmacro %}\n"
+    )
+    code, _, err = run("migrate", "--dsn", db.dsn, "--project", str(project), "--role-prefix", db.prefix)
+    assert code == 0, err
+    before = fingerprint(db)
+    code, _, err = run("apply", "--dsn", db.dsn, "--project", str(project), "--role-prefix", db.prefix)
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "division by zero" in err and "nothing was changed" in err
+    assert fingerprint(db) == before
 
 
 def test_no_traceback_from_the_real_entry_point(tmp_path):

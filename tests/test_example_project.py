@@ -15,6 +15,7 @@ the rules rather than against itself.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -390,7 +391,7 @@ def test_example_render_is_deterministic():
 def test_example_render_one_phase(phase, tables):
     result = cli("render", "--project", str(EXAMPLE), "--phase", str(phase))
     assert result.exit_code == 0, result.output
-    secured = {line.removeprefix("-- Table ") for line in result.stdout.splitlines() if line.startswith("-- Table ")}
+    secured = set(re.findall(r'ALTER TABLE "public"\."([^"]+)" FORCE ROW LEVEL SECURITY', result.stdout))
     assert secured == set(tables)
 
 

@@ -76,6 +76,7 @@ class LiveFunction:
     name: str
     args: str
     arg_types: str
+    returns: str
     owner: str
     security_definer: bool
     volatility: str
@@ -103,6 +104,8 @@ class LiveRole:
     login: bool
     createrole: bool
     member_of: tuple[str, ...]
+    createdb: bool = False
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ def functions(conn: psycopg.Connection, schema: str) -> list[LiveFunction]:
             name=row["name"],
             args=row["args"],
             arg_types=row["arg_types"],
+            returns=row["returns"],
             owner=row["owner"],
             security_definer=row["security_definer"],
             volatility=row["volatility"],
@@ -214,7 +218,8 @@ def triggers(conn: psycopg.Connection, schema: str) -> list[LiveTrigger]:
     ]
 
 
-def roles(conn: psycopg.Connection, prefix: str) -> list[LiveRole]:
+def roles(conn: psycopg.Connection, prefix: str, names: tuple[str, ...] = ()) -> list[LiveRole]:
+    """Roles whose names start with `prefix` (unless it is empty), or are in `names`."""
     return [
         LiveRole(
             name=row["name"],
@@ -223,9 +228,45 @@ def roles(conn: psycopg.Connection, prefix: str) -> list[LiveRole]:
             login=row["login"],
             createrole=row["createrole"],
             member_of=tuple(row["member_of"]),
+            createdb=row["createdb"],
+            comment=row["comment"],
         )
-        for row in fetch(conn, "roles", prefix=prefix)
+        for row in fetch(conn, "roles", prefix=prefix, names=list(names))
     ]
+
+
+@dataclass(frozen=True)
+class LiveSchemaPrivilege:
+    schema: str
+    owner: str
+    grantee: str
+    privilege: str
+
+
+def schemas(conn: psycopg.Connection, names: list[str]) -> dict[str, str]:
+    """Schema name -> owner, for the schemas that exist."""
+    return {row["name"]: row["owner"] for row in fetch(conn, "schemas", schemas=names)}
+
+
+def schema_privileges(conn: psycopg.Connection, names: list[str]) -> list[LiveSchemaPrivilege]:
+    return [LiveSchemaPrivilege(**row) for row in fetch(conn, "schema_privileges", schemas=names)]
+
+
+@dataclass(frozen=True)
+class LiveDefaultPrivilege:
+    creator: str
+    objtype: str
+    schema: str | None
+    public_granted: bool
+
+
+def default_privileges(conn: psycopg.Connection, roles: list[str]) -> list[LiveDefaultPrivilege]:
+    return [LiveDefaultPrivilege(**row) for row in fetch(conn, "default_privileges", roles=roles)]
+
+
+def installed_extensions(conn: psycopg.Connection) -> dict[str, str]:
+    """Extension name -> the schema it is installed in."""
+    return {row["name"]: row["schema"] for row in fetch(conn, "installed_extensions")}
 
 
 def schema_owner(conn: psycopg.Connection, schema: str) -> str | None:

@@ -3,6 +3,7 @@
 SELECT p.proname AS name,
        pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
        pg_catalog.oidvectortypes(p.proargtypes) AS arg_types,
+       pg_catalog.pg_get_function_result(p.oid) AS returns,
        pg_catalog.pg_get_userbyid(p.proowner) AS owner,
        p.prosecdef AS security_definer,
        p.provolatile AS volatility,

@@ -1,0 +1,118 @@
+"""The plan: every statement apply would run, in order, each labelled with its effect.
+
+`plan_for_database` compares the declared state with the live catalog;
+`plan_for_empty` compares it with nothing (what `rlsctl render` prints: the
+statements for a freshly migrated database). Both render through the same
+object templates, so the SQL of a change is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from rlsctl import catalog
+from rlsctl import diff as d
+from rlsctl.catalog import LiveGrant
+from rlsctl.ddl import split_statements
+from rlsctl.declare import DeclaredState
+from rlsctl.inspect import live_objects, normalise_policies
+from rlsctl.objects import Bodies, Objects, declared_objects
+from rlsctl.render import call_macro
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    effect: str
+    action: str
+    object: str  # the key of the object it changes
+
+
+@dataclass(frozen=True)
+class Plan:
+    state: DeclaredState
+    operations: tuple[d.Operation, ...]
+    statements: tuple[Statement, ...]
+    unmanaged: tuple[LiveGrant, ...] = ()
+    pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
+
+    @property
+    def empty(self) -> bool:
+        return not self.operations
+
+    @property
+    def sql(self) -> tuple[str, ...]:
+        return tuple(statement.sql for statement in self.statements)
+
+
+def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
+    """Function bodies and policy expressions, rendered once by the templates."""
+    functions: dict[str, str] = {}
+    for helper in state.helper_functions:
+        if helper.policy_helper:
+            functions[helper.name] = call_macro("objects/bodies.sql.j2", helper.name, templates, state)
+    for table in state.tables:
+        if table.guards:
+            functions[table.guard_function] = call_macro("objects/bodies.sql.j2", "guard", templates, state, table)
+    using: dict[tuple[str, str], str | None] = {}
+    check: dict[tuple[str, str], str | None] = {}
+    for table in state.tables:
+        for policy in table.policies:
+            text = call_macro("objects/bodies.sql.j2", "using", templates, state, table, policy)
+            using[(table.name, policy.name)] = text or None
+            text = call_macro("objects/bodies.sql.j2", "check", templates, state, table, policy)
+            check[(table.name, policy.name)] = text or None
+    return Bodies(functions, using, check)
+
+
+def _statements(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
+    found: list[Statement] = []
+    for group in d.grouped(ops):
+        first = group[0]
+        if first.kind == "column_grant":
+            text = d.render_group(group, state, templates)
+            label = _column_label(group)
+        else:
+            text = d.render(first, state, templates)
+            label = first.key
+        for sql in split_statements(text, f"rendered SQL of {label}"):
+            found.append(Statement(sql.strip(), first.effect, first.action, label))
+    return tuple(found)
+
+
+def _column_label(group: list[d.Operation]) -> str:
+    table, grantee, privilege = group[0].obj.group  # type: ignore[attr-defined]
+    columns = ", ".join(op.obj.column for op in group)  # type: ignore[attr-defined]
+    return f"{privilege} ({columns}) on {table} to {grantee}"
+
+
+def plan_changes(
+    state: DeclaredState, declared: Objects, live: Objects, templates: Path | None, kinds: set[str] | None = None
+) -> tuple[d.Operation, ...]:
+    if kinds is not None:
+        declared = {k: v for k, v in declared.items() if v.kind in kinds}
+        live = {k: v for k, v in live.items() if v.kind in kinds}
+    ops = d.operations(d.differences(declared, live), declared)
+    return tuple(d.ordered(ops, state.helper_schema, state.definer))
+
+
+def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
+    """Everything declared, as if nothing existed yet (operator unknown: a conditional membership grant)."""
+    declared = declared_objects(state, bodies(state, templates), operator="")
+    ops = plan_changes(state, declared, {}, templates)
+    return Plan(state, ops, _statements(list(ops), state, templates))
+
+
+def plan_for_database(
+    conn: psycopg.Connection, state: DeclaredState, templates: Path | None, kinds: set[str] | None = None
+) -> Plan:
+    operator_role = catalog.current_role(conn)
+    operator = None if operator_role.superuser else operator_role.name
+    declared = declared_objects(state, bodies(state, templates), operator)
+    live = live_objects(conn, state, operator)
+    declared = normalise_policies(conn, state, declared, live.objects, templates)
+    ops = plan_changes(state, declared, live.objects, templates, kinds)
+    return Plan(state, ops, _statements(list(ops), state, templates), live.unmanaged)
