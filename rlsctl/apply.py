@@ -16,7 +16,9 @@ apply starts over and plans afresh, up to a few times.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -31,6 +33,7 @@ from rlsctl.schema import Schema
 from rlsctl.txn import lock_wait_message, locked_transaction
 from rlsctl.validate import validate
 
+T = TypeVar("T")
 ATTEMPTS = 5
 SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_shdescription")
 
@@ -44,7 +47,6 @@ class ApplyReport:
     where: str
     plan: Plan
     dry_run: bool
-    attempts: int = 1
 
     @property
     def managed(self) -> tuple[str, ...]:
@@ -94,6 +96,18 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
         )
 
 
+def retrying(attempt: Callable[[], T]) -> T:
+    """Run a transaction again when a concurrent change to a shared catalog (a role) failed it."""
+    for number in range(1, ATTEMPTS + 1):
+        try:
+            return attempt()
+        except ConcurrentCatalogChange:
+            if number == ATTEMPTS:
+                raise
+            time.sleep(0.05 * number)
+    raise AssertionError("unreachable")
+
+
 def apply(
     conn: psycopg.Connection,
     project: Project,
@@ -103,21 +117,18 @@ def apply(
     dry_run: bool = False,
     lock_timeout: float = 10.0,
 ) -> ApplyReport:
-    for attempt in range(1, ATTEMPTS + 1):
+    def attempt() -> ApplyReport:
         try:
             with locked_transaction(conn, lock_timeout, where):
                 plan = make_plan(conn, project, where, phase)
                 execute_statements(conn, plan.sql, where, lock_timeout)
                 if dry_run:
                     raise _DryRunDone(plan)
-            return ApplyReport(where, plan, dry_run=False, attempts=attempt)
+            return ApplyReport(where, plan, dry_run=False)
         except _DryRunDone as done:
-            return ApplyReport(where, done.plan, dry_run=True, attempts=attempt)
-        except ConcurrentCatalogChange:
-            if attempt == ATTEMPTS:
-                raise
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+            return ApplyReport(where, done.plan, dry_run=True)
+
+    return retrying(attempt)
 
 
 class _DryRunDone(Exception):

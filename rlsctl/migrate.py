@@ -122,8 +122,12 @@ def migrate(
     if goal > last or (goal < 0 and project.phases):
         raise UsageError(f"--to {goal}: the project has phases 0..{last}")
     report = MigrateReport(where)
-    with locked_transaction(conn, lock_timeout, where):
-        _bootstrap(conn, project, where, lock_timeout)
+
+    def bootstrap() -> None:
+        with locked_transaction(conn, lock_timeout, where):
+            _bootstrap(conn, project, where, lock_timeout)
+
+    applying.retrying(bootstrap)
     recorded = applied_phases(conn, project)
     _check_recorded(project, recorded)
     done = {row.phase for row in recorded}

@@ -43,6 +43,7 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
     data = {
         "database": report.where,
         "dry_run": report.dry_run,
+        "changed": not plan.empty,
         "statements": len(plan.statements),
         "managed_tables": list(report.managed),
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
@@ -51,7 +52,16 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
         emit_json(data)
         return
     verb = "would run" if report.dry_run else "ran"
-    stdout.print(f"apply on {escape(report.where)}: {verb} {len(plan.statements)} statements in one transaction")
+    if plan.empty:
+        stdout.print(f"apply on {escape(report.where)}: no changes (the database already matches the policy files)")
+    else:
+        counts = ", ".join(
+            f"{sum(1 for s in plan.statements if s.effect == effect)} {effect}"
+            for effect in ("widens", "narrows", "neutral")
+        )
+        stdout.print(
+            f"apply on {escape(report.where)}: {verb} {len(plan.statements)} statements in one transaction ({counts})"
+        )
     stdout.print(f"  secured: {escape(', '.join(report.managed)) or '(no declared table exists yet)'}")
     for name, phase in plan.pending:
         when = f"phase {phase}" if phase is not None else "no migration"

@@ -51,12 +51,15 @@ class Plan:
 def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
     """Function bodies and policy expressions, rendered once by the templates."""
     functions: dict[str, str] = {}
+    # Bodies start on their own line after the $rlsctl$ quote; PostgreSQL keeps
+    # the text verbatim (prosrc), so this is also what the diff compares.
     for helper in state.helper_functions:
         if helper.policy_helper:
-            functions[helper.name] = call_macro("objects/bodies.sql.j2", helper.name, templates, state)
+            functions[helper.name] = "\n" + call_macro("objects/bodies.sql.j2", helper.name, templates, state)
     for table in state.tables:
         if table.guards:
-            functions[table.guard_function] = call_macro("objects/bodies.sql.j2", "guard", templates, state, table)
+            body = call_macro("objects/bodies.sql.j2", "guard", templates, state, table)
+            functions[table.guard_function] = "\n" + body
     using: dict[tuple[str, str], str | None] = {}
     check: dict[tuple[str, str], str | None] = {}
     for table in state.tables:

@@ -23,6 +23,7 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
                 f.arg_types,
                 norm(f.owner),
                 f.security_definer,
+                f.body,
                 f.volatility,
                 f.config,
                 tuple(norm(e) for e in f.executors),
@@ -34,4 +35,24 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
         tables = {
             (name, norm(t.owner), t.rls_enabled, t.rls_forced) for name, t in catalog.tables(conn, "public").items()
         }
-    return {"policies": policies, "grants": grants, "functions": functions, "triggers": triggers, "tables": tables}
+        roles = {
+            (norm(r.name), r.login, r.superuser, r.bypassrls, r.createrole, r.createdb)
+            for r in catalog.roles(conn, database.prefix)
+        }
+        schema_privileges = {
+            (p.schema, norm(p.grantee), p.privilege) for p in catalog.schema_privileges(conn, [helper_schema, "public"])
+        }
+        defaults = {
+            (norm(d.creator), d.objtype, d.schema, d.public_granted)
+            for d in catalog.default_privileges(conn, [r.name for r in catalog.roles(conn, database.prefix)])
+        }
+    return {
+        "policies": policies,
+        "grants": grants,
+        "functions": functions,
+        "triggers": triggers,
+        "tables": tables,
+        "roles": roles,
+        "schema_privileges": schema_privileges,
+        "default_privileges": defaults,
+    }
