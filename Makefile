@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rlsctl demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check rlsctl tests
+	$(VENV)/bin/ruff check rlsctl tests benchmarks
 	$(VENV)/bin/python -m pytest -q
 
 clean:

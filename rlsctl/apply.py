@@ -142,7 +142,21 @@ class _DryRunDone(Exception):
 def execute_statements(
     conn: psycopg.Connection, sql_statements: tuple[str, ...], where: str, lock_timeout: float
 ) -> None:
-    """Run statements one by one so an error names the one that failed."""
+    """Run statements in one round trip; if that fails, one by one, so the error names the statement."""
+    if not sql_statements:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(";\n".join(sql_statements).encode())
+        return
+    except psycopg.Error:
+        pass  # rolled back to the savepoint: find and report the statement that fails
+    _execute_one_by_one(conn, sql_statements, where, lock_timeout)
+
+
+def _execute_one_by_one(
+    conn: psycopg.Connection, sql_statements: tuple[str, ...], where: str, lock_timeout: float
+) -> None:
     for number, statement in enumerate(sql_statements, start=1):
         try:
             conn.execute(statement.encode())

@@ -33,6 +33,11 @@ def parse_script(text: str, path: str) -> tuple[ast.RawStmt, ...]:
         raise UsageError(f"{where}: SQL syntax error: {exc.args[0]}") from None
 
 
+def split_rendered(text: str) -> list[str]:
+    """Statements of SQL that rlsctl rendered itself: split by the scanner, no full parse."""
+    return [statement.strip() for statement in pglast.split(text, with_parser=False) if statement.strip()]
+
+
 def split_statements(text: str, path: str) -> list[str]:
     """The statements of a script as separate strings (comments kept with them)."""
     parse_script(text, path)

@@ -50,70 +50,102 @@ class Live:
 
 
 def live_objects(conn: psycopg.Connection, state: DeclaredState, operator: str | None) -> Live:
-    found: list[Obj] = []
-    found += _roles(conn, state, operator)
-    found += _schemas(conn, state)
-    found += _default_privileges(conn, state)
-    installed = catalog.installed_extensions(conn)
-    found += [Extension(name, installed[name]) for name in state.extensions if name in installed]
-    found += _functions(conn, state)
+    """Every managed object as the catalog has it: all reads in one round trip."""
+    schemas = sorted({state.helper_schema, state.schema})
+    creators = [state.owner, state.definer]
+    with conn.transaction(force_rollback=True):
+        statements.run(conn, "stored_form_settings")
+        rows = catalog.fetch_many(
+            conn,
+            [
+                ("roles", {"prefix": "", "names": [*state.managed_role_names, *([operator] if operator else [])]}),
+                ("schemas", {"schemas": schemas}),
+                ("schema_privileges", {"schemas": schemas}),
+                ("default_privileges", {"roles": creators}),
+                ("installed_extensions", {}),
+                ("functions", {"schema": state.helper_schema}),
+                ("tables", {"schema": state.schema}),
+                ("policies", {"schema": state.schema}),
+                ("table_privileges", {"schema": state.schema}),
+                ("column_privileges", {"schema": state.schema}),
+                ("triggers", {"schema": state.schema}),
+            ],
+        )
+    (
+        roles,
+        schema_rows,
+        schema_privileges,
+        defaults,
+        extensions,
+        functions,
+        tables,
+        policies,
+        table_privileges,
+        column_privileges,
+        triggers,
+    ) = rows
     managed_tables = {table.name for table in state.tables}
-    tables = catalog.tables(conn, state.schema)
+    found: list[Obj] = []
+    found += _roles([catalog.live_role(row) for row in roles], state, operator)
+    found += _schemas(schema_rows, schema_privileges, state)
     found += [
-        TableSecurity(name, table.owner, table.rls_enabled, table.rls_forced)
-        for name, table in tables.items()
-        if name in managed_tables
+        DefaultRevoke(row["creator"])
+        for row in defaults
+        if row["objtype"] == "f" and row["schema"] is None and not row["public_granted"]
+    ]
+    installed = {row["name"]: row["schema"] for row in extensions}
+    found += [Extension(name, installed[name]) for name in state.extensions if name in installed]
+    found += _functions([catalog.live_function(row) for row in functions], state)
+    found += [
+        TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"])
+        for row in tables
+        if row["name"] in managed_tables
     ]
     found += [
         Policy(p.table, p.name, p.command, p.permissive, p.roles, p.using, p.check)
-        for p in _stored_policies(conn, state)
+        for p in map(catalog.live_policy, policies)
         if p.table in managed_tables
     ]
-    grants, unmanaged = _grants(conn, state, managed_tables)
+    live_grants = [catalog.live_table_grant(row) for row in table_privileges]
+    live_grants += [catalog.live_column_grant(row) for row in column_privileges]
+    grants, unmanaged = _grants(live_grants, state, managed_tables)
     found += grants
     found += [
-        Trigger(t.table, t.name, t.function_schema, t.function_name)
-        for t in catalog.triggers(conn, state.schema)
-        if t.table in managed_tables and t.function_schema == state.helper_schema
+        Trigger(row["table_name"], row["name"], row["function_schema"], row["function_name"])
+        for row in triggers
+        if row["table_name"] in managed_tables and row["function_schema"] == state.helper_schema
     ]
     return Live({obj.key: obj for obj in found}, tuple(unmanaged))
 
 
-def _roles(conn: psycopg.Connection, state: DeclaredState, operator: str | None) -> list[Obj]:
+def _roles(roles: list[catalog.LiveRole], state: DeclaredState, operator: str | None) -> list[Obj]:
     found: list[Obj] = []
-    for role in catalog.roles(conn, "", state.managed_role_names):
+    for role in roles:
+        if role.name not in state.managed_role_names:
+            continue
         if role.superuser or role.bypassrls:
             kind = "SUPERUSER" if role.superuser else "BYPASSRLS"
             raise UsageError(f"role {role.name} is {kind}; rlsctl will not manage it (nothing was changed)")
         found.append(Role(role.name, role.login, role.createrole, role.createdb, role.comment))
-    if operator is not None:
-        for row in catalog.roles(conn, "", (operator,)):
-            found += [Membership(name, operator) for name in row.member_of if name in state.managed_role_names]
+    for role in roles:
+        if role.name == operator:
+            found += [Membership(name, operator) for name in role.member_of if name in state.managed_role_names]
     return found
 
 
-def _schemas(conn: psycopg.Connection, state: DeclaredState) -> list[Obj]:
-    names = sorted({state.helper_schema, state.schema})
-    found: list[Obj] = [Schema(name, owner) for name, owner in catalog.schemas(conn, names).items() if name != "public"]
+def _schemas(schema_rows: list[dict], privileges: list[dict], state: DeclaredState) -> list[Obj]:
+    found: list[Obj] = [Schema(row["name"], row["owner"]) for row in schema_rows if row["name"] != "public"]
     managed = set(state.managed_role_names)
-    for privilege in catalog.schema_privileges(conn, names):
-        public_managed = privilege.schema == state.helper_schema or privilege.privilege == "CREATE"
-        if privilege.grantee in managed or (privilege.grantee == "PUBLIC" and public_managed):
-            found.append(SchemaPrivilege(privilege.schema, privilege.grantee, privilege.privilege))
+    for row in privileges:
+        public_managed = row["schema"] == state.helper_schema or row["privilege"] == "CREATE"
+        if row["grantee"] in managed or (row["grantee"] == "PUBLIC" and public_managed):
+            found.append(SchemaPrivilege(row["schema"], row["grantee"], row["privilege"]))
     return found
 
 
-def _default_privileges(conn: psycopg.Connection, state: DeclaredState) -> list[Obj]:
-    return [
-        DefaultRevoke(row.creator)
-        for row in catalog.default_privileges(conn, [state.owner, state.definer])
-        if row.objtype == "f" and row.schema is None and not row.public_granted
-    ]
-
-
-def _functions(conn: psycopg.Connection, state: DeclaredState) -> list[Obj]:
+def _functions(functions: list[catalog.LiveFunction], state: DeclaredState) -> list[Obj]:
     found: list[Obj] = []
-    for fn in catalog.functions(conn, state.helper_schema):
+    for fn in functions:
         if fn.from_extension:
             continue
         found.append(
@@ -136,12 +168,12 @@ def _functions(conn: psycopg.Connection, state: DeclaredState) -> list[Obj]:
 
 
 def _grants(
-    conn: psycopg.Connection, state: DeclaredState, managed_tables: set[str]
+    live_grants: list[LiveGrant], state: DeclaredState, managed_tables: set[str]
 ) -> tuple[list[Obj], list[LiveGrant]]:
     managed_roles = set(state.managed_role_names) | {"PUBLIC"}
     found: list[Obj] = []
     unmanaged: list[LiveGrant] = []
-    for grant in catalog.grants(conn, state.schema):
+    for grant in live_grants:
         if grant.table not in managed_tables:
             continue
         if grant.grantee not in managed_roles and not state.prune_unmanaged_grants:
@@ -153,46 +185,43 @@ def _grants(
     return found, unmanaged
 
 
-def _stored_policies(conn: psycopg.Connection, state: DeclaredState) -> list[catalog.LivePolicy]:
-    with conn.transaction(force_rollback=True):
-        statements.run(conn, "stored_form_settings")
-        return catalog.policies(conn, state.schema)
-
-
 def normalise_policies(
     conn: psycopg.Connection, state: DeclaredState, declared: Objects, live: Objects, templates: Path | None
 ) -> Objects:
     """Declared policies that exist live, with USING/CHECK in the server's stored form.
 
-    A declared policy that cannot be probed (a role or helper it names does
-    not exist yet) keeps its source text, so it compares as changed.
+    All probes go to the server in one round trip; only if one of them fails
+    (a role or helper it names does not exist yet) are they retried one by
+    one. A declared policy that cannot be probed keeps its source text, so
+    it compares as changed.
     """
     wanted = [obj for key, obj in declared.items() if isinstance(obj, Policy) and key in live]
     if not wanted:
         return declared
     probe_state = replace(state, schema="pg_temp")
-    stored: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+    tables = sorted({policy.table for policy in wanted})
+    setup = [render_template("ops/probe_table.sql.j2", templates, table=t, schema=state.schema) for t in tables]
+    probes = [
+        call_macro("objects/policy.sql.j2", "create", templates, replace(p, name=f"rlsctl_probe_{n}"), probe_state)
+        for n, p in enumerate(wanted)
+    ]
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
-        for table in sorted({policy.table for policy in wanted}):
-            probe_table = render_template("ops/probe_table.sql.j2", templates, table=table, schema=state.schema)
-            conn.execute(probe_table.encode())
-        for number, policy in enumerate(wanted):
-            probe = replace(policy, name=f"rlsctl_probe_{number}")
-            try:
-                with conn.transaction():
-                    conn.execute(call_macro("objects/policy.sql.j2", "create", templates, probe, probe_state).encode())
-            except psycopg.Error:
-                continue
-        rows = catalog.fetch(conn, "temp_policies")
-        by_name = {row["name"]: row for row in rows}
-        for number, policy in enumerate(wanted):
-            row = by_name.get(f"rlsctl_probe_{number}")
-            if row is not None:
-                stored[(policy.table, policy.name)] = (row["using_expr"], row["check_expr"])
+        conn.execute(";\n".join(setup).encode())
+        try:
+            with conn.transaction():
+                conn.execute("\n".join(probes).encode())
+        except psycopg.Error:
+            for probe in probes:
+                try:
+                    with conn.transaction():
+                        conn.execute(probe.encode())
+                except psycopg.Error:
+                    continue
+        by_name = {row["name"]: row for row in catalog.fetch(conn, "temp_policies")}
     result = dict(declared)
-    for policy in wanted:
-        if (policy.table, policy.name) in stored:
-            using, check = stored[(policy.table, policy.name)]
-            result[policy.key] = replace(policy, using=using, check=check)
+    for number, policy in enumerate(wanted):
+        row = by_name.get(f"rlsctl_probe_{number}")
+        if row is not None:
+            result[policy.key] = replace(policy, using=row["using_expr"], check=row["check_expr"])
     return result

@@ -16,7 +16,7 @@ import psycopg
 from rlsctl import catalog
 from rlsctl import diff as d
 from rlsctl.catalog import LiveGrant
-from rlsctl.ddl import split_statements
+from rlsctl.ddl import split_rendered
 from rlsctl.declare import DeclaredState
 from rlsctl.inspect import live_objects, normalise_policies
 from rlsctl.objects import Bodies, Objects, declared_objects
@@ -81,8 +81,8 @@ def _statements(ops: list[d.Operation], state: DeclaredState, templates: Path | 
         else:
             text = d.render(first, state, templates)
             label = first.key
-        for sql in split_statements(text, f"rendered SQL of {label}"):
-            found.append(Statement(sql.strip(), first.effect, first.action, label))
+        for sql in split_rendered(text):
+            found.append(Statement(sql, first.effect, first.action, label))
     return tuple(found)
 
 

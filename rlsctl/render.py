@@ -107,6 +107,7 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         finalize=_finalize,
+        auto_reload=False,  # templates do not change while rlsctl runs: no stat() per lookup
     )
     env.filters.update(
         ident=_strict(sql.ident),

@@ -31,6 +31,19 @@ def fetch(conn: psycopg.Connection, name: str, **params: Any) -> list[dict[str, 
         return list(cur.fetchall())
 
 
+def fetch_many(conn: psycopg.Connection, queries: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Several catalog queries in one round trip (pipeline mode), results in order."""
+    cursors = [conn.cursor(row_factory=dict_row) for _ in queries]
+    try:
+        with conn.pipeline():
+            for cursor, (name, params) in zip(cursors, queries, strict=True):
+                cursor.execute(query_text(name), params)
+        return [list(cursor.fetchall()) for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 # -- live objects ----------------------------------------------------------------
 
 
@@ -130,20 +143,23 @@ def current_role(conn: psycopg.Connection) -> CurrentRole:
 
 def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
     """Tables, columns, keys, indexes and enums of `schema` as the server has them."""
+    column_rows, constraint_rows, index_rows, table_rows, enum_rows = fetch_many(
+        conn, [(name, {"schema": schema}) for name in ("columns", "constraints", "indexes", "tables", "enums")]
+    )
     columns: dict[str, list[Column]] = {}
-    for row in fetch(conn, "columns", schema=schema):
+    for row in column_rows:
         column = Column(row["name"], row["type"], row["not_null"], row["has_default"])
         columns.setdefault(row["table_name"], []).append(column)
     primary: dict[str, tuple[str, ...]] = {}
     foreign: dict[str, list[ForeignKey]] = {}
-    for row in fetch(conn, "constraints", schema=schema):
+    for row in constraint_rows:
         if row["kind"] == "p":
             primary[row["table_name"]] = tuple(row["columns"])
         elif row["kind"] == "f":
             fk = ForeignKey(row["name"], tuple(row["columns"]), row["ref_table"], tuple(row["ref_columns"]))
             foreign.setdefault(row["table_name"], []).append(fk)
     indexes: dict[str, list[Index]] = {}
-    for row in fetch(conn, "indexes", schema=schema):
+    for row in index_rows:
         index = Index(row["name"], tuple(c for c in row["columns"] if c is not None), row["is_unique"])
         indexes.setdefault(row["table_name"], []).append(index)
     tables = tuple(
@@ -154,9 +170,9 @@ def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
             foreign_keys=tuple(foreign.get(row["name"], ())),
             indexes=tuple(indexes.get(row["name"], ())),
         )
-        for row in fetch(conn, "tables", schema=schema)
+        for row in table_rows
     )
-    enums = tuple((row["name"], tuple(row["labels"])) for row in fetch(conn, "enums", schema=schema))
+    enums = tuple((row["name"], tuple(row["labels"])) for row in enum_rows)
     return Schema(name=schema, tables=tables, enums=enums)
 
 
@@ -164,51 +180,55 @@ def tables(conn: psycopg.Connection, schema: str) -> dict[str, LiveTable]:
     return {row["name"]: LiveTable(**row) for row in fetch(conn, "tables", schema=schema)}
 
 
+def live_policy(row: dict[str, Any]) -> LivePolicy:
+    return LivePolicy(
+        table=row["table_name"],
+        name=row["name"],
+        command=row["command"],
+        permissive=row["permissive"],
+        roles=tuple(row["roles"]),
+        using=row["using_expr"],
+        check=row["check_expr"],
+    )
+
+
 def policies(conn: psycopg.Connection, schema: str) -> list[LivePolicy]:
-    return [
-        LivePolicy(
-            table=row["table_name"],
-            name=row["name"],
-            command=row["command"],
-            permissive=row["permissive"],
-            roles=tuple(row["roles"]),
-            using=row["using_expr"],
-            check=row["check_expr"],
-        )
-        for row in fetch(conn, "policies", schema=schema)
-    ]
+    return [live_policy(row) for row in fetch(conn, "policies", schema=schema)]
+
+
+def live_table_grant(row: dict[str, Any]) -> LiveGrant:
+    return LiveGrant(row["table_name"], row["grantee"], row["privilege"])
+
+
+def live_column_grant(row: dict[str, Any]) -> LiveGrant:
+    return LiveGrant(row["table_name"], row["grantee"], row["privilege"], row["column_name"])
 
 
 def grants(conn: psycopg.Connection, schema: str) -> list[LiveGrant]:
-    found = [
-        LiveGrant(row["table_name"], row["grantee"], row["privilege"])
-        for row in fetch(conn, "table_privileges", schema=schema)
-    ]
-    found += [
-        LiveGrant(row["table_name"], row["grantee"], row["privilege"], row["column_name"])
-        for row in fetch(conn, "column_privileges", schema=schema)
-    ]
+    found = [live_table_grant(row) for row in fetch(conn, "table_privileges", schema=schema)]
+    found += [live_column_grant(row) for row in fetch(conn, "column_privileges", schema=schema)]
     return found
 
 
+def live_function(row: dict[str, Any]) -> LiveFunction:
+    return LiveFunction(
+        name=row["name"],
+        args=row["args"],
+        arg_types=row["arg_types"],
+        returns=row["returns"],
+        owner=row["owner"],
+        security_definer=row["security_definer"],
+        volatility=row["volatility"],
+        config=tuple(row["config"] or ()),
+        language=row["language"],
+        body=row["body"],
+        executors=tuple(row["executors"]),
+        from_extension=row["from_extension"],
+    )
+
+
 def functions(conn: psycopg.Connection, schema: str) -> list[LiveFunction]:
-    return [
-        LiveFunction(
-            name=row["name"],
-            args=row["args"],
-            arg_types=row["arg_types"],
-            returns=row["returns"],
-            owner=row["owner"],
-            security_definer=row["security_definer"],
-            volatility=row["volatility"],
-            config=tuple(row["config"] or ()),
-            language=row["language"],
-            body=row["body"],
-            executors=tuple(row["executors"]),
-            from_extension=row["from_extension"],
-        )
-        for row in fetch(conn, "functions", schema=schema)
-    ]
+    return [live_function(row) for row in fetch(conn, "functions", schema=schema)]
 
 
 def triggers(conn: psycopg.Connection, schema: str) -> list[LiveTrigger]:
@@ -218,21 +238,22 @@ def triggers(conn: psycopg.Connection, schema: str) -> list[LiveTrigger]:
     ]
 
 
+def live_role(row: dict[str, Any]) -> LiveRole:
+    return LiveRole(
+        name=row["name"],
+        superuser=row["superuser"],
+        bypassrls=row["bypassrls"],
+        login=row["login"],
+        createrole=row["createrole"],
+        member_of=tuple(row["member_of"]),
+        createdb=row["createdb"],
+        comment=row["comment"],
+    )
+
+
 def roles(conn: psycopg.Connection, prefix: str, names: tuple[str, ...] = ()) -> list[LiveRole]:
     """Roles whose names start with `prefix` (unless it is empty), or are in `names`."""
-    return [
-        LiveRole(
-            name=row["name"],
-            superuser=row["superuser"],
-            bypassrls=row["bypassrls"],
-            login=row["login"],
-            createrole=row["createrole"],
-            member_of=tuple(row["member_of"]),
-            createdb=row["createdb"],
-            comment=row["comment"],
-        )
-        for row in fetch(conn, "roles", prefix=prefix, names=list(names))
-    ]
+    return [live_role(row) for row in fetch(conn, "roles", prefix=prefix, names=list(names))]
 
 
 @dataclass(frozen=True)
