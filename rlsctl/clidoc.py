@@ -5,8 +5,6 @@ A test regenerates it and compares, so the reference never falls behind the CLI.
 
 from __future__ import annotations
 
-import click
-
 from rlsctl.cli import main
 
 HEADER = """# CLI reference
@@ -19,11 +17,11 @@ drift, 2 usage or connection error.
 
 def reference() -> str:
     parts = [HEADER]
-    context = click.Context(main, info_name="rlsctl")
+    context = main.make_context("rlsctl", [], resilient_parsing=True, terminal_width=100)
     for name in sorted(main.list_commands(context)):
         command = main.get_command(context, name)
         assert command is not None
-        sub = click.Context(command, info_name=name, parent=context, terminal_width=100)
+        sub = command.make_context(name, [], parent=context, resilient_parsing=True, terminal_width=100)
         parts.append(f"\n## rlsctl {name}\n\n```\n{command.get_help(sub).rstrip()}\n```\n")
     return "".join(parts)
 

@@ -23,7 +23,7 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
                 f.arg_types,
                 norm(f.owner),
                 f.security_definer,
-                f.body,
+                norm(f.body),
                 f.volatility,
                 f.config,
                 tuple(norm(e) for e in f.executors),

@@ -29,7 +29,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_templates_and_the_bundled_project(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "rlsctl/_bundled/templates/apply.sql.j2" in names
+    assert "rlsctl/_bundled/templates/objects/policy.sql.j2" in names
     assert "rlsctl/_bundled/templates/ops/tester_insert.sql.j2" in names
     assert "rlsctl/_bundled/project/policies/fixtures.yaml" in names
     assert "rlsctl/_bundled/project/migrations/1_team_management/01_seed_plan.up.sql" in names
