@@ -257,6 +257,98 @@ def drift(dsn: str | None, project: str | None, role_prefix: str | None, fmt: st
     sys.exit(1 if not found.empty else 0)
 
 
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_options_dsn
+@click.option("--live", is_flag=True, help="Also lint the live catalog, from DATABASE_URL or the libpq environment.")
+@_options_project
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info"]),
+    default="error",
+    show_default=True,
+    help="Exit 1 when a finding is at or above this level.",
+)
+@click.option("--select", "select", metavar="IDS", help="Run only these rules (comma-separated ids).")
+@click.option("--ignore", "ignore", metavar="IDS", help="Skip these rules (comma-separated ids).")
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Findings recorded in this file do not count (adopting rlsctl on an existing database).",
+)
+@click.option(
+    "--write-baseline", type=click.Path(dir_okay=False, path_type=Path), help="Record today's findings in this file."
+)
+@click.option(
+    "-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report to a file."
+)
+@handle_errors
+def lint(
+    files: tuple[Path, ...],
+    dsn: str | None,
+    live: bool,
+    project: str | None,
+    role_prefix: str | None,
+    fmt: str,
+    fail_on: str,
+    select: str | None,
+    ignore: str | None,
+    baseline: Path | None,
+    write_baseline: Path | None,
+    out_file: Path | None,
+) -> None:
+    """Lint the project (or SQL FILES) offline; with --dsn or --live also a live database."""
+    from contextlib import nullcontext
+
+    from rlsctl import db
+    from rlsctl.lint import LintInputs
+    from rlsctl.lint import lint as run_lint
+    from rlsctl.lint.report import print_text, to_json, to_sarif
+    from rlsctl.lint.runner import read_baseline
+    from rlsctl.lint.runner import write_baseline as save_baseline
+
+    chosen = project or None
+    loaded = _project(chosen, role_prefix) if (not files or chosen) else None
+    connect = dsn is not None or live
+    target = db.resolve_dsn(dsn) if connect else None
+    with db.session(target) if target is not None else nullcontext() as conn:
+        result, locations = run_lint(
+            LintInputs(project=loaded, files=list(files), conn=conn),
+            select=_ids(select),
+            ignore=_ids(ignore),
+            baseline=read_baseline(baseline) if baseline else None,
+        )
+    if write_baseline is not None:
+        save_baseline(write_baseline, result)
+        output.info(f"wrote {write_baseline} ({len(result.findings)} findings)")
+    if fmt == "text" and out_file is None:
+        print_text(result, output.stdout, fail_on)
+    else:
+        if fmt == "json":
+            text = to_json(result)
+        elif fmt == "sarif":
+            text = to_sarif(result, locations)
+        else:
+            from io import StringIO
+
+            from rich.console import Console
+
+            buffer = StringIO()
+            print_text(result, Console(file=buffer, width=120, no_color=True), fail_on)
+            text = buffer.getvalue()
+        if out_file is None:
+            click.echo(text, nl=False)
+        else:
+            out_file.write_text(text, encoding="utf-8")
+            output.info(f"wrote {out_file}")
+    sys.exit(1 if result.at_or_above(fail_on) else 0)
+
+
+def _ids(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip().upper() for part in (value or "").split(",") if part.strip())
+
+
 @main.command(name="test")
 @_options_dsn
 @_options_project

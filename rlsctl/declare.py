@@ -290,8 +290,9 @@ def _policy(
     """
     role = project.role_name(role_key)
     name = f"{role_key}_{command}"
+    visible = _role_scoped(visible, role)
     if isinstance(rule, UpdateRule):
-        using = e.and_(bind(project, schema, role_key, rule.using, table), visible)
+        using = _role_scoped(e.and_(bind(project, schema, role_key, rule.using, table), visible), role)
         check = bind(project, schema, role_key, rule.check, table) if rule.check is not None else None
         if check == e.TRUE:
             # A check that constrains nothing falls back to USING (the stricter choice).
@@ -299,7 +300,7 @@ def _policy(
         if e.never_true(using) or (check is not None and e.never_true(check)):
             return None
         return PolicySpec(table, name, command, role_key, role, using, check)
-    bound = bind(project, schema, role_key, rule, table)
+    bound = _role_scoped(bind(project, schema, role_key, rule, table), role)
     if e.never_true(bound):
         return None
     if command == "insert":
@@ -309,6 +310,11 @@ def _policy(
         if e.never_true(bound):
             return None
     return PolicySpec(table, name, command, role_key, role, bound, None)
+
+
+def _role_scoped(pred: e.Pred, role: str) -> e.Pred:
+    """A condition that is simply true still names its role (see expr.RoleMember)."""
+    return e.RoleMember(role) if pred == e.TRUE else pred
 
 
 def _columns(table: Table, chosen: ColumnList | None) -> tuple[str, ...] | None:

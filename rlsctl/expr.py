@@ -103,6 +103,18 @@ class InTenants(Pred):
 
 
 @dataclass(frozen=True)
+class RoleMember(Pred):
+    """The session has the privileges of `role`: what `true` means in a policy for that role.
+
+    Rendered as `(SELECT pg_has_role(CURRENT_USER, role, 'USAGE'))`, the same
+    test PostgreSQL applies to a policy's role list, so the policy still
+    grants nothing beyond its role if its TO list is ever widened by hand.
+    """
+
+    role: str
+
+
+@dataclass(frozen=True)
 class Exists(Pred):
     """A row of `table` (seen through the role's own RLS) for which `where` holds."""
 

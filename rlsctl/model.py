@@ -212,6 +212,9 @@ class TableDecl(Frozen):
     columns: dict[str, ColumnPrivileges] = {}
     guards: tuple[Guard, ...] = ()
     retention: Retention | None = None
+    # Columns only some roles may read: column -> the role keys entitled to it
+    # (the table owner always can). Lint reports any other reader.
+    secrets: dict[str, tuple[str, ...]] = {}
     suppress: tuple[Suppression, ...] = ()
     description: str = ""
 

@@ -61,6 +61,7 @@ class Project:
     phases: tuple[Phase, ...]
     sources: dict[tuple[str, ...], Source] = field(default_factory=dict)
     role_prefix_override: str | None = None
+    every_table: EveryTable | None = None
 
     # -- names ------------------------------------------------------------------
 
@@ -131,6 +132,7 @@ class Project:
             phases=self.phases,
             sources=self.sources,
             role_prefix_override=prefix,
+            every_table=self.every_table,
         )
 
 
@@ -251,6 +253,7 @@ def _assemble(directory: Path, merged: dict[str, Any], sources: dict[tuple[str, 
         fixtures=merged.get("fixtures"),
         phases=discover_phases(directory / "migrations"),
         sources=sources,
+        every_table=merged.get("every_table"),
     )
     _check_role_kinds(project, policies_dir)
     return project

@@ -104,6 +104,10 @@ def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
         _condition(project, known, name, decl, guard.require, (*path, "guards", index, "require"))
         if guard.require_new is not None:
             _condition(project, known, name, decl, guard.require_new, (*path, "guards", index, "require_new"))
+    for column, readers in decl.secrets.items():
+        _column(project, known, name, column, (*path, "secrets", column))
+        for role in readers:
+            _role(project, role, (*path, "secrets", column))
     if decl.retention is not None:
         _column(project, known, name, decl.retention.column, (*path, "retention", "column"))
         _role(project, decl.retention.role, (*path, "retention", "role"))

@@ -13,7 +13,15 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
 
     with database.connect() as conn:
         policies = {
-            (p.table, p.name, p.command, p.permissive, tuple(norm(r) for r in p.roles), p.using, p.check)
+            (
+                p.table,
+                p.name,
+                p.command,
+                p.permissive,
+                tuple(norm(r) for r in p.roles),
+                norm(p.using or ""),
+                norm(p.check or ""),
+            )
             for p in catalog.policies(conn, "public")
         }
         grants = {(g.table, norm(g.grantee), g.privilege, g.column) for g in catalog.grants(conn, "public")}

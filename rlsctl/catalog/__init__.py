@@ -27,7 +27,7 @@ def query_text(name: str) -> str:
 def fetch(conn: psycopg.Connection, name: str, **params: Any) -> list[dict[str, Any]]:
     """Run catalog query `name` (rlsctl/catalog/sql/<name>.sql) and return its rows as dicts."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query_text(name), params)
+        cur.execute(query_text(name), params or None)
         return list(cur.fetchall())
 
 
@@ -37,7 +37,7 @@ def fetch_many(conn: psycopg.Connection, queries: list[tuple[str, dict[str, Any]
     try:
         with conn.pipeline():
             for cursor, (name, params) in zip(cursors, queries, strict=True):
-                cursor.execute(query_text(name), params)
+                cursor.execute(query_text(name), params or None)
         return [list(cursor.fetchall()) for cursor in cursors]
     finally:
         for cursor in cursors:

