@@ -188,7 +188,14 @@ class LintModel:
         return [r for r in self.relations.values() if r.is_table]
 
     def policies_on(self, qualified: str) -> list[Policy]:
-        return [p for p in self.policies if p.table_qualified == qualified]
+        # Rules run after the model is complete: index the policies once (by identity of the list).
+        key = (id(self.policies), len(self.policies))
+        if getattr(self, "_policy_key", None) != key:
+            index: dict[str, list[Policy]] = {}
+            for policy in self.policies:
+                index.setdefault(policy.table_qualified, []).append(policy)
+            self._policy_index, self._policy_key = index, key
+        return list(self._policy_index.get(qualified, ()))
 
     def grantees_of(self, qualified: str) -> set[str]:
         """Who holds any privilege on a relation (table- or column-level), owner excluded."""
