@@ -23,8 +23,8 @@ from typing import TypeVar
 import psycopg
 from psycopg import errors as pgerrors
 
-from rlsctl import catalog
-from rlsctl.declare import declare
+from rlsctl import catalog, statements
+from rlsctl.declare import DeclaredState, declare
 from rlsctl.errors import MissingExtension, UsageError
 from rlsctl.phases import phase_creating
 from rlsctl.plan import Plan, plan_for_database
@@ -78,6 +78,7 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
     validate(project, project.migrated_schema().union(schema))
     _check_extensions(conn, project, where)
     state = declare(project, schema)
+    _check_master_key(conn, state, where)
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
     return replace(plan, pending=pending)
@@ -93,6 +94,19 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
         raise MissingExtension(
             f"{where}: extension {missing[0]!r} is not installed on the server "
             f"(the project needs it: install its package, e.g. postgresql-15-{missing[0]} or postgresql-contrib)"
+        )
+
+
+def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str) -> None:
+    """Encryption needs the key-encryption key in every session that writes encrypted columns."""
+    if state.encryption is None:
+        return
+    setting = state.encryption.master_key_setting
+    if not statements.run(conn, "master_key_present", setting=setting)[0]["present"]:
+        raise UsageError(
+            f"{where}: encrypted columns are declared but the key-encryption key {setting} is not set: "
+            f"add {setting} to postgresql.conf (or the connection's options) and reload; "
+            "see docs/encryption.md (nothing was changed)"
         )
 
 

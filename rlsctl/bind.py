@@ -231,6 +231,36 @@ class Binder:
             raise BindError(f"table {table!r} uses expired but declares no retention")
         return e.compare(self.col(table, alias, retention.column), "<", e.Cutoff(retention.days))
 
+    def _bind_ApiKeyScope(self, cond: c.ApiKeyScope, table: str, alias: int) -> e.Pred:
+        if not api_keys_exist(self.project, self.schema):
+            return e.NULL
+        tenant = self.decl(table).tenant
+        if isinstance(tenant, TenantVia):
+            # Through a definer helper, not a subquery: the parent's RLS would ask for another scope.
+            parent, key = self.parent_of(table, tenant.via, tenant.table, tenant.key)
+            if not self.schema.has_table(parent):
+                return e.FALSE
+            if list(self.schema.table(parent).primary_key) != [key]:
+                raise BindError(
+                    f"api_key on {table!r}: {table}.{tenant.via} must reference the primary key of {parent!r}"
+                )
+            key_type = self.schema.table(parent).column(key).type
+            rows = e.InApiKeyRows(
+                self.col(table, alias, tenant.via), parent, api_key_rows_function(parent), key_type, cond.scope
+            )
+            return rows
+        key_tenant = e.ApiKeyTenant(cond.scope)
+        return self.tenant_path(table, alias, lambda tenant: e.compare(tenant, "=", key_tenant))
+
+    def _bind_ApiKeyMember(self, cond: c.ApiKeyMember, table: str, alias: int) -> e.Pred:
+        if not api_keys_exist(self.project, self.schema) or not tenancy_exists(self.project, self.schema):
+            return e.NULL
+        user = self.col(table, alias, cond.column)
+        return e.NULL if e.is_null_operand(user) else e.InApiKeyMembers(user)
+
+    def _bind_UserSession(self, cond: c.UserSession, table: str, alias: int) -> e.Pred:
+        return e.not_(e.IsNull(e.Identity()))
+
     def _bind_AnyOf(self, cond: c.AnyOf, table: str, alias: int) -> e.Pred:
         return e.or_(*(self.bind(item, table, alias) for item in cond.items))
 
@@ -256,6 +286,55 @@ def tenancy_exists(project: Project, schema: Schema) -> bool:
         if membership.rank:
             needed.append((membership.table, membership.rank))
     return all(schema.has_column(table, column) for table, column in needed)
+
+
+def api_key_parents(project: Project, schema: Schema) -> tuple[str, ...]:
+    """Tables whose rows api_key conditions reach through `tenant: {via: ...}` (each hop of the chain)."""
+    if not api_keys_exist(project, schema):
+        return ()
+    binder = Binder(project, schema, "")
+    found: set[str] = set()
+    for name, decl in project.tables.items():
+        if not any(isinstance(node, c.ApiKeyScope) for cond in policy_conditions(decl) for node in c.walk(cond)):
+            continue
+        current = name
+        while schema.has_table(current) and isinstance(project.tables[current].tenant, TenantVia):
+            via = project.tables[current].tenant
+            assert isinstance(via, TenantVia)
+            current, _ = binder.parent_of(current, via.via, via.table, via.key)
+            if current in found or current not in project.tables:
+                break
+            found.add(current)
+    return tuple(sorted(table for table in found if schema.has_table(table)))
+
+
+def policy_conditions(decl: TableDecl) -> list[c.Cond]:
+    """Every condition of a table's policies (USING and WITH CHECK)."""
+    found: list[c.Cond] = []
+    for rules in decl.policies.values():
+        for command in rules.declared():
+            rule = getattr(rules, command)
+            if command == "update":
+                found += [rule.using] + ([rule.check] if rule.check is not None else [])
+            else:
+                found.append(rule)
+    return found
+
+
+def api_key_rows_function(table: str) -> str:
+    """The helper returning the keys of `table`'s rows in the API key's tenant."""
+    from rlsctl.declare import helper_name
+
+    return helper_name("api_key_rows_", table)
+
+
+def api_keys_exist(project: Project, schema: Schema) -> bool:
+    """The API-key table and its columns exist in `schema`."""
+    keys = project.settings.api_keys
+    if keys is None:
+        return False
+    columns = [keys.key, keys.tenant, keys.hash, keys.scopes] + ([keys.expires] if keys.expires else [])
+    return all(schema.has_column(keys.table, column) for column in columns)
 
 
 def bind(project: Project, schema: Schema, role: str, cond: c.Cond, table: str) -> e.Pred:

@@ -14,6 +14,9 @@ A rule in a policy file is a condition on a row, written in YAML:
     {via: {column: C, rule: update, table: T, key: K}}
     {exists: {table: T, match: {THEIR_COLUMN: OUR_COLUMN}, where: CONDITION}}
     {expired: true}                 the row is past the table's retention window
+    {api_key: SCOPE}                an API-key session whose key has SCOPE, for the row's tenant
+    {api_key_member: COLUMN}        the user named in COLUMN belongs to the API key's tenant
+    {user_session: true}            the session has a user identity
     {any: [...]}, {all: [...]}, {not: CONDITION}
     [...]                           a list is `any`
 
@@ -105,6 +108,25 @@ class Exists(Cond):
 @dataclass(frozen=True)
 class Expired(Cond):
     pass
+
+
+@dataclass(frozen=True)
+class ApiKeyScope(Cond):
+    """An API-key session whose key has `scope`, for the row's tenant."""
+
+    scope: str
+
+
+@dataclass(frozen=True)
+class ApiKeyMember(Cond):
+    """The user named in `column` belongs to the tenant of the session's API key."""
+
+    column: str
+
+
+@dataclass(frozen=True)
+class UserSession(Cond):
+    """The session has a user identity (not an API-key session, not anonymous)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +238,18 @@ def _parse_expired(value: Any, path: tuple[str | int, ...]) -> Cond:
     return Expired()
 
 
+def _scope(value: Any, path: tuple[str | int, ...]) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConditionSyntaxError(path, f"expected an API-key scope such as prompts:read, got {value!r}")
+    return value
+
+
+def _user_session(value: Any, path: tuple[str | int, ...]) -> Cond:
+    if value is not True:
+        raise ConditionSyntaxError(path, "write user_session: true")
+    return UserSession()
+
+
 def _parse_items(value: Any, path: tuple[str | int, ...]) -> tuple[Cond, ...]:
     if not isinstance(value, list) or not value:
         raise ConditionSyntaxError(path, "expected a non-empty list of conditions")
@@ -233,6 +267,9 @@ _PARSERS = {
     "via": _parse_via,
     "exists": _parse_exists,
     "expired": _parse_expired,
+    "api_key": lambda v, p: ApiKeyScope(_scope(v, p)),
+    "api_key_member": lambda v, p: ApiKeyMember(_column(v, p)),
+    "user_session": lambda v, p: _user_session(v, p),
     "any": lambda v, p: AnyOf(_parse_items(v, p)),
     "all": lambda v, p: AllOf(_parse_items(v, p)),
     "not": lambda v, p: Not(parse_condition(v, p)),
@@ -241,7 +278,7 @@ _PARSERS = {
 
 def columns_of(cond: Cond) -> set[str]:
     """Columns of the condition's own table that it names (not those inside exists/via)."""
-    if isinstance(cond, SelfIs | IsNull | Equals | InValues | TenantMember | CoMember):
+    if isinstance(cond, SelfIs | IsNull | Equals | InValues | TenantMember | CoMember | ApiKeyMember):
         return {cond.column}
     if isinstance(cond, Via):
         return {cond.column}
@@ -252,3 +289,14 @@ def columns_of(cond: Cond) -> set[str]:
     if isinstance(cond, Not):
         return columns_of(cond.item)
     return set()
+
+
+def walk(cond: Cond) -> list[Cond]:
+    """The condition and every condition nested in it through any/all/not (not into exists)."""
+    nodes = [cond]
+    if isinstance(cond, AnyOf | AllOf):
+        for item in cond.items:
+            nodes.extend(walk(item))
+    elif isinstance(cond, Not):
+        nodes.extend(walk(cond.item))
+    return nodes

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 from rlsctl import expr as e
-from rlsctl.bind import BindError, bind, tenancy_exists
+from rlsctl.bind import Binder, BindError, api_key_parents, bind, tenancy_exists
 from rlsctl.conditions import COMMANDS, Cond
 from rlsctl.model import ColumnList, Guard, TableDecl, UpdateRule
 from rlsctl.project import Project
@@ -116,13 +116,77 @@ class TenancySpec:
 
 @dataclass(frozen=True)
 class HelperFn:
+    """A function rlsctl owns in the helper schema (see rlsctl/functions.py for the catalogue)."""
+
     name: str
     args: str  # the argument types of the signature, e.g. "text"
-    policy_helper: bool  # called from policies (EXECUTE for the roles) vs. a trigger function
+    policy_helper: bool  # called from policies (EXECUTE for the roles whose policies call it)
+    arg_decl: str = ""  # the declaration, with argument names
+    returns: str = ""
+    language: str = "sql"
+    volatility: str = "s"
+    security_definer: bool = False
+    owner: str = ""
+    executors: tuple[str, ...] = ()  # roles granted EXECUTE (policy helpers: computed from the policies)
+    body: str = ""  # the macro of objects/bodies.sql.j2 that writes its body
+    table: str | None = None  # for per-table functions (guards, encryption triggers)
 
     @property
     def signature_args(self) -> SqlText:
         return SqlText(self.args)
+
+
+@dataclass(frozen=True)
+class EncryptedColumn:
+    table: str
+    column: str
+    kind: str  # text or jsonb: the ciphertext format
+    decrypting: bool = False  # being taken out of encryption
+
+
+@dataclass(frozen=True)
+class EncryptionSpec:
+    master_key_setting: str
+    readers: tuple[str, ...]  # roles that may call decrypt()
+    writers: tuple[str, ...]  # roles that insert or update encrypted columns (they call encrypt() via the trigger)
+    columns: tuple[EncryptedColumn, ...]
+    crypto_schema: str  # where pgcrypto lives
+
+    def encrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
+        return tuple(c for c in self.columns if c.table == table and not c.decrypting)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(sorted({c.table for c in self.columns if not c.decrypting}))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted({c.kind for c in self.columns}))
+
+
+@dataclass(frozen=True)
+class ApiKeyParent:
+    """A table api_key conditions reach through `tenant: {via: ...}`, and the helper returning its rows' keys."""
+
+    table: str
+    key: str
+    key_type: str
+    function: str
+    reach: e.Pred  # the row's tenant is the API key's: checked in the helper, not only by the keys role's RLS
+
+
+@dataclass(frozen=True)
+class ApiKeySpec:
+    table: str
+    key: str
+    tenant: str
+    hash: str
+    scopes: str
+    expires: str | None
+    name: str | None
+    raw_prefix: str
+    tenant_type: str
+    key_type: str
 
 
 @dataclass(frozen=True)
@@ -142,6 +206,10 @@ class DeclaredState:
     tables: tuple[TableSpec, ...]
     pending: tuple[str, ...]
     tenancy: TenancySpec | None
+    keys: str | None = None  # the keys role: encryption, key rotation, API-key sessions
+    api_key_parents: tuple[ApiKeyParent, ...] = ()
+    encryption: EncryptionSpec | None = None
+    api_keys: ApiKeySpec | None = None
 
     @property
     def managed_role_names(self) -> tuple[str, ...]:
@@ -166,12 +234,14 @@ class DeclaredState:
 
     @property
     def helper_functions(self) -> tuple[HelperFn, ...]:
-        """Functions rlsctl owns in the helper schema, policy helpers first."""
-        helpers = [HelperFn("current_user_id", "", policy_helper=True)]
-        if self.tenancy is not None:
-            helpers.append(HelperFn("tenant_ids", "text", policy_helper=True))
-        helpers.extend(HelperFn(table.guard_function, "", policy_helper=False) for table in self.tables if table.guards)
-        return tuple(helpers)
+        """Functions rlsctl owns in the helper schema (rlsctl/functions.py)."""
+        from rlsctl.functions import catalogue
+
+        return catalogue(self)
+
+    @property
+    def function_owners(self) -> tuple[str, ...]:
+        return tuple(sorted({fn.owner for fn in self.helper_functions}))
 
     def table(self, name: str) -> TableSpec:
         for table in self.tables:
@@ -199,6 +269,7 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         for key, decl in sorted(project.roles.items())
     )
     identity = project.settings.identity
+    keys_role = project.role_name(project.role_of_kind("keys")) if _has_kind(project, "keys") else None
     return DeclaredState(
         project_name=project.settings.name,
         schema=project.schema_name,
@@ -215,6 +286,83 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         tables=tables,
         pending=pending,
         tenancy=tenancy,
+        keys=keys_role,
+        encryption=_encryption(project, schema, tables),
+        api_keys=_api_keys(project, schema),
+        api_key_parents=_api_key_parents(project, schema),
+    )
+
+
+def _api_key_parents(project: Project, schema: Schema) -> tuple[ApiKeyParent, ...]:
+    from rlsctl.bind import api_key_rows_function
+
+    if not _has_kind(project, "keys"):
+        return ()
+    found = []
+    for name in api_key_parents(project, schema):
+        table = schema.table(name)
+        if len(table.primary_key) != 1:
+            raise BindError(f"api_key conditions reach {name!r} through via: it needs a one-column primary key")
+        key = table.primary_key[0]
+        reach = _api_key_reach(project, schema, name)
+        found.append(ApiKeyParent(name, key, table.column(key).type, api_key_rows_function(name), reach))
+    return tuple(found)
+
+
+def _has_kind(project: Project, kind: str) -> bool:
+    return any(decl.kind == kind for decl in project.roles.values())
+
+
+def _encryption(project: Project, schema: Schema, tables: tuple[TableSpec, ...]) -> EncryptionSpec | None:
+    columns: list[EncryptedColumn] = []
+    for name, decl in sorted(project.tables.items()):
+        table = schema.get(name)
+        if table is None:
+            continue
+        for column, decrypting in [(c, False) for c in decl.encrypted] + [(c, True) for c in decl.decrypting]:
+            if table.has_column(column):
+                kind = "jsonb" if table.column(column).type == "jsonb" else "text"
+                columns.append(EncryptedColumn(name, column, kind, decrypting))
+    if not columns or not _has_kind(project, "keys"):
+        return None
+    settings = project.settings.encryption
+    encrypted_tables = {c.table for c in columns if not c.decrypting}
+    writers = sorted(
+        {
+            grant.role
+            for t in tables
+            if t.name in encrypted_tables
+            for grant in t.grants
+            if grant.privilege in ("INSERT", "UPDATE")
+        }
+    )
+    return EncryptionSpec(
+        master_key_setting=settings.master_key_setting,
+        readers=tuple(project.role_name(key) for key in settings.readers),
+        writers=tuple(role for role in writers if role != project.role_name(project.role_of_kind("keys"))),
+        columns=tuple(columns),
+        crypto_schema=project.helper_schema,
+    )
+
+
+def _api_keys(project: Project, schema: Schema) -> ApiKeySpec | None:
+    from rlsctl.bind import api_keys_exist
+
+    keys = project.settings.api_keys
+    if keys is None or not api_keys_exist(project, schema) or not _has_kind(project, "keys"):
+        return None
+    table = schema.table(keys.table)
+    return ApiKeySpec(
+        table=keys.table,
+        key=keys.key,
+        tenant=keys.tenant,
+        hash=keys.hash,
+        scopes=keys.scopes,
+        expires=keys.expires if keys.expires and table.has_column(keys.expires) else None,
+        name=keys.name if keys.name and table.has_column(keys.name) else None,
+        raw_prefix=keys.raw_prefix,
+        tenant_type=table.column(keys.tenant).type,
+        key_type=table.column(keys.key).type,
     )
 
 
@@ -258,6 +406,9 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
     retention_policies, retention_grants = _retention(project, schema, name, decl, table)
     policies += retention_policies
     grants += retention_grants
+    keys_policies, keys_grants = _keys_role(project, schema, name, decl, table, tenancy)
+    policies += keys_policies
+    grants += keys_grants
     guards = tuple(
         _guard(project, schema, name, guard)
         for guard in decl.guards
@@ -383,6 +534,86 @@ def _retention(
         GrantSpec(name, "DELETE", retention.role, role, None),
     ]
     return policies, grants
+
+
+PRESENTED_KEY_HASH = "rlsctl.presented_key_hash"
+
+
+def _keys_role(
+    project: Project, schema: Schema, name: str, decl: TableDecl, table: Table, tenancy: TenancySpec | None
+) -> tuple[list[PolicySpec], list[GrantSpec]]:
+    """The keys role's own narrow policies: what rotation and API-key sessions need, nothing more.
+
+    - on a table with encrypted columns: read every row and rewrite only those
+      columns (key rotation, backfill, decryption for a rollback);
+    - on the API-key table: read only the row whose hash the session is
+      presenting to authenticate_api_key;
+    - on the membership and tenant tables: read only the rows of the tenant of
+      the session's API key (api_key_members).
+    """
+    if not _has_kind(project, "keys"):
+        return [], []
+    key = project.role_of_kind("keys")
+    role = project.role_name(key)
+    policies: list[PolicySpec] = []
+    grants: list[GrantSpec] = []
+    encrypted = [c for c in (*decl.encrypted, *decl.decrypting) if table.has_column(c)]
+    if encrypted:
+        everyone = e.RoleMember(role)
+        policies += [
+            PolicySpec(name, f"{key}_select", "select", key, role, everyone, None),
+            PolicySpec(name, f"{key}_update", "update", key, role, everyone, None),
+        ]
+        grants += [
+            GrantSpec(name, "SELECT", key, role, tuple(dict.fromkeys((*table.primary_key, *encrypted)))),
+            GrantSpec(name, "UPDATE", key, role, tuple(encrypted)),
+        ]
+    api = project.settings.api_keys
+    from rlsctl.bind import api_keys_exist
+
+    if api is not None and api_keys_exist(project, schema):
+        if name == api.table:
+            presented = e.compare(e.Col(0, api.hash), "=", e.Setting(PRESENTED_KEY_HASH))
+            policies.append(PolicySpec(name, f"{key}_authenticate", "select", key, role, presented, None))
+            columns = [api.key, api.tenant, api.hash, api.scopes] + ([api.expires] if api.expires else [])
+            grants.append(GrantSpec(name, "SELECT", key, role, tuple(c for c in columns if table.has_column(c))))
+        if name in api_key_parents(project, schema):
+            # api_key_rows_<table>() reads the rows of the key's tenant through this policy.
+            reach = _api_key_reach(project, schema, name)
+            policies.append(PolicySpec(name, f"{key}_tenant", "select", key, role, reach, None))
+            tenant = decl.tenant if isinstance(decl.tenant, str) else getattr(decl.tenant, "via", None)
+            columns = tuple(dict.fromkeys(c for c in (*table.primary_key, tenant) if c and table.has_column(c)))
+            grants.append(GrantSpec(name, "SELECT", key, role, columns))
+        if name != api.table and tenancy is not None and name in (tenancy.membership_table, tenancy.tenants_table):
+            column = tenancy.membership_tenant if name == tenancy.membership_table else tenancy.tenants_key
+            user = tenancy.membership_user if name == tenancy.membership_table else tenancy.tenants_owner
+            assert column is not None
+            same_tenant = e.compare(e.Col(0, column), "=", e.ApiKeyTenant(None))
+            policies.append(PolicySpec(name, f"{key}_members", "select", key, role, same_tenant, None))
+            grants.append(GrantSpec(name, "SELECT", key, role, tuple(c for c in (column, user) if c)))
+    return policies, _merged(grants)
+
+
+def _api_key_reach(project: Project, schema: Schema, table: str) -> e.Pred:
+    """The row's tenant is the API key's tenant (any scope), following via hops as the keys role."""
+    keys = project.role_of_kind("keys")
+    reach = Binder(project, schema, keys).tenant_path(
+        table, 0, lambda tenant: e.compare(tenant, "=", e.ApiKeyTenant(None))
+    )
+    return e.settle(reach)
+
+
+def _merged(grants: list[GrantSpec]) -> list[GrantSpec]:
+    """One grant per privilege: the union of the columns each purpose needs."""
+    merged: dict[str, GrantSpec] = {}
+    for grant in grants:
+        before = merged.get(grant.privilege)
+        if before is None:
+            merged[grant.privilege] = grant
+        else:
+            columns = tuple(dict.fromkeys((*(before.columns or ()), *(grant.columns or ()))))
+            merged[grant.privilege] = GrantSpec(grant.table, grant.privilege, grant.role_key, grant.role, columns)
+    return list(merged.values())
 
 
 def _guard(project: Project, schema: Schema, table: str, guard: Guard) -> GuardSpec:

@@ -52,7 +52,7 @@ class DemoResult:
 def _database(dsn: str | None, project: Project, progress: Progress) -> Iterator[tuple[db.Target, Project, str]]:
     if dsn is None:
         progress("starting a throw-away PostgreSQL cluster (initdb + pg_ctl)")
-        with localpg.temporary_cluster() as cluster:
+        with localpg.temporary_cluster(secret_settings=_demo_master_key(project)) as cluster:
             with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
                 admin.execute(render_template("ops/create_database.sql.j2", name="demo").encode())
             yield db.Target(cluster.dsn("demo"), "throw-away cluster"), project, "a throw-away cluster"
@@ -69,7 +69,7 @@ def _database(dsn: str | None, project: Project, progress: Progress) -> Iterator
     scoped = project.with_role_prefix(prefix)
     try:
         yield (
-            db.Target(conninfo.make_conninfo(server.dsn, dbname=name), f"{server.where} ({name})"),
+            db.Target(_with_master_key(server.dsn, name, scoped), f"{server.where} ({name})"),
             scoped,
             server.where,
         )
@@ -79,6 +79,19 @@ def _database(dsn: str | None, project: Project, progress: Progress) -> Iterator
             admin.execute(render_template("ops/drop_database.sql.j2", name=name).encode())
             for row in statements.run(admin, "roles_with_prefix", prefix=prefix):
                 admin.execute(render_template("ops/drop_role.sql.j2", name=row["name"]).encode())
+
+
+def _demo_master_key(project: Project) -> dict[str, str]:
+    """A random key-encryption key for a throw-away demo (docs/encryption.md: production keeps its own)."""
+    return {project.settings.encryption.master_key_setting: secrets.token_hex(32)}
+
+
+def _with_master_key(dsn: str, database: str, project: Project) -> str:
+    """The demo database's DSN, carrying a random key-encryption key in libpq options (never in SQL)."""
+    params = conninfo.conninfo_to_dict(dsn)
+    ((setting, key),) = _demo_master_key(project).items()
+    options = f"{params.get('options') or ''} -c {setting}={key}".strip()
+    return conninfo.make_conninfo(dsn, dbname=database, options=options)
 
 
 def run_demo(project: Project, dsn: str | None, progress: Progress) -> DemoResult:

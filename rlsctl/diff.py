@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlsctl.objects import Function, FunctionGrant, Obj, Objects, Policy, Role, SchemaPrivilege, TableSecurity
+from rlsctl.objects import (
+    Function,
+    FunctionGrant,
+    KeyStore,
+    Obj,
+    Objects,
+    Policy,
+    Role,
+    SchemaPrivilege,
+    TableSecurity,
+)
 from rlsctl.render import call_macro
 
 WIDENS = "widens"
@@ -84,10 +94,13 @@ CREATE_EFFECT = {
     "policy": WIDENS,  # permissive: one more way in
     "table_grant": WIDENS,
     "column_grant": WIDENS,
-    "trigger": NARROWS,  # a guard refuses changes
+    "trigger": NARROWS,  # a guard refuses changes; encryption hides plaintext
+    "key_store": NEUTRAL,
+    "active_key": NEUTRAL,
 }
 GRANT_KINDS = {"membership", "schema_privilege", "function_grant", "table_grant", "column_grant"}
-NEVER_REMOVED = {"role", "membership", "schema", "default_privilege", "extension", "table"}
+# Never dropped by apply: data (tables, the key store and its keys) and what other projects may share.
+NEVER_REMOVED = {"role", "membership", "schema", "default_privilege", "extension", "table", "key_store", "active_key"}
 
 
 def operations(diff: Differences, declared: Objects | None = None) -> list[Operation]:
@@ -182,11 +195,14 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("default_privilege", "create"),
     ("extension", "create"),
     ("helper_owner", "may_create"),
+    ("key_store", "create"),
+    ("key_store", "alter"),
     ("function", "create"),
     ("function", "recreate"),
     ("function", "replace"),
     ("function", "owner"),
     ("helper_owner", "may_not_create"),
+    ("active_key", "create"),
     ("function_grant", "revoke"),
     ("function_grant", "grant"),
     ("table", "owner"),
@@ -208,11 +224,16 @@ ORDER: tuple[tuple[str, str], ...] = (
 RANK = {step: index for index, step in enumerate(ORDER)}
 
 
-def ordered(ops: list[Operation], helper_schema: str, definer: str) -> list[Operation]:
-    """Operations in execution order; the helper owner may create only while it takes its functions."""
+def ordered(ops: list[Operation], helper_schema: str, owners: tuple[str, ...]) -> list[Operation]:
+    """Operations in execution order; the function owners may create only while they take their functions."""
     result = list(ops)
-    if any(op.kind == "function" and op.action in ("create", "recreate", "replace", "owner") for op in ops):
-        transient = SchemaPrivilege(helper_schema, definer, "CREATE")
+    taking = {
+        op.new.owner
+        for op in ops
+        if isinstance(op.new, Function | KeyStore) and op.action in ("create", "recreate", "replace", "owner", "alter")
+    }
+    for owner in sorted(taking & set(owners)):
+        transient = SchemaPrivilege(helper_schema, owner, "CREATE")
         result.append(Operation("may_create", None, transient, NEUTRAL))
         result.append(Operation("may_not_create", transient, None, NEUTRAL))
     return sorted(result, key=_rank)

@@ -55,6 +55,20 @@ class TenantIds(Operand):
 
 
 @dataclass(frozen=True)
+class ApiKeyTenant(Operand):
+    """The tenant of the session's API key if the key has `scope` (any scope when None), else NULL."""
+
+    scope: str | None
+
+
+@dataclass(frozen=True)
+class Setting(Operand):
+    """A custom setting of the session, NULL when unset or empty."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Cutoff(Operand):
     """`now() AT TIME ZONE 'UTC'` minus `days` days: retention windows are UTC."""
 
@@ -100,6 +114,30 @@ class InTenants(Pred):
 
     operand: Operand
     tenants: TenantIds
+
+
+@dataclass(frozen=True)
+class InApiKeyMembers(Pred):
+    """`operand = ANY ((SELECT api_key_members()))`: the users of the API key's tenant."""
+
+    operand: Operand
+
+
+@dataclass(frozen=True)
+class InApiKeyRows(Pred):
+    """`operand = ANY ((SELECT function()))`: keys of `table`'s rows in the API key's tenant (with `scope`).
+
+    For tables whose tenant is reached through a parent (`tenant: {via: ...}`):
+    the parent's rows are read by a SECURITY DEFINER helper through the keys
+    role's own policies, so a key with one scope (analytics:read) reaches the
+    metrics of its team's prompts without being able to read the prompts.
+    """
+
+    operand: Operand
+    table: str
+    function: str
+    key_type: str
+    scope: str
 
 
 @dataclass(frozen=True)
@@ -271,11 +309,19 @@ def helpers_used(pred: Pred) -> set[str]:
             operands = (node.operand,)
         elif isinstance(node, InTenants):
             operands = (node.operand, node.tenants)
+        if isinstance(node, InApiKeyMembers):
+            operands = (node.operand,)
+            found.add("api_key_members")
+        if isinstance(node, InApiKeyRows):
+            operands = (node.operand,)
+            found.add(node.function)
         for operand in operands:
             if isinstance(operand, Identity):
                 found.add("current_user_id")
             elif isinstance(operand, TenantIds):
                 found.add("tenant_ids")
+            elif isinstance(operand, ApiKeyTenant):
+                found.add("api_key_tenant")
     return found
 
 

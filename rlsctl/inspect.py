@@ -24,11 +24,13 @@ from rlsctl.catalog import LiveGrant
 from rlsctl.declare import DeclaredState
 from rlsctl.errors import UsageError
 from rlsctl.objects import (
+    ActiveKey,
     ColumnGrant,
     DefaultRevoke,
     Extension,
     Function,
     FunctionGrant,
+    KeyStore,
     Membership,
     Obj,
     Objects,
@@ -49,7 +51,9 @@ class Live:
     unmanaged: tuple[LiveGrant, ...]  # grants on managed tables to roles the project does not declare
 
 
-def live_objects(conn: psycopg.Connection, state: DeclaredState, operator: str | None) -> Live:
+def live_objects(
+    conn: psycopg.Connection, state: DeclaredState, operator: str | None, templates: Path | None = None
+) -> Live:
     """Every managed object as the catalog has it: all reads in one round trip."""
     schemas = sorted({state.helper_schema, state.schema})
     creators = [state.owner, state.definer]
@@ -69,8 +73,11 @@ def live_objects(conn: psycopg.Connection, state: DeclaredState, operator: str |
                 ("table_privileges", {"schema": state.schema}),
                 ("column_privileges", {"schema": state.schema}),
                 ("triggers", {"schema": state.schema}),
+                ("key_store", {"schema": state.helper_schema}),
             ],
         )
+        key_store = rows[-1]
+        active_key = bool(key_store) and state.encryption is not None and _active_key_exists(conn, state, templates)
     (
         roles,
         schema_rows,
@@ -83,6 +90,7 @@ def live_objects(conn: psycopg.Connection, state: DeclaredState, operator: str |
         table_privileges,
         column_privileges,
         triggers,
+        _,
     ) = rows
     managed_tables = {table.name for table in state.tables}
     found: list[Obj] = []
@@ -111,11 +119,20 @@ def live_objects(conn: psycopg.Connection, state: DeclaredState, operator: str |
     grants, unmanaged = _grants(live_grants, state, managed_tables)
     found += grants
     found += [
-        Trigger(row["table_name"], row["name"], row["function_schema"], row["function_name"])
+        Trigger(row["table_name"], row["name"], row["function_schema"], row["function_name"], row["events"])
         for row in triggers
         if row["table_name"] in managed_tables and row["function_schema"] == state.helper_schema
     ]
+    found += [KeyStore(state.helper_schema, row["owner"]) for row in key_store]
+    if active_key:
+        found.append(ActiveKey(state.helper_schema))
     return Live({obj.key: obj for obj in found}, tuple(unmanaged))
+
+
+def _active_key_exists(conn: psycopg.Connection, state: DeclaredState, templates: Path | None) -> bool:
+    sql = render_template("ops/active_key_exists.sql.j2", templates, schema=state.helper_schema)
+    row = conn.execute(sql.encode()).fetchone()
+    return bool(row and row[0])
 
 
 def _roles(roles: list[catalog.LiveRole], state: DeclaredState, operator: str | None) -> list[Obj]:
@@ -145,8 +162,15 @@ def _schemas(schema_rows: list[dict], privileges: list[dict], state: DeclaredSta
 
 def _functions(functions: list[catalog.LiveFunction], state: DeclaredState) -> list[Obj]:
     found: list[Obj] = []
+    managed = {*state.managed_role_names, "PUBLIC"}
     for fn in functions:
         if fn.from_extension:
+            # Extension functions are not ours, but who may execute them is (EXECUTE revoked from PUBLIC).
+            found += [
+                FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee)
+                for grantee in fn.executors
+                if grantee in managed
+            ]
             continue
         found.append(
             Function(

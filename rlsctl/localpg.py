@@ -72,8 +72,15 @@ def _service_user() -> str | None:
 
 
 @contextmanager
-def temporary_cluster(settings: dict[str, str] | None = None, port: int = 54329) -> Iterator[LocalCluster]:
-    """Start a fresh cluster; stop it and delete its files on exit."""
+def temporary_cluster(
+    settings: dict[str, str] | None = None, port: int = 54329, secret_settings: dict[str, str] | None = None
+) -> Iterator[LocalCluster]:
+    """Start a fresh cluster; stop it and delete its files on exit.
+
+    `settings` go on the server's command line; `secret_settings` (a key-encryption
+    key) into its postgresql.conf, readable only by the server's user, so they
+    never show in a process listing.
+    """
     binaries = bin_dir()
     if binaries is None or not (binaries / "initdb").exists():
         raise UsageError("initdb not found: install the PostgreSQL server binaries (e.g. postgresql-15)")
@@ -99,6 +106,7 @@ def temporary_cluster(settings: dict[str, str] | None = None, port: int = 54329)
             "--locale=C",
             "--no-sync",
         )
+        _write_settings(cluster.data / "postgresql.conf", secret_settings or {})
         options = ["-c listen_addresses=''", f"-k {root}", f"-p {port}", "-c fsync=off", "-c full_page_writes=off"]
         options += [f"-c {name}={value}" for name, value in (settings or {}).items()]
         _run(
@@ -124,3 +132,14 @@ def temporary_cluster(settings: dict[str, str] | None = None, port: int = 54329)
                 check=False,
             )
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _write_settings(config: Path, settings: dict[str, str]) -> None:
+    """Append settings to postgresql.conf (initdb made it 0600 and owned by the server's user)."""
+    if not settings:
+        return
+    lines = [f"{name} = '{value}'" for name, value in settings.items() if "'" not in value and "\n" not in value]
+    if len(lines) != len(settings):
+        raise UsageError("a setting value for the throw-away cluster may not contain quotes or newlines")
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write("\n# rlsctl\n" + "\n".join(lines) + "\n")

@@ -57,6 +57,36 @@ class Identity(Frozen):
         return value
 
 
+class Encryption(Frozen):
+    """Column encryption (docs/encryption.md)."""
+
+    # The server setting holding the key-encryption key: postgresql.conf,
+    # ALTER SYSTEM, or libpq `options` per connection. rlsctl never sends it.
+    master_key_setting: str = "rlsctl.master_key"
+    # Role keys allowed to call rlsctl.decrypt().
+    readers: tuple[str, ...] = ("app",)
+
+    @field_validator("master_key_setting")
+    @classmethod
+    def _setting_name(cls, value: str) -> str:
+        if not SETTING_NAME.match(value):
+            raise ValueError("a custom setting name looks like prefix.name, e.g. rlsctl.master_key")
+        return value
+
+
+class ApiKeys(Frozen):
+    """The table of API keys and what rlsctl.authenticate_api_key checks (SPEC s3)."""
+
+    table: str
+    key: str = "id"
+    tenant: str
+    hash: str  # lowercase hex SHA-256 of the raw key
+    scopes: str
+    expires: str | None = None
+    name: str | None = None
+    raw_prefix: str = "rk_"
+
+
 class ProjectSettings(Frozen):
     name: str
     schema_name: str = Field("public", alias="schema")
@@ -69,11 +99,13 @@ class ProjectSettings(Frozen):
     # tool, monitoring, a migration tool) are reported and left alone, unless
     # this is on: then apply revokes them too.
     prune_unmanaged_grants: bool = False
+    encryption: Encryption = Encryption()
+    api_keys: ApiKeys | None = None
 
 
 # -- roles --------------------------------------------------------------------
 
-RoleKind = Literal["owner", "app", "definer", "other"]
+RoleKind = Literal["owner", "app", "definer", "keys", "other"]
 
 
 class RoleDecl(Frozen):
@@ -215,6 +247,11 @@ class TableDecl(Frozen):
     # Columns only some roles may read: column -> the role keys entitled to it
     # (the table owner always can). Lint reports any other reader.
     secrets: dict[str, tuple[str, ...]] = {}
+    # Columns the database encrypts on write (pgcrypto); read with rlsctl.decrypt().
+    encrypted: tuple[str, ...] = ()
+    # Columns being taken out of encryption: no longer encrypted on write, while
+    # `rlsctl keys decrypt` turns their ciphertext back into plaintext.
+    decrypting: tuple[str, ...] = ()
     suppress: tuple[Suppression, ...] = ()
     description: str = ""
 
@@ -230,17 +267,18 @@ class EveryTable(Frozen):
 
 
 class Principal(Frozen):
-    """Who a test session impersonates: a role, with or without a user identity."""
+    """Who a test session impersonates: a role, with or without a user identity or an API key."""
 
     user: str | None = None  # fixture row name of the user; "" means an empty identity
     id: str | None = None  # or a literal user id that no fixture row has (a newcomer)
+    api_key: str | None = None  # or the raw API key the session authenticates with
     role: str = "app"
     description: str = ""
 
     @model_validator(mode="after")
     def _one_identity(self) -> Principal:
-        if self.user is not None and self.id is not None:
-            raise ValueError("give either user (a fixture row) or id (a literal user id), not both")
+        if sum(value is not None for value in (self.user, self.id, self.api_key)) > 1:
+            raise ValueError("give one of user (a fixture row), id (a literal user id) or api_key (a raw key)")
         return self
 
 

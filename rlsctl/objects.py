@@ -236,10 +236,37 @@ class Trigger(Obj):
     name: str
     function_schema: str
     function_name: str
+    events: str = "UPDATE"  # UPDATE or INSERT OR UPDATE; always BEFORE, FOR EACH ROW
 
     @property
     def key(self) -> str:
         return f"trigger {self.table}.{self.name}"
+
+
+@dataclass(frozen=True)
+class KeyStore(Obj):
+    """The table of wrapped data keys, in the helper schema, owned by the keys role."""
+
+    kind: ClassVar[str] = "key_store"
+    schema: str
+    owner: str
+
+    @property
+    def key(self) -> str:
+        return f"key store {self.schema}.encryption_key"
+
+
+@dataclass(frozen=True)
+class ActiveKey(Obj):
+    """An active data key exists (created in the server, wrapped by the key-encryption key)."""
+
+    kind: ClassVar[str] = "active_key"
+    schema: str
+    crypto_schema: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> str:
+        return "active data key"
 
 
 Objects = dict[str, Obj]
@@ -266,14 +293,21 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     found += [DefaultRevoke(state.owner), DefaultRevoke(state.definer)]
     found += [Extension(name, state.helper_schema) for name in state.extensions]
     for helper in state.helper_functions:
-        function = _function(state, helper, bodies.functions[helper.name])
-        found.append(function)
-        if helper.policy_helper:
-            found += [
-                FunctionGrant(state.helper_schema, helper.name, helper.args, role)
-                for role in state.helper_callers(helper.name)
-                if role != state.definer
-            ]
+        found.append(_function(state, helper, bodies.functions[f"{helper.name}({helper.args})"]))
+        found += [
+            FunctionGrant(state.helper_schema, helper.name, helper.args, role)
+            for role in helper.executors
+            if role != helper.owner
+        ]
+    if state.encryption is not None and state.keys is not None:
+        found += [
+            KeyStore(state.helper_schema, state.keys),
+            ActiveKey(state.helper_schema, state.encryption.crypto_schema),
+        ]
+    if state.keys is not None and state.encryption is not None:
+        from rlsctl.functions import PGCRYPTO
+
+        found += [FunctionGrant(state.encryption.crypto_schema, name, args, state.keys) for name, args in PGCRYPTO]
     for table in state.tables:
         found += _table_objects(state, table, bodies)
     return {obj.key: obj for obj in found}
@@ -292,26 +326,18 @@ def _schemas(state: DeclaredState) -> list[Obj]:
 
 
 def _function(state: DeclaredState, helper: HelperFn, body: str) -> Function:
-    if helper.name == "current_user_id":
-        returns, language, volatility, definer, arg_decl = state.identity_type, "sql", "s", False, ""
-    elif helper.name == "tenant_ids":
-        assert state.tenancy is not None
-        returns = f"{state.tenancy.tenant_id_type}[]"
-        language, volatility, definer, arg_decl = "sql", "s", True, "min_rank text"
-    else:
-        returns, language, volatility, definer, arg_decl = "trigger", "plpgsql", "v", False, ""
     return Function(
         schema=state.helper_schema,
         name=helper.name,
         arg_types=helper.args,
-        returns=returns,
-        language=language,
-        volatility=volatility,
-        security_definer=definer,
+        returns=helper.returns,
+        language=helper.language,
+        volatility=helper.volatility,
+        security_definer=helper.security_definer,
         config=(SEARCH_PATH,),
         body=body,
-        owner=state.definer,
-        arg_decl=arg_decl,
+        owner=helper.owner,
+        arg_decl=helper.arg_decl,
     )
 
 
@@ -338,4 +364,9 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
             found += [ColumnGrant(table.name, column, grant.role, grant.privilege) for column in grant.columns]
     if table.guards:
         found.append(Trigger(table.name, "rlsctl_guard", state.helper_schema, table.guard_function))
+    if state.encryption is not None and state.encryption.encrypting(table.name):
+        from rlsctl.declare import helper_name
+
+        function = helper_name("encrypt_", table.name)
+        found.append(Trigger(table.name, "rlsctl_encrypt", state.helper_schema, function, "INSERT OR UPDATE"))
     return found

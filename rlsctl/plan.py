@@ -54,12 +54,12 @@ def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
     # Bodies start on their own line after the $rlsctl$ quote; PostgreSQL keeps
     # the text verbatim (prosrc), so this is also what the diff compares.
     for helper in state.helper_functions:
-        if helper.policy_helper:
-            functions[helper.name] = "\n" + call_macro("objects/bodies.sql.j2", helper.name, templates, state)
-    for table in state.tables:
-        if table.guards:
-            body = call_macro("objects/bodies.sql.j2", "guard", templates, state, table)
-            functions[table.guard_function] = "\n" + body
+        args: tuple[object, ...] = (state,)
+        if helper.table is not None:
+            args = (state, state.table(helper.table))
+        functions[f"{helper.name}({helper.args})"] = "\n" + call_macro(
+            "objects/bodies.sql.j2", helper.body, templates, *args
+        )
     using: dict[tuple[str, str], str | None] = {}
     check: dict[tuple[str, str], str | None] = {}
     for table in state.tables:
@@ -99,7 +99,7 @@ def plan_changes(
         declared = {k: v for k, v in declared.items() if v.kind in kinds}
         live = {k: v for k, v in live.items() if v.kind in kinds}
     ops = d.operations(d.differences(declared, live), declared)
-    return tuple(d.ordered(ops, state.helper_schema, state.definer))
+    return tuple(d.ordered(ops, state.helper_schema, state.function_owners))
 
 
 def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
@@ -115,7 +115,7 @@ def plan_for_database(
     operator_role = catalog.current_role(conn)
     operator = None if operator_role.superuser else operator_role.name
     declared = declared_objects(state, bodies(state, templates), operator)
-    live = live_objects(conn, state, operator)
+    live = live_objects(conn, state, operator, templates)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
     ops = plan_changes(state, declared, live.objects, templates, kinds)
     return Plan(state, ops, _statements(list(ops), state, templates), live.unmanaged)

@@ -281,3 +281,6 @@ def _check_role_kinds(project: Project, policies_dir: Path) -> None:
             if src is not None:
                 raise src.error(message)
             raise PolicyFileError(str(policies_dir), None, message)
+    keys = [key for key, decl in project.roles.items() if decl.kind == "keys"]
+    if len(keys) > 1:
+        raise project.source("roles", keys[1]).error("declare at most one role of kind 'keys'")

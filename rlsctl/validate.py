@@ -21,6 +21,8 @@ TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
 def validate(project: Project, known: Schema) -> None:
     _identity(project)
     _tenancy(project, known)
+    _api_keys(project, known)
+    _encryption(project)
     for name, decl in project.tables.items():
         _table(project, known, name, decl)
     _fixtures(project, known)
@@ -111,6 +113,55 @@ def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
     if decl.retention is not None:
         _column(project, known, name, decl.retention.column, (*path, "retention", "column"))
         _role(project, decl.retention.role, (*path, "retention", "role"))
+    _encrypted_columns(project, known, name, decl, path)
+
+
+ENCRYPTABLE = ("text", "jsonb")
+
+
+def _encrypted_columns(
+    project: Project, known: Schema, name: str, decl: TableDecl, path: tuple[str | int, ...]
+) -> None:
+    for field in ("encrypted", "decrypting"):
+        for column in getattr(decl, field):
+            where = (*path, field)
+            _column(project, known, name, column, where)
+            kind = known.table(name).column(column).type
+            if kind not in ENCRYPTABLE:
+                raise project.error(where, f"{name}.{column} is {kind}: rlsctl encrypts only text and jsonb columns")
+            if not _declares_kind(project, "keys"):
+                raise project.error(where, "encrypted columns need a role of kind keys (docs/encryption.md)")
+    both = set(decl.encrypted) & set(decl.decrypting)
+    if both:
+        raise project.error((*path, "decrypting"), f"{name}.{sorted(both)[0]} is both encrypted and decrypting")
+    if decl.encrypted and isinstance(decl.tenant, str) and decl.tenant in decl.encrypted:
+        raise project.error((*path, "encrypted"), f"{name}.{decl.tenant} maps rows to tenants: it cannot be encrypted")
+
+
+def _declares_kind(project: Project, kind: str) -> bool:
+    return any(declared.kind == kind for declared in project.roles.values())
+
+
+def _api_keys(project: Project, known: Schema) -> None:
+    keys = project.settings.api_keys
+    if keys is None:
+        return
+    path: tuple[str | int, ...] = ("project", "api_keys")
+    for field in ("key", "tenant", "hash", "scopes", "expires", "name"):
+        column = getattr(keys, field)
+        if column is not None:
+            _column(project, known, keys.table, column, (*path, field))
+    if not _declares_kind(project, "keys"):
+        raise project.error(path, "api_keys needs a role of kind keys to own rlsctl.authenticate_api_key")
+    if project.tenancy is None:
+        raise project.error(path, "api_keys needs the tenancy section (a key acts for one tenant)")
+    if not re.match(r"^[A-Za-z0-9_]{0,16}$", keys.raw_prefix):
+        raise project.error((*path, "raw_prefix"), "raw_prefix: up to 16 letters, digits or underscores")
+
+
+def _encryption(project: Project) -> None:
+    for index, role in enumerate(project.settings.encryption.readers):
+        _role(project, role, ("project", "encryption", "readers", index))
 
 
 def _role(project: Project, role: str, path: tuple[str | int, ...]) -> None:
@@ -144,7 +195,7 @@ def _condition(
 ) -> None:
     for column in sorted(c.columns_of(cond)):
         _column(project, known, table, column, path)
-    for node in _walk(cond):
+    for node in c.walk(cond):
         if isinstance(node, c.TenantRole | c.TenantMember | c.CoMember):
             _needs_tenancy(project, table, decl, node, path)
         if isinstance(node, c.Via):
@@ -156,6 +207,10 @@ def _condition(
             if other is None:
                 raise project.error(path, f"exists reads {node.table!r}, which has no entry in tables")
             _condition(project, known, node.table, other, node.where, path)
+        if isinstance(node, c.ApiKeyScope | c.ApiKeyMember) and project.settings.api_keys is None:
+            raise project.error(path, "api_key conditions need project.api_keys (docs/policy-format.md)")
+        if isinstance(node, c.ApiKeyScope) and decl.tenant is None:
+            raise project.error(path, f"api_key needs a tenant mapping on {table!r}")
         if isinstance(node, c.Expired) and decl.retention is None:
             raise project.error(path, f"expired needs a retention declaration on {table!r}")
 
@@ -170,16 +225,6 @@ def _needs_tenancy(project: Project, table: str, decl: TableDecl, node: c.Cond, 
         raise project.error(
             path, f"table {table!r} has no tenant mapping (add tenant: COLUMN or tenant: {{via: COLUMN}})"
         )
-
-
-def _walk(cond: c.Cond) -> list[c.Cond]:
-    nodes = [cond]
-    if isinstance(cond, c.AnyOf | c.AllOf):
-        for item in cond.items:
-            nodes.extend(_walk(item))
-    elif isinstance(cond, c.Not):
-        nodes.extend(_walk(cond.item))
-    return nodes
 
 
 def _fixtures(project: Project, known: Schema) -> None:

@@ -28,6 +28,11 @@ from rlsctl.project import Project, load_project
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("RLSCTL_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
 RUN_ID = secrets.token_hex(2)
+# The key-encryption key of this run (docs/encryption.md): every connection the
+# tests open, and every rlsctl or pg_dump they start, carries it in its libpq
+# options, never in SQL text. Tests that search dumps and logs look for it.
+TEST_MASTER_KEY = "kek-" + secrets.token_hex(24)
+os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c rlsctl.master_key={TEST_MASTER_KEY}".strip()
 _numbers = itertools.count()
 
 

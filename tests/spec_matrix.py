@@ -15,6 +15,7 @@ Two refinements, both written down in docs/access-matrix.md:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from rlsctl.tester.run import CellContext
@@ -210,8 +211,80 @@ def other_role_cell(c: CellContext, role: str) -> bool:
     raise AssertionError(f"SPEC s3 has no role {role}")
 
 
+# -- API-key sessions: SPEC s3 -------------------------------------------------------------
+
+ENCRYPTED = {"PerformanceMetrics": {"errorMessage"}, "UsageAnalytics": {"metadata"}}
+
+
+def key_session(w: World, raw_key: str) -> tuple[str, set[str]] | None:
+    """(team, scopes) of the ApiKey row hashing to the raw key, unless it is expired; None: no session."""
+    digest = hashlib.sha256(raw_key.encode()).hexdigest()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for row in w.rows.get("ApiKey", []):
+        if row["hashedKey"] != digest:
+            continue
+        if row.get("expiresAt") and dt.datetime.fromisoformat(row["expiresAt"]) <= now:
+            return None
+        return row["teamId"], set(row["scopes"])
+    return None
+
+
+def key_cell(c: CellContext, w: World, raw_key: str) -> bool:
+    """Policies grant the key's team rows per scope, nothing else (prompts:write also reads what it writes)."""
+    session = key_session(w, raw_key)
+    if session is None:
+        return False
+    team, scopes = session
+    old, new, t, cmd = c.row, c.new, c.table, c.command
+    prompts = bool(scopes & {"prompts:read", "prompts:write"})
+
+    def prompt_team(prompt_id: Any) -> Any:
+        prompt = w.find("Prompt", prompt_id)
+        return prompt.get("teamId") if prompt else None
+
+    if t == "Prompt":
+        if cmd == "select":
+            return prompts and old.get("teamId") == team
+        writes = "prompts:write" in scopes
+        if cmd == "insert":
+            return writes and old.get("teamId") == team and w.member(old["userId"], team)
+        if cmd == "update":
+            assert new is not None
+            return (
+                writes
+                and old.get("teamId") == team
+                and w.member(old["userId"], team)
+                and not _changed(old, new, "userId")
+                and new.get("teamId") == team
+            )
+        return False
+    if t in ("PromptVersion", "PromptApproval"):
+        return cmd == "select" and prompts and prompt_team(old["promptId"]) == team
+    if t == "UsageAnalytics":
+        return cmd == "select" and "analytics:read" in scopes and old.get("teamId") == team
+    if t == "PerformanceMetrics":
+        return cmd == "select" and "analytics:read" in scopes and prompt_team(old["promptId"]) == team
+    if t == "AuditLog":
+        return cmd == "select" and "audit:read" in scopes and old.get("teamId") == team
+    return False
+
+
+def keys_role_cell(c: CellContext) -> bool:
+    """Rotation and backfill: every row of an encrypted table, rewriting only its encrypted columns."""
+    encrypted = ENCRYPTED.get(c.table)
+    if encrypted is None:
+        return False  # the API-key table and the membership: only while a key is being presented
+    if c.command == "select":
+        return True
+    return c.command == "update" and set(c.set_columns) <= encrypted
+
+
 def expectation(c: CellContext) -> bool:
     world = World(c.world)
+    if c.principal.api_key is not None:
+        return key_cell(c, world, c.principal.api_key)
     if c.principal.role_key == "app":
         return app_cell(c, world, c.principal.user_id)
+    if c.principal.role_key == "keys":
+        return keys_role_cell(c)
     return other_role_cell(c, c.principal.role_key)

@@ -116,13 +116,32 @@ def test_apply_as_a_managed_service_operator(make_db):
         assert all(t.rls_forced for t in catalog.tables(conn, "public").values())
 
 
+KEYS_FUNCTIONS = {
+    "authenticate_api_key",
+    "api_key_tenant",
+    "api_key_members",
+    "api_key_rows_Prompt",
+    "create_api_key",
+    "master_key",
+    "data_key",
+    "active_key_id",
+    "encrypt",
+    "decrypt",
+    "key_of",
+    "encrypt_PerformanceMetrics",
+    "encrypt_UsageAnalytics",
+}
+
+
 def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(secured_db):
     definer = secured_db.role("definer")
     with secured_db.connect() as conn:
         functions = {f.name: f for f in catalog.functions(conn, "rlsctl") if not f.from_extension}
         assert {"current_user_id", "tenant_ids"} <= set(functions)
+        assert set(functions) >= KEYS_FUNCTIONS
         for function in functions.values():
-            assert function.owner == definer
+            # Encryption and API-key functions belong to the keys role, the policy helpers to the definer.
+            assert function.owner == (secured_db.role("keys") if function.name in KEYS_FUNCTIONS else definer)
             assert "search_path=pg_catalog, pg_temp" in function.config
             assert "PUBLIC" not in function.executors
         assert functions["tenant_ids"].security_definer and functions["tenant_ids"].volatility == "s"

@@ -63,6 +63,9 @@ def test_plpgsql_check_finds_nothing_in_rlsctls_functions(secured_db):
         available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'").fetchone()
         assert available, "postgresql-15-plpgsql-check is not installed (.ci/run installs it)"
         conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+        # The API-key session table is a temp table its function creates on first use: make it exist
+        # in this session so the static check can resolve it (a wrong key authenticates nothing).
+        assert conn.execute("SELECT rlsctl.authenticate_api_key('not a key')").fetchone()[0] is False
         checked = conn.execute(
             """SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
                JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'rlsctl' AND NOT t.tgisinternal"""

@@ -107,6 +107,7 @@ class LiveTrigger:
     function_schema: str
     function_name: str
     enabled: str
+    events: str  # INSERT OR UPDATE, UPDATE, ...
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ Subqueries inside policies read other tables through the same role's RLS;
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlsctl import expr as e
@@ -37,6 +37,14 @@ class Principal:
     user_id: str | None  # None: no identity (unset or empty)
     sets_identity: bool = True  # False: the identity setting is never set (vs. set to '')
     description: str = ""
+    api_key: str | None = None  # the raw key the session authenticates with
+    api_session: ApiSession | None = None  # what authenticate_api_key records (None: wrong or expired key)
+
+
+@dataclass(frozen=True)
+class ApiSession:
+    tenant: Any
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,16 @@ class Evaluator:
             if value is None:
                 return None
             return value in self.tenant_ids(pred.tenants.rank)
+        if isinstance(pred, e.InApiKeyMembers):
+            value = self.value(pred.operand, env)
+            if value is None:
+                return None
+            return value in self.api_key_members()
+        if isinstance(pred, e.InApiKeyRows):
+            value = self.value(pred.operand, env)
+            if value is None:
+                return None
+            return any(_same(value, key) for key in self.api_key_rows(pred.table, pred.scope))
         if isinstance(pred, e.RoleMember):
             return pred.role == self.principal.role
         if isinstance(pred, e.Exists):
@@ -130,6 +148,13 @@ class Evaluator:
             return self.principal.user_id
         if isinstance(operand, e.Value):
             return operand.value
+        if isinstance(operand, e.ApiKeyTenant):
+            session = self.principal.api_session
+            if session is None or (operand.scope is not None and operand.scope not in session.scopes):
+                return None
+            return session.tenant
+        if isinstance(operand, e.Setting):
+            return None  # rlsctl's own settings are set only inside its functions
         if isinstance(operand, e.Cutoff):
             return dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=operand.days)
         raise TypeError(f"cannot evaluate {operand!r}")
@@ -155,6 +180,35 @@ class Evaluator:
                     if row.get(tenancy.tenants_owner) == user:
                         found.add(row.get(tenancy.tenants_key))
         self._tenants[rank] = found
+        return found
+
+    def api_key_rows(self, table: str, scope: str) -> list[Any]:
+        """What rlsctl.api_key_rows_<table>(scope) returns: run as the keys role, filtered by its reach."""
+        session = self.principal.api_session
+        if session is None or scope not in session.scopes or self.state.keys is None:
+            return []
+        parent = next(p for p in self.state.api_key_parents if p.table == table)
+        keys_role = next(role for role in self.state.roles if role.name == self.state.keys)
+        as_keys = Evaluator(
+            self.state, self.world, replace(self.principal, role_key=keys_role.key, role=keys_role.name)
+        )
+        rows = [row for row in as_keys.visible_rows(table) if as_keys.truth(parent.reach, {0: row}) is True]
+        return [row.get(parent.key) for row in rows]
+
+    def api_key_members(self) -> set[Any]:
+        """What rlsctl.api_key_members() returns: every user of the API key's tenant."""
+        tenancy, session = self.state.tenancy, self.principal.api_session
+        if tenancy is None or session is None:
+            return set()
+        found: set[Any] = set()
+        if tenancy.membership_table is not None:
+            for row in self.world.get(tenancy.membership_table, []):
+                if _same(row.get(tenancy.membership_tenant), session.tenant):
+                    found.add(row.get(tenancy.membership_user))
+        if tenancy.tenants_owner is not None:
+            for row in self.world.get(tenancy.tenants_table, []):
+                if _same(row.get(tenancy.tenants_key), session.tenant):
+                    found.add(row.get(tenancy.tenants_owner))
         return found
 
     def passes(self, table: str, command: str, row: Row, use_check: bool = False) -> bool:

@@ -7,7 +7,9 @@ the principals to impersonate. Values may be:
 - a plain YAML scalar, list (SQL array) or mapping (JSON);
 - `"@name"`: the primary key of the fixture row called `name`;
 - `"@self"` (inserts only): the acting principal's user id;
-- `{ago: "100 days"}`: that long before now, in UTC (SPEC s2).
+- `{ago: "100 days"}`: that long before now, in UTC (SPEC s2);
+- `{from_now: "30 days"}`: that long after now, in UTC (an expiry);
+- `{sha256: "raw"}`: the lowercase hex SHA-256 of a text (an API key's hash).
 
 Columns and tables that do not exist in this phase are dropped, and so are
 rows whose references point at dropped rows.
@@ -16,6 +18,7 @@ rows whose references point at dropped rows.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import uuid
@@ -202,7 +205,18 @@ def _value(value: Any, keys: dict[str, Any], names: set[str], where: str, insert
         return keys[ref]
     if isinstance(value, dict) and set(value) == {"ago"}:
         return _ago(value["ago"], where)
+    if isinstance(value, dict) and set(value) == {"from_now"}:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return now + (now - _ago(value["from_now"], where))
+    if isinstance(value, dict) and set(value) == {"sha256"}:
+        if not isinstance(value["sha256"], str):
+            raise UsageError(f"{where}: sha256 takes a text, got {value['sha256']!r}")
+        return sha256_hex(value["sha256"])
     return value
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sql_value(value: Any, column_type: str) -> Any:

@@ -10,6 +10,7 @@ privilege, raises.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,8 @@ from rlsctl.errors import UsageError
 from rlsctl.project import Project
 from rlsctl.render import render_template
 from rlsctl.schema import Column, Schema, Table
-from rlsctl.tester.evaluate import Evaluator, Outcome, Principal
-from rlsctl.tester.fixtures import SELF, FixtureRow, Resolved, filled, resolve, sql_value
+from rlsctl.tester.evaluate import ApiSession, Evaluator, Outcome, Principal
+from rlsctl.tester.fixtures import SELF, FixtureRow, Resolved, filled, resolve, sha256_hex, sql_value
 
 COMMANDS = ("select", "insert", "update", "delete")
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -87,6 +88,11 @@ def principals_of(project: Project, resolved: Resolved) -> tuple[Principal, ...]
         role = project.role_name(declared.role)
         if declared.id is not None:
             found.append(Principal(name, declared.role, role, declared.id, True, declared.description))
+        elif declared.api_key is not None:
+            session = api_session(project, resolved, declared.api_key)
+            found.append(
+                Principal(name, declared.role, role, None, False, declared.description, declared.api_key, session)
+            )
         elif declared.user is None or declared.user == "":
             sets = declared.user == ""
             found.append(Principal(name, declared.role, role, None, sets, declared.description))
@@ -94,6 +100,23 @@ def principals_of(project: Project, resolved: Resolved) -> tuple[Principal, ...]
             user = str(resolved.keys[declared.user])
             found.append(Principal(name, declared.role, role, user, True, declared.description))
     return tuple(found)
+
+
+def api_session(project: Project, resolved: Resolved, raw_key: str) -> ApiSession | None:
+    """What authenticate_api_key(raw_key) records over the fixture rows: None for a wrong or expired key."""
+    api = project.settings.api_keys
+    if api is None:
+        return None
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for row in resolved.rows_of(api.table):
+        values = row.values
+        if values.get(api.hash) != sha256_hex(raw_key):
+            continue
+        expires = values.get(api.expires) if api.expires else None
+        if isinstance(expires, dt.datetime) and expires <= now:
+            return None
+        return ApiSession(values.get(api.tenant), tuple(values.get(api.scopes) or ()))
+    return None
 
 
 def _check_literal_ids(conn: psycopg.Connection, project: Project) -> None:
@@ -172,6 +195,10 @@ class Runner:
     def impersonate(self, principal: Principal) -> None:
         if not principal.sets_identity:
             statements.run(self.conn, "impersonate_role", role=principal.role)
+            if principal.api_key is not None:
+                self.conn.execute(
+                    self.sql("tester_api_key", helper_schema=self.state.helper_schema), {"raw_key": principal.api_key}
+                )
             return
         setting = self.project.settings.identity.setting
         user = principal.user_id if principal.user_id is not None else ""
@@ -188,7 +215,8 @@ def run_matrix(
     if not state.tables:
         raise UsageError(f"{where}: no declared table exists yet: run `rlsctl migrate` and `rlsctl apply`")
     resolved = resolve(project.fixtures, schema)
-    principals = principals_of(project, resolved)
+    # API-key principals only where the key table exists in this phase.
+    principals = tuple(p for p in principals_of(project, resolved) if p.api_key is None or state.api_keys is not None)
     refuse_false_greens(conn, project, state, sorted({p.role for p in principals}))
     _check_literal_ids(conn, project)
     runner = Runner(conn, project, schema, state)
