@@ -6,83 +6,24 @@ error (one line on stderr, never a traceback).
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-import psycopg
 
 from rlsctl import output
-from rlsctl.errors import EXIT_USAGE, RlsctlError
+from rlsctl.cli_keys import keys_group
+from rlsctl.cli_options import (
+    handle_errors,
+    load_project_option,
+    lock_timeout_option,
+    options_dsn,
+    options_project,
+)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _options_dsn(func: F) -> F:
-    func = click.option(
-        "--dsn",
-        metavar="DSN",
-        help="Database to use; default DATABASE_URL, else the libpq environment (PGHOST, ...).",
-    )(func)
-    return func
-
-
-def _options_project(func: F) -> F:
-    func = click.option(
-        "--project",
-        metavar="DIR",
-        help="Project folder (policies/, migrations/); default RLSCTL_PROJECT, the current "
-        "directory when it has policies/, else the bundled PromptCraft project.",
-    )(func)
-    func = click.option(
-        "--role-prefix",
-        metavar="PREFIX",
-        envvar="RLSCTL_ROLE_PREFIX",
-        help="Override the project's role prefix (roles are cluster-wide: staging and "
-        "production sharing a cluster need different prefixes).",
-    )(func)
-    return func
-
-
-def _lock_timeout(func: F) -> F:
-    return click.option(
-        "--lock-timeout",
-        type=click.FloatRange(min=0.001),
-        default=10.0,
-        show_default=True,
-        metavar="S",
-        help="Seconds to wait for the advisory lock and for table locks.",
-    )(func)
-
-
-def handle_errors(func: F) -> F:
-    """Turn `RlsctlError` into its message and exit status; anything else is a bug."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RlsctlError as exc:
-            output.error(str(exc))
-            sys.exit(exc.exit_code)
-        except psycopg.Error as exc:
-            text = str(exc).strip().splitlines()
-            output.error(f"database error: {text[0] if text else type(exc).__name__}")
-            sys.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
-            output.error("interrupted; the current transaction was rolled back")
-            sys.exit(130)
-        except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
-            if os.environ.get("RLSCTL_DEBUG"):
-                raise
-            output.error(f"internal error: {type(exc).__name__}: {exc} (set RLSCTL_DEBUG=1 for details)")
-            sys.exit(EXIT_USAGE)
-
-    return wrapper  # type: ignore[return-value]
+_options_dsn = options_dsn
+_options_project = options_project
+_lock_timeout = lock_timeout_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,10 +32,7 @@ def main() -> None:
     """rlsctl: declare, render, apply and prove PostgreSQL row-level security."""
 
 
-def _project(project: str | None, role_prefix: str | None) -> Any:
-    from rlsctl.project import load_project, resolve_project_dir
-
-    return load_project(resolve_project_dir(project), role_prefix=role_prefix)
+_project = load_project_option
 
 
 @main.command()
@@ -401,6 +339,9 @@ def demo(dsn: str | None, project: str | None, role_prefix: str | None) -> None:
     result = run_demo(loaded, dsn, output.progress)
     output.demo_report(result)
     sys.exit(0 if result.ok else 1)
+
+
+main.add_command(keys_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,8 @@ A test regenerates it and compares, so the reference never falls behind the CLI.
 
 from __future__ import annotations
 
+import click
+
 from rlsctl.cli import main
 
 HEADER = """# CLI reference
@@ -18,12 +20,21 @@ drift, 2 usage or connection error.
 def reference() -> str:
     parts = [HEADER]
     context = main.make_context("rlsctl", [], resilient_parsing=True, terminal_width=100)
-    for name in sorted(main.list_commands(context)):
-        command = main.get_command(context, name)
+    parts += _sections(main, context, "rlsctl")
+    return "".join(parts)
+
+
+def _sections(group: click.Group, context: click.Context, prefix: str) -> list[str]:
+    """One section per command, groups followed by their own commands."""
+    found: list[str] = []
+    for name in sorted(group.list_commands(context)):
+        command = group.get_command(context, name)
         assert command is not None
         sub = command.make_context(name, [], parent=context, resilient_parsing=True, terminal_width=100)
-        parts.append(f"\n## rlsctl {name}\n\n```\n{command.get_help(sub).rstrip()}\n```\n")
-    return "".join(parts)
+        found.append(f"\n## {prefix} {name}\n\n```\n{command.get_help(sub).rstrip()}\n```\n")
+        if isinstance(command, click.Group):
+            found += _sections(command, sub, f"{prefix} {name}")
+    return found
 
 
 if __name__ == "__main__":

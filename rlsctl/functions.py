@@ -9,7 +9,7 @@
 | encrypt(text or jsonb) | keys | DEFINER | roles that write encrypted columns (through the trigger) |
 | decrypt(text or jsonb) | keys | DEFINER | the roles declared as readers |
 | encrypt_<table>() (trigger) | keys | INVOKER | nobody (triggers only) |
-| master_key(), data_key(id), active_key_id(), key_of(...) | keys | INVOKER | nobody but their owner |
+| master_key(), data_key(id), active_key_id(), key_of, encrypt_with, decrypt_with | keys | INVOKER | their owner |
 
 Every function has `search_path = pg_catalog, pg_temp` and qualifies every
 other name; the bodies are the macros of templates/objects/bodies.sql.j2
@@ -122,6 +122,15 @@ def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
             HelperFn(
                 "key_of", kind, policy_helper=False, arg_decl=f"stored {kind}", returns="text", volatility="i",
                 owner=keys, body=f"key_of_{kind}",
+            ),
+            HelperFn(
+                "encrypt_with", f"{kind}, text, text", policy_helper=False,
+                arg_decl=f"plaintext {kind}, key_id text, data_key text", returns=kind, language="plpgsql",
+                volatility="v", owner=keys, body=f"encrypt_with_{kind}",
+            ),
+            HelperFn(
+                "decrypt_with", f"{kind}, text", policy_helper=False, arg_decl=f"stored {kind}, data_key text",
+                returns=kind, language="plpgsql", owner=keys, body=f"decrypt_with_{kind}",
             ),
         ]  # fmt: skip
     found += [

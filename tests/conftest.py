@@ -40,6 +40,8 @@ _numbers = itertools.count()
 class TestDatabase:
     """One throw-away database and the role prefix that belongs to it."""
 
+    __test__ = False  # not a test class, though its name starts with Test
+
     name: str
     dsn: str
     prefix: str

@@ -21,7 +21,14 @@ def test_every_command_and_option_is_documented():
         command = main.get_command(context, name)
         assert f"## rlsctl {name}" in text
         assert f"rlsctl {name}" in readme, f"README does not mention rlsctl {name}"
-        for param in command.params:
-            for option in getattr(param, "opts", []):
-                if option.startswith("-"):
-                    assert option in text, f"{name} {option}"
+        subcommands = [command]
+        if isinstance(command, click.Group):
+            subcommands += [command.get_command(context, sub) for sub in command.list_commands(context)]
+            for sub in command.list_commands(context):
+                assert f"## rlsctl {name} {sub}" in text
+        for each in subcommands:
+            assert each is not None
+            for param in each.params:
+                for option in getattr(param, "opts", []):
+                    if option.startswith("-"):
+                        assert option in text, f"{name} {option}"
