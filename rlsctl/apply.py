@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TypeVar
 
 import psycopg
@@ -29,6 +30,7 @@ from rlsctl.errors import MissingExtension, UsageError
 from rlsctl.phases import phase_creating
 from rlsctl.plan import Plan, plan_for_database
 from rlsctl.project import Project
+from rlsctl.render import render_template
 from rlsctl.schema import Schema
 from rlsctl.txn import lock_wait_message, locked_transaction
 from rlsctl.validate import validate
@@ -78,7 +80,7 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
     validate(project, project.migrated_schema().union(schema))
     _check_extensions(conn, project, where)
     state = declare(project, schema)
-    _check_master_key(conn, state, where)
+    _check_master_key(conn, state, where, project.root / "templates")
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
     return replace(plan, pending=pending)
@@ -97,8 +99,9 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
         )
 
 
-def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str) -> None:
-    """Encryption needs the key-encryption key in every session that writes encrypted columns."""
+def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path) -> None:
+    """Encryption needs the key-encryption key in every session that writes encrypted columns,
+    and it must be the one the data keys were wrapped with (else every write would fail)."""
     if state.encryption is None:
         return
     setting = state.encryption.master_key_setting
@@ -108,6 +111,17 @@ def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str
             f"add {setting} to postgresql.conf (or the connection's options) and reload; "
             "see docs/encryption.md (nothing was changed)"
         )
+    if not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
+        return
+    sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)
+    try:
+        with conn.transaction():  # a savepoint: the failure must not end apply's transaction
+            conn.execute(sql.encode())
+    except (pgerrors.ExternalRoutineInvocationException, pgerrors.ExternalRoutineException):
+        raise UsageError(
+            f"{where}: {setting} does not unwrap the data keys in {state.helper_schema}.encryption_key: "
+            "is it the key they were made with? (nothing was changed)"
+        ) from None
 
 
 def retrying(attempt: Callable[[], T]) -> T:

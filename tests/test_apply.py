@@ -130,6 +130,8 @@ KEYS_FUNCTIONS = {
     "key_of",
     "encrypt_PerformanceMetrics",
     "encrypt_UsageAnalytics",
+    "encrypt_with",
+    "decrypt_with",
 }
 
 

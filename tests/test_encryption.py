@@ -265,6 +265,8 @@ def test_a_wrong_key_encryption_key_changes_nothing(version_db, monkeypatch):
     monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=not-the-right-one")
     code, out = cli(database, "keys", "rotate", root=root)
     assert code == 2 and "does not unwrap the data keys" in out
+    code, out = cli(database, "apply", root=root)
+    assert code == 2 and "does not unwrap the data keys" in out and "nothing was changed" in out
     monkeypatch.setenv("PGOPTIONS", "")
     code, out = cli(database, "keys", "rotate", root=root)
     assert code == 2 and "rlsctl.master_key is not set" in out
