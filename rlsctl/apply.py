@@ -99,18 +99,27 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
         )
 
 
+WEAK_MASTER_KEY = (
+    "the key-encryption key {setting} is shorter than 32 characters: use a random secret "
+    "such as the output of `openssl rand -hex 32` (a dump plus a guessable key decrypts everything)"
+)
+
+
 def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path) -> None:
     """Encryption needs the key-encryption key in every session that writes encrypted columns,
     and it must be the one the data keys were wrapped with (else every write would fail)."""
     if state.encryption is None:
         return
     setting = state.encryption.master_key_setting
-    if not statements.run(conn, "master_key_present", setting=setting)[0]["present"]:
+    found = statements.run(conn, "master_key_present", setting=setting)[0]
+    if not found["present"]:
         raise UsageError(
             f"{where}: encrypted columns are declared but the key-encryption key {setting} is not set: "
             f"add {setting} to postgresql.conf (or the connection's options) and reload; "
             "see docs/encryption.md (nothing was changed)"
         )
+    if not found["strong"]:
+        raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting=setting)} (nothing was changed)")
     if not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
         return
     sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)

@@ -151,16 +151,14 @@ def decrypt(
 @keys_group.command()
 @options_dsn
 @options_project
-@click.option("--wait", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="S",
-              help="Seconds to wait for transactions older than the active key to end.")  # fmt: skip
 @_format_option
 @handle_errors
-def retire(dsn: str | None, project: str | None, role_prefix: str | None, wait: float, fmt: str) -> None:
+def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: str) -> None:
     """Erase older data keys that no value uses any more."""
     from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix) as keys:
-        run = keying.retire(keys, wait)
+        run = keying.retire(keys)
     _run_report(run, fmt)
 
 
@@ -243,7 +241,6 @@ def _run_report(run: KeysRun, fmt: str) -> None:
                 "batches": len(run.batch_seconds),
                 "p95_batch_seconds": round(run.p95_batch_seconds, 4),
                 "retired": list(run.retired),
-                "note": run.retire_note,
             }
         )
     else:
@@ -258,8 +255,6 @@ def _run_report(run: KeysRun, fmt: str) -> None:
             output.stdout.print(f"row locks per batch: p95 {run.p95_batch_seconds * 1000:.0f} ms")
         if run.retired:
             output.stdout.print(f"retired: {', '.join(run.retired)}")
-        if run.retire_note:
-            output.info(run.retire_note)
     sys.exit(1 if any(column.remaining for column in run.columns) else 0)
 
 

@@ -103,10 +103,13 @@ def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
         return []
     # Key handling: callable only by their owner, from the functions below.
     found = [
-        HelperFn(name, args, policy_helper=False, arg_decl=decl, returns="text", language="plpgsql", owner=keys,
-                 body=name)
-        for name, args, decl in (("master_key", "", ""), ("data_key", "text", "key_id text"),
-                                 ("active_key_id", "", ""))
+        HelperFn(name, args, policy_helper=False, arg_decl=decl, returns="text", language="plpgsql",
+                 volatility=volatility, owner=keys, body=name)
+        for name, args, decl, volatility in (
+            ("master_key", "", "", "s"),
+            ("data_key", "text", "key_id text", "s"),
+            ("active_key_id", "", "", "v"),  # locks the active key's row (see its body)
+        )
     ]  # fmt: skip
     for kind in ("text", "jsonb"):
         found += [

@@ -188,6 +188,8 @@ def _functions(functions: list[catalog.LiveFunction], state: DeclaredState) -> l
             )
         )
         found += [FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee) for grantee in fn.executors]
+        if fn.owner_executes:
+            found.append(FunctionGrant(state.helper_schema, fn.name, fn.arg_types, fn.owner))
     return found
 
 

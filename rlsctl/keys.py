@@ -32,7 +32,7 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from rlsctl import statements
-from rlsctl.apply import live_schema
+from rlsctl.apply import WEAK_MASTER_KEY, live_schema
 from rlsctl.declare import DeclaredState, EncryptedColumn, declare
 from rlsctl.errors import UsageError
 from rlsctl.project import Project
@@ -79,7 +79,6 @@ class KeysRun:
     columns: list[ColumnRun] = field(default_factory=list)
     batch_seconds: list[float] = field(default_factory=list)  # how long each batch held its locks
     retired: tuple[str, ...] = ()
-    retire_note: str | None = None
 
     @property
     def p95_batch_seconds(self) -> float:
@@ -193,11 +192,14 @@ class Keys:
     def check_master_key(self) -> None:
         """The key-encryption key is set and unwraps every usable data key; else nothing is done."""
         setting = self.encryption.master_key_setting
-        if not statements.run(self.conn, "master_key_present", setting=setting)[0]["present"]:
+        found = statements.run(self.conn, "master_key_present", setting=setting)[0]
+        if not found["present"]:
             raise UsageError(
                 f"{self.where}: the key-encryption key {setting} is not set for this session "
                 f"(postgresql.conf, or PGOPTIONS='-c {setting}=...'; docs/encryption.md)"
             )
+        if not found["strong"]:
+            raise UsageError(f"{self.where}: {WEAK_MASTER_KEY.format(setting=setting)}")
         with self.as_keys_role(10.0) as conn:
             conn.execute(self.sql("keys_verify"))
 
@@ -275,47 +277,47 @@ class Keys:
             rows = cur.execute(self.sql("keys_list")).fetchall()
         return next((row["id"] for row in rows if row["active"]), None)
 
-    def new_key(self) -> str:
-        """Make a new data key active (the old one stays usable until retired)."""
-        with self.as_keys_role(10.0) as conn:
-            conn.execute(
-                render_template(
-                    "ops/keys_new.sql.j2",
-                    self.templates,
-                    schema=self.state.helper_schema,
-                    crypto_schema=self.encryption.crypto_schema,
-                    rotate=True,
-                ).encode()
-            )
+    def new_key(self, wait: float = 30.0) -> str:
+        """Make a new data key active (the old one stays usable until retired).
+
+        Waits (at most `wait` seconds) for the transactions that are encrypting
+        with the current key to end: after this commits, nothing can write
+        with the old key any more.
+        """
+        sql = render_template(
+            "ops/keys_new.sql.j2",
+            self.templates,
+            schema=self.state.helper_schema,
+            crypto_schema=self.encryption.crypto_schema,
+            rotate=True,
+        ).encode()
+        try:
+            with self.as_keys_role(wait) as conn:
+                conn.execute(sql)
+        except pgerrors.LockNotAvailable:
+            raise UsageError(
+                f"{self.where}: transactions writing encrypted columns kept the active key busy for {wait:.0f} s; "
+                "nothing was changed, run rotate again"
+            ) from None
         found = self.active_key()
         assert found is not None
         return found
 
-    def retire_unused(self, wait: float = 30.0) -> tuple[tuple[str, ...], str | None]:
-        """Erase the wrapped bytes of keys no value uses, once no transaction could still write with them."""
-        with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
-            keys = cur.execute(self.sql("keys_list")).fetchall()
-        active = next((k for k in keys if k["active"]), None)
-        if active is None or not any(not k["active"] and not k["retired"] for k in keys):
-            return (), None
-        deadline = time.monotonic() + wait
-        while not statements.run(self.conn, "xmin_passed", xid=active["activated_xid"])[0]["passed"]:
-            if time.monotonic() > deadline:
-                return (), (
-                    "older keys kept: transactions that began before the active key are still running; "
-                    "run `rlsctl keys retire` once they end"
-                )
-            time.sleep(0.1)
-        # Whatever those transactions wrote under an older key is rewritten before anything is retired.
+    def retire_unused(self) -> tuple[str, ...]:
+        """Erase the wrapped bytes of keys no value uses.
+
+        Safe because of the lock protocol (active_key_id / keys_new.sql.j2):
+        once a rotation has committed, no transaction can write with an older
+        key, so a recount after the rewrite is final. A value written back as
+        old ciphertext afterwards is sealed again under the active key by
+        encrypt(), or refused once its key is retired, never stored undecryptable.
+        """
         columns = [*self.columns(), *self.columns(decrypting=True)]
-        encrypting = [c for c in columns if not c.decrypting]
-        scratch = KeysRun("retire", active["id"])
-        self.rewrite(encrypting, "encrypt", scratch)
         with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
             usage = cur.execute(self.sql("keys_usage", columns=columns)).fetchall() if columns else []
             in_use = sorted({row["key_id"] for row in usage if row["key_id"] is not None})
             retired = [row["id"] for row in cur.execute(self.sql("keys_retire"), {"in_use": in_use}).fetchall()]
-        return tuple(retired), None
+        return tuple(retired)
 
 
 @dataclass
@@ -419,7 +421,8 @@ def rotate(keys: Keys, observer: Observer | None = None, batch_size: int | None 
         run.new_key = keys.new_key()
         run.active_key = run.new_key
     keys.rewrite(columns, "encrypt", run, observer, batch_size)
-    run.retired, run.retire_note = keys.retire_unused()
+    if not any(column.remaining for column in run.columns):
+        run.retired = keys.retire_unused()
     return run
 
 
@@ -447,10 +450,10 @@ def decrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
     return run
 
 
-def retire(keys: Keys, wait: float = 30.0) -> KeysRun:
+def retire(keys: Keys) -> KeysRun:
     keys.check_master_key()
     run = KeysRun("retire", keys.active_key())
-    run.retired, run.retire_note = keys.retire_unused(wait)
+    run.retired = keys.retire_unused()
     return run
 
 

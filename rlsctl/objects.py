@@ -294,10 +294,11 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     found += [Extension(name, state.helper_schema) for name in state.extensions]
     for helper in state.helper_functions:
         found.append(_function(state, helper, bodies.functions[f"{helper.name}({helper.args})"]))
+        # The owner's own EXECUTE is declared too: a tampered ACL without it is repaired,
+        # and a grant to the owner is never revoked.
         found += [
             FunctionGrant(state.helper_schema, helper.name, helper.args, role)
-            for role in helper.executors
-            if role != helper.owner
+            for role in dict.fromkeys((helper.owner, *helper.executors))
         ]
     if state.encryption is not None and state.keys is not None:
         found += [

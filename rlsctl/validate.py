@@ -131,11 +131,68 @@ def _encrypted_columns(
                 raise project.error(where, f"{name}.{column} is {kind}: rlsctl encrypts only text and jsonb columns")
             if not _declares_kind(project, "keys"):
                 raise project.error(where, "encrypted columns need a role of kind keys (docs/encryption.md)")
+    used = _columns_rules_read(project, name, decl)
+    for column in decl.encrypted:
+        if column in used:
+            raise project.error(
+                (*path, "encrypted"),
+                f"{name}.{column} is read by {used[column]}: an encrypted column holds ciphertext, "
+                "so rules comparing it would silently change meaning",
+            )
     both = set(decl.encrypted) & set(decl.decrypting)
     if both:
         raise project.error((*path, "decrypting"), f"{name}.{sorted(both)[0]} is both encrypted and decrypting")
     if decl.encrypted and isinstance(decl.tenant, str) and decl.tenant in decl.encrypted:
         raise project.error((*path, "encrypted"), f"{name}.{decl.tenant} maps rows to tenants: it cannot be encrypted")
+
+
+def _columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[str, str]:
+    """Columns of table `name` that policies, guards, tenancy, retention or api_keys read, and by what."""
+    from rlsctl.bind import policy_conditions
+
+    used: dict[str, str] = {}
+    for cond in policy_conditions(decl):
+        for column in c.columns_of(cond):
+            used.setdefault(column, "a policy condition")
+    for other_name, other in project.tables.items():
+        for cond in policy_conditions(other):
+            for column in _columns_read_through_exists(cond, name):
+                used.setdefault(column, f"an exists condition of {other_name}")
+    for guard in decl.guards:
+        for column in (*guard.changed, *c.columns_of(guard.require)):
+            used.setdefault(column, "a guard")
+    if isinstance(decl.tenant, str):
+        used.setdefault(decl.tenant, "the tenant mapping")
+    elif isinstance(decl.tenant, TenantVia):
+        used.setdefault(decl.tenant.via, "the tenant mapping")
+    if decl.retention is not None:
+        used.setdefault(decl.retention.column, "the retention window")
+    tenancy = project.tenancy
+    if tenancy is not None and tenancy.membership is not None and tenancy.membership.table == name:
+        for column in (tenancy.membership.tenant, tenancy.membership.user, tenancy.membership.rank):
+            if column:
+                used.setdefault(column, "the tenancy section")
+    if tenancy is not None and tenancy.tenants.table == name:
+        for column in (tenancy.tenants.key, tenancy.tenants.owner):
+            if column:
+                used.setdefault(column, "the tenancy section")
+    keys = project.settings.api_keys
+    if keys is not None and keys.table == name:
+        for column in (keys.key, keys.tenant, keys.hash, keys.scopes, keys.expires, keys.name):
+            if column:
+                used.setdefault(column, "project.api_keys")
+    return used
+
+
+def _columns_read_through_exists(cond: c.Cond, table: str) -> set[str]:
+    """Columns of `table` that `exists` conditions (at any depth) match on or filter by."""
+    found: set[str] = set()
+    for node in c.walk(cond):
+        if isinstance(node, c.Exists):
+            if node.table == table:
+                found |= {theirs for theirs, _ in node.match} | c.columns_of(node.where)
+            found |= _columns_read_through_exists(node.where, table)
+    return found
 
 
 def _declares_kind(project: Project, kind: str) -> bool:

@@ -35,6 +35,7 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
                 f.volatility,
                 f.config,
                 tuple(norm(e) for e in f.executors),
+                f.owner_executes,
             )
             for f in catalog.functions(conn, helper_schema)
             if not f.from_extension

@@ -130,10 +130,11 @@ def test_the_hash_is_checked_by_indexed_equality(keyed_db):
         indexed = conn.execute(
             """SELECT count(*) FROM pg_index AS i JOIN pg_attribute AS a
                  ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-               WHERE i.indrelid = '"ApiKey"'::regclass AND a.attname = 'hashedKey'"""
+               WHERE i.indrelid = '"ApiKey"'::regclass AND a.attname = 'hashedKey' AND i.indisunique
+                 AND i.indnatts = 1"""
         ).fetchone()[0]
         body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'authenticate_api_key'").fetchone()[0]
-    assert indexed >= 1
+    assert indexed == 1
     assert '."hashedKey" = presented' in body
 
 
@@ -176,3 +177,43 @@ def test_create_api_key_from_sql_as_the_app(keyed_db):
         conn.commit()
         app_session(conn, keyed_db)
         assert conn.execute("SELECT rlsctl.authenticate_api_key(%s)", (raw,)).fetchone()[0] is True
+
+
+def test_an_ambiguous_hash_opens_nothing(keyed_db):
+    """Two rows with one hash (possible only without phase 4 step 3's unique index): refuse, never pick one."""
+    with keyed_db.connect() as conn:
+        conn.execute('DROP INDEX "ApiKey_hashedKey_key"')
+        conn.execute(
+            """INSERT INTO "ApiKey"(id, "teamId", name, "hashedKey", scopes)
+               VALUES ('d1', 'ta', 'd', %s, '{prompts:read}'), ('d2', 'tb', 'd', %s, '{prompts:read}')""",
+            (sha256("pc_test_duplicate"), sha256("pc_test_duplicate")),
+        )
+    try:
+        with keyed_db.connect(autocommit=False) as conn:
+            app_session(conn, keyed_db)
+            assert conn.execute("SELECT rlsctl.authenticate_api_key('pc_test_duplicate')").fetchone()[0] is False
+            assert prompts(conn) == []
+    finally:
+        with keyed_db.connect() as conn:
+            conn.execute("""DELETE FROM "ApiKey" WHERE id IN ('d1', 'd2')""")
+            conn.execute('CREATE UNIQUE INDEX "ApiKey_hashedKey_key" ON "ApiKey"("hashedKey")')
+
+
+def test_an_admin_cannot_plant_another_teams_hash(keyed_db):
+    """Knowing team B's hash, an admin of team A cannot add a second row with it (unique index)."""
+    with keyed_db.connect() as conn:
+        hash_b = conn.execute("""SELECT "hashedKey" FROM "ApiKey" WHERE "teamId" = 'tb' LIMIT 1""").fetchone()[0]
+    with keyed_db.connect(autocommit=False) as conn:
+        app_session(conn, keyed_db, "ua")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                """INSERT INTO "ApiKey"(id, "teamId", name, "hashedKey", scopes) VALUES ('dup', 'ta', 'd', %s, '{}')""",
+                (hash_b,),
+            )
+
+
+def test_the_app_cannot_change_a_keys_hash(keyed_db):
+    with keyed_db.connect(autocommit=False) as conn:
+        app_session(conn, keyed_db, "ua")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("""UPDATE "ApiKey" SET "hashedKey" = %s WHERE id = 'ka'""", (sha256("chosen"),))

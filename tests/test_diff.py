@@ -81,6 +81,18 @@ TAMPERING = [
         "EXECUTE on rlsctl.tenant_ids(text) to PUBLIC",
         "extra",
     ),
+    (
+        "owner loses execute",
+        "REVOKE EXECUTE ON FUNCTION rlsctl.encrypt_with(text, text, text) FROM {keys}",
+        "EXECUTE on rlsctl.encrypt_with(text, text, text) to {keys}",
+        "missing",
+    ),
+    (
+        "encrypt trigger dropped",
+        'DROP TRIGGER rlsctl_encrypt ON "UsageAnalytics"',
+        "trigger UsageAnalytics.rlsctl_encrypt",
+        "missing",
+    ),
     ("helper dropped", 'DROP FUNCTION rlsctl."guard_Prompt"() CASCADE', "function rlsctl.guard_Prompt()", "missing"),
     ("guard dropped", 'DROP TRIGGER rlsctl_guard ON "TeamMember"', "trigger TeamMember.rlsctl_guard", "missing"),
     ("role can log in", "ALTER ROLE {app} LOGIN", "role {app}", "changed"),
@@ -98,7 +110,7 @@ TAMPERING = [
 @pytest.mark.parametrize("name, tamper, obj, state", TAMPERING, ids=[t[0] for t in TAMPERING])
 def test_tampering_is_detected_repaired_and_converges(baseline, name, tamper, obj, state):
     database, expected = baseline
-    names = {"app": database.role("app"), "owner": database.role("owner"), "definer": database.role("definer")}
+    names = {key: database.role(key) for key in ("app", "owner", "definer", "keys")}
     with database.connect() as conn:
         conn.execute(
             tamper.replace('"{', "{").format(**{k: sql.Identifier(v).as_string(conn) for k, v in names.items()})

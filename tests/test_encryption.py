@@ -6,8 +6,10 @@ PGOPTIONS that conftest sets for every connection (docs/encryption.md).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
+import time
 from pathlib import Path
 
 import psycopg
@@ -110,21 +112,79 @@ def test_the_app_cannot_reach_key_material(encrypted_db, function):
             conn.execute("SELECT id FROM rlsctl.encryption_key")
 
 
-def test_the_app_cannot_plant_ciphertext(encrypted_db):
-    """Whatever the app writes is encrypted, even text that looks like ciphertext under some key."""
+def test_a_session_with_a_short_key_encryption_key_cannot_encrypt(encrypted_db):
+    """The SQL side refuses a guessable KEK too, not only rlsctl's own commands."""
     with encrypted_db.connect(autocommit=False) as conn:
         as_app(conn, encrypted_db, "u1")
-        forged = "rlsctl1:kforged:AAAA"
+        conn.execute("SET LOCAL rlsctl.master_key = 'password123'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="shorter than 32 characters"):
+            conn.execute(
+                """INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
+                   VALUES ('pm9', 'p1', 10, false, 'x')"""
+            )
+
+
+REFUSED = "refusing to store rlsctl ciphertext"
+
+
+@pytest.mark.parametrize("forged", ["rlsctl1:kforged:AAAA", "rlsctl1:"])
+def test_the_app_cannot_plant_ciphertext(encrypted_db, forged):
+    """A value shaped like ciphertext is refused, whatever its key (nothing is decrypted to decide)."""
+    with encrypted_db.connect(autocommit=False) as conn:
+        as_app(conn, encrypted_db, "u1")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=REFUSED):
+            conn.execute(
+                """INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
+                   VALUES ('pm2', 'p1', 10, false, %s)""",
+                (forged,),
+            )
+
+
+def test_ciphertext_copied_into_another_row_is_refused_not_decryptable_there(encrypted_db):
+    """Ciphertext is not bound to its row: accepting a copy would let whoever supplies it
+    (an analyst who reads every team's ciphertext, a dump) have it decrypted through the app."""
+    with encrypted_db.connect(autocommit=False) as conn:
+        as_app(conn, encrypted_db, "u1")
         conn.execute(
             """INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
-               VALUES ('pm2', 'p1', 10, false, %s)""",
-            (forged,),
+               VALUES ('pm3', 'p1', 10, false, %s)""",
+            (CANARY,),
         )
-        stored, decrypted = conn.execute(
-            """SELECT "errorMessage", rlsctl.decrypt("errorMessage") FROM "PerformanceMetrics" WHERE id = 'pm2'"""
+        conn.execute(
+            """INSERT INTO "UsageAnalytics"(id, "userId", feature, metadata)
+               VALUES ('ua3', 'u1', 'f', %s), ('ua4', 'u1', 'f', '{"mine": 1}')""",
+            (json.dumps({"secret": CANARY}),),
+        )
+        text_copy = conn.execute("""SELECT "errorMessage" FROM "PerformanceMetrics" WHERE id = 'pm3'""").fetchone()[0]
+        json_copy = conn.execute("""SELECT metadata FROM "UsageAnalytics" WHERE id = 'ua3'""").fetchone()[0]
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=REFUSED), conn.transaction():
+            conn.execute(
+                """INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
+                   VALUES ('pm4', 'p1', 10, false, %s)""",
+                (text_copy,),
+            )
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=REFUSED), conn.transaction():
+            conn.execute("""UPDATE "UsageAnalytics" SET metadata = %s WHERE id = 'ua4'""", (json.dumps(json_copy),))
+        conn.rollback()
+
+
+def test_an_unchanged_ciphertext_saved_back_is_left_alone(encrypted_db):
+    """An ORM that saves the whole row sends back the ciphertext it read: an unchanged column is untouched."""
+    with encrypted_db.connect(autocommit=False) as conn:
+        as_app(conn, encrypted_db, "u1")
+        conn.execute(
+            """INSERT INTO "UsageAnalytics"(id, "userId", feature, metadata) VALUES ('ua5', 'u1', 'f', %s)""",
+            (json.dumps({"secret": CANARY}),),
+        )
+        read = conn.execute("""SELECT metadata FROM "UsageAnalytics" WHERE id = 'ua5'""").fetchone()[0]
+        updated = conn.execute(
+            """UPDATE "UsageAnalytics" SET metadata = %s, "usageCount" = 2 WHERE id = 'ua5'""", (json.dumps(read),)
+        ).rowcount
+        stored, plain = conn.execute(
+            """SELECT metadata, rlsctl.decrypt(metadata) FROM "UsageAnalytics" WHERE id = 'ua5'"""
         ).fetchone()
         conn.rollback()
-    assert stored != forged and decrypted == forged
+    assert updated == 1 and stored == read and plain == {"secret": CANARY}
 
 
 # -- backfill, rotation, decryption ---------------------------------------------------------------
@@ -262,7 +322,7 @@ def test_a_wrong_key_encryption_key_changes_nothing(version_db, monkeypatch):
     database, root = version_db
     with database.connect() as conn:
         keys_before = conn.execute("SELECT id, wrapped FROM rlsctl.encryption_key ORDER BY id").fetchall()
-    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=not-the-right-one")
+    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=not-the-right-one-but-long-enough-0123456789")
     code, out = cli(database, "keys", "rotate", root=root)
     assert code == 2 and "does not unwrap the data keys" in out
     code, out = cli(database, "apply", root=root)
@@ -270,6 +330,10 @@ def test_a_wrong_key_encryption_key_changes_nothing(version_db, monkeypatch):
     monkeypatch.setenv("PGOPTIONS", "")
     code, out = cli(database, "keys", "rotate", root=root)
     assert code == 2 and "rlsctl.master_key is not set" in out
+    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=password123")
+    for command in (("keys", "rotate"), ("apply",)):
+        code, out = cli(database, *command, root=root)
+        assert code == 2 and "shorter than 32 characters" in out
     monkeypatch.undo()
     with database.connect() as conn:
         assert conn.execute("SELECT id, wrapped FROM rlsctl.encryption_key ORDER BY id").fetchall() == keys_before
@@ -315,3 +379,103 @@ def test_status_names_keys_and_counts_but_never_key_bytes(version_db):
     assert [key["active"] for key in report["keys"]] == [True]
     assert {"column": "PromptVersion.content", "key": None, "values": 400} in report["usage"]
     assert all(set(key) == {"id", "active", "retired", "created_at", "retired_at"} for key in report["keys"])
+
+
+def test_old_ciphertext_saved_back_after_a_rotation_is_refused_and_the_row_keeps_its_value(version_db):
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    with database.connect() as conn:
+        stale = conn.execute("""SELECT content FROM "PromptVersion" WHERE id = 'v8'""").fetchone()[0]
+    assert cli(database, "keys", "rotate", root=root)[0] == 0  # v8 is now under the new key
+    with database.connect() as conn, pytest.raises(psycopg.errors.InvalidParameterValue, match=REFUSED):
+        conn.execute("""UPDATE "PromptVersion" SET content = %s WHERE id = 'v8'""", (stale,))
+    assert contents(database)["v8"][1] == CANARY + "-8"
+
+
+def test_a_transaction_that_began_before_a_rotation_cannot_write_with_the_old_key(version_db):
+    """REPEATABLE READ still sees the old key: its write fails to serialize instead of losing data."""
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    with database.connect(autocommit=False) as early:
+        early.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        early.execute('SELECT count(*) FROM "PromptVersion"')  # its snapshot is taken
+        code, out = cli(database, "keys", "rotate", "--format", "json", root=root)
+        assert code == 0, out
+        assert json.loads(out[out.index("{") :])["retired"]
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            early.execute(
+                """INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+                   VALUES ('late', 'p1', 999, 'late', 'u1')"""
+            )
+    assert all(plain is not None for _, plain in contents(database).values())
+
+
+def test_rotation_waits_for_a_transaction_that_is_encrypting(version_db):
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    with database.connect(autocommit=False) as writer:
+        writer.execute(
+            """INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+               VALUES ('busy', 'p1', 998, 'busy', 'u1')"""
+        )  # holds the key lock (shared) until it ends
+        project = load_project(root, role_prefix=database.prefix)
+        with database.connect() as conn:
+            keys = Keys(conn, project, "test")
+            with pytest.raises(keying.UsageError, match="kept the active key busy"):
+                keys.new_key(wait=0.5)
+        writer.commit()
+    assert cli(database, "keys", "rotate", root=root)[0] == 0
+    assert contents(database)["busy"][1] == "busy"
+
+
+def test_a_waiting_rotation_holds_back_new_writers_then_they_use_the_new_key(version_db):
+    """No starvation: writers that arrive while a rotation waits queue behind it."""
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    project = load_project(root, role_prefix=database.prefix)
+    with database.connect() as conn:
+        old = Keys(conn, project, "test").active_key()
+    with database.connect(autocommit=False) as first, database.connect(autocommit=False) as second:
+        first.execute(
+            """INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+               VALUES ('w1', 'p1', 990, 'w1', 'u1')"""
+        )
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            rotation = pool.submit(_new_key_in_own_connection, database, project)
+            _wait_for_lock_waiters(database, 1)
+            second.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):  # queued behind the rotation
+                second.execute(
+                    """INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+                       VALUES ('w2', 'p1', 991, 'w2', 'u1')"""
+                )
+            second.rollback()
+            first.commit()  # the rotation proceeds
+            new = rotation.result(timeout=30)
+        second.execute(
+            """INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+               VALUES ('w2', 'p1', 991, 'w2', 'u1')"""
+        )
+        second.commit()
+    assert new != old
+    with database.connect() as conn:
+        stored = dict(conn.execute("""SELECT id, content FROM "PromptVersion" WHERE id IN ('w1', 'w2')""").fetchall())
+    assert f":{old}:" in stored["w1"] and f":{new}:" in stored["w2"]
+
+
+def _new_key_in_own_connection(database: TestDatabase, project) -> str:
+    with database.connect() as conn:
+        return Keys(conn, project, "test").new_key(wait=30)
+
+
+def _wait_for_lock_waiters(database: TestDatabase, count: int) -> None:
+    with database.connect() as conn:
+        for _ in range(200):
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()[0]
+            if waiting >= count:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the rotation never queued for the key lock")

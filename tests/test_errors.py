@@ -249,3 +249,33 @@ def test_a_principal_id_of_the_wrong_type_is_named(secured_db, tmp_path):
     assert code == 2
     assert_one_clean_line(err)
     assert "fixtures.yaml:" in err and "'rlsctl-test-newcomer' is not a valid uuid" in err
+
+
+def test_an_encrypted_column_read_by_a_rule_is_refused(tmp_path):
+    """Ciphertext compared in a policy would silently change what the policy means."""
+    project = copy_project(tmp_path)
+    path = project / "policies" / "analytics.yaml"
+    path.write_text(path.read_text().replace("encrypted: [metadata]", "encrypted: [metadata, userId]", 1))
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "analytics.yaml:" in err and "UsageAnalytics.userId is read by a policy condition" in err
+
+
+def test_an_encrypted_column_read_by_another_tables_exists_is_refused(tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "prompts.yaml"
+    path.write_text(path.read_text().replace("# encrypted: [content]", "encrypted: [content, id]", 1))
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "PromptVersion.id is read by an exists condition of PromptApproval" in err
+
+
+def test_encrypting_an_unread_column_is_accepted(tmp_path):
+    project = copy_project(tmp_path)
+    path = project / "policies" / "prompts.yaml"
+    path.write_text(path.read_text().replace("# encrypted: [content]", "encrypted: [content]", 1))
+    code, out, err = run("render", "--project", str(project))
+    assert code == 0, err
+    assert "trigger PromptVersion.rlsctl_encrypt" in out

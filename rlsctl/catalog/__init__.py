@@ -96,8 +96,9 @@ class LiveFunction:
     config: tuple[str, ...]
     language: str
     body: str
-    executors: tuple[str, ...]
+    executors: tuple[str, ...]  # roles other than the owner that may execute it
     from_extension: bool
+    owner_executes: bool = True  # the owner's own EXECUTE (revoking it breaks SECURITY DEFINER callers)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ def live_function(row: dict[str, Any]) -> LiveFunction:
         body=row["body"],
         executors=tuple(row["executors"]),
         from_extension=row["from_extension"],
+        owner_executes=row["owner_executes"],
     )
 
 

@@ -1,5 +1,5 @@
 -- Functions of a schema: signature, owner, security, volatility, settings, body,
--- who may execute them, and whether an extension owns them.
+-- who may execute them (and whether the owner still may), and whether an extension owns them.
 SELECT p.proname AS name,
        pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
        pg_catalog.oidvectortypes(p.proargtypes) AS arg_types,
@@ -14,6 +14,8 @@ SELECT p.proname AS name,
              FROM pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS acl
              WHERE acl.privilege_type = 'EXECUTE' AND acl.grantee <> p.proowner
              ORDER BY 1) AS executors,
+       EXISTS (SELECT FROM pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS acl
+               WHERE acl.privilege_type = 'EXECUTE' AND acl.grantee = p.proowner) AS owner_executes,
        EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
                  AND d.objid = p.oid AND d.deptype = 'e') AS from_extension
