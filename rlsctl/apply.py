@@ -27,7 +27,7 @@ from psycopg import errors as pgerrors
 from rlsctl import catalog, statements
 from rlsctl.declare import DeclaredState, declare
 from rlsctl.errors import MissingExtension, UsageError
-from rlsctl.phases import phase_creating
+from rlsctl.phases import phase_adding_column, phase_creating
 from rlsctl.plan import Plan, plan_for_database
 from rlsctl.project import Project
 from rlsctl.render import render_template
@@ -83,7 +83,11 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
     _check_master_key(conn, state, where, project.root / "templates")
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
-    return replace(plan, pending=pending)
+    pending_columns = tuple(
+        (table, column, phase_adding_column(project.phases, table, column, project.schema_name))
+        for table, column in state.pending_columns
+    )
+    return replace(plan, pending=pending, pending_columns=pending_columns)
 
 
 def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> None:

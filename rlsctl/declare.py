@@ -206,6 +206,9 @@ class DeclaredState:
     tables: tuple[TableSpec, ...]
     pending: tuple[str, ...]
     tenancy: TenancySpec | None
+    # Columns the policy files name on tables that exist, but which do not exist yet
+    # (a later phase adds them): rules about them fold to "no" until then.
+    pending_columns: tuple[tuple[str, str], ...] = ()
     keys: str | None = None  # the keys role: encryption, key rotation, API-key sessions
     api_key_parents: tuple[ApiKeyParent, ...] = ()
     encryption: EncryptionSpec | None = None
@@ -285,11 +288,23 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         definer=project.role_name(project.role_of_kind("definer")),
         tables=tables,
         pending=pending,
+        pending_columns=_pending_columns(project, schema, managed),
         tenancy=tenancy,
         keys=keys_role,
         encryption=_encryption(project, schema, tables),
         api_keys=_api_keys(project, schema),
         api_key_parents=_api_key_parents(project, schema),
+    )
+
+
+def _pending_columns(project: Project, schema: Schema, managed: list[str]) -> tuple[tuple[str, str], ...]:
+    from rlsctl.validate import columns_named
+
+    return tuple(
+        (name, column)
+        for name in managed
+        for column in columns_named(project, name, project.tables[name])
+        if not schema.has_column(name, column)
     )
 
 

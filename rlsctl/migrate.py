@@ -26,7 +26,7 @@ from rlsctl.db import Target
 from rlsctl.ddl import changes_data, split_statements
 from rlsctl.declare import declare
 from rlsctl.errors import UsageError
-from rlsctl.phases import Phase
+from rlsctl.phases import Phase, phase_creating
 from rlsctl.plan import plan_for_database
 from rlsctl.project import Project
 from rlsctl.render import render_template
@@ -122,6 +122,14 @@ def migrate(
     if goal > last or (goal < 0 and project.phases):
         raise UsageError(f"--to {goal}: the project has phases 0..{last}")
     report = MigrateReport(where)
+    # Every refusal that does not need rlsctl's own objects comes before the
+    # bootstrap creates them, so a refused run leaves the database as it was.
+    if baseline is not None:
+        if to is not None or backup_dir is not None:
+            raise UsageError("--baseline records phases without running them: it takes neither --to nor --backup-dir")
+        _check_baseline(conn, project, where, baseline, last)
+    if backup_dir is not None:
+        backup.check_can_dump(conn, project.schema_name, where)
 
     def bootstrap() -> None:
         with locked_transaction(conn, lock_timeout, where):
@@ -135,8 +143,8 @@ def migrate(
         return _baseline(conn, project, where, baseline, done, report, lock_timeout)
     if done and max(done) > goal:
         raise UsageError(f"{where}: phases up to {max(done)} are applied; use `rlsctl rollback --to {goal}`")
-    if backup_dir is not None:
-        backup.check_can_dump(conn, project.schema_name, where)
+    if any(phase.number not in done and phase.number <= goal for phase in project.phases):
+        _check_owner_owns_tables(conn, project, where, done)
     for phase in project.phases:
         if phase.number > goal:
             break
@@ -150,6 +158,50 @@ def migrate(
         progress(f"running phase {phase.label}")
         report.ran.append(_run_phase(conn, project, phase, where, lock_timeout, dumped))
     return report
+
+
+def _check_owner_owns_tables(conn: psycopg.Connection, project: Project, where: str, done: set[int]) -> None:
+    """Phases run as the owner role, so it must own the tables earlier phases made.
+
+    After `--baseline`, another tool's role still owns them until `rlsctl apply`
+    hands them to the owner role; running a phase before that would fail
+    half-way with a bare "permission denied".
+    """
+    if not done:
+        return
+    owner = project.role_name(project.role_of_kind("owner"))
+    made = set(project.migrated_schema(max(done)).table_names)
+    foreign = sorted(
+        (name, table.owner) for name, table in catalog.tables(conn, project.schema_name).items()
+        if name in made and table.owner != owner
+    )  # fmt: skip
+    if foreign:
+        name, holder = foreign[0]
+        raise UsageError(
+            f"{where}: table {project.schema_name}.{name} is owned by {holder}, not {owner}, which runs the "
+            "migrations: run `rlsctl apply` first (it hands the tables to the owner role); nothing was changed"
+        )
+
+
+def _check_baseline(conn: psycopg.Connection, project: Project, where: str, upto: int, last: int) -> None:
+    """Adopting phases 0..upto is a claim about the schema: check it against the catalog."""
+    if upto > last:
+        raise UsageError(f"--baseline {upto}: the project has phases 0..{last}")
+    live = catalog.read_schema(conn, project.schema_name)
+    expected = project.migrated_schema(upto)
+    for table in expected.tables:
+        creator = phase_creating(project.phases, table.name, project.schema_name)
+        if not live.has_table(table.name):
+            raise UsageError(
+                f"{where}: --baseline {upto}: table {project.schema_name}.{table.name} (phase {creator}) "
+                f"does not exist, so the database is not at phase {upto}; nothing was recorded"
+            )
+        missing = [column for column in table.column_names if not live.has_column(table.name, column)]
+        if missing:
+            raise UsageError(
+                f"{where}: --baseline {upto}: column {table.name}.{missing[0]} does not exist, "
+                f"so the database is not at phase {upto}; nothing was recorded"
+            )
 
 
 def _baseline(

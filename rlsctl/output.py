@@ -47,6 +47,7 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
         "statements": len(plan.statements),
         "managed_tables": list(report.managed),
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
+        "pending_columns": _pending_columns_json(plan),
     }
     if fmt == "json":
         emit_json(data)
@@ -66,6 +67,9 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
     for name, phase in plan.pending:
         when = f"phase {phase}" if phase is not None else "no migration"
         stdout.print(f"  not present yet: {escape(name)} (created by {when})")
+    for table, column, phase in plan.pending_columns:
+        when = f"phase {phase}" if phase is not None else "no migration"
+        stdout.print(f"  not present yet: column {escape(table)}.{escape(column)} (added by {when})")
     if report.dry_run:
         stdout.print("  dry run: rolled back, nothing changed")
 
@@ -161,7 +165,12 @@ def _plan_json(plan: Plan, where: str) -> dict[str, object]:
             for g in plan.unmanaged
         ],
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
+        "pending_columns": _pending_columns_json(plan),
     }
+
+
+def _pending_columns_json(plan: Plan) -> list[dict[str, object]]:
+    return [{"table": table, "column": column, "phase": phase} for table, column, phase in plan.pending_columns]
 
 
 def plan_report(plan: Plan, where: str, fmt: str) -> None:

@@ -106,3 +106,11 @@ def phase_creating(phases: tuple[Phase, ...], table: str, schema_name: str) -> i
         if schema_at(phases, item.number, schema_name).has_table(table):
             return item.number
     return None
+
+
+def phase_adding_column(phases: tuple[Phase, ...], table: str, column: str, schema_name: str) -> int | None:
+    """The phase whose migrations first give `table` the column `column`."""
+    for item in phases:
+        if schema_at(phases, item.number, schema_name).has_column(table, column):
+            return item.number
+    return None

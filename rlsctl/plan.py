@@ -38,6 +38,7 @@ class Plan:
     statements: tuple[Statement, ...]
     unmanaged: tuple[LiveGrant, ...] = ()
     pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
+    pending_columns: tuple[tuple[str, str, int | None], ...] = ()  # (table, column, phase) named but not present
 
     @property
     def empty(self) -> bool:

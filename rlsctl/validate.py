@@ -131,7 +131,7 @@ def _encrypted_columns(
                 raise project.error(where, f"{name}.{column} is {kind}: rlsctl encrypts only text and jsonb columns")
             if not _declares_kind(project, "keys"):
                 raise project.error(where, "encrypted columns need a role of kind keys (docs/encryption.md)")
-    used = _columns_rules_read(project, name, decl)
+    used = columns_rules_read(project, name, decl)
     for column in decl.encrypted:
         if column in used:
             raise project.error(
@@ -146,7 +146,7 @@ def _encrypted_columns(
         raise project.error((*path, "encrypted"), f"{name}.{decl.tenant} maps rows to tenants: it cannot be encrypted")
 
 
-def _columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[str, str]:
+def columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[str, str]:
     """Columns of table `name` that policies, guards, tenancy, retention or api_keys read, and by what."""
     from rlsctl.bind import policy_conditions
 
@@ -182,6 +182,18 @@ def _columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[st
             if column:
                 used.setdefault(column, "project.api_keys")
     return used
+
+
+def columns_named(project: Project, name: str, decl: TableDecl) -> tuple[str, ...]:
+    """Every column of table `name` that the policy files name: what rules read, plus
+    column privileges, secrets and encryption (apply reports those that do not exist yet)."""
+    named = set(columns_rules_read(project, name, decl))
+    for privileges in decl.columns.values():
+        for listed in (privileges.select, privileges.insert, privileges.update):
+            if listed is not None:
+                named.update(listed.names())
+    named.update(decl.secrets, decl.encrypted, decl.decrypting)
+    return tuple(sorted(named))
 
 
 def _columns_read_through_exists(cond: c.Cond, table: str) -> set[str]:

@@ -48,6 +48,11 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             (norm(r.name), r.login, r.superuser, r.bypassrls, r.createrole, r.createdb)
             for r in catalog.roles(conn, database.prefix)
         }
+        helper_relations = {
+            (name, norm(t.owner), t.rls_enabled, t.rls_forced)
+            for name, t in catalog.tables(conn, helper_schema).items()
+            if name != "applied_phase"  # rlsctl's own bookkeeping: its rows differ by design
+        } | {("grant", g.table, norm(g.grantee), g.privilege, g.column) for g in catalog.grants(conn, helper_schema)}
         schema_privileges = {
             (p.schema, norm(p.grantee), p.privilege) for p in catalog.schema_privileges(conn, [helper_schema, "public"])
         }
@@ -63,5 +68,6 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
         "tables": tables,
         "roles": roles,
         "schema_privileges": schema_privileges,
+        "helper_relations": helper_relations,
         "default_privileges": defaults,
     }

@@ -125,6 +125,8 @@ def app_cell(c: CellContext, w: World, u: str | None) -> bool:
         if cmd == "update":
             if not w.admin(u, team):
                 return False
+            if _changed(old, new, "teamId") or _changed(old, new, "userId"):
+                return False  # a membership never moves: it would skip the other team's insert rules
             if (old["role"] == "OWNER" or new["role"] == "OWNER") and not w.owner(u, team):
                 return False  # an ADMIN cannot change OWNER rows nor grant OWNER
             return not (old["userId"] == u and _changed(old, new, "role"))  # nobody changes their own role
@@ -168,6 +170,8 @@ def app_cell(c: CellContext, w: World, u: str | None) -> bool:
                 and version["createdBy"] != u
             )
         if cmd == "update":
+            if any(_changed(old, new, column) for column in ("promptId", "versionId", "approverId")):
+                return False  # "own approvals": an approval keeps what it approves and who approved it
             return old["approverId"] == u and w.prompt_visible(u, old["promptId"])
         return False  # never
     if t == "UsageAnalytics":

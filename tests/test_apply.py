@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -41,6 +43,20 @@ def test_phase_by_phase_every_table_is_forced_and_later_tables_are_pending(db):
                 assert table.owner == db.role("owner"), (phase, name)
             pending = dict(report.plan.pending)
             assert pending == {name: p for name, p in LATER.items() if p > phase}
+            # SPEC s2: declared columns of present tables that a later phase adds are reported too
+            expected_columns = {("Prompt", "teamId", 1)} if phase == 0 else set()
+            assert set(report.plan.pending_columns) == expected_columns, phase
+
+
+def test_apply_names_declared_columns_that_do_not_exist_yet(db):
+    with db.connect() as conn:
+        migrating.migrate(conn, db.project(), db.target, to=0)
+    args = ["apply", "--dsn", db.dsn, "--project", str(ROOT), "--role-prefix", db.prefix]
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 0, text.output
+    assert "not present yet: column Prompt.teamId (added by phase 1)" in text.stdout
+    data = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)
+    assert data["pending_columns"] == [{"table": "Prompt", "column": "teamId", "phase": 1}]
 
 
 def test_second_apply_changes_nothing(secured_db):
@@ -148,10 +164,35 @@ def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(s
             assert "PUBLIC" not in function.executors
         assert functions["tenant_ids"].security_definer and functions["tenant_ids"].volatility == "s"
         assert not functions["current_user_id"].security_definer and functions["current_user_id"].volatility == "s"
-        role = conn.execute(
-            "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = %s", (definer,)
-        ).fetchone()
-        assert role == (False, False, False)
+        for owner in (definer, secured_db.role("keys")):
+            role = conn.execute(
+                "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole FROM pg_roles WHERE rolname = %s", (owner,)
+            ).fetchone()
+            assert role == (False, False, False, False), owner
+
+
+def test_a_table_a_migration_creates_is_closed_until_apply(db):
+    """SPEC s3: default privileges give the app roles and PUBLIC nothing on new tables."""
+    project = db.project()
+    with db.connect() as conn:
+        migrating.migrate(conn, project, db.target, to=0)
+        applying.apply(conn, project, db.target.where)
+        migrating.migrate(conn, project, db.target, to=1)  # creates Team and TeamMember
+        for role in ("app", "analyst", "auditor", "retention"):
+            for table in ("Team", "TeamMember"):
+                granted = conn.execute(
+                    """SELECT has_table_privilege(%s, %s, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES')""",
+                    (db.role(role), f'"{table}"'),
+                ).fetchone()[0]
+                assert not granted, (role, table)
+        public = conn.execute(
+            """SELECT count(*) FROM pg_class AS c, aclexplode(c.relacl) AS a
+               WHERE c.relname IN ('Team', 'TeamMember') AND a.grantee = 0"""
+        ).fetchone()[0]
+        assert public == 0
+        conn.execute("SELECT set_config('role', %s, false)", (db.role("app"),))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute('SELECT * FROM "Team"')
 
 
 def test_definer_reads_only_the_session_users_own_membership_rows(secured_db):

@@ -61,12 +61,15 @@ def test_policies_call_helpers_through_a_cached_subselect(project):
     script = render_phases(project, 4)[4]
     policies = re.findall(r"CREATE POLICY .*?;\n", script, re.S)
     assert policies
+    called: set[str] = set()
     for policy in policies:
-        for call in re.findall(r'"rlsctl"\."(current_user_id|tenant_ids)"\(', policy):
-            assert call
-        # every helper call in a policy is wrapped as (SELECT helper(...))
-        bare = re.findall(r'(?<!SELECT )"rlsctl"\."(?:current_user_id|tenant_ids)"\(', policy)
+        calls = re.findall(r'(SELECT )?"rlsctl"\."([A-Za-z_]+)"\(', policy)
+        called |= {name for _, name in calls}
+        # every helper call in a policy is wrapped as (SELECT helper(...)), whichever helper it is
+        bare = [name for wrapped, name in calls if not wrapped]
         assert not bare, policy
+    # the check above saw every kind of helper the policies use
+    assert {"current_user_id", "tenant_ids", "api_key_tenant", "api_key_members", "api_key_rows_Prompt"} <= called
 
 
 def test_helpers_are_stable_with_fixed_search_path(project):
@@ -137,3 +140,28 @@ def test_no_promptcraft_names_in_the_package():
         text = path.read_text()
         for name in names:
             assert not re.search(rf"\b{name}\b", text), f"{path.relative_to(ROOT)} names {name}"
+
+
+def test_the_project_comes_from_the_option_the_environment_the_directory_or_the_bundle(tmp_path, monkeypatch):
+    """SPEC s5: --project DIR, else RLSCTL_PROJECT, else the current directory with policies/, else bundled."""
+    from click.testing import CliRunner
+
+    from rlsctl.cli import main
+
+    example = ROOT / "examples" / "orgs"
+
+    def rendered(*args: str) -> str:
+        result = CliRunner().invoke(main, ["render", "--phase", "0", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    monkeypatch.delenv("RLSCTL_PROJECT", raising=False)
+    monkeypatch.chdir(tmp_path)  # no policies/ here: the bundled PromptCraft project
+    assert '"public"."User"' in rendered()
+    monkeypatch.chdir(example)  # a project directory
+    from_cwd = rendered()
+    assert '"User"' not in from_cwd and from_cwd != rendered("--project", str(ROOT))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLSCTL_PROJECT", str(example))
+    assert rendered() == from_cwd
+    assert '"public"."User"' in rendered("--project", str(ROOT))  # the option beats the environment

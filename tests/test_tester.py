@@ -12,6 +12,7 @@ from psycopg import sql
 from rlsctl.cli import main
 from rlsctl.errors import UsageError
 from rlsctl.tester.run import run_matrix
+from tests import spec_matrix
 from tests.conftest import ROOT
 
 
@@ -50,10 +51,14 @@ def test_a_dropped_guard_makes_the_test_fail(secured_db):
 
 
 def test_denied_updates_are_judged_by_rows_affected(secured_db):
+    """Without an UPDATE policy, RLS makes every UPDATE succeed with 0 rows and no error:
+    a tester that judged by errors alone would call those cells allowed."""
     with secured_db.connect() as conn:
-        result = run_matrix(conn, secured_db.project(), "x")
-    zero_rows = [c for c in result.cells if c.command in ("update", "delete") and c.actual.detail == "0 rows"]
-    assert zero_rows and all(not c.actual.allowed for c in zero_rows)
+        conn.execute('DROP POLICY app_update ON "Prompt"')
+        result = run_matrix(conn, secured_db.project(), "x", expect=spec_matrix.expectation)
+    silent = [c for c in result.failures if c.table == "Prompt" and c.command == "update"]
+    assert silent and all(c.expected and c.actual.detail == "0 rows" for c in silent)
+    assert any(c.case.startswith("edit:") and c.principal == "a_member" for c in silent)
 
 
 @pytest.mark.parametrize("attribute", ["BYPASSRLS", "SUPERUSER"])
@@ -75,6 +80,18 @@ def test_refuses_when_the_app_role_owns_a_table(secured_db):
         conn.execute(sql.SQL('ALTER TABLE "Prompt" OWNER TO {}').format(sql.Identifier(secured_db.role("app"))))
     result = cli_test(secured_db)
     assert result.exit_code == 2 and "owns Prompt" in result.stderr
+
+
+def test_refuses_when_the_app_role_inherits_the_owner_role(secured_db):
+    """Owning a table through a membership is owning it: the app could SET ROLE and lift FORCE."""
+    with secured_db.connect() as conn:
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(secured_db.role("owner")), sql.Identifier(secured_db.role("app"))
+            )
+        )
+    result = cli_test(secured_db)
+    assert result.exit_code == 2 and "owns" in result.stderr and secured_db.role("app") in result.stderr
 
 
 def test_refuses_an_owner_whose_table_is_not_forced(secured_db):
