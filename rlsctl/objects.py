@@ -229,6 +229,9 @@ class ColumnGrant(Obj):
         return (self.table, self.grantee, self.privilege)
 
 
+ENCRYPT_TRIGGER = "rlsctl_encrypt"  # encrypts declared columns on write (docs/encryption.md)
+
+
 @dataclass(frozen=True)
 class Trigger(Obj):
     kind: ClassVar[str] = "trigger"
@@ -369,5 +372,5 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
         from rlsctl.declare import helper_name
 
         function = helper_name("encrypt_", table.name)
-        found.append(Trigger(table.name, "rlsctl_encrypt", state.helper_schema, function, "INSERT OR UPDATE"))
+        found.append(Trigger(table.name, ENCRYPT_TRIGGER, state.helper_schema, function, "INSERT OR UPDATE"))
     return found

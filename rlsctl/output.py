@@ -48,6 +48,7 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
         "managed_tables": list(report.managed),
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
         "pending_columns": _pending_columns_json(plan),
+        "encryption_started": list(plan.newly_encrypted_tables),
     }
     if fmt == "json":
         emit_json(data)
@@ -70,6 +71,11 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
     for table, column, phase in plan.pending_columns:
         when = f"phase {phase}" if phase is not None else "no migration"
         stdout.print(f"  not present yet: column {escape(table)}.{escape(column)} (added by {when})")
+    if plan.newly_encrypted_tables and not report.dry_run:
+        stdout.print(
+            f"  encryption starts on {escape(', '.join(plan.newly_encrypted_tables))}: new writes are encrypted; "
+            "existing plaintext stays until `rlsctl keys encrypt` backfills it (`rlsctl keys status` counts it)"
+        )
     if report.dry_run:
         stdout.print("  dry run: rolled back, nothing changed")
 

@@ -19,7 +19,7 @@ from rlsctl.catalog import LiveGrant
 from rlsctl.ddl import split_rendered
 from rlsctl.declare import DeclaredState
 from rlsctl.inspect import live_objects, normalise_policies
-from rlsctl.objects import Bodies, Objects, declared_objects
+from rlsctl.objects import ENCRYPT_TRIGGER, Bodies, Objects, Trigger, declared_objects
 from rlsctl.render import call_macro
 
 
@@ -47,6 +47,17 @@ class Plan:
     @property
     def sql(self) -> tuple[str, ...]:
         return tuple(statement.sql for statement in self.statements)
+
+    @property
+    def newly_encrypted_tables(self) -> tuple[str, ...]:
+        """Tables whose encryption starts with this plan: their existing plaintext needs a backfill."""
+        return tuple(
+            sorted(
+                op.new.table
+                for op in self.operations
+                if op.action == "create" and isinstance(op.new, Trigger) and op.new.name == ENCRYPT_TRIGGER
+            )
+        )
 
 
 def bodies(state: DeclaredState, templates: Path | None) -> Bodies:

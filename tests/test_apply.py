@@ -59,6 +59,18 @@ def test_apply_names_declared_columns_that_do_not_exist_yet(db):
     assert data["pending_columns"] == [{"table": "Prompt", "column": "teamId", "phase": 1}]
 
 
+def test_apply_says_when_encryption_starts_and_existing_plaintext_needs_a_backfill(db):
+    with db.connect() as conn:
+        migrating.migrate(conn, db.project(), db.target, to=3)
+    args = ["apply", "--dsn", db.dsn, "--project", str(ROOT), "--role-prefix", db.prefix]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "encryption starts on PerformanceMetrics, UsageAnalytics" in first.stdout
+    assert "rlsctl keys encrypt" in first.stdout
+    again = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)
+    assert again["encryption_started"] == []  # said once, when the encrypt triggers are created
+
+
 def test_second_apply_changes_nothing(secured_db):
     before = security_snapshot(secured_db)
     project = secured_db.project()

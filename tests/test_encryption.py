@@ -6,6 +6,7 @@ PGOPTIONS that conftest sets for every connection (docs/encryption.md).
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import json
 import shutil
@@ -71,6 +72,40 @@ def test_the_app_writes_plaintext_and_the_database_stores_ciphertext(encrypted_d
         conn.rollback()
     assert stored.startswith("rlsctl1:k") and CANARY not in stored
     assert decrypted == CANARY
+
+
+def _first_packet(message: bytes) -> tuple[int, bytes]:
+    """Tag and body of the first OpenPGP packet (RFC 4880 s4.2, both header formats)."""
+    header = message[0]
+    assert header & 0x80, "not an OpenPGP packet"
+    if header & 0x40:  # new format
+        tag, first = header & 0x3F, message[1]
+        if first < 192:
+            return tag, message[2 : 2 + first]
+        if first < 224:
+            length = ((first - 192) << 8) + message[2] + 192
+            return tag, message[3 : 3 + length]
+        return tag, message[2:]  # partial or 5-byte lengths: the first bytes are all we read
+    tag, length_type = (header >> 2) & 0x0F, header & 0x03
+    size = {0: 1, 1: 2, 2: 4}.get(length_type, 0)
+    return tag, message[1 + size :]
+
+
+def test_values_are_openpgp_aes256_with_a_salted_s2k(encrypted_db):
+    """issue 6: pgp_sym_encrypt with cipher-algo=aes256 and s2k-mode=1, read from the stored message itself."""
+    with encrypted_db.connect(autocommit=False) as conn:
+        as_app(conn, encrypted_db, "u1")
+        conn.execute(
+            """INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
+               VALUES ('pm8', 'p1', 10, false, %s)""",
+            (CANARY,),
+        )
+        stored = conn.execute("""SELECT "errorMessage" FROM "PerformanceMetrics" WHERE id = 'pm8'""").fetchone()[0]
+        conn.rollback()
+    tag, body = _first_packet(base64.b64decode(stored.split(":", 2)[2]))
+    assert tag == 3  # a symmetric-key encrypted session key packet: a passphrase (our data key), not a public key
+    version, cipher, s2k_type = body[0], body[1], body[2]
+    assert (version, cipher, s2k_type) == (4, 9, 1)  # v4; 9 = AES-256; 1 = salted S2K (no iteration: the key is random)
 
 
 def test_a_jsonb_column_stays_valid_jsonb(encrypted_db):

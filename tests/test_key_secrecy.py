@@ -68,6 +68,7 @@ def test_no_key_and_no_plaintext_in_the_log_or_the_dump(logged_cluster, monkeypa
         )
     rlsctl(logged_cluster, "keys", "encrypt")
     rlsctl(logged_cluster, "keys", "rotate")
+    rlsctl(logged_cluster, "keys", "retire")
     rlsctl(logged_cluster, "keys", "status")
     raw_key = rlsctl(logged_cluster, "keys", "create-api-key", "--team", "ta", "--scope", "prompts:read").split()[-1]
     rlsctl(logged_cluster, "test")
