@@ -20,7 +20,7 @@ from rlsctl.lint.runner import run
 
 ROLE = re.compile(r"\b([a-z][a-z0-9_]*_role)\b")
 IDENTITY = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::int)"
-TABLE = f"""
+TABLE = """
 CREATE ROLE app_role;
 CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int, owner_id int, deleted_at date);
 CREATE INDEX ON invoice (tenant_id);
@@ -217,3 +217,153 @@ def test_denied_without_the_tautology(db):
             assert conn.execute("SELECT count(*) FROM invoice").fetchone()[0] == 1
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("INSERT INTO invoice (id, tenant_id) VALUES (3, 2)")
+
+
+# -- 2. helpers: recursion and missing settings through function bodies -----------------------------------
+
+MEMBERSHIP = """
+CREATE ROLE app_role;
+CREATE ROLE definer_role;
+CREATE TABLE membership (team_id int NOT NULL, user_id int NOT NULL, PRIMARY KEY (team_id, user_id));
+CREATE INDEX ON membership (user_id);
+ALTER TABLE membership ENABLE ROW LEVEL SECURITY;
+ALTER TABLE membership FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON membership TO app_role, definer_role;
+INSERT INTO membership VALUES (1, 1), (1, 2), (2, 2);
+"""
+MY_TEAMS = """
+CREATE FUNCTION my_teams() RETURNS int[] LANGUAGE {language} STABLE {security}
+    SET search_path = pg_catalog, pg_temp
+    AS $$ {body} $$;
+REVOKE EXECUTE ON FUNCTION my_teams() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION my_teams() TO app_role;
+"""
+SQL_BODY = (
+    "SELECT coalesce(array_agg(team_id), '{}') FROM public.membership "
+    "WHERE user_id = NULLIF(current_setting('app.user_id', true), '')::int"
+)
+PLPGSQL_BODY = (
+    "DECLARE found_teams int[]; BEGIN SELECT coalesce(array_agg(m.team_id), '{}') INTO found_teams "
+    "FROM public.membership AS m WHERE m.user_id = NULLIF(current_setting('app.user_id', true), '')::int; "
+    "RETURN found_teams; END"
+)
+TEAM_READ = (
+    "CREATE POLICY team_read ON membership FOR SELECT TO {to} USING (team_id = ANY ((SELECT my_teams())::int[]));\n"
+)
+OWN_READ = (
+    "CREATE POLICY own_read ON membership FOR SELECT TO definer_role "
+    "USING (user_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int));\n"
+)
+RECURSIVE = {
+    # SECURITY INVOKER: the helper reads membership as the caller, through the policy that calls it.
+    "invoker-sql": MEMBERSHIP
+    + MY_TEAMS.format(language="sql", security="", body=SQL_BODY)
+    + TEAM_READ.format(to="app_role"),
+    "invoker-plpgsql": MEMBERSHIP
+    + MY_TEAMS.format(language="plpgsql", security="", body=PLPGSQL_BODY)
+    + TEAM_READ.format(to="app_role"),
+    # SECURITY DEFINER, but the policy that calls it applies to its owner too (PUBLIC): it recurses as the owner.
+    "definer-under-its-own-policy": MEMBERSHIP
+    + MY_TEAMS.format(language="sql", security="SECURITY DEFINER", body=SQL_BODY)
+    + "ALTER FUNCTION my_teams() OWNER TO definer_role;\n"
+    + TEAM_READ.format(to="PUBLIC"),
+}
+NOT_RECURSIVE = {
+    # The owner reads membership through a policy of its own that calls nothing.
+    "definer-with-own-policy": MEMBERSHIP
+    + MY_TEAMS.format(language="sql", security="SECURITY DEFINER", body=SQL_BODY)
+    + "ALTER FUNCTION my_teams() OWNER TO definer_role;\n"
+    + OWN_READ
+    + TEAM_READ.format(to="app_role"),
+    # The owner owns the table and RLS is not forced: its reads are not subject to the policy.
+    "definer-owning-the-table": MEMBERSHIP.replace("ALTER TABLE membership FORCE ROW LEVEL SECURITY;\n", "")
+    + "ALTER TABLE membership OWNER TO definer_role;\n"
+    + MY_TEAMS.format(language="sql", security="SECURITY DEFINER", body=SQL_BODY)
+    + "ALTER FUNCTION my_teams() OWNER TO definer_role;\n"
+    + TEAM_READ.format(to="app_role"),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", sorted(RECURSIVE))
+def test_recursion_through_a_helper_is_found(mode, case, make_db):
+    found, _ = lint_sql(mode, RECURSIVE[case], make_db)
+    (finding,) = on(found, "RLS017", "public.membership.team_read")
+    assert "my_teams()" in finding.message and "public.membership" in finding.message
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", sorted(NOT_RECURSIVE))
+def test_a_definer_helper_reading_outside_the_policy_does_not_recurse(mode, case, make_db):
+    found, _ = lint_sql(mode, NOT_RECURSIVE[case], make_db)
+    assert not found.get("RLS017"), found["RLS017"]
+
+
+def _query_as_app(db, setup: str) -> int:
+    """Run the case on the server and count membership rows as app_role with user 2 (raises what PostgreSQL
+    raises)."""
+    with db.connect() as conn:
+        conn.execute(prefixed(setup, db.prefix).encode())
+        with conn.transaction(force_rollback=True):
+            conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
+            conn.execute("SELECT set_config('app.user_id', '2', true)")
+            return conn.execute("SELECT count(*) FROM membership").fetchone()[0]
+
+
+@pytest.mark.parametrize("case", sorted(RECURSIVE))
+def test_the_recursive_cases_really_fail_on_the_server(case, db):
+    with pytest.raises(psycopg.Error, match=r"infinite recursion|stack depth limit exceeded"):
+        _query_as_app(db, RECURSIVE[case])
+
+
+@pytest.mark.parametrize("case", sorted(NOT_RECURSIVE))
+def test_the_other_cases_really_work_on_the_server(case, db):
+    assert _query_as_app(db, NOT_RECURSIVE[case]) == 3  # the rows of teams 1 and 2, user 2's teams
+
+
+CURRENT_TENANT = """
+CREATE ROLE app_role;
+CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
+CREATE INDEX ON invoice (tenant_id);
+ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON invoice TO app_role;
+CREATE FUNCTION current_tenant() RETURNS int LANGUAGE {language} STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$ {body} $$;
+REVOKE EXECUTE ON FUNCTION current_tenant() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION current_tenant() TO app_role;
+CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role USING (tenant_id = (SELECT current_tenant()));
+"""
+SETTING_BODIES = {
+    "sql": ("sql", "SELECT NULLIF(current_setting('app.tenant_id'), '')::int"),
+    "plpgsql": ("plpgsql", "BEGIN RETURN NULLIF(current_setting('app.tenant_id'), '')::int; END"),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("language", sorted(SETTING_BODIES))
+def test_current_setting_without_missing_ok_inside_a_helper(mode, language, make_db):
+    kind, body = SETTING_BODIES[language]
+    found, _ = lint_sql(mode, CURRENT_TENANT.format(language=kind, body=body), make_db)
+    (finding,) = on(found, "RLS016", "public.current_tenant()")
+    assert "current_setting('app.tenant_id')" in finding.message and "public.invoice.tenant_read" in finding.message
+    with_ok = body.replace("'app.tenant_id')", "'app.tenant_id', true)")
+    found, _ = lint_sql(mode, CURRENT_TENANT.format(language=kind, body=with_ok), make_db)
+    assert not found.get("RLS016"), found
+
+
+def test_built_in_settings_need_no_missing_ok(make_db):
+    body = "SELECT CASE WHEN current_setting('transaction_read_only') = 'on' THEN NULL ELSE 1 END"
+    found, _ = lint_sql("offline", CURRENT_TENANT.format(language="sql", body=body), make_db)
+    assert not found.get("RLS016"), found
+
+
+def test_the_helper_really_raises_without_the_setting(db):
+    kind, body = SETTING_BODIES["sql"]
+    with db.connect() as conn:
+        conn.execute(prefixed(CURRENT_TENANT.format(language=kind, body=body), db.prefix).encode())
+        with conn.transaction(force_rollback=True):
+            conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
+            with pytest.raises(psycopg.errors.UndefinedObject, match="unrecognized configuration parameter"):
+                conn.execute("SELECT count(*) FROM invoice")

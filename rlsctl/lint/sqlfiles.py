@@ -183,10 +183,10 @@ class Replay:
     def _sources(self, query: ast.Node) -> set[str]:
         found: set[str] = set()
         ctes = set()
-        for node in _walk(query):
+        for node in walk(query):
             if isinstance(node, ast.CommonTableExpr):
                 ctes.add(node.ctename)
-        for node in _walk(query):
+        for node in walk(query):
             if isinstance(node, ast.RangeVar) and not (node.schemaname is None and node.relname in ctes):
                 found.add(self.qualified(node))
         return found
@@ -524,15 +524,15 @@ class Replay:
         self.model.triggers.append(Trigger(schema, table, stmt.trigname, function))
 
 
-def _walk(node: Any) -> Iterator[Any]:
+def walk(node: Any) -> Iterator[Any]:
     """Every AST node under `node` (pglast nodes, tuples of nodes)."""
     if isinstance(node, tuple | list):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
     elif isinstance(node, ast.Node):
         yield node
         for name in node:
-            yield from _walk(getattr(node, name))
+            yield from walk(getattr(node, name))
 
 
 def _truthy(arg: Any) -> bool:
