@@ -38,21 +38,19 @@ def prefixed(sql: str, prefix: str) -> str:
     return ROLE.sub(lambda m: prefix + m.group(1), sql)
 
 
-def lint_sql(mode: str, sql: str, make_db) -> tuple[dict[str, list[Finding]], str]:
-    """Findings by rule, and the role prefix used (live roles carry the test database's prefix)."""
+def lint_sql(mode: str, sql: str, make_db) -> dict[str, list[Finding]]:
+    """Findings by rule: of the SQL replayed offline, or executed on a fresh database and linted live."""
     if mode == "offline":
         model = sqlfiles.replay(LintModel(source="sql"), sql, "case.sql")
-        prefix = ""
     else:
         database = make_db()
-        prefix = database.prefix
         with database.connect() as conn:
-            conn.execute(prefixed(sql, prefix).encode())
+            conn.execute(prefixed(sql, database.prefix).encode())
             model = live.read_model(conn)
     found: dict[str, list[Finding]] = {}
     for finding in run([model]).findings:
         found.setdefault(finding.rule, []).append(finding)
-    return found, prefix
+    return found
 
 
 def on(found: dict[str, list[Finding]], rule: str, obj: str) -> list[Finding]:
@@ -70,7 +68,7 @@ def policy_rules(found: dict[str, list[Finding]], obj: str) -> set[str]:
 @pytest.mark.parametrize("branch", ["1 = 1", "true", "'a' = 'a'", "invoice.tenant_id = invoice.tenant_id"])
 def test_a_tautological_or_branch_for_public_is_rls006(mode, branch, make_db):
     sql = TABLE + f"CREATE POLICY p ON invoice FOR SELECT USING (tenant_id = {IDENTITY} OR {branch});"
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     (finding,) = on(found, "RLS006", "public.invoice.p")
     assert "of an OR makes its USING true for every row" in finding.message
     assert policy_rules(found, "public.invoice.p") == {"RLS006"}, found  # one cause, one rule
@@ -80,7 +78,7 @@ def test_a_tautological_or_branch_for_public_is_rls006(mode, branch, make_db):
 @pytest.mark.parametrize("branch", ["true", "1 = 1", "2 > 1", "NOT false"])
 def test_a_tautological_or_branch_for_a_named_role_is_rls007(mode, branch, make_db):
     sql = TABLE + f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING (tenant_id = {IDENTITY} OR {branch});"
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     (finding,) = on(found, "RLS007", "public.invoice.p")
     assert "of an OR in its USING makes the policy true for every row" in finding.message
     assert policy_rules(found, "public.invoice.p") == {"RLS007"}, found
@@ -107,7 +105,7 @@ def test_an_unscoped_or_branch_is_named(mode, make_db):
         "OR (SELECT current_setting('app.support', true)) = 'on');"
         f"CREATE POLICY q ON invoice FOR UPDATE TO app_role USING (tenant_id = {IDENTITY} OR deleted_at IS NULL);"
     )
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     (p,) = on(found, "RLS007", "public.invoice.p")
     assert "current_setting('app.support', TRUE)" in p.message and "reads no column" in p.message
     (q,) = on(found, "RLS007", "public.invoice.q")
@@ -126,7 +124,7 @@ def test_an_unscoped_or_branch_is_named(mode, make_db):
 )
 def test_scoped_branches_are_clean(mode, condition, make_db):
     sql = TABLE + f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING ({condition});"
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     assert not policy_rules(found, "public.invoice.p") & {"RLS006", "RLS007", "RLS012", "RLS014"}, found
 
 
@@ -143,7 +141,7 @@ def test_scoped_branches_are_clean(mode, condition, make_db):
 )
 def test_a_coalesce_fallback_fails_open_under_rls014_only(mode, condition, make_db):
     sql = TABLE + f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING ({condition});"
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     (finding,) = on(found, "RLS014", "public.invoice.p")
     assert "when the identity is missing" in finding.message
     assert policy_rules(found, "public.invoice.p") == {"RLS014"}, found
@@ -172,7 +170,7 @@ def test_a_write_check_that_scopes_nothing_is_rls012(mode, make_db):
         "WITH CHECK (tenant_id IS NOT NULL);"
         f"CREATE POLICY ins_or ON invoice FOR INSERT TO app_role WITH CHECK (tenant_id = {IDENTITY} OR 1 = 1);"
     )
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     for name in ("ins", "upd", "ins_or"):
         obj = f"public.invoice.{name}"
         (finding,) = on(found, "RLS012", obj)
@@ -200,7 +198,7 @@ def test_a_check_scoping_another_column_is_rls013_not_rls012(mode, make_db):
         f"CREATE POLICY upd ON invoice FOR UPDATE TO app_role USING (tenant_id = {IDENTITY}) "
         "WITH CHECK (owner_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int));"
     )
-    found, _ = lint_sql(mode, sql, make_db)
+    found = lint_sql(mode, sql, make_db)
     assert policy_rules(found, "public.invoice.upd") == {"RLS013"}, found
 
 
@@ -287,7 +285,7 @@ NOT_RECURSIVE = {
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", sorted(RECURSIVE))
 def test_recursion_through_a_helper_is_found(mode, case, make_db):
-    found, _ = lint_sql(mode, RECURSIVE[case], make_db)
+    found = lint_sql(mode, RECURSIVE[case], make_db)
     (finding,) = on(found, "RLS017", "public.membership.team_read")
     assert "my_teams()" in finding.message and "public.membership" in finding.message
 
@@ -295,7 +293,7 @@ def test_recursion_through_a_helper_is_found(mode, case, make_db):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", sorted(NOT_RECURSIVE))
 def test_a_definer_helper_reading_outside_the_policy_does_not_recurse(mode, case, make_db):
-    found, _ = lint_sql(mode, NOT_RECURSIVE[case], make_db)
+    found = lint_sql(mode, NOT_RECURSIVE[case], make_db)
     assert not found.get("RLS017"), found["RLS017"]
 
 
@@ -345,17 +343,17 @@ SETTING_BODIES = {
 @pytest.mark.parametrize("language", sorted(SETTING_BODIES))
 def test_current_setting_without_missing_ok_inside_a_helper(mode, language, make_db):
     kind, body = SETTING_BODIES[language]
-    found, _ = lint_sql(mode, CURRENT_TENANT.format(language=kind, body=body), make_db)
+    found = lint_sql(mode, CURRENT_TENANT.format(language=kind, body=body), make_db)
     (finding,) = on(found, "RLS016", "public.current_tenant()")
     assert "current_setting('app.tenant_id')" in finding.message and "public.invoice.tenant_read" in finding.message
     with_ok = body.replace("'app.tenant_id')", "'app.tenant_id', true)")
-    found, _ = lint_sql(mode, CURRENT_TENANT.format(language=kind, body=with_ok), make_db)
+    found = lint_sql(mode, CURRENT_TENANT.format(language=kind, body=with_ok), make_db)
     assert not found.get("RLS016"), found
 
 
 def test_built_in_settings_need_no_missing_ok(make_db):
     body = "SELECT CASE WHEN current_setting('transaction_read_only') = 'on' THEN NULL ELSE 1 END"
-    found, _ = lint_sql("offline", CURRENT_TENANT.format(language="sql", body=body), make_db)
+    found = lint_sql("offline", CURRENT_TENANT.format(language="sql", body=body), make_db)
     assert not found.get("RLS016"), found
 
 
@@ -367,3 +365,43 @@ def test_the_helper_really_raises_without_the_setting(db):
             conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
             with pytest.raises(psycopg.errors.UndefinedObject, match="unrecognized configuration parameter"):
                 conn.execute("SELECT count(*) FROM invoice")
+
+
+# -- 8. renames in replayed SQL ------------------------------------------------------------------------
+
+RENAMES = f"""
+CREATE ROLE app_role;
+CREATE TABLE a (id int PRIMARY KEY, tenant_id int NOT NULL);
+ALTER TABLE a RENAME TO b;
+GRANT SELECT ON b TO app_role;
+CREATE TABLE note (id int PRIMARY KEY, tenant int NOT NULL);
+CREATE INDEX ON note (tenant);
+ALTER TABLE note ENABLE ROW LEVEL SECURITY;
+ALTER TABLE note FORCE ROW LEVEL SECURITY;
+CREATE POLICY p ON note FOR SELECT TO app_role USING (note.tenant = {IDENTITY});
+CREATE POLICY open_read ON note FOR SELECT TO app_role USING (true);
+ALTER TABLE note RENAME COLUMN tenant TO tenant_id;
+ALTER TABLE note RENAME TO memo;
+CREATE SCHEMA archive;
+ALTER TABLE memo SET SCHEMA archive;
+ALTER POLICY open_read ON archive.memo RENAME TO wide_read;
+GRANT USAGE ON SCHEMA archive TO app_role;
+GRANT SELECT ON archive.memo TO app_role;
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_renamed_tables_columns_and_policies_are_reported_under_their_new_names(mode, make_db):
+    found = lint_sql(mode, RENAMES, make_db)
+    objects = {(rule, f.object) for rule, items in found.items() for f in items}
+    assert ("RLS001", "public.b") in objects  # created as a, granted as b
+    assert not {o for _, o in objects if o in ("public.a", "public.note", "public.memo") or ".note." in o}
+    assert ("RLS007", "archive.memo.wide_read") in objects
+    assert ("RLS008", "archive.memo") in objects  # both policies followed the table
+    # The policy written before the column rename still scopes the row (by tenant_id now) and is indexed.
+    assert not {rule for rule, o in objects if o == "archive.memo.p"}, found
+    if mode == "offline":
+        model = sqlfiles.replay(LintModel(source="sql"), RENAMES, "renames.sql")
+        assert "public.b" in model.relations and "public.a" not in model.relations
+        assert model.relations["archive.memo"].columns == ["id", "tenant_id"]
+        assert {(g.qualified, g.grantee) for g in model.grants if g.kind == "table"} >= {("public.b", "app_role")}

@@ -39,6 +39,7 @@ from rlsctl.lint.model import (
     Trigger,
     parse_secret_comment,
 )
+from rlsctl.lint.renames import Renames
 
 RUNNER = "CURRENT_USER"  # who runs the script; unknown offline
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -57,7 +58,7 @@ def _names(nodes: Any) -> list[str]:
     return [n.sval for n in nodes or () if isinstance(n, ast.String)]
 
 
-class Replay:
+class Replay(Renames):
     """Applies statements to a model, one by one."""
 
     def __init__(self, model: LintModel, default_schema: str = "public") -> None:
