@@ -19,6 +19,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlglot import exp
 
@@ -176,12 +177,21 @@ class Opening:
 
 def opening(text: str | None, row: exprs.Row, model: LintModel, roles: tuple[str, ...]) -> Opening | None:
     """The first way the condition is true without scoping the row, or None when every way scopes it (or the
-    condition is unparsable, absent or constant false)."""
+    condition is unparsable, absent or constant false). Several rules ask about the same policy: the answer is
+    kept per model."""
+    cache: dict[tuple[object, ...], Opening | None] = model.__dict__.setdefault("_openings", {})
+    key = (text, row.schema, row.table, row.columns, roles)
+    if key not in cache:
+        cache[key] = _opening(text, row, model, roles)
+    return cache[key]
+
+
+def _opening(text: str | None, row: exprs.Row, model: LintModel, roles: tuple[str, ...]) -> Opening | None:
     tree = exprs.parse(text)
     if tree is None:
         return None
     top = exprs.unwrap(tree)
-    found = _open(top, Walk(row, model, roles, exprs.scoping_columns(top, row, ranges=False)))
+    found = _open(top, Walk(row, model, roles, top))
     if found is None:
         return None
     branch, constant = found
@@ -193,7 +203,12 @@ class Walk:
     row: exprs.Row
     model: LintModel
     roles: tuple[str, ...]
-    tenant_columns: set[str]  # the columns the whole condition scopes by somewhere
+    top: exp.Expression
+
+    @cached_property
+    def tenant_columns(self) -> set[str]:
+        """The columns the whole condition scopes by somewhere (asked only for `col IS NULL` branches)."""
+        return exprs.scoping_columns(self.top, self.row, ranges=False)
 
 
 def _open(node: exp.Expression, walk: Walk) -> tuple[exp.Expression, bool] | None:

@@ -77,7 +77,13 @@ class FailOpenPredicate(Rule):
                     for branch in exprs.or_branches(disjunction):
                         if scope.missing_identity_test(branch, model):
                             reasons.append(f"{label} grants every row when {exprs.short(branch, 60)}")
-                for node in tree.find_all(exp.EQ, exp.NullSafeEQ, exp.Coalesce):
+                fallbacks = ("coalesce", "ifnull", "nvl")  # the text decides cheaply whether to look
+                nodes = (
+                    tree.find_all(exp.EQ, exp.NullSafeEQ, exp.Coalesce)
+                    if any(f in text.lower() for f in fallbacks)
+                    else ()
+                )
+                for node in nodes:
                     fallback = scope.identity_fallback(node, row, model)
                     if fallback is not None:
                         reasons.append(f"in {label}, {fallback}")

@@ -51,18 +51,17 @@ class IneffectivePolicy(Rule):
             if not conditions:
                 continue
             values = [_truth(text, policy) for _, text in conditions]
-            shown = " and ".join(f"{label} ({exprs.short(text, 40)})" for label, text in conditions)
             if policy.permissive and all(value is False for value in values):
                 yield self.finding(
                     policy.qualified,
-                    f"permissive policy {policy.name} on {policy.table_qualified} is always false ({shown}): it "
-                    "never lets a row through, so it grants nothing",
+                    f"permissive policy {policy.name} on {policy.table_qualified} is always false "
+                    f"({_shown(conditions)}): it never lets a row through, so it grants nothing",
                 )
             elif not policy.permissive and all(value is True for value in values):
                 yield self.finding(
                     policy.qualified,
                     f"restrictive policy {policy.name} on {policy.table_qualified} is always true for "
-                    f"{', '.join(policy.roles)} ({shown}): it restricts nothing",
+                    f"{', '.join(policy.roles)} ({_shown(conditions)}): it restricts nothing",
                 )
 
 
@@ -70,6 +69,10 @@ def _conditions(policy: Policy) -> list[tuple[str, str]]:
     """The conditions that decide the policy's effect (an absent WITH CHECK reuses USING)."""
     found = [(label, text) for label, text in (("USING", policy.using), ("WITH CHECK", policy.check)) if text]
     return found
+
+
+def _shown(conditions: list[tuple[str, str]]) -> str:
+    return " and ".join(f"{label} {exprs.short(text, 40)}" for label, text in conditions)
 
 
 def _truth(text: str, policy: Policy) -> bool | None:
