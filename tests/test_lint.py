@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
+from collections import Counter
 
 import jsonschema
 import pytest
@@ -311,3 +313,37 @@ def test_the_shipped_project_names_its_key_store_in_full_and_uses_every_suppress
     _, out, _ = lint("--project", str(ROOT), "--format", "json")
     suppressed = {(f["rule"], f["object"]) for f in json.loads(out)["suppressed"]}
     assert ("RLS005", "rlsctl.encryption_key") in suppressed
+
+
+# -- what docs/lint.md says about the shipped project ------------------------------------------------
+
+
+def documented_rows(marker: str) -> list[list[str]]:
+    """The cells of the markdown table that follows `<!-- marker ...-->` in docs/lint.md."""
+    lines = (ROOT / "docs" / "lint.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"<!-- {marker}"))
+    rows: list[list[str]] = []
+    for line in lines[start + 3 :]:  # past the header and its rule
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    assert rows, f"no table after <!-- {marker} --> in docs/lint.md"
+    return rows
+
+
+def ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_the_documented_suppressions_are_exactly_what_lint_suppresses():
+    documented = Counter()
+    for rule, obj, _on, count, _why in documented_rows("suppressed findings"):
+        documented[(ticked(rule)[0], ticked(obj)[0])] += int(count)
+    _, out, _ = lint("--project", str(ROOT), "--format", "json")
+    actual = Counter()
+    for finding in json.loads(out)["suppressed"]:
+        parts = finding["object"].split(".")
+        actual[(finding["rule"], parts[-1] if len(parts) == 3 else finding["object"])] += 1
+    assert actual == documented, "update the table of suppressed findings in docs/lint.md"
+    text = (ROOT / "docs" / "lint.md").read_text()
+    assert f"these {sum(actual.values())} findings are suppressions" in text
