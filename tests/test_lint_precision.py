@@ -18,7 +18,7 @@ from rlsctl.lint.model import LintModel
 from rlsctl.lint.rule import Finding
 from rlsctl.lint.runner import run
 
-ROLE = re.compile(r"\b([a-z][a-z0-9_]*_role)\b")
+ROLE = re.compile(r"\b(?!pg_has_role\b)([a-z][a-z0-9_]*_role)\b")  # role names, not pg_has_role
 IDENTITY = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::int)"
 TABLE = """
 CREATE ROLE app_role;
@@ -405,3 +405,66 @@ def test_renamed_tables_columns_and_policies_are_reported_under_their_new_names(
         assert "public.b" in model.relations and "public.a" not in model.relations
         assert model.relations["archive.memo"].columns == ["id", "tenant_id"]
         assert {(g.qualified, g.grantee) for g in model.grants if g.kind == "table"} >= {("public.b", "app_role")}
+
+
+# -- 10. the new rules stay quiet where nothing is wrong ------------------------------------------------
+
+
+def test_sec017_trusts_roles_the_script_makes_owners_and_never_public(make_db):
+    made_owner = """
+CREATE ROLE helper_role;
+CREATE SCHEMA app;
+GRANT USAGE, CREATE ON SCHEMA app TO helper_role;
+CREATE OR REPLACE FUNCTION app.tenant_ids() RETURNS int[] LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp AS $$ SELECT ARRAY[1] $$;
+ALTER FUNCTION app.tenant_ids() OWNER TO helper_role;
+REVOKE CREATE ON SCHEMA app FROM helper_role;
+"""
+    assert not lint_sql("offline", made_owner, make_db).get("SEC017")
+    opened = made_owner.replace("TO helper_role;\nCREATE OR", "TO helper_role, PUBLIC;\nCREATE OR")
+    (finding,) = lint_sql("offline", opened, make_db)["SEC017"]
+    assert finding.object == "app.tenant_ids()" and "every role (PUBLIC)" in finding.message
+    later = "CREATE ROLE dev_role;\nCREATE SCHEMA app;\nCREATE TABLE IF NOT EXISTS app.t (id int PRIMARY KEY);\n"
+    later += "GRANT CREATE ON SCHEMA app TO dev_role;\n"  # granted after the statement: nothing to adopt then
+    assert not lint_sql("offline", later, make_db).get("SEC017")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sec015_needs_row_level_security_somewhere(mode, make_db):
+    function = (
+        "CREATE FUNCTION is_large(v numeric) RETURNS boolean LANGUAGE sql IMMUTABLE LEAKPROOF "
+        "SET search_path = pg_catalog, pg_temp AS $$ SELECT v > 1000 $$;\n"
+    )
+    assert not lint_sql(mode, function, make_db).get("SEC015")  # nothing is filtered: nothing can leak
+    found = lint_sql(mode, function + TABLE, make_db)
+    (finding,) = found["SEC015"]
+    assert finding.object == "public.is_large(numeric)" and "nobody audited it" in finding.message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rls026_reads_constants_and_own_role_tests_but_not_real_conditions(mode, make_db):
+    sql = TABLE + (
+        f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING (tenant_id = {IDENTITY});\n"
+        "CREATE POLICY dead ON invoice FOR SELECT TO app_role USING (1 = 0);\n"
+        "CREATE POLICY noop ON invoice AS RESTRICTIVE FOR SELECT TO app_role "
+        "USING ((SELECT pg_has_role(CURRENT_USER, 'app_role', 'USAGE')));\n"
+        "CREATE POLICY real ON invoice AS RESTRICTIVE FOR SELECT TO app_role USING (deleted_at IS NULL);\n"
+    )
+    found = lint_sql(mode, sql, make_db)
+    assert {f.object.rpartition(".")[2] for f in found["RLS026"]} == {"dead", "noop"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sec016_and_rls025_leave_owner_only_objects_alone(mode, make_db):
+    sql = """
+CREATE ROLE app_role;
+CREATE TABLE invoice (id bigserial PRIMARY KEY, tenant_id int NOT NULL);
+CREATE FOREIGN DATA WRAPPER archive_fdw;
+CREATE SERVER archive FOREIGN DATA WRAPPER archive_fdw;
+CREATE FOREIGN TABLE invoice_archive (id int, tenant_id int) SERVER archive;
+GRANT SELECT ON SEQUENCE invoice_id_seq TO app_role;
+"""
+    found = lint_sql(mode, sql, make_db)
+    # app_role reaches no table with RLS: the sequence is not a tenant's window on others; nobody may query
+    # the foreign table.
+    assert not found.get("SEC016") and not found.get("RLS025"), found
