@@ -258,8 +258,8 @@ def lint(
             baseline=read_baseline(baseline) if baseline else None,
         )
     if write_baseline is not None:
-        save_baseline(write_baseline, result)
-        output.info(f"wrote {write_baseline} ({len(result.findings)} findings)")
+        recorded = save_baseline(write_baseline, result)
+        output.info(f"wrote {write_baseline} ({recorded} findings)")
     if fmt == "text" and out_file is None:
         print_text(result, output.stdout, fail_on)
     else:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
+from collections import Counter
 
 import jsonschema
 import pytest
@@ -184,3 +186,164 @@ def test_suppressions_need_a_written_reason(tmp_path):
     )
     code, _, err = lint("--project", str(project))
     assert code == 2 and "security.yaml:" in err and "reason" in err
+
+
+# -- baselines ----------------------------------------------------------------------------------------
+
+
+def test_refreshing_a_baseline_keeps_what_still_occurs_and_drops_what_is_gone(tmp_path):
+    path = tmp_path / "m.sql"
+    path.write_text(BAD_MIGRATION)
+    baseline = tmp_path / "baseline.json"
+    lint(str(path), "--write-baseline", str(baseline))
+    first = {(f["rule"], f["object"]) for f in json.loads(baseline.read_text())["findings"]}
+    assert ("RLS006", "public.note.everything") in first
+    # The policy is fixed, a new problem appears; refresh the baseline from itself.
+    path.write_text(
+        BAD_MIGRATION.replace("CREATE POLICY everything ON note USING (true);", "")
+        + "CREATE TABLE memo (id int PRIMARY KEY);\n"
+    )
+    code, _, err = lint(str(path), "--baseline", str(baseline), "--write-baseline", str(baseline))
+    refreshed = {(f["rule"], f["object"]) for f in json.loads(baseline.read_text())["findings"]}
+    assert ("RLS001", "public.invoice") in refreshed  # still occurs: kept, though it did not count
+    assert ("RLS002", "public.memo") in refreshed  # new
+    assert ("RLS006", "public.note.everything") not in refreshed  # gone
+    assert f"({len(refreshed)} findings)" in err
+    code, _, _ = lint(str(path), "--baseline", str(baseline))
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ('{"findings": [{"rule": "RLS001"}]}', "finding 1 of the baseline is not"),
+        ('{"findings": ["RLS001:public.invoice"]}', "finding 1 of the baseline is not"),
+        ('{"findings": {"rule": "RLS001"}}', "no findings list"),
+        ("[1, 2]", "no findings list"),
+        ("{not json", "not a baseline file (JSON expected)"),
+        (b"\xff\xfe\x00", "not a baseline file (JSON expected)"),
+    ],
+)
+def test_a_malformed_baseline_is_one_clear_error(tmp_path, content, says):
+    path = tmp_path / "m.sql"
+    path.write_text(BAD_MIGRATION)
+    baseline = tmp_path / "broken.json"
+    if isinstance(content, bytes):
+        baseline.write_bytes(content)
+    else:
+        baseline.write_text(content)
+    code, out, err = lint(str(path), "--baseline", str(baseline))
+    assert code == 2 and not out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(baseline) in lines[0] and says in lines[0], err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+# -- suppressions are scoped to their table ------------------------------------------------------------
+
+SCOPED = """
+CREATE ROLE app_role;
+CREATE TABLE orders (id int PRIMARY KEY, tenant_id int NOT NULL);
+CREATE TABLE invoices (id int PRIMARY KEY, tenant_id int NOT NULL);
+CREATE SCHEMA vault;
+CREATE TABLE vault.keystore (id int PRIMARY KEY);
+ALTER TABLE vault.keystore ENABLE ROW LEVEL SECURITY;
+"""
+for _table in ("orders", "invoices"):
+    SCOPED += f"""
+CREATE INDEX ON {_table} (tenant_id);
+ALTER TABLE {_table} ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {_table} FORCE ROW LEVEL SECURITY;
+CREATE POLICY app_select ON {_table} FOR SELECT TO app_role USING ((SELECT current_setting('app.on', true)) = 'yes');
+"""
+
+
+def _scoped_run(*suppressions):
+    from rlsctl.lint import sqlfiles
+    from rlsctl.lint.model import LintModel
+    from rlsctl.lint.runner import run
+
+    model = sqlfiles.replay(LintModel(source="sql"), SCOPED, "scoped.sql")
+    result = run([model], select=["RLS007", "RLS005"], suppressions=suppressions)
+    return {f.object for f in result.findings}, {f.object for f, _ in result.suppressed}, result
+
+
+def _suppression(rule, scope, obj):
+    from rlsctl.lint.runner import Suppression
+
+    return Suppression(rule, "a reason long enough", scope, obj, f"policies/x.yaml:{scope}")
+
+
+@pytest.mark.parametrize("obj", ["app_select", "orders.app_select", "public.orders.app_select"])
+def test_a_suppression_on_one_table_does_not_silence_the_same_policy_on_another(obj):
+    active, suppressed, _ = _scoped_run(_suppression("RLS007", "public.orders", obj))
+    assert suppressed == {"public.orders.app_select"}
+    assert "public.invoices.app_select" in active
+
+
+def test_a_suppression_naming_another_table_by_its_short_name_matches_nothing():
+    active, suppressed, result = _scoped_run(_suppression("RLS007", "public.orders", "invoices.app_select"))
+    assert not suppressed and {"public.orders.app_select", "public.invoices.app_select"} <= active
+    assert result.unused_suppressions
+
+
+def test_every_table_suppressions_match_the_name_on_each_declared_table_only():
+    copies = [
+        _suppression("RLS007", "public.orders", "app_select"),
+        _suppression("RLS005", "public.orders", "keystore"),
+    ]
+    active, suppressed, _ = _scoped_run(*copies)
+    assert suppressed == {"public.orders.app_select"}
+    assert {"public.invoices.app_select", "vault.keystore"} <= active  # keystore is no object of orders
+
+
+def test_a_fully_qualified_object_is_matched_exactly_wherever_it_is_declared():
+    active, suppressed, _ = _scoped_run(_suppression("RLS005", "public.orders", "vault.keystore"))
+    assert suppressed == {"vault.keystore"} and "vault.keystore" not in active
+
+
+def test_a_suppression_without_object_covers_its_table_only():
+    active, suppressed, _ = _scoped_run(_suppression("RLS007", "public.orders", None))
+    assert suppressed == {"public.orders.app_select"} and "public.invoices.app_select" in active
+
+
+def test_the_shipped_project_names_its_key_store_in_full_and_uses_every_suppression():
+    code, out, _ = lint("--project", str(ROOT), "--fail-on", "info")
+    assert code == 0 and "unused suppression" not in out
+    _, out, _ = lint("--project", str(ROOT), "--format", "json")
+    suppressed = {(f["rule"], f["object"]) for f in json.loads(out)["suppressed"]}
+    assert ("RLS005", "rlsctl.encryption_key") in suppressed
+
+
+# -- what docs/lint.md says about the shipped project ------------------------------------------------
+
+
+def documented_rows(marker: str) -> list[list[str]]:
+    """The cells of the markdown table that follows `<!-- marker ...-->` in docs/lint.md."""
+    lines = (ROOT / "docs" / "lint.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"<!-- {marker}"))
+    rows: list[list[str]] = []
+    for line in lines[start + 3 :]:  # past the header and its rule
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    assert rows, f"no table after <!-- {marker} --> in docs/lint.md"
+    return rows
+
+
+def ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_the_documented_suppressions_are_exactly_what_lint_suppresses():
+    documented = Counter()
+    for rule, obj, _on, count, _why in documented_rows("suppressed findings"):
+        documented[(ticked(rule)[0], ticked(obj)[0])] += int(count)
+    _, out, _ = lint("--project", str(ROOT), "--format", "json")
+    actual = Counter()
+    for finding in json.loads(out)["suppressed"]:
+        parts = finding["object"].split(".")
+        actual[(finding["rule"], parts[-1] if len(parts) == 3 else finding["object"])] += 1
+    assert actual == documented, "update the table of suppressed findings in docs/lint.md"
+    text = (ROOT / "docs" / "lint.md").read_text()
+    assert f"these {sum(actual.values())} findings are suppressions" in text

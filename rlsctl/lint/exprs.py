@@ -39,55 +39,10 @@ def unwrap(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def is_constant(text: str | None, value: bool) -> bool:
-    tree = parse(text)
-    if tree is None:
-        return False
-    node = unwrap(tree)
-    return isinstance(node, exp.Boolean) and node.this is value
-
-
-def inside_subquery(node: exp.Expression) -> bool:
-    return node.find_ancestor(exp.Select) is not None
-
-
 def function_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.this).lower()
     return node.sql_name().lower() if isinstance(node, exp.Func) else ""
-
-
-def calls(tree: exp.Expression | None) -> list[exp.Expression]:
-    """Function calls anywhere in the expression."""
-    if tree is None:
-        return []
-    return [node for node in tree.find_all(exp.Func) if not isinstance(node, exp.Cast | exp.TryCast)]
-
-
-def setting_calls(tree: exp.Expression | None) -> list[exp.Expression]:
-    return [node for node in calls(tree) if function_name(node) in SETTING_FUNCTIONS]
-
-
-def qualified_name(node: exp.Expression) -> str:
-    """schema.function for an Anonymous or Dot call, else the function's name."""
-    parent = node.parent
-    if isinstance(parent, exp.Dot) and parent.expression is node:
-        return f"{parent.this.name}.{function_name(node)}".lower()
-    return function_name(node)
-
-
-def row_columns(tree: exp.Expression | None, table: str, columns: list[str]) -> set[str]:
-    """Columns of the policy's own row the expression reads (correlated references included)."""
-    if tree is None:
-        return set()
-    found: set[str] = set()
-    for column in tree.find_all(exp.Column):
-        qualifier = column.table
-        if column.name not in columns:
-            continue
-        if qualifier == table or (not qualifier and not inside_subquery(column)):
-            found.add(column.name)
-    return found
 
 
 def subquery_tables(tree: exp.Expression | None) -> set[str]:
@@ -115,19 +70,6 @@ def and_terms(node: exp.Expression) -> list[exp.Expression]:
     if isinstance(node, exp.And):
         return and_terms(node.this) + and_terms(node.expression)
     return [node]
-
-
-def equality_columns(branch: exp.Expression, table: str, columns: list[str]) -> set[str]:
-    """Row columns compared by equality (=, IN, = ANY) in a branch, or joined to a subquery in EXISTS."""
-    found: set[str] = set()
-    for term in and_terms(branch):
-        for node in term.find_all(exp.EQ, exp.In, exp.Any):
-            for column in node.find_all(exp.Column):
-                if column.name in columns and (
-                    column.table == table or (not column.table and not inside_subquery(column))
-                ):
-                    found.add(column.name)
-    return found
 
 
 # -- the policy's own row ------------------------------------------------------------
@@ -376,33 +318,6 @@ def strip(node: exp.Expression) -> exp.Expression:
             node = node.expression
         else:
             return node
-
-
-def true_for(text: str | None, roles: tuple[str, ...]) -> bool:
-    """Constant true, or true for the policy's own roles: `(SELECT pg_has_role(CURRENT_USER, 'r', 'USAGE'))`
-    in a policy TO r (how a role-scoped "every row" rule is rendered)."""
-    tree = parse(text)
-    if tree is None:
-        return False
-    node = strip(tree)
-    if isinstance(node, exp.Boolean):
-        return node.this is True
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "pg_has_role" and len(node.expressions) in (2, 3):
-        args = [strip(a) for a in node.expressions]
-        who = args[0] if len(args) == 3 else exp.CurrentUser()  # the two-argument form asks for the current user
-        role = args[-2]
-        return (
-            isinstance(who, exp.CurrentUser | exp.SessionUser) and isinstance(role, exp.Literal) and role.name in roles
-        )
-    return False
-
-
-def is_false(text: str | None) -> bool:
-    tree = parse(text)
-    if tree is None:
-        return False
-    node = strip(tree)
-    return isinstance(node, exp.Boolean) and node.this is False
 
 
 def _display(node: exp.Expression) -> exp.Expression:

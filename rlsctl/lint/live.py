@@ -83,6 +83,7 @@ def read_model(conn: psycopg.Connection) -> LintModel:
             from_extension=r["from_extension"],
             returns=r["returns"] or "",
             executors=set(r["executors"]),
+            leakproof=r["leakproof"],
         )
         model.functions[function.qualified] = function
         model.grants |= {

@@ -93,6 +93,7 @@ class Function:
     from_extension: bool = False
     returns: str = ""
     executors: set[str] = field(default_factory=lambda: {PUBLIC})
+    leakproof: bool = False
 
     @property
     def qualified(self) -> str:
@@ -159,6 +160,17 @@ class Trigger:
     function: str  # schema.name
 
 
+@dataclass(frozen=True)
+class OpenCreate:
+    """A statement in SQL files that adopts an object if it already exists (CREATE OR REPLACE, IF NOT EXISTS),
+    run while roles other than the schema's owner and the running user could create in its schema."""
+
+    statement: str  # e.g. "CREATE OR REPLACE FUNCTION"
+    object: str  # qualified name
+    schema: str
+    creators: frozenset[str]  # who else could create in the schema at that moment
+
+
 @dataclass
 class LintModel:
     source: str  # "live", "sql" or "project"
@@ -173,6 +185,7 @@ class LintModel:
     schemas: dict[str, Schema] = field(default_factory=dict)
     default_acls: list[DefaultAcl] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
+    open_creates: list[OpenCreate] = field(default_factory=list)  # SQL files only
     # From the project: columns declared secret, and the roles entitled to read them. Also read from
     # column comments containing `rlsctl:secret readers=role_a,role_b` (live and SQL files).
     secrets: dict[str, set[str]] = field(default_factory=dict)  # "schema.table.column" -> readers

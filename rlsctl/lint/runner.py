@@ -18,17 +18,29 @@ class Suppression:
     rule: str
     reason: str
     scope: str | None  # the qualified table the declaring entry belongs to (None: anywhere)
-    object: str | None  # an object inside that scope, e.g. "orders.app_select"
+    object: str | None  # an object of that table ("app_select", "orders.app_select") or a full name
     where: str  # file:line of the declaration
 
     def matches(self, finding: Finding) -> bool:
         if finding.rule != self.rule:
             return False
-        if self.object is not None:
-            return finding.object == self.object or finding.object.endswith("." + self.object)
         if self.scope is None:
-            return True
-        return finding.object == self.scope or finding.object.startswith(self.scope + ".")
+            return self.object is None or finding.object == self.object
+        if self.object is None:
+            return finding.object == self.scope or finding.object.startswith(self.scope + ".")
+        return finding.object in self.targets()
+
+    def targets(self) -> set[str]:
+        """The objects a suppression declared on a table names: the table itself or an object of it (a policy,
+        trigger or column: `app_select`, `orders.app_select`), else the object exactly as lint reports it (a
+        full name such as `rlsctl.encryption_key`, or a role). Never the same name on another table: a
+        suppression on orders does not silence `app_select` on invoices."""
+        scope, name = self.scope or "", self.object or ""
+        table = scope.partition(".")[2]
+        found = {name, f"{scope}.{name.removeprefix(table + '.')}"}
+        if name in (table, scope):
+            found.add(scope)
+        return found
 
 
 @dataclass(frozen=True)
@@ -94,17 +106,31 @@ def run(
 
 
 def read_baseline(path: Path) -> set[str]:
+    """The finding keys (rule:object) a baseline file records; a file of any other shape is a usage error."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"{path}: cannot read baseline: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}: not a baseline file (JSON expected)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"{path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+        raise UsageError(f"{where}: not a baseline file (JSON expected)") from None
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         raise UsageError(f"{path}: not a baseline file (no findings list)")
-    return {f"{item['rule']}:{item['object']}" for item in data["findings"]}
+    keys: set[str] = set()
+    for number, item in enumerate(data["findings"], start=1):
+        if not (isinstance(item, dict) and isinstance(item.get("rule"), str) and isinstance(item.get("object"), str)):
+            raise UsageError(f'{path}: finding {number} of the baseline is not {{"rule": ..., "object": ...}}')
+        keys.add(f"{item['rule']}:{item['object']}")
+    return keys
 
 
-def write_baseline(path: Path, result: LintResult) -> None:
-    data = {"findings": [{"rule": f.rule, "object": f.object} for f in result.findings]}
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def write_baseline(path: Path, result: LintResult) -> int:
+    """Record the findings that count and those already baselined (a refresh keeps what still occurs, drops what
+    is gone); suppressed findings stay in the policy files. Returns how many were written."""
+    recorded = sorted({(f.rule, f.object) for f in (*result.findings, *result.baselined)})
+    data = {"findings": [{"rule": rule, "object": obj} for rule, obj in recorded]}
+    try:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write baseline: {exc.strerror}") from None
+    return len(recorded)

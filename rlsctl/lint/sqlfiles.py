@@ -32,6 +32,7 @@ from rlsctl.lint.model import (
     Grant,
     Index,
     LintModel,
+    OpenCreate,
     Policy,
     Relation,
     Role,
@@ -39,6 +40,7 @@ from rlsctl.lint.model import (
     Trigger,
     parse_secret_comment,
 )
+from rlsctl.lint.renames import Renames
 
 RUNNER = "CURRENT_USER"  # who runs the script; unknown offline
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -57,7 +59,7 @@ def _names(nodes: Any) -> list[str]:
     return [n.sval for n in nodes or () if isinstance(n, ast.String)]
 
 
-class Replay:
+class Replay(Renames):
     """Applies statements to a model, one by one."""
 
     def __init__(self, model: LintModel, default_schema: str = "public") -> None:
@@ -95,10 +97,14 @@ class Replay:
 
     # -- tables, views, indexes -----------------------------------------------------
 
-    def _CreateStmt(self, stmt: ast.CreateStmt) -> None:
+    def _CreateStmt(self, stmt: ast.CreateStmt, kind: str | None = None) -> None:
         name = self.qualified(stmt.relation)
         schema, _, table = name.partition(".")
-        relation = Relation(schema, table, "p" if stmt.partspec else "r", RUNNER)
+        if stmt.if_not_exists:
+            self._adopts("CREATE TABLE IF NOT EXISTS", schema, name)
+            if name in self.model.relations:
+                return
+        relation = Relation(schema, table, kind or ("p" if stmt.partspec else "r"), RUNNER)
         if stmt.partbound is not None and stmt.inhRelations:
             relation.parent = self.qualified(stmt.inhRelations[0])
         for element in stmt.tableElts or ():
@@ -110,6 +116,25 @@ class Replay:
                 self._constraint(relation, element, tuple(_names(element.keys) or _names(element.fk_attrs)))
         self.model.relations[name] = relation
         self._default_grants("r", schema, table)
+        for element in stmt.tableElts or ():
+            if isinstance(element, ast.ColumnDef) and _draws_from_sequence(element):
+                self._implicit_sequence(schema, f"{table}_{element.colname}_seq")
+
+    def _implicit_sequence(self, schema: str, name: str) -> None:
+        """The sequence a serial or identity column owns (named as PostgreSQL names it, without truncation)."""
+        self.model.relations.setdefault(f"{schema}.{name}", Relation(schema, name, "S", RUNNER))
+        self._default_grants("S", schema, name)
+
+    def _CreateForeignTableStmt(self, stmt: ast.CreateForeignTableStmt) -> None:
+        self._CreateStmt(stmt.base, kind="f")
+
+    def _adopts(self, statement: str, schema: str, name: str) -> None:
+        """Note a statement that keeps an existing object (whoever made it) while others can create in the
+        schema: one of them may have made it first (SEC017)."""
+        found = self.model.schemas.get(schema)
+        creators = frozenset(found.creators - {found.owner, RUNNER}) if found else frozenset()
+        if creators:
+            self.model.open_creates.append(OpenCreate(statement, name, schema, creators))
 
     def _constraint(self, relation: Relation, constraint: ast.Constraint, columns: tuple[str, ...]) -> None:
         kind = constraint.contype
@@ -145,6 +170,8 @@ class Replay:
         invoker = any(
             o.defname == "security_invoker" and _truthy(o.arg) for o in stmt.options or () if isinstance(o, ast.DefElem)
         )
+        if stmt.replace:
+            self._adopts("CREATE OR REPLACE VIEW", schema, name)
         replaced = name in self.model.relations and bool(stmt.replace)
         self.model.relations[name] = Relation(
             schema, view, "v", RUNNER, security_invoker=invoker, sources=self._sources(stmt.query)
@@ -161,9 +188,11 @@ class Replay:
 
     def _CreateSeqStmt(self, stmt: ast.CreateSeqStmt) -> None:
         name = self.qualified(stmt.sequence)
-        if name in self.model.relations and stmt.if_not_exists:
-            return
         schema, _, sequence = name.partition(".")
+        if stmt.if_not_exists:
+            self._adopts("CREATE SEQUENCE IF NOT EXISTS", schema, name)
+            if name in self.model.relations:
+                return
         self.model.relations[name] = Relation(schema, sequence, "S", RUNNER)
         self._default_grants("S", schema, sequence)
 
@@ -183,10 +212,10 @@ class Replay:
     def _sources(self, query: ast.Node) -> set[str]:
         found: set[str] = set()
         ctes = set()
-        for node in _walk(query):
+        for node in walk(query):
             if isinstance(node, ast.CommonTableExpr):
                 ctes.add(node.ctename)
-        for node in _walk(query):
+        for node in walk(query):
             if isinstance(node, ast.RangeVar) and not (node.schemaname is None and node.relname in ctes):
                 found.add(self.qualified(node))
         return found
@@ -411,6 +440,9 @@ class Replay:
             )
         )
         function = Function(schema, name, args, owner=RUNNER, returns=_type(stmt.returnType) if stmt.returnType else "")
+        if stmt.replace:
+            kind = "PROCEDURE" if stmt.is_procedure else "FUNCTION"
+            self._adopts(f"CREATE OR REPLACE {kind}", schema, function.qualified)
         existing = self.model.functions.get(function.qualified)
         if existing is not None and stmt.replace:
             function.executors = existing.executors
@@ -431,6 +463,8 @@ class Replay:
                 continue
             if option.defname == "security":
                 function.security_definer = _truthy(option.arg)
+            elif option.defname == "leakproof":
+                function.leakproof = _truthy(option.arg)
             elif option.defname == "volatility":
                 function.volatility = {"immutable": "i", "stable": "s", "volatile": "v"}[option.arg.sval]
             elif option.defname == "language":
@@ -524,15 +558,22 @@ class Replay:
         self.model.triggers.append(Trigger(schema, table, stmt.trigname, function))
 
 
-def _walk(node: Any) -> Iterator[Any]:
+def walk(node: Any) -> Iterator[Any]:
     """Every AST node under `node` (pglast nodes, tuples of nodes)."""
     if isinstance(node, tuple | list):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
     elif isinstance(node, ast.Node):
         yield node
         for name in node:
-            yield from _walk(getattr(node, name))
+            yield from walk(getattr(node, name))
+
+
+def _draws_from_sequence(column: ast.ColumnDef) -> bool:
+    names = _names(column.typeName.names) if column.typeName is not None else []
+    serial = bool(names) and names[-1] in ("serial", "bigserial", "smallserial", "serial2", "serial4", "serial8")
+    identity = any(c.contype == enums.ConstrType.CONSTR_IDENTITY for c in column.constraints or ())
+    return serial or identity
 
 
 def _truthy(arg: Any) -> bool:

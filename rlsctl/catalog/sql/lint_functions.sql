@@ -3,6 +3,7 @@ SELECT n.nspname AS schema,
        p.proname AS name,
        pg_catalog.oidvectortypes(p.proargtypes) AS args,
        p.prosecdef AS security_definer,
+       p.proleakproof AS leakproof,
        p.provolatile AS volatility,
        (SELECT pg_catalog.substr(setting, pg_catalog.length('search_path=') + 1)
         FROM pg_catalog.unnest(p.proconfig) AS setting

@@ -23,6 +23,7 @@ class PoliciesWithoutRls(Rule):
 
         CREATE ROLE app_role;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
         ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
         CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role

@@ -2,18 +2,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rlsctl.lint import exprs
-from rlsctl.lint.model import PUBLIC, LintModel
+from rlsctl.lint import exprs, scope
+from rlsctl.lint.model import LintModel
 from rlsctl.lint.rule import Finding, Rule
 
 
 class PermissiveTrueForPublic(Rule):
-    """A permissive policy for PUBLIC whose USING or WITH CHECK is constant true.
+    """A permissive policy for PUBLIC whose USING or WITH CHECK is constant true, or has an OR branch that is.
 
     Permissive policies are OR-ed: one that is always true for every role
     makes every other policy on the table irrelevant for the commands it
     covers. Every role holding a privilege reads (USING) or writes (WITH
-    CHECK) every row of every tenant.
+    CHECK) every row of every tenant. A condition such as `tenant_id = ...
+    OR 1 = 1` is just as true: one OR branch that is always true (`true`,
+    `1 = 1`, `'a' = 'a'`, `tenant_id = tenant_id`) opens the whole policy.
 
     Bad:
 
@@ -40,18 +42,19 @@ class PermissiveTrueForPublic(Rule):
 
     def check(self, model: LintModel) -> Iterator[Finding]:
         for policy in model.policies:
-            if not policy.permissive or PUBLIC not in policy.roles:
+            found = scope.public_true(policy, model)
+            if not found:
                 continue
-            open_parts = [
-                label for label, text in (("USING", policy.using), ("WITH CHECK", policy.check))
-                if exprs.is_constant(text, True) or exprs.true_for(text, ())
-            ]  # fmt: skip
-            if open_parts:
-                effect = {"USING": "reads", "WITH CHECK": "writes"}
-                what = " and ".join(effect[p] for p in open_parts)
-                yield self.finding(
-                    policy.qualified,
-                    f"policy {policy.name} on {policy.table_qualified} is permissive, for PUBLIC, and its "
-                    f"{' and '.join(open_parts)} is true: every role with a privilege {what} every row "
-                    f"({policy.command.upper()}), whatever the other policies say",
-                )
+            effect = {"USING": "reads", "WITH CHECK": "writes"}
+            what = " and ".join(effect[label] for label, _ in found)
+            causes = "; ".join(
+                f"its {label} is true" if opened.whole else
+                f"the branch `{exprs.short(opened.branch, 60)}` of an OR makes its {label} true for every row"
+                for label, opened in found
+            )  # fmt: skip
+            yield self.finding(
+                policy.qualified,
+                f"policy {policy.name} on {policy.table_qualified} is permissive, for PUBLIC, and {causes}: "
+                f"every role with a privilege {what} every row ({policy.command.upper()}), whatever the other "
+                "policies say",
+            )

@@ -2,24 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rlsctl.lint import exprs
-from rlsctl.lint.model import PUBLIC, LintModel, Policy
+from rlsctl.lint import exprs, scope
+from rlsctl.lint.model import LintModel
 from rlsctl.lint.rule import Finding, Rule
 
 VERBS = {"select": "read", "delete": "delete", "insert": "insert", "update": "update", "all": "read and write"}
-
-
-def open_write(policy: Policy) -> bool:
-    """RLS012's case: a write policy whose effective check lets any row through while its USING does not."""
-    if not policy.writes:
-        return False
-    if policy.command == "insert":
-        return exprs.true_for(policy.check, policy.roles)
-    return (
-        policy.check is not None
-        and exprs.true_for(policy.check, policy.roles)
-        and not exprs.true_for(policy.using, policy.roles)
-    )
 
 
 class UnscopedPolicy(Rule):
@@ -33,7 +20,11 @@ class UnscopedPolicy(Rule):
     right for an owner, analyst or auditor role meant to see everything
     (suppress with the reason), a cross-tenant leak anywhere else. A policy
     scopes its rows when it compares a column with the session's identity,
-    a subquery or another table's row (or passes it to a helper).
+    a subquery or another table's row (or passes it to a helper). Each OR
+    branch counts on its own: in `tenant_id = ... OR (SELECT
+    current_setting('app.support', true)) = 'on'` the second branch grants
+    every row. (Write checks that let a row into any tenant are RLS012's;
+    conditions that open only when the identity is missing, RLS014's.)
 
     Bad:
 
@@ -65,33 +56,20 @@ class UnscopedPolicy(Rule):
 
     def check(self, model: LintModel) -> Iterator[Finding]:
         for policy in model.policies:
-            if not policy.permissive or open_write(policy):  # RLS012
-                continue
-            if PUBLIC in policy.roles and (exprs.true_for(policy.using, ()) or exprs.true_for(policy.check, ())):
-                continue  # RLS006
-            label, text = (
-                ("WITH CHECK", policy.check)
-                if policy.command == "insert" or policy.using is None
-                else ("USING", policy.using)
-            )
-            tree = exprs.parse(text)
-            if tree is None or exprs.is_false(text):
-                continue  # unparsable, or grants nothing
+            if not policy.permissive or scope.public_true(policy, model) or scope.open_write(policy, model):
+                continue  # RLS006, RLS012
+            if policy.command == "insert":
+                continue  # its only condition is the check: an open one is RLS012's
+            label, text = ("USING", policy.using) if policy.using is not None else ("WITH CHECK", policy.check)
             row = exprs.row_of(model, policy)
-            if exprs.scoping_columns(tree, row):
+            opened = scope.opening(text, row, model, policy.roles)
+            if opened is None:
                 continue
             roles = ", ".join(policy.roles)
-            shown = f"its {label} ({exprs.short(text)})"
-            if exprs.row_refs(tree, row):
-                message = (
-                    f"policy {policy.name} lets {roles} {VERBS[policy.command]} the same rows of "
-                    f"{policy.table_qualified} whoever the user is, in every tenant: {shown} filters the row only "
-                    "on constant conditions"
-                )
-            else:
-                why = "is always true for them" if exprs.true_for(text, policy.roles) else "reads no column of the row"
-                message = (
-                    f"policy {policy.name} lets {roles} {VERBS[policy.command]} every row of "
-                    f"{policy.table_qualified}, in every tenant: {shown} {why}"
-                )
-            yield self.finding(policy.qualified, message)
+            same = opened.whole and not opened.constant and exprs.row_refs(opened.branch, row)
+            rows = "the same rows" if same else "every row"
+            yield self.finding(
+                policy.qualified,
+                f"policy {policy.name} lets {roles} {VERBS[policy.command]} {rows} of {policy.table_qualified} "
+                f"whoever the user is, in every tenant: {opened.reason(label, row)}",
+            )

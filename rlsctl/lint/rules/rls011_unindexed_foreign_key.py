@@ -26,6 +26,10 @@ class UnindexedForeignKey(Rule):
         CREATE TABLE team (id int PRIMARY KEY);
         CREATE TABLE project (id int PRIMARY KEY, team_id int NOT NULL REFERENCES team (id) ON DELETE CASCADE);
         CREATE INDEX project_team_id_idx ON project (team_id);
+        ALTER TABLE team ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE team FORCE ROW LEVEL SECURITY;
+        ALTER TABLE project ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE project FORCE ROW LEVEL SECURITY;
     """
 
     id = "RLS011"

@@ -2,20 +2,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rlsctl.lint import exprs
-from rlsctl.lint.model import PUBLIC, LintModel
+from rlsctl.lint import exprs, scope
+from rlsctl.lint.model import LintModel
 from rlsctl.lint.rule import Finding, Rule
 
 
 class OpenWriteCheck(Rule):
-    """A write policy whose check lets any row through: rows can be written into any tenant.
+    """A write policy whose check does not tie the new row to the user: rows can be written into any tenant.
 
-    An INSERT policy with `WITH CHECK (true)`, or an UPDATE (or ALL) policy
-    scoping the rows it may touch with USING but checking the new row with a
-    constant true, lets its roles create rows, or move rows they can see,
-    into another tenant. The check is what keeps written rows inside the
-    writer's scope. (A check that is `pg_has_role(CURRENT_USER, ...)` for the
-    policy's own role is true for it too.)
+    An INSERT policy whose WITH CHECK scopes nothing (`true`, `tenant_id IS
+    NOT NULL`, `status = 'draft'`, or an OR branch such as `... OR 1 = 1`),
+    or an UPDATE (or ALL) policy scoping the rows it may touch with USING but
+    checking the new row with such a condition, lets its roles create rows,
+    or move rows they can see, into another tenant. The check is what keeps
+    written rows inside the writer's scope. (A check that is
+    `pg_has_role(CURRENT_USER, ...)` for the policy's own role is true for
+    it too.)
 
     Bad:
 
@@ -48,24 +50,19 @@ class OpenWriteCheck(Rule):
 
     def check(self, model: LintModel) -> Iterator[Finding]:
         for policy in model.policies:
-            if not policy.permissive or not policy.writes or PUBLIC in policy.roles:  # PUBLIC: RLS006
+            opened = scope.open_write(policy, model)
+            if opened is None:
                 continue
+            row = exprs.row_of(model, policy)
+            roles = ", ".join(policy.roles)
             if policy.command == "insert":
-                if exprs.true_for(policy.check, policy.roles):
-                    yield self.finding(
-                        policy.qualified,
-                        f"INSERT policy {policy.name} on {policy.table_qualified} checks nothing "
-                        f"(WITH CHECK {exprs.short(policy.check)}): {', '.join(policy.roles)} can insert rows "
-                        "for any tenant",
-                    )
-            elif (
-                policy.check is not None
-                and exprs.true_for(policy.check, policy.roles)
-                and not exprs.true_for(policy.using, policy.roles)
-            ):
-                yield self.finding(
-                    policy.qualified,
-                    f"{policy.command.upper()} policy {policy.name} on {policy.table_qualified} limits the rows "
-                    f"it touches (USING) but its WITH CHECK ({exprs.short(policy.check)}) accepts any new row: "
-                    f"{', '.join(policy.roles)} can move rows into another tenant",
-                )
+                effect = f"{roles} can insert rows for any tenant"
+            else:
+                effect = f"USING limits the rows it touches, but {roles} can move them into another tenant"
+                if policy.command == "all":
+                    effect += " and insert rows for any tenant"
+            yield self.finding(
+                policy.qualified,
+                f"{policy.command.upper()} policy {policy.name} on {policy.table_qualified} checks no tenant on "
+                f"the new row: {opened.reason('WITH CHECK', row)}; {effect}",
+            )

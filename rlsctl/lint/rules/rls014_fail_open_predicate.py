@@ -4,22 +4,9 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from rlsctl.lint import exprs
+from rlsctl.lint import exprs, scope
 from rlsctl.lint.model import LintModel
 from rlsctl.lint.rule import Finding, Rule
-
-
-def missing_identity_test(node: exp.Expression, model: LintModel) -> bool:
-    """`identity IS NULL` or `identity = ''`, where identity derives from current_setting or an identity helper."""
-    node = exprs.unwrap(node)
-    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-        return exprs.reads_identity(node.this, model)
-    if isinstance(node, exp.EQ):
-        for side, other in ((node.this, node.expression), (node.expression, node.this)):
-            value = exprs.strip(other)
-            if isinstance(value, exp.Literal) and value.is_string and value.name == "":
-                return exprs.reads_identity(side, model)
-    return False
 
 
 def negated(node: exp.Expression) -> bool:
@@ -38,7 +25,10 @@ class FailOpenPredicate(Rule):
     connection reset. So does a LIKE, ILIKE or regular expression whose
     pattern is built from a setting: an empty setting makes `'%' || ''` (or
     the empty regex) match every row. A policy must fail closed: no
-    identity, no rows.
+    identity, no rows. A fallback does the same: `tenant_id =
+    COALESCE(<setting>, tenant_id)` compares the column with itself when
+    the setting is missing, and `COALESCE(<test of the setting>, true)` is
+    true.
 
     Bad:
 
@@ -85,8 +75,18 @@ class FailOpenPredicate(Rule):
                     if isinstance(parent, exp.Or):
                         continue  # inner link of a longer OR chain: seen from its top
                     for branch in exprs.or_branches(disjunction):
-                        if missing_identity_test(branch, model):
+                        if scope.missing_identity_test(branch, model):
                             reasons.append(f"{label} grants every row when {exprs.short(branch, 60)}")
+                fallbacks = ("coalesce", "ifnull", "nvl")  # the text decides cheaply whether to look
+                nodes = (
+                    tree.find_all(exp.EQ, exp.NullSafeEQ, exp.Coalesce)
+                    if any(f in text.lower() for f in fallbacks)
+                    else ()
+                )
+                for node in nodes:
+                    fallback = scope.identity_fallback(node, row, model)
+                    if fallback is not None:
+                        reasons.append(f"in {label}, {fallback}")
                 for match in tree.find_all(*exprs.PATTERN_MATCHES):
                     if negated(match) or not exprs.row_refs(match.this, row):
                         continue

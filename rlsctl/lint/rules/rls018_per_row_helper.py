@@ -35,13 +35,23 @@ class PerRowHelper(Rule):
     Good:
 
         CREATE ROLE app_role;
+        CREATE ROLE definer_role;
         CREATE TABLE membership (team_id int NOT NULL, user_id int NOT NULL, PRIMARY KEY (team_id, user_id));
+        CREATE INDEX ON membership (user_id);
+        ALTER TABLE membership ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE membership FORCE ROW LEVEL SECURITY;
+        CREATE POLICY definer_read ON membership FOR SELECT TO definer_role
+            USING (user_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int));
+        GRANT SELECT ON membership TO definer_role;
         CREATE TABLE document (id int PRIMARY KEY, team_id int NOT NULL);
         CREATE INDEX ON document (team_id);
         CREATE FUNCTION my_team_ids() RETURNS int[] LANGUAGE sql STABLE SECURITY DEFINER
-            SET search_path = pg_catalog, public
-            AS $$ SELECT coalesce(array_agg(team_id), '{}') FROM membership
+            SET search_path = pg_catalog, pg_temp
+            AS $$ SELECT coalesce(array_agg(team_id), '{}') FROM public.membership
                   WHERE user_id = NULLIF(current_setting('app.user_id', true), '')::int $$;
+        ALTER FUNCTION my_team_ids() OWNER TO definer_role;
+        REVOKE EXECUTE ON FUNCTION my_team_ids() FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION my_team_ids() TO app_role;
         ALTER TABLE document ENABLE ROW LEVEL SECURITY;
         ALTER TABLE document FORCE ROW LEVEL SECURITY;
         CREATE POLICY member_read ON document FOR SELECT TO app_role

@@ -29,9 +29,12 @@ class PartitionBypass(Rule):
     Good:
 
         CREATE ROLE app_role;
-        CREATE TABLE event (tenant_id int NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE event (id int NOT NULL, tenant_id int NOT NULL, at date NOT NULL, PRIMARY KEY (id, at))
+            PARTITION BY RANGE (at);
         CREATE TABLE event_2024 PARTITION OF event FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE INDEX ON event (tenant_id);
         ALTER TABLE event ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE event FORCE ROW LEVEL SECURITY;
         CREATE POLICY tenant_read ON event FOR SELECT TO app_role
             USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::int));
         GRANT SELECT ON event TO app_role;

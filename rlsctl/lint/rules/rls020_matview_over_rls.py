@@ -27,12 +27,16 @@ class MatviewOverRls(Rule):
 
         CREATE ROLE app_role;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL, amount numeric);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role
+            USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::int));
         CREATE MATERIALIZED VIEW invoice_totals AS
             SELECT tenant_id, sum(amount) AS total FROM invoice GROUP BY tenant_id;
         CREATE VIEW my_invoice_totals WITH (security_invoker = true) AS
             SELECT tenant_id, sum(amount) AS total FROM invoice GROUP BY tenant_id;
-        GRANT SELECT ON my_invoice_totals TO app_role;
+        GRANT SELECT ON invoice, my_invoice_totals TO app_role;
     """
 
     id = "RLS020"

@@ -31,7 +31,9 @@ class ViewBypassesRls(Rule):
 
         CREATE ROLE app_role;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL, amount numeric);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
         CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role
             USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::int));
         CREATE VIEW invoice_list WITH (security_invoker = true) AS SELECT id, tenant_id, amount FROM invoice;

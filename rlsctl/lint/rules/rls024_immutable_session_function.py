@@ -35,7 +35,10 @@ class ImmutableSessionFunction(Rule):
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
         CREATE INDEX ON invoice (tenant_id);
         CREATE FUNCTION current_tenant() RETURNS int LANGUAGE sql STABLE
+            SET search_path = pg_catalog, pg_temp
             AS $$ SELECT NULLIF(current_setting('app.tenant_id', true), '')::int $$;
+        REVOKE EXECUTE ON FUNCTION current_tenant() FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION current_tenant() TO app_role;
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
         ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
         CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role

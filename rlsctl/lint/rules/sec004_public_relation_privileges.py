@@ -26,7 +26,11 @@ class PublicRelationPrivileges(Rule):
 
         CREATE ROLE app_role;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role
+            USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::int));
         GRANT SELECT ON invoice TO app_role;
     """
 

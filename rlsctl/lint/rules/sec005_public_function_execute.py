@@ -33,7 +33,9 @@ class PublicFunctionExecute(Rule):
 
         CREATE ROLE app_role;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
         CREATE FUNCTION current_tenant() RETURNS int LANGUAGE sql STABLE
             SET search_path = pg_catalog, pg_temp
             AS $$ SELECT NULLIF(current_setting('app.tenant_id', true), '')::int $$;

@@ -29,7 +29,11 @@ class LoginBypassesRls(Rule):
 
         CREATE ROLE web_role LOGIN NOBYPASSRLS;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_read ON invoice FOR SELECT TO web_role
+            USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::int));
         GRANT SELECT ON invoice TO web_role;
     """
 

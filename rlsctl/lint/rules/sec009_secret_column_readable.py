@@ -32,6 +32,11 @@ class SecretColumnReadable(Rule):
         CREATE ROLE auditor_role;
         CREATE TABLE api_key (id int PRIMARY KEY, team_id int NOT NULL, hashed_key text NOT NULL);
         COMMENT ON COLUMN api_key.hashed_key IS 'rlsctl:secret readers=auditor_role';
+        CREATE INDEX ON api_key (team_id);
+        ALTER TABLE api_key ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE api_key FORCE ROW LEVEL SECURITY;
+        CREATE POLICY team_read ON api_key FOR SELECT TO app_role, auditor_role
+            USING (team_id = (SELECT NULLIF(current_setting('app.team_id', true), '')::int));
         GRANT SELECT (id, team_id) ON api_key TO app_role;
         GRANT SELECT ON api_key TO auditor_role;
     """

@@ -32,9 +32,15 @@ class MutableSearchPath(Rule):
     Good:
 
         CREATE ROLE app_role;
-        CREATE TABLE membership (user_name text NOT NULL, team_id int NOT NULL);
+        CREATE TABLE membership (user_name text NOT NULL, team_id int NOT NULL, PRIMARY KEY (user_name, team_id));
+        ALTER TABLE membership ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE membership FORCE ROW LEVEL SECURITY;
+        CREATE POLICY own_rows ON membership FOR SELECT TO app_role USING (user_name = (SELECT current_user));
+        GRANT SELECT ON membership TO app_role;
         CREATE TABLE invoice (id int PRIMARY KEY, team_id int NOT NULL);
+        CREATE INDEX ON invoice (team_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
         CREATE FUNCTION my_teams() RETURNS int[] LANGUAGE sql STABLE
             SET search_path = pg_catalog, pg_temp
             AS $$ SELECT array_agg(team_id) FROM public.membership WHERE user_name = current_user $$;

@@ -30,7 +30,11 @@ class LoginReachesBypassRole(Rule):
         CREATE ROLE web_role LOGIN;
         GRANT support_role TO web_role;
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
+        CREATE INDEX ON invoice (tenant_id);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_read ON invoice FOR SELECT TO support_role
+            USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::int));
         GRANT SELECT ON invoice TO support_role;
     """
 

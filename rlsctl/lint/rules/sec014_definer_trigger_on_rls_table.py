@@ -28,6 +28,7 @@ class DefinerTriggerOnRlsTable(Rule):
 
         CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL);
         ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
         CREATE FUNCTION invoice_guard() RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER
             SET search_path = pg_catalog, pg_temp
             AS $$ BEGIN RETURN NEW; END $$;
