@@ -78,18 +78,23 @@ def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -
 def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int | None = None) -> Plan:
     schema = live_schema(conn, project, phase)
     validate(project, project.migrated_schema().union(schema))
-    _check_extensions(conn, project, where)
+    installed = _check_extensions(conn, project, where)
     state = declare(project, schema)
-    _check_master_key(conn, state, where, project.root / "templates")
+    if installed:
+        # Unwrapping the data keys needs pgcrypto; a database that lost it gets it back from
+        # this plan, and the next apply checks the key.
+        _check_master_key(conn, state, where, project.root / "templates")
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
     return replace(plan, pending=pending)
 
 
-def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> None:
+def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> bool:
+    """Every extension the project needs is available on the server (else exit 2); returns
+    whether they are all installed in this database already."""
     wanted = list(project.settings.extensions)
     if not wanted:
-        return
+        return True
     found = catalog.extensions(conn, wanted)
     missing = [name for name in wanted if name not in found]
     if missing:
@@ -97,6 +102,7 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
             f"{where}: extension {missing[0]!r} is not installed on the server "
             f"(the project needs it: install its package, e.g. postgresql-15-{missing[0]} or postgresql-contrib)"
         )
+    return all(found.values())
 
 
 WEAK_MASTER_KEY = (
@@ -158,6 +164,7 @@ def apply(
         try:
             with locked_transaction(conn, lock_timeout, where):
                 plan = make_plan(conn, project, where, phase)
+                refuse_if_needed(plan)
                 execute_statements(conn, plan.sql, where, lock_timeout)
                 if dry_run:
                     raise _DryRunDone(plan)
@@ -166,6 +173,12 @@ def apply(
             return ApplyReport(where, done.plan, dry_run=True)
 
     return retrying(attempt)
+
+
+def refuse_if_needed(plan: Plan) -> None:
+    """Stop before running anything when the plan holds something rlsctl will not repair."""
+    if plan.refusals:
+        raise UsageError(f"{plan.refusals[0]} (nothing was changed)")
 
 
 class _DryRunDone(Exception):

@@ -243,6 +243,11 @@ class DeclaredState:
     def function_owners(self) -> tuple[str, ...]:
         return tuple(sorted({fn.owner for fn in self.helper_functions}))
 
+    @property
+    def creators(self) -> tuple[str, ...]:
+        """Managed roles that own (and so create) objects: their default privileges are managed."""
+        return tuple(sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else [])}))
+
     def table(self, name: str) -> TableSpec:
         for table in self.tables:
             if table.name == name:

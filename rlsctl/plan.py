@@ -15,11 +15,10 @@ import psycopg
 
 from rlsctl import catalog
 from rlsctl import diff as d
-from rlsctl.catalog import LiveGrant
 from rlsctl.ddl import split_rendered
 from rlsctl.declare import DeclaredState
-from rlsctl.inspect import live_objects, normalise_policies
-from rlsctl.objects import Bodies, Objects, declared_objects
+from rlsctl.inspect import Live, live_objects, normalise_policies
+from rlsctl.objects import Bodies, Obj, Objects, Role, builtin_defaults, declared_objects
 from rlsctl.render import call_macro
 
 
@@ -36,12 +35,21 @@ class Plan:
     state: DeclaredState
     operations: tuple[d.Operation, ...]
     statements: tuple[Statement, ...]
-    unmanaged: tuple[LiveGrant, ...] = ()
+    unmanaged: tuple[Obj, ...] = ()  # grants to and memberships of undeclared roles: reported, left alone
     pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
 
     @property
     def empty(self) -> bool:
         return not self.operations
+
+    @property
+    def refusals(self) -> tuple[str, ...]:
+        """Why apply will not run this plan (a managed role that bypasses RLS), one message each."""
+        return tuple(
+            f"role {op.old.name} is {' and '.join(op.old.bypass_attributes)}; rlsctl will not manage it"
+            for op in self.operations
+            if op.action == "refuse" and isinstance(op.old, Role)
+        )
 
     @property
     def sql(self) -> tuple[str, ...]:
@@ -93,19 +101,21 @@ def _column_label(group: list[d.Operation]) -> str:
 
 
 def plan_changes(
-    state: DeclaredState, declared: Objects, live: Objects, templates: Path | None, kinds: set[str] | None = None
+    state: DeclaredState, declared: Objects, live: Live, templates: Path | None, kinds: set[str] | None = None
 ) -> tuple[d.Operation, ...]:
+    objects = live.objects
     if kinds is not None:
         declared = {k: v for k, v in declared.items() if v.kind in kinds}
-        live = {k: v for k, v in live.items() if v.kind in kinds}
-    ops = d.operations(d.differences(declared, live), declared)
+        objects = {k: v for k, v in objects.items() if v.kind in kinds}
+    ops = d.operations(d.differences(declared, objects), declared, objects, live.dependents)
     return tuple(d.ordered(ops, state.helper_schema, state.function_owners))
 
 
 def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
-    """Everything declared, as if nothing existed yet (operator unknown: a conditional membership grant)."""
+    """Everything declared, against a database that has only PostgreSQL's built-in defaults
+    (operator unknown: a conditional membership grant)."""
     declared = declared_objects(state, bodies(state, templates), operator="")
-    ops = plan_changes(state, declared, {}, templates)
+    ops = plan_changes(state, declared, Live(builtin_defaults(state.creators), ()), templates)
     return Plan(state, ops, _statements(list(ops), state, templates))
 
 
@@ -117,5 +127,5 @@ def plan_for_database(
     declared = declared_objects(state, bodies(state, templates), operator)
     live = live_objects(conn, state, operator, templates)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
-    ops = plan_changes(state, declared, live.objects, templates, kinds)
+    ops = plan_changes(state, declared, live, templates, kinds)
     return Plan(state, ops, _statements(list(ops), state, templates), live.unmanaged)

@@ -30,6 +30,8 @@ KEYWORDS = frozenset(
         "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE", "EXECUTE",
         "=", "<>", "<", ">", "<=", ">=",
         "sql", "plpgsql", "IMMUTABLE", "STABLE", "VOLATILE",
+        "MAINTAIN", "TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS",
+        "LOGIN", "NOLOGIN", "CREATEDB", "NOCREATEDB", "CREATEROLE", "NOCREATEROLE",
     }
 )  # fmt: skip
 
