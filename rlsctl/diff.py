@@ -21,6 +21,7 @@ from rlsctl.objects import (
     Objects,
     Policy,
     Role,
+    Schema,
     SchemaPrivilege,
     TableGrant,
     TableSecurity,
@@ -98,10 +99,22 @@ class Operation:
         return self.obj.key
 
     @property
+    def refusal(self) -> str:
+        """Why apply will not repair this difference (for a "refuse" operation)."""
+        if isinstance(self.old, Role):
+            return f"role {self.old.name} is {' and '.join(self.old.bypass_attributes)}; rlsctl will not manage it"
+        if isinstance(self.old, Schema) and isinstance(self.new, Schema):
+            return (
+                f"schema {self.old.name} is owned by {self.old.owner}, not {self.new.owner}; "
+                "rlsctl will not adopt it (objects left in it would run as its own)"
+            )
+        return ""
+
+    @property
     def detail(self) -> str:
         """What differs, where the key alone does not say it (for drift)."""
-        if self.action == "refuse" and isinstance(self.old, Role):
-            return f"{' and '.join(self.old.bypass_attributes)}: apply refuses to manage it"
+        if self.action == "refuse":
+            return self.refusal
         if self.action == "revoke_grant_option":
             return "WITH GRANT OPTION"
         if self.action == "enable" and isinstance(self.old, Trigger):
@@ -201,7 +214,7 @@ def _trigger_effect(action: str, old: Obj | None, new: Obj | None) -> str:
 
 def _role_effect(action: str, old: Obj | None, new: Obj | None) -> str:
     if action == "refuse":
-        return NARROWS
+        return NARROWS  # the repair rlsctl refuses would take SUPERUSER or BYPASSRLS away
     if not (isinstance(old, Role) and isinstance(new, Role)):
         return NEUTRAL  # created or dropped: a NOLOGIN role with nothing granted yet
     gained = new.abilities - old.abilities
@@ -260,6 +273,9 @@ def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
         assert isinstance(old, Role)
         # A managed role that bypasses RLS is drift, but not something apply takes away behind a DBA's back.
         return [_operation("refuse" if old.bypass_attributes else "alter", old, new)]
+    if isinstance(new, Schema):
+        # Someone else's schema (or one given away) may hold objects rlsctl does not inspect.
+        return [_operation("refuse", old, new)]
     if isinstance(new, Trigger):
         assert isinstance(old, Trigger)
         only_state = replace(old, enabled=new.enabled) == new
@@ -341,8 +357,8 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("role", "alter"),
     ("membership", "grant"),
     ("membership", "revoke"),
+    ("schema", "refuse"),
     ("schema", "create"),
-    ("schema", "alter"),
     ("schema_privilege", "revoke"),
     ("schema_privilege", "grant"),
     ("default_privilege", "revoke"),

@@ -18,7 +18,7 @@ from rlsctl import diff as d
 from rlsctl.ddl import split_rendered
 from rlsctl.declare import DeclaredState
 from rlsctl.inspect import Live, live_objects, normalise_policies
-from rlsctl.objects import Bodies, Obj, Objects, Role, builtin_defaults, declared_objects
+from rlsctl.objects import Bodies, Obj, Objects, builtin_defaults, declared_objects
 from rlsctl.render import call_macro
 
 
@@ -44,12 +44,8 @@ class Plan:
 
     @property
     def refusals(self) -> tuple[str, ...]:
-        """Why apply will not run this plan (a managed role that bypasses RLS), one message each."""
-        return tuple(
-            f"role {op.old.name} is {' and '.join(op.old.bypass_attributes)}; rlsctl will not manage it"
-            for op in self.operations
-            if op.action == "refuse" and isinstance(op.old, Role)
-        )
+        """Why apply will not run this plan (a managed role that bypasses RLS, a schema given away)."""
+        return tuple(op.refusal for op in self.operations if op.action == "refuse")
 
     @property
     def sql(self) -> tuple[str, ...]:
@@ -79,7 +75,8 @@ def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
     return Bodies(functions, using, check)
 
 
-def _statements(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
+def render_operations(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
+    """The statements of operations in the order given (column grants of one target share one)."""
     found: list[Statement] = []
     for group in d.grouped(ops):
         first = group[0]
@@ -116,7 +113,7 @@ def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
     (operator unknown: a conditional membership grant)."""
     declared = declared_objects(state, bodies(state, templates), operator="")
     ops = plan_changes(state, declared, Live(builtin_defaults(state.creators), ()), templates)
-    return Plan(state, ops, _statements(list(ops), state, templates))
+    return Plan(state, ops, render_operations(list(ops), state, templates))
 
 
 def plan_for_database(
@@ -128,4 +125,4 @@ def plan_for_database(
     live = live_objects(conn, state, operator, templates)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
     ops = plan_changes(state, declared, live, templates, kinds)
-    return Plan(state, ops, _statements(list(ops), state, templates), live.unmanaged)
+    return Plan(state, ops, render_operations(list(ops), state, templates), live.unmanaged)

@@ -121,7 +121,7 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         comment=_comment,
         qualified=lambda parts: sql.qualified(*parts),
     )
-    env.globals.update(qualified=sql.qualified, ident=sql.ident, literal=sql.literal)
+    env.globals.update(qualified=sql.qualified, ident=sql.ident, literal=sql.literal, setting=sql.setting)
     return env
 
 
