@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from rlsctl import expr as e
 from rlsctl.bind import Binder, BindError, api_key_parents, bind, tenancy_exists
@@ -232,9 +233,12 @@ class DeclaredState:
         """Roles that may hold privileges on tables (all but the owner)."""
         return tuple(role.name for role in self.roles if role.name != self.owner)
 
-    @property
+    @cached_property
     def helper_functions(self) -> tuple[HelperFn, ...]:
-        """Functions rlsctl owns in the helper schema (rlsctl/functions.py)."""
+        """Functions rlsctl owns in the helper schema (rlsctl/functions.py).
+
+        Computed once per state (it walks every policy for the helpers' callers);
+        the state is frozen, so the catalogue cannot go stale."""
         from rlsctl.functions import catalogue
 
         return catalogue(self)

@@ -131,7 +131,8 @@ def _encrypted_columns(
                 raise project.error(where, f"{name}.{column} is {kind}: rlsctl encrypts only text and jsonb columns")
             if not _declares_kind(project, "keys"):
                 raise project.error(where, "encrypted columns need a role of kind keys (docs/encryption.md)")
-    used = _columns_rules_read(project, name, decl)
+    # Only tables with encrypted columns need it: it walks every table's rules (quadratic).
+    used = _columns_rules_read(project, name, decl) if decl.encrypted else {}
     for column in decl.encrypted:
         if column in used:
             raise project.error(
