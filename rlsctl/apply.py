@@ -80,10 +80,7 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
     validate(project, project.migrated_schema().union(schema))
     installed = _check_extensions(conn, project, where)
     state = declare(project, schema)
-    if installed:
-        # Unwrapping the data keys needs pgcrypto; a database that lost it gets it back from
-        # this plan, and the next apply checks the key.
-        _check_master_key(conn, state, where, project.root / "templates")
+    _check_master_key(conn, state, where, project.root / "templates", installed)
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
     return replace(plan, pending=pending)
@@ -111,9 +108,13 @@ WEAK_MASTER_KEY = (
 )
 
 
-def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path) -> None:
+def _check_master_key(
+    conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path, extensions_installed: bool
+) -> None:
     """Encryption needs the key-encryption key in every session that writes encrypted columns,
-    and it must be the one the data keys were wrapped with (else every write would fail)."""
+    and it must be the one the data keys were wrapped with (else every write would fail).
+    Unwrapping needs pgcrypto: a database that lost it gets it back from this plan, and the
+    next apply checks the key."""
     if state.encryption is None:
         return
     setting = state.encryption.master_key_setting
@@ -126,7 +127,7 @@ def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str
         )
     if not found["strong"]:
         raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting=setting)} (nothing was changed)")
-    if not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
+    if not extensions_installed or not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
         return
     sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)
     try:
