@@ -145,8 +145,9 @@ def reversed_operations(ops: list[Operation]) -> list[Operation]:
 
 # -- effects ------------------------------------------------------------------------------
 
-WIDENING = {"grant", "grant_option", "disable", "no_force", "replace", "recreate", "may_create"}
-NARROWING = {"revoke", "revoke_grant_option", "enable", "force", "refuse", "may_not_create"}
+# For grants of every kind and the table's RLS flags.
+WIDENING = {"grant", "grant_option", "disable", "no_force"}
+NARROWING = {"revoke", "revoke_grant_option", "enable", "force"}
 # Kinds whose creation or removal does not by itself change who reaches which row.
 NEUTRAL_KINDS = {"role", "schema", "extension", "function", "key_store", "active_key"}
 
@@ -155,7 +156,7 @@ def effect_of(action: str, old: Obj | None, new: Obj | None) -> str:
     """What an operation does to access: widens, narrows or neutral (docs/diff.md)."""
     obj = new if new is not None else old
     assert obj is not None
-    if action in ("may_create", "may_not_create") or action == "owner":
+    if action in ("may_create", "may_not_create", "owner"):
         return NEUTRAL  # CREATE held only while the owner takes its functions; ownership
     if isinstance(obj, Policy):
         return _policy_effect(action, old, new)
