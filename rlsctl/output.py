@@ -215,11 +215,9 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
     else:
         stdout.print(f"{escape(where)}: {len(real)} objects differ from the declared state")
         for op in real:
-            detail = op.detail
-            note = f"{detail}; " if detail else ""
-            stdout.print(
-                f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)}{op.effect} when repaired)[/]"
-            )
+            repair = "apply refuses to repair it" if op.action == "refuse" else f"{op.effect} when repaired"
+            note = "; ".join(part for part in (op.detail, repair) if part)
+            stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
     _unmanaged(plan)
 
 
