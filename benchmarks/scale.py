@@ -55,10 +55,10 @@ def counting_connection(dsn: str) -> CountingConnection:
     return CountingConnection.connect(dsn, autocommit=True, cursor_factory=CountingCursor)
 
 
-def scale_project(tables: int) -> Path:
-    """A project in a temporary directory: three tenancy tables and `tables` tenant tables,
-    each with three app policies (select, insert, update)."""
-    root = Path(tempfile.mkdtemp(prefix=f"rlsctl-scale-{tables}-"))
+def scale_project(tables: int, parent: Path | None = None) -> Path:
+    """A project (in `parent`, else a new temporary directory): three tenancy tables and
+    `tables` tenant tables, each with three app policies (select, insert, update)."""
+    root = Path(tempfile.mkdtemp(prefix=f"rlsctl-scale-{tables}-", dir=parent))
     (root / "policies").mkdir()
     (root / "migrations" / "0_scale").mkdir(parents=True)
     ddl = [

@@ -7,6 +7,8 @@ change fails here first. A new catalog query belongs in the existing pipelines.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks.scale import counting_connection, scale_project
 from rlsctl import apply as applying
 from rlsctl import migrate as migrating
@@ -18,9 +20,9 @@ FULL_APPLY = (23, 7)
 NO_OP_PLAN = (24, 8)
 
 
-def counts_for(make_db, tables: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def counts_for(make_db, tables: int, parent: Path) -> tuple[tuple[int, int], tuple[int, int]]:
     database = make_db()
-    project = load_project(scale_project(tables), role_prefix=database.prefix)
+    project = load_project(scale_project(tables, parent), role_prefix=database.prefix)
     with counting_connection(database.dsn) as conn:
         migrating.migrate(conn, project, database.target)
         conn.reset_counts()
@@ -31,7 +33,7 @@ def counts_for(make_db, tables: int) -> tuple[tuple[int, int], tuple[int, int]]:
         return full, conn.counts
 
 
-def test_catalog_round_trips_do_not_grow_with_the_number_of_tables(make_db):
-    few, many = counts_for(make_db, 2), counts_for(make_db, 40)
+def test_catalog_round_trips_do_not_grow_with_the_number_of_tables(make_db, tmp_path):
+    few, many = counts_for(make_db, 2, tmp_path), counts_for(make_db, 40, tmp_path)
     assert few == many
     assert few == (FULL_APPLY, NO_OP_PLAN)
