@@ -6,8 +6,12 @@
    executing the same statements through one psycopg connection (target:
    within 1.5x), and a no-op apply (target: under 0.3 s).
 2. Scale: a generated project with 10 and with 1,000 tenant tables (3,000
-   policies): the number of queries a no-op plan sends must not grow with the
-   number of tables, and its time is printed beside it.
+   policies): the queries and round trips of a full apply and of a no-op plan
+   must not grow with the number of tables (asserted), and their times are
+   printed beside them.
+
+PromptCraft encrypts columns: without rlsctl.master_key in PGOPTIONS, a random
+key-encryption key is set for this run (as the tests do).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import os
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +36,8 @@ from rlsctl.db import Target  # noqa: E402
 from rlsctl.diffing import read_plan  # noqa: E402
 from rlsctl.project import Project, load_project  # noqa: E402
 
-QUERIES = 0
-
-
-class CountingCursor(psycopg.Cursor):
-    def execute(self, *args, **kwargs):  # type: ignore[override]
-        global QUERIES
-        QUERIES += 1
-        return super().execute(*args, **kwargs)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from scale import CountingConnection, counting_connection, scale_project  # noqa: E402
 
 
 class Server:
@@ -70,8 +67,8 @@ class Server:
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def connect(dsn: str) -> psycopg.Connection:
-    return psycopg.connect(dsn, autocommit=True, cursor_factory=CountingCursor)
+def connect(dsn: str) -> CountingConnection:
+    return counting_connection(dsn)
 
 
 def migrated(server: Server, project: Project) -> str:
@@ -116,60 +113,31 @@ def promptcraft(server: Server, rounds: int) -> None:
     print(f"  no-op apply         {noop_s * 1000:8.1f} ms  (target < 300 ms)")
 
 
-def scale_project(tables: int) -> Path:
-    root = Path(tempfile.mkdtemp(prefix=f"rlsctl-bench-{tables}-"))
-    (root / "policies").mkdir()
-    (root / "migrations" / "0_scale").mkdir(parents=True)
-    ddl = [
-        "CREATE TABLE account (id text PRIMARY KEY);",
-        "CREATE TABLE tenant (id text PRIMARY KEY, owner_id text NOT NULL REFERENCES account(id));",
-        "CREATE INDEX ON tenant(owner_id);",
-        "CREATE TABLE member (id text PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenant(id), "
-        "account_id text NOT NULL REFERENCES account(id), level text NOT NULL);",
-        "CREATE INDEX ON member(tenant_id); CREATE INDEX ON member(account_id);",
-    ]
-    policies = [
-        "project: {name: scale, role_prefix: scale_}",
-        "roles: {owner: {kind: owner}, app: {kind: app}, definer: {kind: definer}}",
-        "tenancy:",
-        "  tenants: {table: tenant, key: id, owner: owner_id}",
-        "  membership: {table: member, tenant: tenant_id, user: account_id, rank: level}",
-        "  ranks: [reader, writer]",
-        "tables:",
-        "  account: {policies: {app: {select: {self: id}}}}",
-        "  tenant: {tenant: id, policies: {app: {select: {tenant_role: reader}}}}",
-        "  member: {tenant: tenant_id, policies: {app: {select: {tenant_role: reader}}}}",
-    ]
-    for n in range(tables):
-        ddl.append(
-            f"CREATE TABLE t{n} (id text PRIMARY KEY, tenant_id text NOT NULL REFERENCES tenant(id), body text);"
-        )
-        ddl.append(f"CREATE INDEX ON t{n}(tenant_id);")
-        policies.append(
-            f"  t{n}: {{tenant: tenant_id, policies: {{app: {{select: {{tenant_role: reader}}, "
-            "insert: {tenant_role: writer}, update: {tenant_role: writer}}}}"
-        )
-    (root / "migrations" / "0_scale" / "01_scale.up.sql").write_text("\n".join(ddl) + "\n")
-    (root / "migrations" / "0_scale" / "01_scale.down.sql").write_text("SELECT 1;\n")
-    (root / "policies" / "scale.yaml").write_text("\n".join(policies) + "\n")
-    return root
-
-
 def scale(server: Server) -> None:
-    global QUERIES
-    print("No-op plan as tables grow")
+    print("Catalog reads as tables grow (queries / round trips; a pipeline is one round trip)")
+    counts: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
     for tables in (10, 1000):
         project = load_project(scale_project(tables), role_prefix=server.prefix())
         dsn = migrated(server, project)
         with connect(dsn) as conn:
+            conn.reset_counts()
+            started = time.perf_counter()
             applying.apply(conn, project, "bench", lock_timeout=60)
-            QUERIES = 0
+            full = time.perf_counter() - started, conn.counts
+            conn.reset_counts()
             started = time.perf_counter()
             plan = read_plan(conn, project, "bench", None)
-            elapsed = time.perf_counter() - started
+            noop = time.perf_counter() - started, conn.counts
             assert plan.empty
+        counts[tables] = (full[1], noop[1])
         policies = sum(len(t.policies) for t in plan.state.tables)
-        print(f"  {tables:5d} tables, {policies:5d} policies: {QUERIES:3d} queries, {elapsed * 1000:8.1f} ms")
+        print(
+            f"  {tables:5d} tables, {policies:5d} policies: full apply {full[1][0]:3d} / {full[1][1]:3d} "
+            f"in {full[0] * 1000:8.1f} ms; no-op plan {noop[1][0]:3d} / {noop[1][1]:3d} in {noop[0] * 1000:8.1f} ms"
+        )
+    fixed = counts[10] == counts[1000]
+    print(f"  fixed number of queries and round trips from 10 to 1,000 tables: {'yes' if fixed else 'NO'}")
+    assert fixed, f"catalog reads grew with the number of tables: {counts}"
 
 
 def main() -> None:
@@ -179,6 +147,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if "rlsctl.master_key" not in os.environ.get("PGOPTIONS", ""):
+        key = "bench-" + secrets.token_hex(24)
+        os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c rlsctl.master_key={key}".strip()
     server = Server(args.server)
     try:
         promptcraft(server, args.rounds)

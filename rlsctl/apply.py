@@ -78,9 +78,9 @@ def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -
 def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int | None = None) -> Plan:
     schema = live_schema(conn, project, phase)
     validate(project, project.migrated_schema().union(schema))
-    _check_extensions(conn, project, where)
+    installed = _check_extensions(conn, project, where)
     state = declare(project, schema)
-    _check_master_key(conn, state, where, project.root / "templates")
+    _check_master_key(conn, state, where, project.root / "templates", installed)
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
     pending_columns = tuple(
@@ -90,10 +90,12 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
     return replace(plan, pending=pending, pending_columns=pending_columns)
 
 
-def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> None:
+def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> bool:
+    """Every extension the project needs is available on the server (else exit 2); returns
+    whether they are all installed in this database already."""
     wanted = list(project.settings.extensions)
     if not wanted:
-        return
+        return True
     found = catalog.extensions(conn, wanted)
     missing = [name for name in wanted if name not in found]
     if missing:
@@ -101,6 +103,7 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
             f"{where}: extension {missing[0]!r} is not installed on the server "
             f"(the project needs it: install its package, e.g. postgresql-15-{missing[0]} or postgresql-contrib)"
         )
+    return all(found.values())
 
 
 WEAK_MASTER_KEY = (
@@ -109,9 +112,13 @@ WEAK_MASTER_KEY = (
 )
 
 
-def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path) -> None:
+def _check_master_key(
+    conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path, extensions_installed: bool
+) -> None:
     """Encryption needs the key-encryption key in every session that writes encrypted columns,
-    and it must be the one the data keys were wrapped with (else every write would fail)."""
+    and it must be the one the data keys were wrapped with (else every write would fail).
+    Unwrapping needs pgcrypto: a database that lost it gets it back from this plan, and the
+    next apply checks the key."""
     if state.encryption is None:
         return
     setting = state.encryption.master_key_setting
@@ -124,7 +131,7 @@ def _check_master_key(conn: psycopg.Connection, state: DeclaredState, where: str
         )
     if not found["strong"]:
         raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting=setting)} (nothing was changed)")
-    if not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
+    if not extensions_installed or not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
         return
     sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)
     try:
@@ -162,6 +169,7 @@ def apply(
         try:
             with locked_transaction(conn, lock_timeout, where):
                 plan = make_plan(conn, project, where, phase)
+                refuse_if_needed(plan)
                 execute_statements(conn, plan.sql, where, lock_timeout)
                 if dry_run:
                     raise _DryRunDone(plan)
@@ -170,6 +178,12 @@ def apply(
             return ApplyReport(where, done.plan, dry_run=True)
 
     return retrying(attempt)
+
+
+def refuse_if_needed(plan: Plan) -> None:
+    """Stop before running anything when the plan holds something rlsctl will not repair."""
+    if plan.refusals:
+        raise UsageError(f"{plan.refusals[0]} (nothing was changed)")
 
 
 class _DryRunDone(Exception):

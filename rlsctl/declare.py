@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from rlsctl import expr as e
 from rlsctl.bind import Binder, BindError, api_key_parents, bind, tenancy_exists
@@ -235,9 +236,12 @@ class DeclaredState:
         """Roles that may hold privileges on tables (all but the owner)."""
         return tuple(role.name for role in self.roles if role.name != self.owner)
 
-    @property
+    @cached_property
     def helper_functions(self) -> tuple[HelperFn, ...]:
-        """Functions rlsctl owns in the helper schema (rlsctl/functions.py)."""
+        """Functions rlsctl owns in the helper schema (rlsctl/functions.py).
+
+        Computed once per state (it walks every policy for the helpers' callers);
+        the state is frozen, so the catalogue cannot go stale."""
         from rlsctl.functions import catalogue
 
         return catalogue(self)
@@ -245,6 +249,11 @@ class DeclaredState:
     @property
     def function_owners(self) -> tuple[str, ...]:
         return tuple(sorted({fn.owner for fn in self.helper_functions}))
+
+    @property
+    def creators(self) -> tuple[str, ...]:
+        """Managed roles that own (and so create) objects: their default privileges are managed."""
+        return tuple(sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else [])}))
 
     def table(self, name: str) -> TableSpec:
         for table in self.tables:
@@ -298,12 +307,13 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
 
 
 def _pending_columns(project: Project, schema: Schema, managed: list[str]) -> tuple[tuple[str, str], ...]:
-    from rlsctl.validate import columns_named
+    from rlsctl.validate import columns_named, exists_reads
 
+    through_exists = exists_reads(project)  # once: it walks every table's rules
     return tuple(
         (name, column)
         for name in managed
-        for column in columns_named(project, name, project.tables[name])
+        for column in columns_named(project, name, project.tables[name], through_exists)
         if not schema.has_column(name, column)
     )
 

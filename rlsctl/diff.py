@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsctl.objects import (
+    ColumnGrant,
     Function,
     FunctionGrant,
     KeyStore,
@@ -20,8 +21,11 @@ from rlsctl.objects import (
     Objects,
     Policy,
     Role,
+    Schema,
     SchemaPrivilege,
+    TableGrant,
     TableSecurity,
+    Trigger,
 )
 from rlsctl.render import call_macro
 
@@ -51,6 +55,28 @@ def differences(declared: Mapping[str, Obj], live: Mapping[str, Obj]) -> Differe
     return Differences(added, removed, modified, unmodified)
 
 
+TRIGGER_STATES = {"D": "disabled", "R": "fires only in replica sessions", "A": "enabled ALWAYS"}
+
+
+class Irreversible(ValueError):
+    """An operation whose previous state is unknown or cannot be brought back."""
+
+
+# The action that undoes each action (old and new swapped). Every action is listed,
+# and the mapping is its own inverse; "refuse" changes nothing, so it undoes itself.
+INVERSE = {
+    "create": "drop",
+    "grant": "revoke",
+    "enable": "disable",
+    "force": "no_force",
+    "grant_option": "revoke_grant_option",
+    "detach": "attach",
+    "may_create": "may_not_create",
+    **{same: same for same in ("alter", "owner", "recreate", "replace", "refuse")},
+}
+INVERSE.update({undo: do for do, undo in INVERSE.items()})
+
+
 @dataclass(frozen=True)
 class Operation:
     action: str  # the macro of objects/<kind>.sql.j2 that renders it
@@ -72,61 +98,166 @@ class Operation:
     def key(self) -> str:
         return self.obj.key
 
+    @property
+    def refusal(self) -> str:
+        """Why apply will not repair this difference (for a "refuse" operation)."""
+        if isinstance(self.old, Role):
+            return f"role {self.old.name} is {' and '.join(self.old.bypass_attributes)}; rlsctl will not manage it"
+        if isinstance(self.old, Schema) and isinstance(self.new, Schema):
+            return (
+                f"schema {self.old.name} is owned by {self.old.owner}, not {self.new.owner}; "
+                "rlsctl will not adopt it (objects left in it would run as its own)"
+            )
+        return ""
+
+    @property
+    def detail(self) -> str:
+        """What differs, where the key alone does not say it (for drift)."""
+        if self.action == "refuse":
+            return self.refusal
+        if self.action == "revoke_grant_option":
+            return "WITH GRANT OPTION"
+        if self.action == "enable" and isinstance(self.old, Trigger):
+            return TRIGGER_STATES.get(self.old.enabled, "")
+        return ""
+
     def reverse(self) -> Operation:
-        """The operation that undoes this one (old and new swapped)."""
-        inverse = {"create": "drop", "drop": "create", "grant": "revoke", "revoke": "grant"}
-        action = inverse.get(self.action, self.action)
-        effect = {WIDENS: NARROWS, NARROWS: WIDENS}.get(self.effect, self.effect)
-        return Operation(action, self.new, self.old, effect)
+        """The operation that undoes this one: the inverse action, old and new swapped, its own effect.
+
+        Raises Irreversible where the state before is not known (the owner a table
+        had before rlsctl first saw it) or cannot come back (a data key, once
+        rows may be encrypted with it)."""
+        if self.kind == "active_key":
+            raise Irreversible(f"{self.key}: data may already be encrypted with it; retire it with rlsctl keys")
+        if self.kind == "table" and self.action == "owner" and self.old is None:
+            raise Irreversible(f"{self.key}: its owner before rlsctl first secured it is not known")
+        action = INVERSE[self.action]
+        old, new = self.new, self.old
+        if self.kind == "table" and new is None:
+            new = old  # a table rlsctl first saw: only the flag the action names changes back
+        return Operation(action, old, new, effect_of(action, old, new))
+
+
+def reversed_operations(ops: list[Operation]) -> list[Operation]:
+    """The operations that undo `ops`, in the order that undoes them (last first)."""
+    return [op.reverse() for op in reversed(ops)]
+
+
+# -- effects ------------------------------------------------------------------------------
+
+# For grants of every kind and the table's RLS flags.
+WIDENING = {"grant", "grant_option", "disable", "no_force"}
+NARROWING = {"revoke", "revoke_grant_option", "enable", "force"}
+# Kinds whose creation or removal does not by itself change who reaches which row.
+NEUTRAL_KINDS = {"role", "schema", "extension", "function", "key_store", "active_key"}
+
+
+def effect_of(action: str, old: Obj | None, new: Obj | None) -> str:
+    """What an operation does to access: widens, narrows or neutral (docs/diff.md)."""
+    obj = new if new is not None else old
+    assert obj is not None
+    if action in ("may_create", "may_not_create", "owner"):
+        return NEUTRAL  # CREATE held only while the owner takes its functions; ownership
+    if isinstance(obj, Policy):
+        return _policy_effect(action, old, new)
+    if isinstance(obj, Trigger):
+        return _trigger_effect(action, old, new)
+    if isinstance(obj, Role):
+        return _role_effect(action, old, new)
+    if obj.kind in NEUTRAL_KINDS:
+        # a body or signature changed can open anything: shown to the reviewer as widening
+        return WIDENS if obj.kind == "function" and action in ("replace", "recreate") else NEUTRAL
+    if action in WIDENING:
+        return WIDENS
+    if action in NARROWING:
+        return NARROWS
+    return NEUTRAL
+
+
+def _policy_effect(action: str, old: Obj | None, new: Obj | None) -> str:
+    """Permissive policies let rows in, restrictive ones filter them out."""
+    if action in ("create", "attach"):
+        assert isinstance(new, Policy)
+        return WIDENS if new.permissive else NARROWS
+    if action in ("drop", "detach"):
+        assert isinstance(old, Policy)
+        return NARROWS if old.permissive else WIDENS
+    assert isinstance(old, Policy) and isinstance(new, Policy)
+    same_rule = (old.command, old.using, old.check) == (new.command, new.using, new.check)
+    if not same_rule:
+        # Whether another expression admits fewer rows is not something a plan can prove.
+        return WIDENS
+    if old.permissive and new.permissive:
+        return NARROWS if _fewer_roles(old.roles, new.roles) else WIDENS
+    if not old.permissive and not new.permissive:
+        return NARROWS if _fewer_roles(new.roles, old.roles) else WIDENS
+    # A way in that becomes a filter (for the same roles) narrows; the other way round widens.
+    return NARROWS if old.permissive and old.roles == new.roles else WIDENS
+
+
+def _fewer_roles(before: tuple[str, ...], after: tuple[str, ...]) -> bool:
+    """Whether `after` names a strict subset of the roles `before` reaches (PUBLIC is everyone)."""
+    if "PUBLIC" in after:
+        return False
+    return "PUBLIC" in before or set(after) < set(before)
+
+
+def _trigger_effect(action: str, old: Obj | None, new: Obj | None) -> str:
+    """rlsctl's triggers refuse changes (guards) or hide plaintext (encryption): firing narrows."""
+    was = isinstance(old, Trigger) and old.fires
+    becomes = isinstance(new, Trigger) and new.fires
+    if becomes and not was:
+        return NARROWS
+    if was and not becomes:
+        return WIDENS
+    return NEUTRAL
+
+
+def _role_effect(action: str, old: Obj | None, new: Obj | None) -> str:
+    if action == "refuse":
+        return NARROWS  # the repair rlsctl refuses would take SUPERUSER or BYPASSRLS away
+    if not (isinstance(old, Role) and isinstance(new, Role)):
+        return NEUTRAL  # created or dropped: a NOLOGIN role with nothing granted yet
+    gained = new.abilities - old.abilities
+    if gained:
+        return WIDENS
+    return NARROWS if old.abilities - new.abilities else NEUTRAL
 
 
 # -- choosing operations ------------------------------------------------------------------
 
-CREATE_EFFECT = {
-    "role": NEUTRAL,
-    "membership": WIDENS,
-    "schema": NEUTRAL,
-    "schema_privilege": WIDENS,
-    "default_privilege": NARROWS,
-    "extension": NEUTRAL,
-    "function": NEUTRAL,
-    "function_grant": WIDENS,
-    "policy": WIDENS,  # permissive: one more way in
-    "table_grant": WIDENS,
-    "column_grant": WIDENS,
-    "trigger": NARROWS,  # a guard refuses changes; encryption hides plaintext
-    "key_store": NEUTRAL,
-    "active_key": NEUTRAL,
-}
-GRANT_KINDS = {"membership", "schema_privilege", "function_grant", "table_grant", "column_grant"}
+GRANT_KINDS = {"membership", "schema_privilege", "default_privilege", "function_grant", "table_grant", "column_grant"}
 # Never dropped by apply: data (tables, the key store and its keys) and what other projects may share.
-NEVER_REMOVED = {"role", "membership", "schema", "default_privilege", "extension", "table", "key_store", "active_key"}
+NEVER_REMOVED = {"role", "schema", "extension", "table", "key_store", "active_key"}
 
 
-def operations(diff: Differences, declared: Objects | None = None) -> list[Operation]:
+def operations(
+    diff: Differences,
+    declared: Objects | None = None,
+    live: Objects | None = None,
+    dependents: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[Operation]:
+    """The operations that remove the differences. `dependents`: function key -> live policies calling it."""
+    declared = declared or {}
     ops: list[Operation] = []
     for obj in diff.added:
-        if isinstance(obj, TableSecurity):
-            ops += _table(None, obj)
-            continue
-        action = "grant" if obj.kind in GRANT_KINDS else "create"
-        ops.append(Operation(action, None, obj, CREATE_EFFECT[obj.kind]))
+        ops += _added(obj)
     for obj in diff.removed:
-        if obj.kind in NEVER_REMOVED:
-            continue
-        action = "revoke" if obj.kind in GRANT_KINDS else "drop"
-        ops.append(Operation(action, obj, None, _removal_effect(obj)))
+        if obj.kind not in NEVER_REMOVED:
+            ops.append(_operation("revoke" if obj.kind in GRANT_KINDS else "drop", obj, None))
     for old, new in diff.modified:
-        ops += _modified(old, new, declared or {})
-    return ops
+        ops += _modified(old, new, declared)
+    return _detach_dependents(ops, declared, live or {}, dependents or {})
 
 
-def _removal_effect(obj: Obj) -> str:
-    if obj.kind == "trigger":
-        return WIDENS  # a guard goes away
-    if obj.kind == "function":
-        return NEUTRAL
-    return NARROWS
+def _operation(action: str, old: Obj | None, new: Obj | None) -> Operation:
+    return Operation(action, old, new, effect_of(action, old, new))
+
+
+def _added(obj: Obj) -> list[Operation]:
+    if isinstance(obj, TableSecurity):
+        return _table(None, obj)
+    return [_operation("grant" if obj.kind in GRANT_KINDS else "create", None, obj)]
 
 
 def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
@@ -135,37 +266,60 @@ def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
         return _table(old, new)
     if isinstance(new, Function):
         assert isinstance(old, Function)
-        if (old.returns, old.language) != (new.returns, new.language):
-            # CREATE OR REPLACE cannot change these; dropping loses the grants, so re-grant them.
-            regrants = [
-                Operation("grant", None, obj, WIDENS)
-                for obj in declared.values()
-                if isinstance(obj, FunctionGrant) and _same_function(obj, new)
-            ]
-            return [Operation("recreate", old, new, WIDENS), *regrants]
-        if replace(old, owner=new.owner) == new:
-            return [Operation("owner", old, new, NEUTRAL)]
-        return [Operation("replace", old, new, WIDENS)]
+        return _function(old, new, declared)
     if isinstance(new, Policy):
         assert isinstance(old, Policy)
-        effect = NARROWS if _only_roles_removed(old, new) else WIDENS
-        if (old.command, old.permissive) != (new.command, new.permissive) or (old.check and not new.check):
-            return [Operation("recreate", old, new, effect)]
-        return [Operation("alter", old, new, effect)]
+        return [_operation("recreate" if _policy_needs_recreate(old, new) else "alter", old, new)]
     if isinstance(new, Role):
-        return [Operation("alter", old, new, NARROWS if isinstance(old, Role) and old.login else NEUTRAL)]
-    return [Operation("recreate" if new.kind == "trigger" else "alter", old, new, NEUTRAL)]
+        assert isinstance(old, Role)
+        # A managed role that bypasses RLS is drift, but not something apply takes away behind a DBA's back.
+        return [_operation("refuse" if old.bypass_attributes else "alter", old, new)]
+    if isinstance(new, Schema):
+        # Someone else's schema (or one given away) may hold objects rlsctl does not inspect.
+        return [_operation("refuse", old, new)]
+    if isinstance(new, Trigger):
+        assert isinstance(old, Trigger)
+        only_state = replace(old, enabled=new.enabled) == new
+        return [_operation("enable" if only_state else "recreate", old, new)]
+    if isinstance(new, TableGrant | ColumnGrant):
+        assert isinstance(old, TableGrant | ColumnGrant)
+        # Same key, so only the grant option differs.
+        return [_operation("revoke_grant_option" if old.grantable else "grant_option", old, new)]
+    return [_operation("alter", old, new)]
+
+
+def _function(old: Function, new: Function, declared: Objects) -> list[Operation]:
+    if old.returns != new.returns:
+        # CREATE OR REPLACE cannot change the result type; dropping loses the grants, so re-grant them.
+        regrants = [
+            _operation("grant", None, obj)
+            for obj in declared.values()
+            if isinstance(obj, FunctionGrant) and _same_function(obj, new)
+        ]
+        return [_operation("recreate", old, new), *regrants]
+    if replace(old, owner=new.owner) == new:
+        return [_operation("owner", old, new)]
+    # Body, language, volatility, security, settings: CREATE OR REPLACE keeps grants and dependents.
+    return [_operation("replace", old, new)]
+
+
+def _policy_needs_recreate(old: Policy, new: Policy) -> bool:
+    """ALTER POLICY changes roles and expressions, but cannot change the command or
+    the kind, nor remove a USING or WITH CHECK clause."""
+    if (old.command, old.permissive) != (new.command, new.permissive):
+        return True
+    return (old.using is not None and new.using is None) or (old.check is not None and new.check is None)
 
 
 def _table(old: TableSecurity | None, new: TableSecurity) -> list[Operation]:
     """Owner, then RLS enabled, then forced (what differs; everything for a table seen first)."""
     found: list[Operation] = []
     if old is None or old.owner != new.owner:
-        found.append(Operation("owner", old, new, NEUTRAL))
+        found.append(_operation("owner", old, new))
     if new.rls_enabled and (old is None or not old.rls_enabled):
-        found.append(Operation("enable", old, new, NARROWS))
+        found.append(_operation("enable", old, new))
     if new.rls_forced and (old is None or not old.rls_forced):
-        found.append(Operation("force", old, new, NARROWS))
+        found.append(_operation("force", old, new))
     return found
 
 
@@ -173,8 +327,23 @@ def _same_function(grant: FunctionGrant, function: Function) -> bool:
     return (grant.schema, grant.name, grant.arg_types) == (function.schema, function.name, function.arg_types)
 
 
-def _only_roles_removed(old: Policy, new: Policy) -> bool:
-    return (old.using, old.check) == (new.using, new.check) and set(new.roles) < set(old.roles)
+def _detach_dependents(
+    ops: list[Operation], declared: Objects, live: Objects, dependents: Mapping[str, tuple[str, ...]]
+) -> list[Operation]:
+    """A function that must be dropped and created again takes the live policies that call it
+    with it (PostgreSQL refuses to drop it under them): they are dropped just before it and the
+    declared ones created again with the other policies, in the same transaction. Their tables
+    keep RLS on throughout, so they admit fewer rows in between, never more."""
+    recreated = {op.key for op in ops if op.kind == "function" and op.action == "recreate"}
+    detached = sorted({policy for function in recreated for policy in dependents.get(function, ())})
+    if not detached:
+        return ops
+    kept = [op for op in ops if not (op.kind == "policy" and op.key in detached)]
+    for key in detached:
+        kept.append(_operation("detach", live[key], None))
+        if key in declared:
+            kept.append(_operation("create", None, declared[key]))
+    return kept
 
 
 # -- order --------------------------------------------------------------------------------------
@@ -184,19 +353,22 @@ def _only_roles_removed(old: Policy, new: Policy) -> bool:
 # or grant of a table changes; revokes and drops before grants and creates;
 # grants last; functions dropped only after nothing references them.
 ORDER: tuple[tuple[str, str], ...] = (
+    ("role", "refuse"),
     ("role", "create"),
     ("role", "alter"),
     ("membership", "grant"),
     ("membership", "revoke"),
+    ("schema", "refuse"),
     ("schema", "create"),
-    ("schema", "alter"),
     ("schema_privilege", "revoke"),
     ("schema_privilege", "grant"),
-    ("default_privilege", "create"),
+    ("default_privilege", "revoke"),
+    ("default_privilege", "grant"),
     ("extension", "create"),
     ("helper_owner", "may_create"),
     ("key_store", "create"),
     ("key_store", "alter"),
+    ("policy", "detach"),  # policies calling a function that is dropped and created again
     ("function", "create"),
     ("function", "recreate"),
     ("function", "replace"),
@@ -209,17 +381,31 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("table", "enable"),
     ("table", "force"),
     ("table_grant", "revoke"),
+    ("table_grant", "revoke_grant_option"),
     ("column_grant", "revoke"),
+    ("column_grant", "revoke_grant_option"),
     ("trigger", "drop"),
+    ("trigger", "disable"),
     ("policy", "drop"),
     ("policy", "recreate"),
     ("policy", "alter"),
     ("policy", "create"),
+    ("policy", "attach"),
     ("trigger", "recreate"),
     ("trigger", "create"),
+    ("trigger", "enable"),
     ("table_grant", "grant"),
+    ("table_grant", "grant_option"),
     ("column_grant", "grant"),
+    ("column_grant", "grant_option"),
     ("function", "drop"),
+    # Only ever the reverse of an apply (Operation.reverse): apply itself never runs these.
+    ("table", "no_force"),
+    ("table", "disable"),
+    ("key_store", "drop"),
+    ("extension", "drop"),
+    ("schema", "drop"),
+    ("role", "drop"),
 )
 RANK = {step: index for index, step in enumerate(ORDER)}
 
@@ -244,6 +430,9 @@ def _rank(op: Operation) -> tuple[int, str]:
     return RANK[(kind, op.action)], op.obj.sort_key
 
 
+REMOVING = {"drop", "revoke", "detach"}
+
+
 def render(op: Operation, context: object, templates: Path | None) -> str:
     """The SQL of one operation, from the macro `action` of `objects/<kind>.sql.j2`."""
     if op.action == "may_create":
@@ -253,16 +442,18 @@ def render(op: Operation, context: object, templates: Path | None) -> str:
     template = f"objects/{op.kind}.sql.j2"
     if op.kind == "column_grant":
         raise ValueError("column grants render in groups: use render_group")
-    if op.action in ("drop", "revoke"):
+    if op.kind == "table":
+        return call_macro(template, op.action, templates, op.obj, context)
+    if op.action in REMOVING:
         return call_macro(template, op.action, templates, op.old, context)
-    if op.old is not None and op.new is not None and op.kind != "table":
+    if op.old is not None and op.new is not None:
         return call_macro(template, op.action, templates, op.new, context, op.old)
     return call_macro(template, op.action, templates, op.new, context)
 
 
 def render_group(ops: list[Operation], context: object, templates: Path | None) -> str:
     """Column grants of one table, grantee, privilege and action as one statement."""
-    objs = [op.obj for op in ops]
+    objs = [op.old if op.action in REMOVING else op.obj for op in ops]
     return call_macro("objects/column_grant.sql.j2", ops[0].action, templates, objs, context)
 
 

@@ -1,10 +1,18 @@
 """The live side of the diff: the catalog, read into the objects of `rlsctl.objects`.
 
-Only what rlsctl manages is read: the declared roles, the helper and project
-schemas, the helper schema's functions, and on the declared tables that
-exist their RLS flags, policies, grants to the declared roles and to PUBLIC,
-and the triggers calling helper functions. Grants on those tables to roles the
-project does not declare are returned separately as unmanaged.
+Only what rlsctl manages is read: the declared roles and their memberships,
+the helper and project schemas, the default privileges of the roles that
+create objects, the helper schema's functions, and on the declared tables
+that exist their RLS flags, policies, grants and the triggers calling helper
+functions.
+
+Grants to roles the project does not declare (a backup tool, monitoring, a
+migration tool) and memberships of such roles in the declared ones (the app's
+login role) are returned separately as unmanaged: reported, left alone. With
+`prune_unmanaged_grants` such grants are managed (and so revoked); memberships
+stay unmanaged. Grants to PUBLIC are always managed. One deliberate
+exception: EXECUTE on a SECURITY DEFINER helper is managed whoever holds it,
+because it lends the helper owner's rights (see docs/diff.md).
 
 Policy expressions are compared in the form the server stores them: the
 declared ones are created on column-for-column copies of their tables in
@@ -14,19 +22,21 @@ pg_get_expr under the same search_path as the live ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from rlsctl import catalog, statements
 from rlsctl.catalog import LiveGrant
 from rlsctl.declare import DeclaredState
-from rlsctl.errors import UsageError
 from rlsctl.objects import (
+    MANAGED_DEFAULT_TYPES,
     ActiveKey,
     ColumnGrant,
-    DefaultRevoke,
+    DefaultPrivilege,
     Extension,
     Function,
     FunctionGrant,
@@ -48,7 +58,20 @@ from rlsctl.render import call_macro, render_template
 @dataclass(frozen=True)
 class Live:
     objects: Objects
-    unmanaged: tuple[LiveGrant, ...]  # grants on managed tables to roles the project does not declare
+    unmanaged: tuple[Obj, ...]  # grants to and memberships of roles the project does not declare
+    # function key -> keys of the live policies that call it (they go before the function can)
+    dependents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """Live objects split into managed ones and unmanaged ones (reported, left alone)."""
+
+    managed: list[Obj] = field(default_factory=list)
+    unmanaged: list[Obj] = field(default_factory=list)
+
+    def add(self, obj: Obj, managed: bool) -> None:
+        (self.managed if managed else self.unmanaged).append(obj)
 
 
 def live_objects(
@@ -56,77 +79,72 @@ def live_objects(
 ) -> Live:
     """Every managed object as the catalog has it: all reads in one round trip."""
     schemas = sorted({state.helper_schema, state.schema})
-    creators = [state.owner, state.definer]
+    queries: dict[str, dict[str, Any]] = {
+        "roles": {"prefix": "", "names": list(state.managed_role_names)},
+        "memberships": {"names": list(state.managed_role_names)},
+        "schemas": {"schemas": schemas},
+        "schema_privileges": {"schemas": schemas},
+        "default_privileges": {"roles": list(state.creators)},
+        "installed_extensions": {},
+        "functions": {"schema": state.helper_schema},
+        "tables": {"schema": state.schema},
+        "policies": {"schema": state.schema},
+        "table_privileges": {"schema": state.schema},
+        "column_privileges": {"schema": state.schema},
+        "triggers": {"schema": state.schema},
+        "key_store": {"schema": state.helper_schema},
+    }
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
-        rows = catalog.fetch_many(
-            conn,
-            [
-                ("roles", {"prefix": "", "names": [*state.managed_role_names, *([operator] if operator else [])]}),
-                ("schemas", {"schemas": schemas}),
-                ("schema_privileges", {"schemas": schemas}),
-                ("default_privileges", {"roles": creators}),
-                ("installed_extensions", {}),
-                ("functions", {"schema": state.helper_schema}),
-                ("tables", {"schema": state.schema}),
-                ("policies", {"schema": state.schema}),
-                ("table_privileges", {"schema": state.schema}),
-                ("column_privileges", {"schema": state.schema}),
-                ("triggers", {"schema": state.schema}),
-                ("key_store", {"schema": state.helper_schema}),
-            ],
+        rows = dict(zip(queries, catalog.fetch_many(conn, list(queries.items())), strict=True))
+        active_key = (
+            bool(rows["key_store"]) and state.encryption is not None and _active_key_exists(conn, state, templates)
         )
-        key_store = rows[-1]
-        active_key = bool(key_store) and state.encryption is not None and _active_key_exists(conn, state, templates)
-    (
-        roles,
-        schema_rows,
-        schema_privileges,
-        defaults,
-        extensions,
-        functions,
-        tables,
-        policies,
-        table_privileges,
-        column_privileges,
-        triggers,
-        _,
-    ) = rows
+    return _load(state, operator, rows, active_key)
+
+
+def _load(state: DeclaredState, operator: str | None, rows: dict[str, list[dict[str, Any]]], active_key: bool) -> Live:
     managed_tables = {table.name for table in state.tables}
-    found: list[Obj] = []
-    found += _roles([catalog.live_role(row) for row in roles], state, operator)
-    found += _schemas(schema_rows, schema_privileges, state)
-    found += [
-        DefaultRevoke(row["creator"])
-        for row in defaults
-        if row["objtype"] == "f" and row["schema"] is None and not row["public_granted"]
-    ]
-    installed = {row["name"]: row["schema"] for row in extensions}
-    found += [Extension(name, installed[name]) for name in state.extensions if name in installed]
-    found += _functions([catalog.live_function(row) for row in functions], state)
-    found += [
+    found = _Sorted()
+    found.managed.extend(_role(catalog.live_role(row)) for row in rows["roles"])
+    _memberships(found, rows["memberships"], state, operator)
+    found.managed.extend(Schema(row["name"], row["owner"]) for row in rows["schemas"] if row["name"] != "public")
+    _schema_privileges(found, rows["schema_privileges"], state)
+    _default_privileges(found, rows["default_privileges"], state)
+    installed = {row["name"]: row["schema"] for row in rows["installed_extensions"]}
+    found.managed.extend(Extension(name, installed[name]) for name in state.extensions if name in installed)
+    _functions(found, [catalog.live_function(row) for row in rows["functions"]], state)
+    found.managed.extend(
         TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"])
-        for row in tables
+        for row in rows["tables"]
         if row["name"] in managed_tables
-    ]
-    found += [
-        Policy(p.table, p.name, p.command, p.permissive, p.roles, p.using, p.check)
-        for p in map(catalog.live_policy, policies)
-        if p.table in managed_tables
-    ]
-    live_grants = [catalog.live_table_grant(row) for row in table_privileges]
-    live_grants += [catalog.live_column_grant(row) for row in column_privileges]
-    grants, unmanaged = _grants(live_grants, state, managed_tables)
-    found += grants
-    found += [
-        Trigger(row["table_name"], row["name"], row["function_schema"], row["function_name"], row["events"])
-        for row in triggers
+    )
+    policies = [p for p in map(catalog.live_policy, rows["policies"]) if p.table in managed_tables]
+    found.managed.extend(Policy(p.table, p.name, p.command, p.permissive, p.roles, p.using, p.check) for p in policies)
+    live_grants = [catalog.live_table_grant(row) for row in rows["table_privileges"]]
+    live_grants += [catalog.live_column_grant(row) for row in rows["column_privileges"]]
+    _grants(found, [g for g in live_grants if g.table in managed_tables], state)
+    found.managed.extend(
+        Trigger(
+            row["table_name"], row["name"], row["function_schema"], row["function_name"], row["events"], row["enabled"]
+        )
+        for row in rows["triggers"]
         if row["table_name"] in managed_tables and row["function_schema"] == state.helper_schema
-    ]
-    found += [KeyStore(state.helper_schema, row["owner"]) for row in key_store]
+    )
+    found.managed.extend(KeyStore(state.helper_schema, row["owner"]) for row in rows["key_store"])
     if active_key:
-        found.append(ActiveKey(state.helper_schema))
-    return Live({obj.key: obj for obj in found}, tuple(unmanaged))
+        found.managed.append(ActiveKey(state.helper_schema))
+    return Live(
+        {obj.key: obj for obj in found.managed},
+        tuple(found.unmanaged),
+        _dependents(policies),
+    )
+
+
+def _trigger(row: dict[str, Any]) -> Trigger:
+    return Trigger(
+        row["table_name"], row["name"], row["function_schema"], row["function_name"], row["events"], row["enabled"]
+    )
 
 
 def _active_key_exists(conn: psycopg.Connection, state: DeclaredState, templates: Path | None) -> bool:
@@ -135,44 +153,60 @@ def _active_key_exists(conn: psycopg.Connection, state: DeclaredState, templates
     return bool(row and row[0])
 
 
-def _roles(roles: list[catalog.LiveRole], state: DeclaredState, operator: str | None) -> list[Obj]:
-    found: list[Obj] = []
-    for role in roles:
-        if role.name not in state.managed_role_names:
-            continue
-        if role.superuser or role.bypassrls:
-            kind = "SUPERUSER" if role.superuser else "BYPASSRLS"
-            raise UsageError(f"role {role.name} is {kind}; rlsctl will not manage it (nothing was changed)")
-        found.append(Role(role.name, role.login, role.createrole, role.createdb, role.comment))
-    for role in roles:
-        if role.name == operator:
-            found += [Membership(name, operator) for name in role.member_of if name in state.managed_role_names]
-    return found
+def _role(role: catalog.LiveRole) -> Role:
+    # SUPERUSER and BYPASSRLS are read, not refused here: drift reports them, apply refuses them.
+    return Role(role.name, role.login, role.createrole, role.createdb, role.comment, role.superuser, role.bypassrls)
 
 
-def _schemas(schema_rows: list[dict], privileges: list[dict], state: DeclaredState) -> list[Obj]:
-    found: list[Obj] = [Schema(row["name"], row["owner"]) for row in schema_rows if row["name"] != "public"]
+def _memberships(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredState, operator: str | None) -> None:
+    """A managed role's own memberships are managed (none is declared: they are extra).
+    So are the operator's memberships in managed roles. Other roles' memberships in
+    managed roles (the app's login role in the app role) are unmanaged, even with pruning:
+    they are how the application connects."""
     managed = set(state.managed_role_names)
-    for row in privileges:
-        public_managed = row["schema"] == state.helper_schema or row["privilege"] == "CREATE"
-        if row["grantee"] in managed or (row["grantee"] == "PUBLIC" and public_managed):
-            found.append(SchemaPrivilege(row["schema"], row["grantee"], row["privilege"]))
-    return found
+    for row in rows:
+        membership = Membership(row["role"], row["member"])
+        if row["member"] in managed:
+            found.add(membership, True)
+        elif row["role"] in managed:
+            found.add(membership, row["member"] == operator)
 
 
-def _functions(functions: list[catalog.LiveFunction], state: DeclaredState) -> list[Obj]:
-    found: list[Obj] = []
-    managed = {*state.managed_role_names, "PUBLIC"}
+def _managed_grantee(grantee: str, state: DeclaredState) -> bool:
+    """Whether a grant to `grantee` is managed: True for declared roles and PUBLIC, else pruning decides."""
+    if grantee in state.managed_role_names or grantee == "PUBLIC":
+        return True
+    return state.prune_unmanaged_grants
+
+
+def _schema_privileges(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredState) -> None:
+    for row in rows:
+        privilege = SchemaPrivilege(row["schema"], row["grantee"], row["privilege"])
+        if row["grantee"] == "PUBLIC":
+            # USAGE on a project schema is PostgreSQL's default and harmless; CREATE anywhere is not.
+            if row["schema"] == state.helper_schema or row["privilege"] == "CREATE":
+                found.add(privilege, True)
+            continue
+        found.add(privilege, _managed_grantee(row["grantee"], state))
+
+
+def _default_privileges(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredState) -> None:
+    for row in rows:
+        if row["objtype"] not in MANAGED_DEFAULT_TYPES:
+            continue
+        default = DefaultPrivilege(row["creator"], row["objtype"], row["schema"], row["grantee"], row["privilege"])
+        found.add(default, _managed_grantee(row["grantee"], state))
+
+
+def _functions(found: _Sorted, functions: list[catalog.LiveFunction], state: DeclaredState) -> None:
     for fn in functions:
+        grants = [FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee) for grantee in fn.executors]
         if fn.from_extension:
             # Extension functions are not ours, but who may execute them is (EXECUTE revoked from PUBLIC).
-            found += [
-                FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee)
-                for grantee in fn.executors
-                if grantee in managed
-            ]
+            for grant in grants:
+                found.add(grant, _managed_grantee(grant.grantee, state))
             continue
-        found.append(
+        found.managed.append(
             Function(
                 schema=state.helper_schema,
                 name=fn.name,
@@ -187,28 +221,29 @@ def _functions(functions: list[catalog.LiveFunction], state: DeclaredState) -> l
                 arg_decl=fn.args,
             )
         )
-        found += [FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee) for grantee in fn.executors]
+        for grant in grants:
+            # EXECUTE on a SECURITY DEFINER helper lends its owner's rights: managed whoever holds it.
+            found.add(grant, fn.security_definer or _managed_grantee(grant.grantee, state))
         if fn.owner_executes:
-            found.append(FunctionGrant(state.helper_schema, fn.name, fn.arg_types, fn.owner))
-    return found
+            found.managed.append(FunctionGrant(state.helper_schema, fn.name, fn.arg_types, fn.owner))
 
 
-def _grants(
-    live_grants: list[LiveGrant], state: DeclaredState, managed_tables: set[str]
-) -> tuple[list[Obj], list[LiveGrant]]:
-    managed_roles = set(state.managed_role_names) | {"PUBLIC"}
-    found: list[Obj] = []
-    unmanaged: list[LiveGrant] = []
+def _grants(found: _Sorted, live_grants: Iterable[LiveGrant], state: DeclaredState) -> None:
     for grant in live_grants:
-        if grant.table not in managed_tables:
-            continue
-        if grant.grantee not in managed_roles and not state.prune_unmanaged_grants:
-            unmanaged.append(grant)
-        elif grant.column is None:
-            found.append(TableGrant(grant.table, grant.grantee, grant.privilege))
+        obj: Obj
+        if grant.column is None:
+            obj = TableGrant(grant.table, grant.grantee, grant.privilege, grant.grantable)
         else:
-            found.append(ColumnGrant(grant.table, grant.column, grant.grantee, grant.privilege))
-    return found, unmanaged
+            obj = ColumnGrant(grant.table, grant.column, grant.grantee, grant.privilege, grant.grantable)
+        found.add(obj, _managed_grantee(grant.grantee, state))
+
+
+def _dependents(policies: list[catalog.LivePolicy]) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for policy in policies:
+        for function in policy.functions:
+            found.setdefault(f"function {function}", []).append(f"policy {policy.table}.{policy.name}")
+    return {key: tuple(keys) for key, keys in found.items()}
 
 
 def normalise_policies(

@@ -80,6 +80,7 @@ def _bootstrap(conn: psycopg.Connection, project: Project, where: str, lock_time
     """The roles (the owner runs the phases), the helper schema, and the applied_phase table."""
     state = declare(project, Schema(name=project.schema_name))
     plan = plan_for_database(conn, state, project.root / "templates", kinds=BOOTSTRAP_KINDS)
+    applying.refuse_if_needed(plan)
     applying.execute_statements(conn, plan.sql, where, lock_timeout)
     if not _phase_table_exists(conn, project):
         script = _render(project, "bootstrap.sql.j2", helper_schema=project.helper_schema, owner=state.owner)

@@ -41,14 +41,30 @@ class Role(Obj):
     createrole: bool = False
     createdb: bool = False
     comment: str | None = None
+    # Never declared: a managed role that has them is drift that apply refuses to repair.
+    superuser: bool = False
+    bypassrls: bool = False
 
     @property
     def key(self) -> str:
         return f"role {self.name}"
 
+    @property
+    def abilities(self) -> frozenset[str]:
+        """The attributes rlsctl manages (all off for its group roles)."""
+        held = (("LOGIN", self.login), ("CREATEROLE", self.createrole), ("CREATEDB", self.createdb))
+        return frozenset(name for name, on in held if on)
+
+    @property
+    def bypass_attributes(self) -> tuple[str, ...]:
+        """The attributes that make a role ignore RLS (and that rlsctl will not take away)."""
+        return tuple(name for name, held in (("SUPERUSER", self.superuser), ("BYPASSRLS", self.bypassrls)) if held)
+
 
 @dataclass(frozen=True)
 class Membership(Obj):
+    """`member` is a member of `role` (it may SET ROLE to it, and inherits its privileges)."""
+
     kind: ClassVar[str] = "membership"
     role: str
     member: str
@@ -81,16 +97,36 @@ class SchemaPrivilege(Obj):
         return f"{self.privilege} on schema {self.schema} to {self.grantee}"
 
 
+# pg_default_acl's object types, as ALTER DEFAULT PRIVILEGES names them.
+DEFAULT_OBJECT_TYPES = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+
+
 @dataclass(frozen=True)
-class DefaultRevoke(Obj):
-    """Functions that `creator` creates later are not executable by PUBLIC."""
+class DefaultPrivilege(Obj):
+    """A privilege that objects `creator` creates later give `grantee` from the start.
+
+    `schema` None: everywhere (the role's global default, which replaces
+    PostgreSQL's built-in one: EXECUTE on functions for PUBLIC); a schema: added
+    to the global default in that schema only.
+    """
 
     kind: ClassVar[str] = "default_privilege"
     creator: str
+    objtype: str  # a key of DEFAULT_OBJECT_TYPES
+    schema: str | None
+    grantee: str
+    privilege: str
 
     @property
     def key(self) -> str:
-        return f"default: no EXECUTE for PUBLIC on functions of {self.creator}"
+        where = "" if self.schema is None else f" in schema {self.schema}"
+        objects = DEFAULT_OBJECT_TYPES[self.objtype].lower()
+        return f"default: {self.privilege} on new {objects} of {self.creator}{where} to {self.grantee}"
+
+    @property
+    def objects(self) -> str:
+        """The object type as ALTER DEFAULT PRIVILEGES names it (TABLES, FUNCTIONS, ...)."""
+        return DEFAULT_OBJECT_TYPES[self.objtype]
 
 
 @dataclass(frozen=True)
@@ -201,6 +237,7 @@ class TableGrant(Obj):
     table: str
     grantee: str
     privilege: str
+    grantable: bool = False  # WITH GRANT OPTION: the grantee may pass the privilege on; never declared
 
     @property
     def key(self) -> str:
@@ -214,6 +251,7 @@ class ColumnGrant(Obj):
     column: str
     grantee: str
     privilege: str
+    grantable: bool = False
 
     @property
     def key(self) -> str:
@@ -240,10 +278,18 @@ class Trigger(Obj):
     function_schema: str
     function_name: str
     events: str = "UPDATE"  # UPDATE or INSERT OR UPDATE; always BEFORE, FOR EACH ROW
+    # pg_trigger.tgenabled: O fires (the declared state), D disabled, R only in replica
+    # sessions (so not in the app's), A always.
+    enabled: str = "O"
 
     @property
     def key(self) -> str:
         return f"trigger {self.table}.{self.name}"
+
+    @property
+    def fires(self) -> bool:
+        """Whether it fires in the application's sessions (session_replication_role = origin)."""
+        return self.enabled in ("O", "A")
 
 
 @dataclass(frozen=True)
@@ -274,6 +320,17 @@ class ActiveKey(Obj):
 
 Objects = dict[str, Obj]
 
+# Default privileges rlsctl manages: what new tables, sequences, functions and
+# schemas give away. (Types keep PostgreSQL's default USAGE for PUBLIC.)
+MANAGED_DEFAULT_TYPES = ("r", "S", "f", "n")
+
+
+def builtin_defaults(creators: tuple[str, ...]) -> Objects:
+    """PostgreSQL's built-in default privileges of roles with no ALTER DEFAULT PRIVILEGES yet:
+    the live side of a database rlsctl has never seen (functions are executable by PUBLIC)."""
+    found = [DefaultPrivilege(creator, "f", None, "PUBLIC", "EXECUTE") for creator in creators]
+    return {obj.key: obj for obj in found}
+
 
 @dataclass(frozen=True)
 class Bodies:
@@ -285,7 +342,13 @@ class Bodies:
 
 
 def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None) -> Objects:
-    """Everything apply manages, as declared. `operator`: the non-superuser running rlsctl."""
+    """Everything apply manages, as declared. `operator`: the non-superuser running rlsctl.
+
+    Some kinds are declared by their absence: managed roles are members of no
+    role (the operator's memberships in them are the only ones declared), and
+    default privileges of the roles that create objects give nobody anything
+    (SPEC s3). What the catalog has of those kinds is extra.
+    """
     found: list[Obj] = []
     for role in state.roles:
         comment = f"rlsctl {state.project_name}: {role.description}"
@@ -293,7 +356,6 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
         if operator is not None:
             found.append(Membership(role.name, operator))
     found += _schemas(state)
-    found += [DefaultRevoke(state.owner), DefaultRevoke(state.definer)]
     found += [Extension(name, state.helper_schema) for name in state.extensions]
     for helper in state.helper_functions:
         found.append(_function(state, helper, bodies.functions[f"{helper.name}({helper.args})"]))

@@ -166,10 +166,8 @@ def _plan_json(plan: Plan, where: str) -> dict[str, object]:
         "statements": [
             {"sql": s.sql, "effect": s.effect, "action": s.action, "object": s.object} for s in plan.statements
         ],
-        "unmanaged_grants": [
-            {"table": g.table, "grantee": g.grantee, "privilege": g.privilege, "column": g.column}
-            for g in plan.unmanaged
-        ],
+        "refused": list(plan.refusals),
+        "unmanaged": [{"object": obj.key, "kind": obj.kind} for obj in plan.unmanaged],
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
         "pending_columns": _pending_columns_json(plan),
     }
@@ -186,6 +184,7 @@ def plan_report(plan: Plan, where: str, fmt: str) -> None:
     if plan.empty:
         stdout.print(f"{escape(where)}: no changes")
         return
+    _refusals(plan)
     stdout.print(f"{escape(where)}: {len(plan.statements)} statements; apply runs them in dependency order")
     for effect in ("widens", "narrows", "neutral"):
         chosen = [s for s in plan.statements if s.effect == effect]
@@ -199,15 +198,18 @@ def plan_report(plan: Plan, where: str, fmt: str) -> None:
     _unmanaged(plan)
 
 
+def _refusals(plan: Plan) -> None:
+    for message in plan.refusals:
+        stdout.print(f"[bold red]apply will refuse:[/] {escape(message)}")
+
+
 def _unmanaged(plan: Plan) -> None:
-    for grant in plan.unmanaged:
-        target = grant.table if grant.column is None else f"{grant.table}.{grant.column}"
-        stdout.print(
-            f"[dim]unmanaged:[/] {grant.privilege} on {escape(target)} to {escape(grant.grantee)} (left alone)"
-        )
+    for obj in plan.unmanaged:
+        stdout.print(f"[dim]unmanaged:[/] {escape(obj.key)} (left alone)")
 
 
 def drift_report(plan: Plan, where: str, fmt: str) -> None:
+    real = [op for op in plan.operations if op.action not in ("may_create", "may_not_create")]
     if fmt == "json":
         data = _plan_json(plan, where)
         data["drift"] = [
@@ -217,19 +219,20 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
                 "action": op.action,
                 "effect": op.effect,
                 "state": _drift_state(op.action),
+                "detail": op.detail,
             }
-            for op in plan.operations
-            if op.action not in ("may_create", "may_not_create")
+            for op in real
         ]
         emit_json(data)
         return
-    real = [op for op in plan.operations if op.action not in ("may_create", "may_not_create")]
     if not real:
         stdout.print(f"{escape(where)}: no drift")
     else:
         stdout.print(f"{escape(where)}: {len(real)} objects differ from the declared state")
         for op in real:
-            stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({op.effect} when repaired)[/]")
+            repair = "apply refuses to repair it" if op.action == "refuse" else f"{op.effect} when repaired"
+            note = "; ".join(part for part in (op.detail, repair) if part)
+            stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
     _unmanaged(plan)
 
 

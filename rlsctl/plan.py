@@ -15,11 +15,10 @@ import psycopg
 
 from rlsctl import catalog
 from rlsctl import diff as d
-from rlsctl.catalog import LiveGrant
 from rlsctl.ddl import split_rendered
 from rlsctl.declare import DeclaredState
-from rlsctl.inspect import live_objects, normalise_policies
-from rlsctl.objects import ENCRYPT_TRIGGER, Bodies, Objects, Trigger, declared_objects
+from rlsctl.inspect import Live, live_objects, normalise_policies
+from rlsctl.objects import ENCRYPT_TRIGGER, Bodies, Obj, Objects, Trigger, builtin_defaults, declared_objects
 from rlsctl.render import call_macro
 
 
@@ -36,13 +35,18 @@ class Plan:
     state: DeclaredState
     operations: tuple[d.Operation, ...]
     statements: tuple[Statement, ...]
-    unmanaged: tuple[LiveGrant, ...] = ()
+    unmanaged: tuple[Obj, ...] = ()  # grants to and memberships of undeclared roles: reported, left alone
     pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
     pending_columns: tuple[tuple[str, str, int | None], ...] = ()  # (table, column, phase) named but not present
 
     @property
     def empty(self) -> bool:
         return not self.operations
+
+    @property
+    def refusals(self) -> tuple[str, ...]:
+        """Why apply will not run this plan (a managed role that bypasses RLS, a schema given away)."""
+        return tuple(op.refusal for op in self.operations if op.action == "refuse")
 
     @property
     def sql(self) -> tuple[str, ...]:
@@ -83,7 +87,8 @@ def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
     return Bodies(functions, using, check)
 
 
-def _statements(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
+def render_operations(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
+    """The statements of operations in the order given (column grants of one target share one)."""
     found: list[Statement] = []
     for group in d.grouped(ops):
         first = group[0]
@@ -105,20 +110,22 @@ def _column_label(group: list[d.Operation]) -> str:
 
 
 def plan_changes(
-    state: DeclaredState, declared: Objects, live: Objects, templates: Path | None, kinds: set[str] | None = None
+    state: DeclaredState, declared: Objects, live: Live, templates: Path | None, kinds: set[str] | None = None
 ) -> tuple[d.Operation, ...]:
+    objects = live.objects
     if kinds is not None:
         declared = {k: v for k, v in declared.items() if v.kind in kinds}
-        live = {k: v for k, v in live.items() if v.kind in kinds}
-    ops = d.operations(d.differences(declared, live), declared)
+        objects = {k: v for k, v in objects.items() if v.kind in kinds}
+    ops = d.operations(d.differences(declared, objects), declared, objects, live.dependents)
     return tuple(d.ordered(ops, state.helper_schema, state.function_owners))
 
 
 def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
-    """Everything declared, as if nothing existed yet (operator unknown: a conditional membership grant)."""
+    """Everything declared, against a database that has only PostgreSQL's built-in defaults
+    (operator unknown: a conditional membership grant)."""
     declared = declared_objects(state, bodies(state, templates), operator="")
-    ops = plan_changes(state, declared, {}, templates)
-    return Plan(state, ops, _statements(list(ops), state, templates))
+    ops = plan_changes(state, declared, Live(builtin_defaults(state.creators), ()), templates)
+    return Plan(state, ops, render_operations(list(ops), state, templates))
 
 
 def plan_for_database(
@@ -129,5 +136,5 @@ def plan_for_database(
     declared = declared_objects(state, bodies(state, templates), operator)
     live = live_objects(conn, state, operator, templates)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
-    ops = plan_changes(state, declared, live.objects, templates, kinds)
-    return Plan(state, ops, _statements(list(ops), state, templates), live.unmanaged)
+    ops = plan_changes(state, declared, live, templates, kinds)
+    return Plan(state, ops, render_operations(list(ops), state, templates), live.unmanaged)

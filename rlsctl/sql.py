@@ -13,12 +13,13 @@ backslash in a literal can never escape the quote.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 
 from rlsctl.errors import UsageError
 
-__all__ = ["SqlText", "ident", "literal", "qualified"]
+__all__ = ["SqlText", "ident", "literal", "qualified", "setting"]
 
 
 class SqlText(str):
@@ -86,3 +87,48 @@ def array_literal(values: Iterable[object]) -> SqlText:
 def join(fragments: Iterable[str], separator: str = ", ") -> SqlText:
     """Join fragments that are already SQL (quoted by this module or a template)."""
     return SqlText(separator.join(fragments))
+
+
+_SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
+_BARE_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def setting(entry: str) -> SqlText:
+    """`name = value` for the SET clause of CREATE FUNCTION, from a pg_proc.proconfig entry.
+
+    proconfig holds `name=value`; for search_path the value is a list that the
+    server already wrote with quote_identifier (`"$user", public`), so each item
+    is kept bare when it is a plain lower-case name and quoted again otherwise.
+    Other settings are one literal.
+    """
+    name, sep, value = entry.partition("=")
+    if not sep or not _SETTING_NAME.fullmatch(name):
+        raise UsageError(f"invalid function setting: {entry!r}")
+    if name != "search_path":
+        return SqlText(f"{name} = {literal(value)}")
+    return SqlText(f"{name} = " + ", ".join(_search_path_item(item) for item in _list_items(value)))
+
+
+def _list_items(value: str) -> list[str]:
+    """Split a flattened list setting on the commas outside double quotes."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted  # a doubled quote inside a name toggles twice
+        if char == "," and not quoted:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current).strip())
+    return items
+
+
+def _search_path_item(item: str) -> SqlText:
+    if item in ("", '""'):
+        return SqlText("''")  # an empty search_path
+    if len(item) >= 2 and item[0] == item[-1] == '"':
+        return ident(item[1:-1].replace('""', '"'))
+    return SqlText(item) if _BARE_NAME.fullmatch(item) else ident(item)

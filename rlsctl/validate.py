@@ -131,7 +131,8 @@ def _encrypted_columns(
                 raise project.error(where, f"{name}.{column} is {kind}: rlsctl encrypts only text and jsonb columns")
             if not _declares_kind(project, "keys"):
                 raise project.error(where, "encrypted columns need a role of kind keys (docs/encryption.md)")
-    used = columns_rules_read(project, name, decl)
+    # Only tables with encrypted columns need it: it walks every table's rules.
+    used = columns_rules_read(project, name, decl) if decl.encrypted else {}
     for column in decl.encrypted:
         if column in used:
             raise project.error(
@@ -146,7 +147,9 @@ def _encrypted_columns(
         raise project.error((*path, "encrypted"), f"{name}.{decl.tenant} maps rows to tenants: it cannot be encrypted")
 
 
-def columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[str, str]:
+def columns_rules_read(
+    project: Project, name: str, decl: TableDecl, through_exists: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
     """Columns of table `name` that policies, guards, tenancy, retention or api_keys read, and by what."""
     from rlsctl.bind import policy_conditions
 
@@ -154,10 +157,9 @@ def columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[str
     for cond in policy_conditions(decl):
         for column in c.columns_of(cond):
             used.setdefault(column, "a policy condition")
-    for other_name, other in project.tables.items():
-        for cond in policy_conditions(other):
-            for column in _columns_read_through_exists(cond, name):
-                used.setdefault(column, f"an exists condition of {other_name}")
+    read_by_exists = exists_reads(project) if through_exists is None else through_exists
+    for column, reader in read_by_exists.get(name, {}).items():
+        used.setdefault(column, reader)
     for guard in decl.guards:
         for column in (*guard.changed, *c.columns_of(guard.require)):
             used.setdefault(column, "a guard")
@@ -184,10 +186,13 @@ def columns_rules_read(project: Project, name: str, decl: TableDecl) -> dict[str
     return used
 
 
-def columns_named(project: Project, name: str, decl: TableDecl) -> tuple[str, ...]:
+def columns_named(
+    project: Project, name: str, decl: TableDecl, through_exists: dict[str, dict[str, str]] | None = None
+) -> tuple[str, ...]:
     """Every column of table `name` that the policy files name: what rules read, plus
-    column privileges, secrets and encryption (apply reports those that do not exist yet)."""
-    named = set(columns_rules_read(project, name, decl))
+    column privileges, secrets and encryption (apply reports those that do not exist yet).
+    Pass `exists_reads(project)` when asking for many tables: it walks every table's rules."""
+    named = set(columns_rules_read(project, name, decl, through_exists))
     for privileges in decl.columns.values():
         for listed in (privileges.select, privileges.insert, privileges.update):
             if listed is not None:
@@ -196,14 +201,26 @@ def columns_named(project: Project, name: str, decl: TableDecl) -> tuple[str, ..
     return tuple(sorted(named))
 
 
-def _columns_read_through_exists(cond: c.Cond, table: str) -> set[str]:
-    """Columns of `table` that `exists` conditions (at any depth) match on or filter by."""
-    found: set[str] = set()
+def exists_reads(project: Project) -> dict[str, dict[str, str]]:
+    """Per table, the columns that `exists` conditions of any table's policies read, and whose."""
+    from rlsctl.bind import policy_conditions
+
+    found: dict[str, dict[str, str]] = {}
+    for other_name, other in project.tables.items():
+        for cond in policy_conditions(other):
+            for table, column in _read_through_exists(cond):
+                found.setdefault(table, {}).setdefault(column, f"an exists condition of {other_name}")
+    return found
+
+
+def _read_through_exists(cond: c.Cond) -> set[tuple[str, str]]:
+    """(table, column) pairs that `exists` conditions (at any depth) match on or filter by."""
+    found: set[tuple[str, str]] = set()
     for node in c.walk(cond):
         if isinstance(node, c.Exists):
-            if node.table == table:
-                found |= {theirs for theirs, _ in node.match} | c.columns_of(node.where)
-            found |= _columns_read_through_exists(node.where, table)
+            found |= {(node.table, theirs) for theirs, _ in node.match}
+            found |= {(node.table, column) for column in c.columns_of(node.where)}
+            found |= _read_through_exists(node.where)
     return found
 
 

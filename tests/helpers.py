@@ -24,7 +24,9 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             )
             for p in catalog.policies(conn, "public")
         }
-        grants = {(g.table, norm(g.grantee), g.privilege, g.column) for g in catalog.grants(conn, "public")}
+        grants = {
+            (g.table, norm(g.grantee), g.privilege, g.column, g.grantable) for g in catalog.grants(conn, "public")
+        }
         functions = {
             (
                 f.name,
@@ -34,18 +36,20 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
                 norm(f.body),
                 f.volatility,
                 f.config,
+                f.language,
+                f.returns,
                 tuple(norm(e) for e in f.executors),
                 f.owner_executes,
             )
             for f in catalog.functions(conn, helper_schema)
             if not f.from_extension
         }
-        triggers = {(t.table, t.name, t.function_name) for t in catalog.triggers(conn, "public")}
+        triggers = {(t.table, t.name, t.function_name, t.enabled) for t in catalog.triggers(conn, "public")}
         tables = {
             (name, norm(t.owner), t.rls_enabled, t.rls_forced) for name, t in catalog.tables(conn, "public").items()
         }
         roles = {
-            (norm(r.name), r.login, r.superuser, r.bypassrls, r.createrole, r.createdb)
+            (norm(r.name), r.login, r.superuser, r.bypassrls, r.createrole, r.createdb, tuple(map(norm, r.member_of)))
             for r in catalog.roles(conn, database.prefix)
         }
         helper_relations = {
@@ -57,9 +61,10 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             (p.schema, norm(p.grantee), p.privilege) for p in catalog.schema_privileges(conn, [helper_schema, "public"])
         }
         defaults = {
-            (norm(d.creator), d.objtype, d.schema, d.public_granted)
+            (norm(d.creator), d.objtype, d.schema, norm(d.grantee), d.privilege, d.grantable)
             for d in catalog.default_privileges(conn, [r.name for r in catalog.roles(conn, database.prefix)])
         }
+        extensions = set(catalog.installed_extensions(conn).items())
     return {
         "policies": policies,
         "grants": grants,
@@ -70,4 +75,5 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
         "schema_privileges": schema_privileges,
         "helper_relations": helper_relations,
         "default_privileges": defaults,
+        "extensions": extensions,
     }

@@ -65,6 +65,7 @@ class LivePolicy:
     roles: tuple[str, ...]
     using: str | None
     check: str | None
+    functions: tuple[str, ...] = ()  # "schema.name(arg types)" of the functions it calls
 
     @property
     def key(self) -> str:
@@ -77,6 +78,7 @@ class LiveGrant:
     grantee: str
     privilege: str
     column: str | None = None  # None: table-level
+    grantable: bool = False  # WITH GRANT OPTION
 
     @property
     def key(self) -> str:
@@ -191,6 +193,7 @@ def live_policy(row: dict[str, Any]) -> LivePolicy:
         roles=tuple(row["roles"]),
         using=row["using_expr"],
         check=row["check_expr"],
+        functions=tuple(row.get("functions") or ()),
     )
 
 
@@ -199,11 +202,11 @@ def policies(conn: psycopg.Connection, schema: str) -> list[LivePolicy]:
 
 
 def live_table_grant(row: dict[str, Any]) -> LiveGrant:
-    return LiveGrant(row["table_name"], row["grantee"], row["privilege"])
+    return LiveGrant(row["table_name"], row["grantee"], row["privilege"], grantable=row["grantable"])
 
 
 def live_column_grant(row: dict[str, Any]) -> LiveGrant:
-    return LiveGrant(row["table_name"], row["grantee"], row["privilege"], row["column_name"])
+    return LiveGrant(row["table_name"], row["grantee"], row["privilege"], row["column_name"], row["grantable"])
 
 
 def grants(conn: psycopg.Connection, schema: str) -> list[LiveGrant]:
@@ -278,10 +281,14 @@ def schema_privileges(conn: psycopg.Connection, names: list[str]) -> list[LiveSc
 
 @dataclass(frozen=True)
 class LiveDefaultPrivilege:
+    """One privilege that objects `creator` creates later give `grantee` (schema None: everywhere)."""
+
     creator: str
     objtype: str
     schema: str | None
-    public_granted: bool
+    grantee: str
+    privilege: str
+    grantable: bool
 
 
 def default_privileges(conn: psycopg.Connection, roles: list[str]) -> list[LiveDefaultPrivilege]:

@@ -1,11 +1,36 @@
--- Default privileges set with ALTER DEFAULT PRIVILEGES FOR ROLE (all schemas),
--- with whether PUBLIC keeps its privilege. objtype: r tables, S sequences,
--- f functions, T types, n schemas.
-SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS creator,
-       d.defaclobjtype AS objtype,
-       n.nspname AS schema,
-       EXISTS (SELECT FROM pg_catalog.aclexplode(d.defaclacl) AS acl WHERE acl.grantee = 0) AS public_granted
-FROM pg_catalog.pg_default_acl AS d
-LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid = d.defaclnamespace
-WHERE pg_catalog.pg_get_userbyid(d.defaclrole) = ANY (%(roles)s)
-ORDER BY 1, 2, 3;
+-- Default privileges of the given roles, one row per (creator, object type,
+-- schema, grantee, privilege), the creator's own privileges left out.
+-- objtype: r tables, S sequences, f functions, T types, n schemas.
+-- Global defaults (schema NULL) replace PostgreSQL's built-in ones, so a role
+-- without a global entry for a type has the built-in default (acldefault:
+-- EXECUTE on functions and USAGE on types for PUBLIC); per-schema entries add
+-- to the global default.
+WITH creators AS (
+    SELECT r.oid, r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname = ANY (%(roles)s)
+), kinds (objtype, acl_kind) AS (
+    -- acldefault() names sequences 's' where pg_default_acl says 'S'
+    VALUES ('r'::"char", 'r'::"char"), ('S', 's'), ('f', 'f'), ('T', 'T'), ('n', 'n')
+), global_defaults AS (
+    SELECT c.oid AS creator, k.objtype, NULL::name AS schema,
+           COALESCE(d.defaclacl, pg_catalog.acldefault(k.acl_kind, c.oid)) AS acl
+    FROM creators AS c
+    CROSS JOIN kinds AS k
+    LEFT JOIN pg_catalog.pg_default_acl AS d
+           ON d.defaclrole = c.oid AND d.defaclobjtype = k.objtype AND d.defaclnamespace = 0
+), schema_defaults AS (
+    SELECT d.defaclrole, d.defaclobjtype, n.nspname, d.defaclacl
+    FROM pg_catalog.pg_default_acl AS d
+    JOIN creators AS c ON c.oid = d.defaclrole
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = d.defaclnamespace
+)
+SELECT pg_catalog.pg_get_userbyid(a.creator) AS creator,
+       a.objtype::text AS objtype,
+       a.schema::text AS schema,
+       CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(acl.grantee) END AS grantee,
+       acl.privilege_type AS privilege,
+       pg_catalog.bool_or(acl.is_grantable) AS grantable
+FROM (SELECT * FROM global_defaults UNION ALL SELECT * FROM schema_defaults) AS a
+CROSS JOIN LATERAL pg_catalog.aclexplode(a.acl) AS acl
+WHERE acl.grantee <> a.creator
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4, 5;
