@@ -241,9 +241,12 @@ def _run_report(run: KeysRun, fmt: str) -> None:
                 "batches": len(run.batch_seconds),
                 "p95_batch_seconds": round(run.p95_batch_seconds, 4),
                 "retired": list(run.retired),
+                "resumed": run.resumed,
             }
         )
     else:
+        if run.resumed:
+            output.info(f"values were still under an older key: finishing that rotation with {run.active_key}")
         if run.new_key:
             output.info(f"new active data key: {run.new_key}")
         for column in run.columns:

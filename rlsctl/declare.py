@@ -156,9 +156,14 @@ class EncryptionSpec:
     def encrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
         return tuple(c for c in self.columns if c.table == table and not c.decrypting)
 
+    def decrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
+        return tuple(c for c in self.columns if c.table == table and c.decrypting)
+
     @property
     def tables(self) -> tuple[str, ...]:
-        return tuple(sorted({c.table for c in self.columns if not c.decrypting}))
+        """Tables with a trigger: encrypting columns are encrypted on write, and neither kind
+        accepts a value shaped like ciphertext (docs/encryption.md)."""
+        return tuple(sorted({c.table for c in self.columns}))
 
     @property
     def kinds(self) -> tuple[str, ...]:

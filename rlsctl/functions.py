@@ -116,11 +116,11 @@ def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
             HelperFn(
                 "encrypt", kind, policy_helper=False, arg_decl=f"plaintext {kind}", returns=kind,
                 language="plpgsql", volatility="v", security_definer=True, owner=keys,
-                executors=encryption.writers, body=f"encrypt_{kind}",
+                executors=encryption.writers, body="encrypt",
             ),
             HelperFn(
                 "decrypt", kind, policy_helper=False, arg_decl=f"stored {kind}", returns=kind, language="plpgsql",
-                security_definer=True, owner=keys, executors=encryption.readers, body=f"decrypt_{kind}",
+                security_definer=True, owner=keys, executors=encryption.readers, body="decrypt",
             ),
             HelperFn(
                 "key_of", kind, policy_helper=False, arg_decl=f"stored {kind}", returns="text", volatility="i",

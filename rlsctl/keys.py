@@ -43,7 +43,8 @@ from rlsctl.validate import validate
 Observer = Callable[[str, int, int], None]
 
 MIN_BATCH, MAX_BATCH, FIRST_BATCH = 50, 50_000, 500
-PASSES = 3  # rows another transaction held are retried by a later pass
+PASSES = 3  # rows another transaction held are skipped, and retried by a later pass
+BUSY_RETRIES = 20  # consecutive batches refused by the key lock before a run gives up
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class KeysRun:
     columns: list[ColumnRun] = field(default_factory=list)
     batch_seconds: list[float] = field(default_factory=list)  # how long each batch held its locks
     retired: tuple[str, ...] = ()
+    resumed: bool = False  # rotate finished an interrupted rotation instead of making a new key
 
     @property
     def p95_batch_seconds(self) -> float:
@@ -277,12 +279,15 @@ class Keys:
             rows = cur.execute(self.sql("keys_list")).fetchall()
         return next((row["id"] for row in rows if row["active"]), None)
 
-    def new_key(self, wait: float = 30.0) -> str:
+    def new_key(self, wait: float = 30.0, attempt: float = 1.0) -> str:
         """Make a new data key active (the old one stays usable until retired).
 
-        Waits (at most `wait` seconds) for the transactions that are encrypting
-        with the current key to end: after this commits, nothing can write
-        with the old key any more.
+        The rotation takes the key lock exclusively (keys_new.sql.j2), so it
+        waits for the transactions encrypting with the current key, and after
+        it commits nothing can write with the old key any more. While it
+        waits, new writers queue behind it (fair locking): so it waits at most
+        `attempt` seconds at a time, steps back to let them through, and tries
+        again until `wait` seconds have passed.
         """
         sql = render_template(
             "ops/keys_new.sql.j2",
@@ -291,33 +296,57 @@ class Keys:
             crypto_schema=self.encryption.crypto_schema,
             rotate=True,
         ).encode()
-        try:
-            with self.as_keys_role(wait) as conn:
-                conn.execute(sql)
-        except pgerrors.LockNotAvailable:
-            raise UsageError(
-                f"{self.where}: transactions writing encrypted columns kept the active key busy for {wait:.0f} s; "
-                "nothing was changed, run rotate again"
-            ) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with self.as_keys_role(min(attempt, wait)) as conn:
+                    conn.execute(sql)
+                break
+            except pgerrors.LockNotAvailable:
+                if time.monotonic() + attempt > deadline:
+                    raise UsageError(
+                        f"{self.where}: transactions writing encrypted columns kept the active key busy for "
+                        f"{wait:.0f} s; nothing was changed, run rotate again"
+                    ) from None
+                time.sleep(min(0.2, attempt))
         found = self.active_key()
         assert found is not None
         return found
 
     def retire_unused(self) -> tuple[str, ...]:
-        """Erase the wrapped bytes of keys no value uses.
+        """Erase the wrapped bytes of older keys no value uses.
 
-        Safe because of the lock protocol (active_key_id / keys_new.sql.j2):
-        once a rotation has committed, no transaction can write with an older
-        key, so a recount after the rewrite is final. A value written back as
-        old ciphertext afterwards is sealed again under the active key by
-        encrypt(), or refused once its key is retired, never stored undecryptable.
+        The candidates are the keys already inactive *before* the count starts.
+        A key becomes inactive only when a rotation commits, and the rotation
+        first waits for every transaction writing with it (the key lock,
+        crypto.sql.j2); afterwards nothing writes with it (ciphertext written as
+        a value is refused, REPEATABLE READ writers fail to serialize). So the
+        count, which starts later, sees every value under a candidate, and a
+        rotation that commits during the count cannot make its key a candidate
+        by mistake. Every column that ever held ciphertext is counted, the
+        declared ones and the ones recorded in the key store's registry.
         """
         columns = [*self.columns(), *self.columns(decrypting=True)]
         with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
+            candidates = [row["id"] for row in cur.execute(self.sql("keys_list")).fetchall()
+                          if not row["active"] and not row["retired"]]  # fmt: skip
+        if not candidates:
+            return ()
+        with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
             usage = cur.execute(self.sql("keys_usage", columns=columns)).fetchall() if columns else []
             in_use = sorted({row["key_id"] for row in usage if row["key_id"] is not None})
-            retired = [row["id"] for row in cur.execute(self.sql("keys_retire"), {"in_use": in_use}).fetchall()]
-        return tuple(retired)
+            retired = cur.execute(self.sql("keys_retire"), {"candidates": candidates, "in_use": in_use}).fetchall()
+        return tuple(row["id"] for row in retired)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One `rlsctl keys` run per database at a time (a session lock, released on exit)."""
+        if not statements.run(self.conn, "keys_run_lock")[0]["locked"]:
+            raise UsageError(f"{self.where}: another rlsctl keys run is working on this database; try again later")
+        try:
+            yield
+        finally:
+            statements.run(self.conn, "keys_run_unlock")
 
 
 @dataclass
@@ -357,6 +386,7 @@ class _Walk:
 
     def range(self, conn: psycopg.Connection, after: str | None, until: str | None) -> None:
         size = self.size
+        busy = 0
         while True:
             started = time.monotonic()
             try:
@@ -370,9 +400,19 @@ class _Walk:
                             f"{self.keys.where}: {self.column.label}: {mismatched} of {rows} values did not decrypt "
                             "back to their plaintext; this batch was rolled back and nothing of it changed"
                         )
-            except pgerrors.LockNotAvailable:
-                size = max(MIN_BATCH, size // 2)  # rows held elsewhere: smaller batches, try again
+            except (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected):
+                # Rows others hold are skipped (SKIP LOCKED); this is the key lock
+                # behind a rotation, or a deadlock with another run: back off, retry.
+                busy += 1
+                if busy > BUSY_RETRIES:
+                    raise UsageError(
+                        f"{self.keys.where}: {self.column.label}: the key lock stayed busy "
+                        f"({BUSY_RETRIES} tries); nothing of the last batch changed, run the command again"
+                    ) from None
+                size = max(MIN_BATCH, size // 2)
+                time.sleep(0.05 * busy)
                 continue
+            busy = 0
             elapsed = time.monotonic() - started
             if last is None:
                 return
@@ -411,18 +451,21 @@ def rotate(keys: Keys, observer: Observer | None = None, batch_size: int | None 
     """A new data key, every value re-encrypted under it, then the old keys retired.
 
     Resumable: when values are still under an older key (an interrupted
-    rotation), the run continues with the active key instead of making another.
+    rotation), the run finishes that rotation with the active key instead of
+    making another, and says so. Plaintext waiting for a backfill does not
+    count: it is encrypted along the way, under the new key.
     """
     keys.check_master_key()
     columns = keys.columns()
-    interrupted = any(keys.pending(column, "encrypt") for column in columns)
-    run = KeysRun("rotate", keys.active_key())
-    if not interrupted:
-        run.new_key = keys.new_key()
-        run.active_key = run.new_key
-    keys.rewrite(columns, "encrypt", run, observer, batch_size)
-    if not any(column.remaining for column in run.columns):
-        run.retired = keys.retire_unused()
+    with keys.exclusive():
+        interrupted = any(keys.pending(column, "older") for column in columns)
+        run = KeysRun("rotate", keys.active_key(), resumed=interrupted)
+        if not interrupted:
+            run.new_key = keys.new_key()
+            run.active_key = run.new_key
+        keys.rewrite(columns, "encrypt", run, observer, batch_size)
+        if not any(column.remaining for column in run.columns):
+            run.retired = keys.retire_unused()
     return run
 
 
@@ -431,7 +474,8 @@ def encrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
     """Backfill: every value of the declared encrypted columns not under the active key gets encrypted."""
     keys.check_master_key()
     run = KeysRun("encrypt", keys.active_key())
-    keys.rewrite(keys.columns(selected), "encrypt", run, observer, batch_size)
+    with keys.exclusive():
+        keys.rewrite(keys.columns(selected), "encrypt", run, observer, batch_size)
     return run
 
 
@@ -446,14 +490,16 @@ def decrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
             "in the policy files and run rlsctl apply first (so new writes stay plaintext)"
         )
     run = KeysRun("decrypt", keys.active_key())
-    keys.rewrite(columns, "decrypt", run, observer, batch_size)
+    with keys.exclusive():
+        keys.rewrite(columns, "decrypt", run, observer, batch_size)
     return run
 
 
 def retire(keys: Keys) -> KeysRun:
     keys.check_master_key()
     run = KeysRun("retire", keys.active_key())
-    run.retired = keys.retire_unused()
+    with keys.exclusive():
+        run.retired = keys.retire_unused()
     return run
 
 

@@ -430,7 +430,7 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
             found += [ColumnGrant(table.name, column, grant.role, grant.privilege) for column in grant.columns]
     if table.guards:
         found.append(Trigger(table.name, "rlsctl_guard", state.helper_schema, table.guard_function))
-    if state.encryption is not None and state.encryption.encrypting(table.name):
+    if state.encryption is not None and table.name in state.encryption.tables:
         from rlsctl.declare import helper_name
 
         function = helper_name("encrypt_", table.name)

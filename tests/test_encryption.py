@@ -404,6 +404,11 @@ def test_decrypt_for_a_rollback(db, tmp_path):
         assert conn.execute("""SELECT metadata FROM "UsageAnalytics" WHERE id = 'ua1'""").fetchone()[0] == {
             "plan": "pro"
         }
+        # ...but never ciphertext: `keys decrypt` would open a value copied from another row.
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"UsageAnalytics\.metadata"):
+            conn.execute(
+                """UPDATE "UsageAnalytics" SET metadata = '{"rlsctl": 1, "key": "k1", "data": "x"}' WHERE id = 'ua1'"""
+            )
 
 
 def test_status_names_keys_and_counts_but_never_key_bytes(version_db):
@@ -500,7 +505,7 @@ def test_a_waiting_rotation_holds_back_new_writers_then_they_use_the_new_key(ver
 
 def _new_key_in_own_connection(database: TestDatabase, project) -> str:
     with database.connect() as conn:
-        return Keys(conn, project, "test").new_key(wait=30)
+        return Keys(conn, project, "test").new_key(wait=30, attempt=30)  # one long wait: stays queued
 
 
 def _wait_for_lock_waiters(database: TestDatabase, count: int) -> None:
@@ -514,3 +519,89 @@ def _wait_for_lock_waiters(database: TestDatabase, count: int) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("the rotation never queued for the key lock")
+
+
+def test_a_rotation_between_the_count_and_the_retirement_cannot_erase_a_key_in_use(version_db, monkeypatch):
+    """The race a retirement must survive: a key active when the count ran gets values and is
+    replaced before the UPDATE that retires keys. Only keys inactive before the count are candidates."""
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    project = load_project(root, role_prefix=database.prefix)
+    with database.connect() as conn:
+        keys = Keys(conn, project, "test")
+        oldest = keys.active_key()
+        first = keys.new_key()  # the oldest key becomes a candidate for retirement
+        conn.execute('DELETE FROM "PromptVersion"')  # nothing under any key any more
+        real_sql = Keys.sql
+
+        def interleaved(self, name, **context):
+            if name == "keys_retire":  # after the count: a write under the active key, then a rotation
+                with database.connect() as other:
+                    other.execute(
+                        """INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+                           VALUES ('late', 'p1', 1, 'written under the first key', 'u1')"""
+                    )
+                    Keys(other, project, "other").new_key()
+            return real_sql(self, name, **context)
+
+        monkeypatch.setattr(Keys, "sql", interleaved)
+        assert keys.retire_unused() == (oldest,)
+        monkeypatch.undo()
+        assert conn.execute("SELECT wrapped IS NOT NULL FROM rlsctl.encryption_key WHERE id = %s", (first,)).fetchone()[
+            0
+        ]
+        assert conn.execute("""SELECT rlsctl.decrypt(content) FROM "PromptVersion" WHERE id = 'late'""").fetchone() == (
+            "written under the first key",
+        )
+
+
+def test_rotate_makes_a_new_key_even_while_plaintext_waits_for_a_backfill(version_db):
+    """Only values under an older key mean an interrupted rotation; plaintext is encrypted on the way."""
+    database, root = version_db  # 400 plaintext values, never backfilled
+    with database.connect() as conn:
+        before = Keys(conn, load_project(root, role_prefix=database.prefix), "test").active_key()
+    code, out = cli(database, "keys", "rotate", "--format", "json", root=root)
+    assert code == 0, out
+    report = json.loads(out[out.index("{") :])
+    assert report["new_key"] not in (None, before) and report["resumed"] is False
+    assert all(plain is not None for _, plain in contents(database).values())
+
+
+def test_a_row_held_by_another_transaction_is_skipped_and_reported_not_waited_for(version_db):
+    database, root = version_db
+    with database.connect(autocommit=False) as holder, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        holder.execute("""SELECT 1 FROM "PromptVersion" WHERE id = 'v5' FOR UPDATE""")
+        running = pool.submit(cli, database, "keys", "encrypt", "--format", "json", root=root)
+        try:
+            code, out = running.result(timeout=60)  # never spins on the held row
+        finally:
+            holder.rollback()  # lets a run that would spin finish, so a regression fails instead of hanging
+    assert code == 1, out
+    report = json.loads(out[out.index("{") :])
+    remaining = {column["column"]: column["remaining"] for column in report["columns"]}
+    assert remaining["PromptVersion.content"] == 1 and sum(remaining.values()) == 1
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0  # once released, a second run finishes it
+
+
+def test_plaintext_shaped_like_ciphertext_from_before_encryption_is_encrypted_as_plaintext(version_db):
+    """Text written before the column was encrypted may start with rlsctl1: by chance (or malice);
+    it must neither block key management nor be taken for ciphertext."""
+    database, root = version_db
+    odd = "rlsctl1:knotakey:not-base64"
+    with database.connect() as conn:
+        conn.execute("SET session_replication_role = replica")  # as before encryption: no trigger
+        conn.execute("""UPDATE "PromptVersion" SET content = %s WHERE id = 'v3'""", (odd,))
+        assert conn.execute("SELECT rlsctl.decrypt(%s::text)", (odd,)).fetchone()[0] == odd  # not a key here
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    assert cli(database, "keys", "rotate", root=root)[0] == 0
+    stored, plain = contents(database)["v3"]
+    assert plain == odd and stored != odd
+
+
+def test_one_keys_run_at_a_time(version_db):
+    database, root = version_db
+    with database.connect() as other:
+        other.execute("SELECT pg_advisory_lock(1919710051, 3)")  # another rlsctl keys run
+        code, out = cli(database, "keys", "rotate", root=root)
+        assert code == 2 and "another rlsctl keys run" in out
+    assert cli(database, "keys", "rotate", root=root)[0] == 0
