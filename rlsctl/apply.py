@@ -92,7 +92,8 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
 
 def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> bool:
     """Every extension the project needs is available on the server (else exit 2); returns
-    whether they are all installed in this database already."""
+    whether they are all installed in this database already, in the helper schema (where
+    rlsctl's functions call them: one moved elsewhere comes back with this plan)."""
     wanted = list(project.settings.extensions)
     if not wanted:
         return True
@@ -103,7 +104,7 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
             f"{where}: extension {missing[0]!r} is not installed on the server "
             f"(the project needs it: install its package, e.g. postgresql-15-{missing[0]} or postgresql-contrib)"
         )
-    return all(found.values())
+    return all(found[name] == project.helper_schema for name in wanted)
 
 
 WEAK_MASTER_KEY = (

@@ -29,6 +29,16 @@ class RoleSpec:
     name: str
     kind: str
     description: str
+    members: tuple[str, ...] = ()  # roles outside the project expected to be its members
+
+    @property
+    def privileged(self) -> bool:
+        """Owns objects or holds key material: a member may SET ROLE to it and then
+        disable RLS, replace helpers or read the key store."""
+        return self.kind in PRIVILEGED_KINDS
+
+
+PRIVILEGED_KINDS = ("owner", "definer", "keys")
 
 
 @dataclass(frozen=True)
@@ -282,7 +292,7 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
     tenancy = _tenancy(project, schema)
     tables = tuple(_table(project, schema, name, tenancy) for name in managed)
     roles = tuple(
-        RoleSpec(key, project.role_name(key), decl.kind, decl.description)
+        RoleSpec(key, project.role_name(key), decl.kind, decl.description, decl.members)
         for key, decl in sorted(project.roles.items())
     )
     identity = project.settings.identity

@@ -8,12 +8,14 @@ states the order statements run in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsctl.objects import (
     ColumnGrant,
+    DefaultPrivilege,
+    Extension,
     Function,
     FunctionGrant,
     KeyStore,
@@ -72,17 +74,21 @@ INVERSE = {
     "grant_option": "revoke_grant_option",
     "detach": "attach",
     "may_create": "may_not_create",
-    **{same: same for same in ("alter", "owner", "recreate", "replace", "refuse")},
+    "regrant": "keep",
+    **{same: same for same in ("alter", "owner", "recreate", "replace", "refuse", "needs_dba")},
 }
 INVERSE.update({undo: do for do, undo in INVERSE.items()})
 
 
 @dataclass(frozen=True)
 class Operation:
-    action: str  # the macro of objects/<kind>.sql.j2 that renders it
+    action: str  # the macro of objects/<kind>.sql.j2 that renders it (see MACRO for aliases)
     old: Obj | None
     new: Obj | None
     effect: str  # widens | narrows | neutral
+    # Grants its CASCADE removes besides the one named (what the grantee passed on):
+    # shown with the statement, never reported as left alone.
+    cascades: tuple[Obj, ...] = ()
 
     @property
     def obj(self) -> Obj:
@@ -115,10 +121,14 @@ class Operation:
         """What differs, where the key alone does not say it (for drift)."""
         if self.action == "refuse":
             return self.refusal
+        if self.action == "needs_dba":
+            return _needs_dba(self.obj, "grant" if self.new is not None else "revoke")
         if self.action == "revoke_grant_option":
             return "WITH GRANT OPTION"
-        if self.action == "enable" and isinstance(self.old, Trigger):
-            return TRIGGER_STATES.get(self.old.enabled, "")
+        if isinstance(self.old, Trigger) and isinstance(self.new, Trigger):
+            return trigger_change(self.old, self.new)
+        if isinstance(self.old, Extension) and isinstance(self.new, Extension):
+            return f"in schema {self.old.schema}, not {self.new.schema}"
         return ""
 
     def reverse(self) -> Operation:
@@ -138,6 +148,36 @@ class Operation:
         return Operation(action, old, new, effect_of(action, old, new))
 
 
+def _needs_dba(obj: Obj, action: str) -> str:
+    """Why apply leaves a difference to a DBA: it cannot act as the role that decides it."""
+    role = obj.creator if isinstance(obj, DefaultPrivilege) else getattr(obj, "grantor", None)
+    if isinstance(obj, FunctionGrant):
+        role = f"the owner of {obj.schema}.{obj.name}({obj.arg_types})"
+    return (
+        f"apply cannot {action} it: that needs membership in {role} (or a superuser); "
+        f"a DBA must {action} it, apply reports it and changes nothing else about it"
+    )
+
+
+def trigger_change(old: Trigger, new: Trigger) -> str:
+    """What differs between a live trigger and the declared one, in SQL's words."""
+    found: list[str] = []
+    if old.calls != new.calls:
+        args = f"'{old.args}'" if old.args else ""
+        found.append(f"calls {old.function_schema}.{old.function_name}({args}), not {new.function_name}()")
+    if (old.timing, old.level) != (new.timing, new.level):
+        found.append(f"{old.timing} FOR EACH {old.level}, not {new.timing} FOR EACH {new.level}")
+    if old.events != new.events:
+        found.append(f"on {old.events}, not {new.events}")
+    if old.columns != new.columns:
+        found.append(f"UPDATE OF {', '.join(old.columns)}" if old.columns else "on every column")
+    if old.when != new.when:
+        found.append(f"WHEN ({old.when})" if old.when is not None else "without WHEN")
+    if old.enabled != new.enabled:
+        found.append(TRIGGER_STATES.get(old.enabled, "enabled"))
+    return "; ".join(found)
+
+
 def reversed_operations(ops: list[Operation]) -> list[Operation]:
     """The operations that undo `ops`, in the order that undoes them (last first)."""
     return [op.reverse() for op in reversed(ops)]
@@ -147,7 +187,7 @@ def reversed_operations(ops: list[Operation]) -> list[Operation]:
 
 # For grants of every kind and the table's RLS flags.
 WIDENING = {"grant", "grant_option", "disable", "no_force"}
-NARROWING = {"revoke", "revoke_grant_option", "enable", "force"}
+NARROWING = {"revoke", "revoke_grant_option", "enable", "force", "needs_dba"}
 # Kinds whose creation or removal does not by itself change who reaches which row.
 NEUTRAL_KINDS = {"role", "schema", "extension", "function", "key_store", "active_key"}
 
@@ -203,14 +243,18 @@ def _fewer_roles(before: tuple[str, ...], after: tuple[str, ...]) -> bool:
 
 
 def _trigger_effect(action: str, old: Obj | None, new: Obj | None) -> str:
-    """rlsctl's triggers refuse changes (guards) or hide plaintext (encryption): firing narrows."""
-    was = isinstance(old, Trigger) and old.fires
-    becomes = isinstance(new, Trigger) and new.fires
-    if becomes and not was:
-        return NARROWS
-    if was and not becomes:
-        return WIDENS
-    return NEUTRAL
+    """rlsctl's triggers refuse changes (guards) or hide plaintext (encryption): firing narrows,
+    and so does firing in more cases (events, columns, WHEN, BEFORE ROW, rlsctl's own function)."""
+    if not (isinstance(old, Trigger) and isinstance(new, Trigger)):
+        fires = isinstance(new, Trigger) and new.fires
+        stops = isinstance(old, Trigger) and old.fires
+        return NARROWS if fires else WIDENS if stops else NEUTRAL
+    if replace(old, enabled=new.enabled) == new and old.fires == new.fires:
+        return NEUTRAL  # enabled ALWAYS vs ORIGIN: the same for the application's sessions
+    if new.fires_at_least_as_much_as(old):
+        return NEUTRAL if old.fires_at_least_as_much_as(new) else NARROWS
+    # Fires in fewer cases, or in others: not something a plan can prove harmless.
+    return WIDENS
 
 
 def _role_effect(action: str, old: Obj | None, new: Obj | None) -> str:
@@ -244,10 +288,36 @@ def operations(
         ops += _added(obj)
     for obj in diff.removed:
         if obj.kind not in NEVER_REMOVED:
-            ops.append(_operation("revoke" if obj.kind in GRANT_KINDS else "drop", obj, None))
+            ops.append(_removed(obj))
     for old, new in diff.modified:
         ops += _modified(old, new, declared)
+    ops += _column_grants_restored(ops, declared, live or {})
     return _detach_dependents(ops, declared, live or {}, dependents or {})
+
+
+def _removed(obj: Obj) -> Operation:
+    if obj.kind not in GRANT_KINDS:
+        return _operation("drop", obj, None)
+    # Another role's default privileges, or a grant another grantor made, can only be
+    # revoked by a session that may act as that role: else a DBA must (no statement).
+    return _operation("revoke" if getattr(obj, "repairable", True) else "needs_dba", obj, None)
+
+
+def _column_grants_restored(ops: list[Operation], declared: Objects, live: Objects) -> list[Operation]:
+    """REVOKE of a table-level privilege also takes the grantee's column privileges of that
+    kind from the same grantor (PostgreSQL does so on every column): the declared column
+    grants it takes are granted again afterwards ("regrant", not drift: they were there and
+    stay), so one apply converges. Its reverse ("keep") runs nothing."""
+    revoked = {
+        (op.old.schema, op.old.table, op.old.grantee, op.old.privilege, op.old.grantor)
+        for op in ops
+        if op.action == "revoke" and isinstance(op.old, TableGrant)
+    }
+    return [
+        _operation("regrant", None, obj)
+        for key, obj in declared.items()
+        if isinstance(obj, ColumnGrant) and key in live and obj.group in revoked
+    ]
 
 
 def _operation(action: str, old: Obj | None, new: Obj | None) -> Operation:
@@ -257,7 +327,9 @@ def _operation(action: str, old: Obj | None, new: Obj | None) -> Operation:
 def _added(obj: Obj) -> list[Operation]:
     if isinstance(obj, TableSecurity):
         return _table(None, obj)
-    return [_operation("grant" if obj.kind in GRANT_KINDS else "create", None, obj)]
+    if obj.kind not in GRANT_KINDS:
+        return [_operation("create", None, obj)]
+    return [_operation("grant" if getattr(obj, "repairable", True) else "needs_dba", None, obj)]
 
 
 def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
@@ -279,6 +351,8 @@ def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
         return [_operation("refuse", old, new)]
     if isinstance(new, Trigger):
         assert isinstance(old, Trigger)
+        # Timing, level, events, columns, WHEN, function or arguments: only CREATE TRIGGER sets
+        # them, so the trigger is dropped and created again (one transaction: no window).
         only_state = replace(old, enabled=new.enabled) == new
         return [_operation("enable" if only_state else "recreate", old, new)]
     if isinstance(new, TableGrant | ColumnGrant):
@@ -312,14 +386,17 @@ def _policy_needs_recreate(old: Policy, new: Policy) -> bool:
 
 
 def _table(old: TableSecurity | None, new: TableSecurity) -> list[Operation]:
-    """Owner, then RLS enabled, then forced (what differs; everything for a table seen first)."""
+    """Owner, then RLS enabled, then forced (what differs; everything for a table seen first).
+    Declared tables are enabled and forced; the key store is enabled, not forced (its owner
+    reads it), and the phase bookkeeping neither: a flag set by hand is taken back too."""
     found: list[Operation] = []
     if old is None or old.owner != new.owner:
         found.append(_operation("owner", old, new))
-    if new.rls_enabled and (old is None or not old.rls_enabled):
-        found.append(_operation("enable", old, new))
-    if new.rls_forced and (old is None or not old.rls_forced):
-        found.append(_operation("force", old, new))
+    # A table seen first gets what is declared on; one seen before, what differs.
+    if (new.rls_enabled and old is None) or (old is not None and old.rls_enabled != new.rls_enabled):
+        found.append(_operation("enable" if new.rls_enabled else "disable", old, new))
+    if (new.rls_forced and old is None) or (old is not None and old.rls_forced != new.rls_forced):
+        found.append(_operation("force" if new.rls_forced else "no_force", old, new))
     return found
 
 
@@ -362,9 +439,11 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("schema", "create"),
     ("schema_privilege", "revoke"),
     ("schema_privilege", "grant"),
+    ("default_privilege", "needs_dba"),
     ("default_privilege", "revoke"),
     ("default_privilege", "grant"),
     ("extension", "create"),
+    ("extension", "alter"),
     ("helper_owner", "may_create"),
     ("key_store", "create"),
     ("key_store", "alter"),
@@ -375,11 +454,20 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("function", "owner"),
     ("helper_owner", "may_not_create"),
     ("active_key", "create"),
+    ("function_grant", "needs_dba"),
     ("function_grant", "revoke"),
     ("function_grant", "grant"),
     ("table", "owner"),
     ("table", "enable"),
     ("table", "force"),
+    ("table", "no_force"),  # the key store and the bookkeeping table only (their owner reads them)
+    ("table", "disable"),
+    # Grants another grantor made go first, while that grantor still holds the privilege
+    # (its own grant option may be revoked next): REVOKE as a role holding nothing fails.
+    ("table_grant_by_other", "revoke"),
+    ("column_grant_by_other", "revoke"),
+    ("table_grant", "needs_dba"),
+    ("column_grant", "needs_dba"),
     ("table_grant", "revoke"),
     ("table_grant", "revoke_grant_option"),
     ("column_grant", "revoke"),
@@ -397,11 +485,11 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("table_grant", "grant"),
     ("table_grant", "grant_option"),
     ("column_grant", "grant"),
+    ("column_grant", "regrant"),
     ("column_grant", "grant_option"),
     ("function", "drop"),
     # Only ever the reverse of an apply (Operation.reverse): apply itself never runs these.
-    ("table", "no_force"),
-    ("table", "disable"),
+    ("column_grant", "keep"),
     ("key_store", "drop"),
     ("extension", "drop"),
     ("schema", "drop"),
@@ -426,35 +514,102 @@ def ordered(ops: list[Operation], helper_schema: str, owners: tuple[str, ...]) -
 
 
 def _rank(op: Operation) -> tuple[int, str]:
-    kind = "helper_owner" if op.action in ("may_create", "may_not_create") else op.kind
+    kind = op.kind
+    if op.action in ("may_create", "may_not_create"):
+        kind = "helper_owner"
+    elif op.action == "revoke" and getattr(op.obj, "grantor", None) is not None:
+        kind = f"{op.kind}_by_other"
     return RANK[(kind, op.action)], op.obj.sort_key
 
 
 REMOVING = {"drop", "revoke", "detach"}
+# Actions rendered by another action's macro, where the statement is the same.
+MACRO = {
+    ("table_grant", "grant_option"): "grant",
+    ("column_grant", "grant_option"): "grant",
+    ("column_grant", "regrant"): "grant",
+    ("trigger", "enable"): "set_state",
+    ("trigger", "disable"): "set_state",
+    ("policy", "detach"): "drop",
+    ("policy", "attach"): "create",
+}
+# Differences apply reports but runs nothing for (a refusal stops apply before anything).
+NO_STATEMENT = {"refuse", "needs_dba", "keep"}
+# Operations that are no difference of their own (drift does not list them).
+NOT_DRIFT = {"may_create", "may_not_create", "regrant", "keep"}
 
 
 def render(op: Operation, context: object, templates: Path | None) -> str:
     """The SQL of one operation, from the macro `action` of `objects/<kind>.sql.j2`."""
+    if op.action in NO_STATEMENT:
+        return ""
     if op.action == "may_create":
         return call_macro("objects/schema_privilege.sql.j2", "grant", templates, op.new, context)
     if op.action == "may_not_create":
         return call_macro("objects/schema_privilege.sql.j2", "revoke", templates, op.old, context)
     template = f"objects/{op.kind}.sql.j2"
+    macro = MACRO.get((op.kind, op.action), op.action)
     if op.kind == "column_grant":
         raise ValueError("column grants render in groups: use render_group")
     if op.kind == "table":
-        return call_macro(template, op.action, templates, op.obj, context)
+        return call_macro(template, macro, templates, op.obj, context)
     if op.action in REMOVING:
-        return call_macro(template, op.action, templates, op.old, context)
+        return call_macro(template, macro, templates, op.old, context)
     if op.old is not None and op.new is not None:
-        return call_macro(template, op.action, templates, op.new, context, op.old)
-    return call_macro(template, op.action, templates, op.new, context)
+        return call_macro(template, macro, templates, op.new, context, op.old)
+    return call_macro(template, macro, templates, op.new, context)
 
 
 def render_group(ops: list[Operation], context: object, templates: Path | None) -> str:
     """Column grants of one table, grantee, privilege and action as one statement."""
+    if ops[0].action in NO_STATEMENT:
+        return ""
     objs = [op.old if op.action in REMOVING else op.obj for op in ops]
-    return call_macro("objects/column_grant.sql.j2", ops[0].action, templates, objs, context)
+    macro = MACRO.get(("column_grant", ops[0].action), ops[0].action)
+    return call_macro("objects/column_grant.sql.j2", macro, templates, objs, context)
+
+
+# -- what a CASCADE takes along ----------------------------------------------------------------
+
+
+def with_cascades(ops: list[Operation], live_grants: Iterable[Obj]) -> list[Operation]:
+    """Each revoke that cascades (a grant option goes) names the grants it removes besides
+    its own: those the grantee made with the option, and theirs in turn. Grants the plan
+    revokes by themselves (before it: see ORDER) are not counted twice."""
+    grants = [g for g in live_grants if isinstance(g, TableGrant | ColumnGrant)]
+    revoked = {op.old.key for op in ops if op.action in ("revoke", "needs_dba") and op.old is not None}
+    result = []
+    for op in ops:
+        old = op.old
+        cascading = op.action in ("revoke", "revoke_grant_option")
+        if cascading and isinstance(old, TableGrant | ColumnGrant) and old.grantable:
+            op = replace(op, cascades=tuple(g for g in cascade_of(old, grants) if g.key not in revoked))
+        result.append(op)
+    return result
+
+
+Grant = TableGrant | ColumnGrant
+
+
+def cascade_of(grant: Grant, grants: list[Grant]) -> list[Grant]:
+    """The grants PostgreSQL removes with `grant`'s grant option: made by its grantee on the
+    same table (or column) and privilege, and on down the chain while a grantee holds the
+    option from nowhere else. (A table-level option's CASCADE leaves column grants alone.)"""
+    level = [g for g in grants if g.chain == grant.chain and _column(g) == _column(grant)]
+    losing = {grant.grantee}
+    taken: list[Grant] = []
+    while True:
+        more = [g for g in level if g.grantor in losing and g not in taken and g != grant]
+        if not more:
+            return taken
+        taken += more
+        kept = [g for g in level if g not in taken and g != grant]
+        still_holding = {k.grantee for k in kept if k.grantable}
+        losing = {g.grantee for g in more if g.grantable and g.grantee not in still_holding}
+
+
+def _column(grant: Grant) -> str | None:
+    return grant.column if isinstance(grant, ColumnGrant) else None
 
 
 def grouped(ops: list[Operation]) -> list[list[Operation]]:

@@ -2,17 +2,20 @@
 
 Only what rlsctl manages is read: the declared roles and their memberships,
 the helper and project schemas, the default privileges of the roles that
-create objects, the helper schema's functions, and on the declared tables
-that exist their RLS flags, policies, grants and the triggers calling helper
-functions.
+create objects (and those of any role that give a managed role or PUBLIC
+something), the helper schema's functions and tables, and on the declared
+tables that exist their RLS flags, policies, grants and triggers.
 
 Grants to roles the project does not declare (a backup tool, monitoring, a
-migration tool) and memberships of such roles in the declared ones (the app's
-login role) are returned separately as unmanaged: reported, left alone. With
-`prune_unmanaged_grants` such grants are managed (and so revoked); memberships
-stay unmanaged. Grants to PUBLIC are always managed. One deliberate
-exception: EXECUTE on a SECURITY DEFINER helper is managed whoever holds it,
-because it lends the helper owner's rights (see docs/diff.md).
+migration tool), memberships of such roles in the declared ones that give
+no control over objects (the app's login role in the app role), and triggers
+of others on managed tables are returned separately as unmanaged: reported,
+left alone. With `prune_unmanaged_grants` such grants are managed (and so
+revoked); memberships stay unmanaged. Grants to PUBLIC are always managed.
+Deliberate exceptions, managed whoever holds them: EXECUTE on a SECURITY
+DEFINER helper (it lends the helper owner's rights), membership in the
+owner, definer and keys roles unless listed in `members:` (it lends their
+objects and keys), anything on rlsctl's helper-schema tables (see docs/diff.md).
 
 Policy expressions are compared in the form the server stores them: the
 declared ones are created on column-for-column copies of their tables in
@@ -33,7 +36,9 @@ from rlsctl import catalog, statements
 from rlsctl.catalog import LiveGrant
 from rlsctl.declare import DeclaredState
 from rlsctl.objects import (
+    HELPER_TABLES,
     MANAGED_DEFAULT_TYPES,
+    TRIGGER_NAMES,
     ActiveKey,
     ColumnGrant,
     DefaultPrivilege,
@@ -61,6 +66,9 @@ class Live:
     unmanaged: tuple[Obj, ...]  # grants to and memberships of roles the project does not declare
     # function key -> keys of the live policies that call it (they go before the function can)
     dependents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # "schema.name(arg types)" of functions whose owner the session cannot act as (a trusted
+    # extension's, owned by the bootstrap superuser): their grants cannot change here.
+    foreign_functions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -79,27 +87,27 @@ def live_objects(
 ) -> Live:
     """Every managed object as the catalog has it: all reads in one round trip."""
     schemas = sorted({state.helper_schema, state.schema})
+    managed_roles = list(state.managed_role_names)
     queries: dict[str, dict[str, Any]] = {
-        "roles": {"prefix": "", "names": list(state.managed_role_names)},
-        "memberships": {"names": list(state.managed_role_names)},
+        "roles": {"prefix": "", "names": managed_roles},
+        "memberships": {"names": managed_roles},
         "schemas": {"schemas": schemas},
         "schema_privileges": {"schemas": schemas},
-        "default_privileges": {"roles": list(state.creators)},
+        "default_privileges": {"roles": list(state.creators), "grantees": managed_roles, "schemas": schemas},
         "installed_extensions": {},
         "functions": {"schema": state.helper_schema},
-        "tables": {"schema": state.schema},
-        "policies": {"schema": state.schema},
-        "table_privileges": {"schema": state.schema},
-        "column_privileges": {"schema": state.schema},
+        "tables": {"schemas": schemas},
+        "policies": {"schemas": schemas},
+        "table_privileges": {"schemas": schemas},
+        "column_privileges": {"schemas": schemas},
         "triggers": {"schema": state.schema},
-        "key_store": {"schema": state.helper_schema},
     }
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
         rows = dict(zip(queries, catalog.fetch_many(conn, list(queries.items())), strict=True))
-        active_key = (
-            bool(rows["key_store"]) and state.encryption is not None and _active_key_exists(conn, state, templates)
-        )
+        where = (state.helper_schema, "encryption_key")
+        key_store = any((row["schema"], row["name"]) == where for row in rows["tables"])
+        active_key = key_store and state.encryption is not None and _active_key_exists(conn, state, templates)
     return _load(state, operator, rows, active_key)
 
 
@@ -117,33 +125,71 @@ def _load(state: DeclaredState, operator: str | None, rows: dict[str, list[dict[
     found.managed.extend(
         TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"])
         for row in rows["tables"]
-        if row["name"] in managed_tables
+        if row["schema"] == state.schema and row["name"] in managed_tables
     )
-    policies = [p for p in map(catalog.live_policy, rows["policies"]) if p.table in managed_tables]
-    found.managed.extend(Policy(p.table, p.name, p.command, p.permissive, p.roles, p.using, p.check) for p in policies)
-    live_grants = [catalog.live_table_grant(row) for row in rows["table_privileges"]]
-    live_grants += [catalog.live_column_grant(row) for row in rows["column_privileges"]]
-    _grants(found, [g for g in live_grants if g.table in managed_tables], state)
-    found.managed.extend(
-        Trigger(
-            row["table_name"], row["name"], row["function_schema"], row["function_name"], row["events"], row["enabled"]
-        )
-        for row in rows["triggers"]
-        if row["table_name"] in managed_tables and row["function_schema"] == state.helper_schema
-    )
-    found.managed.extend(KeyStore(state.helper_schema, row["owner"]) for row in rows["key_store"])
+    _helper_tables(found, [row for row in rows["tables"] if row["schema"] == state.helper_schema], state)
+    ours = _our_tables(state, managed_tables)
+    policies = [_policy(row, state) for row in rows["policies"] if (row["schema"], row["table_name"]) in ours]
+    found.managed.extend(policy for policy, _ in policies)
+    live_grants = [catalog.live_grant(row) for row in rows["table_privileges"] + rows["column_privileges"]]
+    _grants(found, [g for g in live_grants if (g.schema, g.table) in ours], state)
+    for row in rows["triggers"]:
+        if row["table_name"] in managed_tables:
+            trigger = _trigger(catalog.live_trigger(row), state)
+            # rlsctl's by name (whatever they call) or by what they call; others' are reported only.
+            found.add(trigger, trigger.name in TRIGGER_NAMES or trigger.ours)
     if active_key:
         found.managed.append(ActiveKey(state.helper_schema))
+    foreign = frozenset(
+        f"{state.helper_schema}.{row['name']}({row['arg_types']})"
+        for row in rows["functions"]
+        if not row["acts_as_owner"]
+    )
     return Live(
         {obj.key: obj for obj in found.managed},
         tuple(found.unmanaged),
-        _dependents(policies),
+        _dependents([live for _, live in policies]),
+        foreign,
     )
 
 
-def _trigger(row: dict[str, Any]) -> Trigger:
+def _our_tables(state: DeclaredState, managed_tables: set[str]) -> set[tuple[str, str]]:
+    """(schema, table) of the tables whose policies and grants rlsctl manages."""
+    return {(state.schema, name) for name in managed_tables} | {(state.helper_schema, name) for name in HELPER_TABLES}
+
+
+def _helper_tables(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredState) -> None:
+    """rlsctl's own tables of the helper schema are managed; any other table there is
+    reported and left alone (apply never drops a table)."""
+    for row in rows:
+        table = TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"], state.helper_schema)
+        found.add(table, row["name"] in HELPER_TABLES)
+        if row["name"] == "encryption_key":
+            found.managed.append(KeyStore(state.helper_schema, row["owner"]))
+
+
+def _policy(row: dict[str, Any], state: DeclaredState) -> tuple[Policy, catalog.LivePolicy]:
+    live = catalog.live_policy(row)
+    schema = None if row["schema"] == state.schema else row["schema"]
+    policy = Policy(live.table, live.name, live.command, live.permissive, live.roles, live.using, live.check)
+    return replace(policy, schema=schema), live
+
+
+def _trigger(live: catalog.LiveTrigger, state: DeclaredState) -> Trigger:
     return Trigger(
-        row["table_name"], row["name"], row["function_schema"], row["function_name"], row["events"], row["enabled"]
+        table=live.table,
+        name=live.name,
+        function_schema=live.function_schema,
+        function_name=live.function_name,
+        events=live.events,
+        enabled=live.enabled,
+        timing=live.timing,
+        level=live.level,
+        columns=live.columns,
+        when=live.when,
+        args=live.args,
+        ours=live.function_schema == state.helper_schema,
+        definition=live.definition,
     )
 
 
@@ -160,16 +206,20 @@ def _role(role: catalog.LiveRole) -> Role:
 
 def _memberships(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredState, operator: str | None) -> None:
     """A managed role's own memberships are managed (none is declared: they are extra).
-    So are the operator's memberships in managed roles. Other roles' memberships in
-    managed roles (the app's login role in the app role) are unmanaged, even with pruning:
-    they are how the application connects."""
-    managed = set(state.managed_role_names)
+    So are the operator's memberships in managed roles, and any membership in the
+    owner, definer and keys roles: a member may SET ROLE to them, then disable RLS,
+    replace helpers or read the key store. The roles listed in a role's `members:`
+    are expected there: neither drift nor reported. Other roles' memberships in the
+    other managed roles (the app's login role in the app role) are unmanaged, even
+    with pruning: they are how the application connects."""
+    roles = {role.name: role for role in state.roles}
     for row in rows:
         membership = Membership(row["role"], row["member"])
-        if row["member"] in managed:
+        role = roles.get(row["role"])
+        if row["member"] in roles:
             found.add(membership, True)
-        elif row["role"] in managed:
-            found.add(membership, row["member"] == operator)
+        elif role is not None and row["member"] not in role.members:
+            found.add(membership, row["member"] == operator or role.privileged)
 
 
 def _managed_grantee(grantee: str, state: DeclaredState) -> bool:
@@ -191,16 +241,29 @@ def _schema_privileges(found: _Sorted, rows: list[dict[str, Any]], state: Declar
 
 
 def _default_privileges(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredState) -> None:
+    """The creator roles' defaults are managed by grantee. Another role's defaults are read
+    only where they give a managed role or PUBLIC something (a migration tool's role opening
+    every table it creates before apply runs): all managed, so extra, except PostgreSQL's
+    built-in EXECUTE on functions for PUBLIC, which every role has."""
+    creators = set(state.creators)
     for row in rows:
         if row["objtype"] not in MANAGED_DEFAULT_TYPES:
             continue
-        default = DefaultPrivilege(row["creator"], row["objtype"], row["schema"], row["grantee"], row["privilege"])
-        found.add(default, _managed_grantee(row["grantee"], state))
+        default = DefaultPrivilege(
+            row["creator"], row["objtype"], row["schema"], row["grantee"], row["privilege"], row["repairable"]
+        )
+        if row["creator"] in creators:
+            found.add(default, _managed_grantee(row["grantee"], state))
+        elif default != DefaultPrivilege(row["creator"], "f", None, "PUBLIC", "EXECUTE"):
+            found.managed.append(default)
 
 
 def _functions(found: _Sorted, functions: list[catalog.LiveFunction], state: DeclaredState) -> None:
     for fn in functions:
-        grants = [FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee) for grantee in fn.executors]
+        grants = [
+            FunctionGrant(state.helper_schema, fn.name, fn.arg_types, grantee, fn.acts_as_owner)
+            for grantee in fn.executors
+        ]
         if fn.from_extension:
             # Extension functions are not ours, but who may execute them is (EXECUTE revoked from PUBLIC).
             for grant in grants:
@@ -229,13 +292,18 @@ def _functions(found: _Sorted, functions: list[catalog.LiveFunction], state: Dec
 
 
 def _grants(found: _Sorted, live_grants: Iterable[LiveGrant], state: DeclaredState) -> None:
+    """Grants on managed tables, each with its grantor (None: the table owner). Anything on
+    rlsctl's helper-schema tables is managed whoever holds it: only their owner reads them."""
     for grant in live_grants:
-        obj: Obj
-        if grant.column is None:
-            obj = TableGrant(grant.table, grant.grantee, grant.privilege, grant.grantable)
-        else:
-            obj = ColumnGrant(grant.table, grant.column, grant.grantee, grant.privilege, grant.grantable)
-        found.add(obj, _managed_grantee(grant.grantee, state))
+        obj: TableGrant | ColumnGrant
+        schema = None if grant.schema == state.schema else grant.schema
+        obj = TableGrant(grant.table, grant.grantee, grant.privilege, grant.grantable, schema, grant.grantor)
+        if grant.column is not None:
+            obj = ColumnGrant(grant.table, grant.column, grant.grantee, grant.privilege, grant.grantable, schema)
+            obj = replace(obj, grantor=grant.grantor)
+        # The table owner's grants apply itself revokes; another grantor's only as that role.
+        obj = replace(obj, repairable=grant.grantor is None or grant.acts_as_grantor)
+        found.add(obj, schema is not None or _managed_grantee(grant.grantee, state))
 
 
 def _dependents(policies: list[catalog.LivePolicy]) -> dict[str, tuple[str, ...]]:

@@ -26,6 +26,7 @@ from rlsctl.db import Target
 from rlsctl.ddl import changes_data, split_statements
 from rlsctl.declare import declare
 from rlsctl.errors import UsageError
+from rlsctl.objects import TRIGGER_NAMES
 from rlsctl.phases import Phase, phase_creating
 from rlsctl.plan import plan_for_database
 from rlsctl.project import Project
@@ -368,7 +369,7 @@ def _drop_security_objects(conn: psycopg.Connection, project: Project, where: st
     triggers = [
         t
         for t in catalog.triggers(conn, project.schema_name)
-        if t.table in declared and t.function_schema == project.helper_schema
+        if t.table in declared and (t.function_schema == project.helper_schema or t.name in TRIGGER_NAMES)
     ]
     script = _render(
         project, "ops/drop_policies.sql.j2", schema=project.schema_name, policies=policies, triggers=triggers

@@ -113,6 +113,20 @@ class RoleDecl(Frozen):
     description: str = ""
     # Full role name; default is the project's role_prefix + the role's key.
     name: str | None = None
+    # Roles outside the project expected to be members of this one (a migration
+    # tool's login in the owner role), as literal role names. Any other member of
+    # an owner, definer or keys role is drift that apply revokes (docs/diff.md).
+    members: tuple[str, ...] = ()
+
+    @field_validator("members")
+    @classmethod
+    def _member_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name or "\x00" in name or len(name.encode()) > 63:
+                raise ValueError(f"member {name!r}: a role name is 1 to 63 bytes, without NUL")
+        if len(set(value)) != len(value):
+            raise ValueError("members lists a role twice")
+        return value
 
 
 # -- tenancy -------------------------------------------------------------------

@@ -10,11 +10,11 @@ source SQL, a function's argument names).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from rlsctl.declare import DeclaredState, HelperFn, TableSpec
-from rlsctl.sql import SqlText
+from rlsctl.sql import SqlText, catalog_expression, catalog_statement
 
 SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 
@@ -116,6 +116,8 @@ class DefaultPrivilege(Obj):
     schema: str | None
     grantee: str
     privilege: str
+    # Changing another role's defaults needs membership in it (or superuser).
+    repairable: bool = field(default=True, compare=False)
 
     @property
     def key(self) -> str:
@@ -131,9 +133,12 @@ class DefaultPrivilege(Obj):
 
 @dataclass(frozen=True)
 class Extension(Obj):
+    """An extension, in the schema it is declared in (pgcrypto: the helper schema;
+    moved elsewhere, rlsctl's encryption functions no longer find it)."""
+
     kind: ClassVar[str] = "extension"
     name: str
-    schema: str = field(default="", compare=False)
+    schema: str = ""
 
     @property
     def key(self) -> str:
@@ -160,6 +165,14 @@ class Function(Obj):
     def key(self) -> str:
         return f"function {self.schema}.{self.name}({self.arg_types})"
 
+    # Catalog text embedded as SQL, and why that is safe: the argument types
+    # (oidvectortypes), the declaration (pg_get_function_identity_arguments) and
+    # the result type (pg_get_function_result) are printed by the server with
+    # every name through quote_identifier, and hold no literal and no default,
+    # so they cannot close the parenthesis or the statement they stand in.
+    # The body is dollar-quoted with a tag it does not contain (sql.dollar_quoted),
+    # the settings go through sql.setting, policy expressions through
+    # sql.catalog_expression and trigger definitions through sql.catalog_statement.
     @property
     def signature(self) -> SqlText:
         return SqlText(self.arg_types)
@@ -176,6 +189,7 @@ class FunctionGrant(Obj):
     name: str
     arg_types: str
     grantee: str
+    repairable: bool = field(default=True, compare=False)  # the session may act as the function's owner
 
     @property
     def key(self) -> str:
@@ -183,7 +197,12 @@ class FunctionGrant(Obj):
 
     @property
     def signature(self) -> SqlText:
-        return SqlText(self.arg_types)
+        return SqlText(self.arg_types)  # server-printed type names (see Function.signature)
+
+
+def _where(schema: str | None, table: str) -> str:
+    """A table as keys name it: bare in the project schema, qualified in the helper schema."""
+    return table if schema is None else f"{schema}.{table}"
 
 
 @dataclass(frozen=True)
@@ -193,10 +212,11 @@ class TableSecurity(Obj):
     owner: str
     rls_enabled: bool
     rls_forced: bool
+    schema: str | None = None  # None: the project schema; else rlsctl's own tables of the helper schema
 
     @property
     def key(self) -> str:
-        return f"table {self.table}"
+        return f"table {_where(self.schema, self.table)}"
 
 
 @dataclass(frozen=True)
@@ -211,10 +231,11 @@ class Policy(Obj):
     check: str | None
     source_using: str | None = field(default=None, compare=False)  # the SQL rlsctl renders
     source_check: str | None = field(default=None, compare=False)
+    schema: str | None = None  # None: the project schema
 
     @property
     def key(self) -> str:
-        return f"policy {self.table}.{self.name}"
+        return f"policy {_where(self.schema, self.table)}.{self.name}"
 
     @property
     def sql_command(self) -> str:
@@ -222,26 +243,48 @@ class Policy(Obj):
 
     @property
     def create_using(self) -> SqlText | None:
-        text = self.source_using if self.source_using is not None else self.using
-        return None if text is None else SqlText(text)
+        return _expression(self.source_using, self.using)
 
     @property
     def create_check(self) -> SqlText | None:
-        text = self.source_check if self.source_check is not None else self.check
-        return None if text is None else SqlText(text)
+        return _expression(self.source_check, self.check)
+
+
+def _expression(source: str | None, stored: str | None) -> SqlText | None:
+    """The SQL rlsctl rendered (built from quoted parts by the templates), else the
+    stored form the catalog returned (pg_get_expr: checked to be one expression)."""
+    if source is not None:
+        return SqlText(source)
+    return None if stored is None else catalog_expression(stored)
 
 
 @dataclass(frozen=True)
 class TableGrant(Obj):
+    """A privilege on a table. Declared grants are the table owner's (the grantor apply
+    itself uses); one by another grantor is a different object, never declared: it
+    vanishes with that grantor's grant option (CASCADE), so it cannot stand in for ours."""
+
     kind: ClassVar[str] = "table_grant"
     table: str
     grantee: str
     privilege: str
     grantable: bool = False  # WITH GRANT OPTION: the grantee may pass the privilege on; never declared
+    schema: str | None = None  # None: the project schema
+    grantor: str | None = None  # None: the table owner
+    repairable: bool = field(default=True, compare=False)  # the session may SET ROLE to the grantor
 
     @property
     def key(self) -> str:
-        return f"{self.privilege} on {self.table} to {self.grantee}"
+        return f"{self.privilege} on {_where(self.schema, self.table)} to {self.grantee}{_by(self.grantor)}"
+
+    @property
+    def chain(self) -> tuple[str | None, str, str]:
+        """What a grant option's CASCADE follows: schema, table, privilege."""
+        return (self.schema, self.table, self.privilege)
+
+
+def _by(grantor: str | None) -> str:
+    return "" if grantor is None else f" (granted by {grantor})"
 
 
 @dataclass(frozen=True)
@@ -252,35 +295,61 @@ class ColumnGrant(Obj):
     grantee: str
     privilege: str
     grantable: bool = False
+    schema: str | None = None
+    grantor: str | None = None
+    repairable: bool = field(default=True, compare=False)
 
     @property
     def key(self) -> str:
-        return f"{self.privilege} ({self.column}) on {self.table} to {self.grantee}"
+        where = _where(self.schema, self.table)
+        return f"{self.privilege} ({self.column}) on {where} to {self.grantee}{_by(self.grantor)}"
 
     @property
     def sort_key(self) -> str:
-        # Columns of one table, grantee and privilege side by side: they share a statement.
-        return f"{self.table}\x00{self.grantee}\x00{self.privilege}\x00{self.column}"
+        # Columns of one table, grantee, privilege and grantor side by side: they share a statement.
+        parts = (_where(self.schema, self.table), self.grantee, self.privilege, self.grantor or "", self.column)
+        return "\x00".join(parts)
 
     @property
-    def group(self) -> tuple[str, str, str]:
-        return (self.table, self.grantee, self.privilege)
+    def group(self) -> tuple[str | None, str, str, str, str | None]:
+        return (self.schema, self.table, self.grantee, self.privilege, self.grantor)
+
+    @property
+    def chain(self) -> tuple[str | None, str, str]:
+        return (self.schema, self.table, self.privilege)
 
 
 ENCRYPT_TRIGGER = "rlsctl_encrypt"  # encrypts declared columns on write (docs/encryption.md)
+GUARD_TRIGGER = "rlsctl_guard"  # refuses the changes guards forbid (docs/policy-format.md)
+# rlsctl's trigger names: a trigger so named on a managed table is rlsctl's, whatever it calls.
+TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER)
 
 
 @dataclass(frozen=True)
 class Trigger(Obj):
+    """A trigger, with everything that decides when it fires and what it runs.
+
+    rlsctl's are BEFORE, FOR EACH ROW, on every UPDATE (and INSERT), with no WHEN
+    and no arguments: AFTER cannot change the row (encryption), WHEN (false) or
+    UPDATE OF one column skip it, and each is a way around it that drift names.
+    """
+
     kind: ClassVar[str] = "trigger"
     table: str
     name: str
     function_schema: str
     function_name: str
-    events: str = "UPDATE"  # UPDATE or INSERT OR UPDATE; always BEFORE, FOR EACH ROW
+    events: str = "UPDATE"  # INSERT, DELETE, UPDATE, TRUNCATE joined by " OR ", in that order
     # pg_trigger.tgenabled: O fires (the declared state), D disabled, R only in replica
     # sessions (so not in the app's), A always.
     enabled: str = "O"
+    timing: str = "BEFORE"  # BEFORE, AFTER or INSTEAD OF
+    level: str = "ROW"  # ROW or STATEMENT
+    columns: tuple[str, ...] = ()  # UPDATE OF these columns only
+    when: str | None = None  # the WHEN condition, as the server prints it
+    args: str = ""  # the arguments as the server stores them (tgargs, escaped)
+    ours: bool = field(default=True, compare=False)  # calls a function of the helper schema
+    definition: str = field(default="", compare=False)  # pg_get_triggerdef, for a live trigger
 
     @property
     def key(self) -> str:
@@ -291,6 +360,43 @@ class Trigger(Obj):
         """Whether it fires in the application's sessions (session_replication_role = origin)."""
         return self.enabled in ("O", "A")
 
+    @property
+    def event_list(self) -> tuple[str, ...]:
+        return tuple(self.events.split(" OR ")) if self.events else ()
+
+    @property
+    def calls(self) -> tuple[str, str, str]:
+        return (self.function_schema, self.function_name, self.args)
+
+    @property
+    def unrestricted(self) -> bool:
+        """BEFORE, per row, on every row of its events: the shape of rlsctl's own triggers."""
+        return (self.timing, self.level, self.columns, self.when) == ("BEFORE", "ROW", (), None)
+
+    @property
+    def create_statement(self) -> SqlText | None:
+        """The server's own CREATE TRIGGER for a live trigger (checked to be one such statement),
+        so the reverse of a repair brings back exactly what was there."""
+        return catalog_statement(self.definition, "CreateTrigStmt") if self.definition else None
+
+    def fires_at_least_as_much_as(self, other: Trigger) -> bool:
+        """Whether this trigger runs the same function wherever `other` would, or is rlsctl's
+        unrestricted form where `other` is not (which then does less)."""
+        if not other.fires:
+            return True
+        if not self.fires:
+            return False
+        if self.calls != other.calls:
+            return self.ours and self.unrestricted and not other.ours
+        if (self.timing, self.level) != (other.timing, other.level):
+            return (self.timing, self.level) == ("BEFORE", "ROW")
+        wider_columns = not self.columns or (bool(other.columns) and set(self.columns) >= set(other.columns))
+        return (
+            set(self.event_list) >= set(other.event_list)
+            and (self.when is None or self.when == other.when)
+            and wider_columns
+        )
+
 
 @dataclass(frozen=True)
 class KeyStore(Obj):
@@ -298,7 +404,8 @@ class KeyStore(Obj):
 
     kind: ClassVar[str] = "key_store"
     schema: str
-    owner: str
+    # Compared through the table's own objects (helper_tables()): owner, RLS, policies, grants.
+    owner: str = field(compare=False)
 
     @property
     def key(self) -> str:
@@ -365,6 +472,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
             FunctionGrant(state.helper_schema, helper.name, helper.args, role)
             for role in dict.fromkeys((helper.owner, *helper.executors))
         ]
+    found += helper_tables(state)
     if state.encryption is not None and state.keys is not None:
         found += [
             KeyStore(state.helper_schema, state.keys),
@@ -377,6 +485,46 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     for table in state.tables:
         found += _table_objects(state, table, bodies)
     return {obj.key: obj for obj in found}
+
+
+# Tables rlsctl creates in the helper schema. The key store's (key_store.sql.j2:
+# the wrapped data keys, and the registry of columns ever encrypted) belong to the
+# keys role, have RLS enabled (not forced: their owner reads them) and no policy,
+# and nobody else holds any privilege on them: a grant made by mistake still shows
+# nobody a row. applied_phase (bootstrap.sql.j2) keeps what migrate gives it: the
+# owner role owns it, RLS off, no grants.
+KEY_TABLES = ("encryption_key", "encrypted_column")
+BOOKKEEPING_TABLE = "applied_phase"
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
+
+
+def helper_tables(state: DeclaredState) -> list[Obj]:
+    """The protection of rlsctl's helper-schema tables. They are created by their own
+    templates; `present_only` keeps those that exist (a missing one is not drift)."""
+    found: list[Obj] = [TableSecurity(BOOKKEEPING_TABLE, state.owner, False, False, state.helper_schema)]
+    if state.keys is not None:
+        found += [TableSecurity(name, state.keys, True, False, state.helper_schema) for name in KEY_TABLES]
+    return found
+
+
+def grants_of_foreign_functions(declared: Objects, foreign: frozenset[str]) -> Objects:
+    """Declared EXECUTE grants on functions whose owner the session cannot act as, marked so:
+    a GRANT there would only warn "no privileges were granted" (left to a DBA instead)."""
+    return {
+        key: replace(obj, repairable=False)
+        if isinstance(obj, FunctionGrant) and f"{obj.schema}.{obj.name}({obj.arg_types})" in foreign
+        else obj
+        for key, obj in declared.items()
+    }
+
+
+def present_only(declared: Objects, live: Objects) -> Objects:
+    """Declared objects without the helper-schema tables that do not exist (yet)."""
+    return {
+        key: obj
+        for key, obj in declared.items()
+        if not (isinstance(obj, TableSecurity) and obj.schema is not None and key not in live)
+    }
 
 
 def _schemas(state: DeclaredState) -> list[Obj]:
@@ -429,7 +577,7 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
         else:
             found += [ColumnGrant(table.name, column, grant.role, grant.privilege) for column in grant.columns]
     if table.guards:
-        found.append(Trigger(table.name, "rlsctl_guard", state.helper_schema, table.guard_function))
+        found.append(Trigger(table.name, GUARD_TRIGGER, state.helper_schema, table.guard_function))
     if state.encryption is not None and table.name in state.encryption.tables:
         from rlsctl.declare import helper_name
 

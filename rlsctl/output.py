@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from rlsctl.diff import NOT_DRIFT
+
 if TYPE_CHECKING:
     from rlsctl.apply import ApplyReport
     from rlsctl.demo import DemoResult
@@ -49,6 +51,7 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
         "pending_columns": _pending_columns_json(plan),
         "encryption_started": list(plan.newly_encrypted_tables),
+        "needs_dba": _needs_dba_json(plan),
     }
     if fmt == "json":
         emit_json(data)
@@ -56,6 +59,8 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
     verb = "would run" if report.dry_run else "ran"
     if plan.empty:
         stdout.print(f"apply on {escape(report.where)}: no changes (the database already matches the policy files)")
+    elif not plan.statements:
+        stdout.print(f"apply on {escape(report.where)}: nothing it can change (see below)")
     else:
         counts = ", ".join(
             f"{sum(1 for s in plan.statements if s.effect == effect)} {effect}"
@@ -76,8 +81,14 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
             f"  encryption starts on {escape(', '.join(plan.newly_encrypted_tables))}: new writes are encrypted; "
             "existing plaintext stays until `rlsctl keys encrypt` backfills it (`rlsctl keys status` counts it)"
         )
+    for op in plan.for_dba:
+        stdout.print(f"  [bold yellow]not repaired[/]: {escape(op.key)} ({escape(op.detail)})")
     if report.dry_run:
         stdout.print("  dry run: rolled back, nothing changed")
+
+
+def _needs_dba_json(plan: Plan) -> list[dict[str, str]]:
+    return [{"object": op.key, "kind": op.kind, "detail": op.detail} for op in plan.for_dba]
 
 
 def migrate_report(report: MigrateReport, fmt: str) -> None:
@@ -164,8 +175,10 @@ def _plan_json(plan: Plan, where: str) -> dict[str, object]:
         "database": where,
         "changes": len(plan.operations),
         "statements": [
-            {"sql": s.sql, "effect": s.effect, "action": s.action, "object": s.object} for s in plan.statements
+            {"sql": s.sql, "effect": s.effect, "action": s.action, "object": s.object, "cascades": list(s.cascades)}
+            for s in plan.statements
         ],
+        "needs_dba": _needs_dba_json(plan),
         "refused": list(plan.refusals),
         "unmanaged": [{"object": obj.key, "kind": obj.kind} for obj in plan.unmanaged],
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
@@ -194,7 +207,11 @@ def plan_report(plan: Plan, where: str, fmt: str) -> None:
         stdout.print(f"\n[{colour}]{EFFECT_TITLES[effect]} ({len(chosen)})[/]")
         for statement in chosen:
             stdout.print(f"[dim]-- {escape(statement.object)}[/]")
+            for key in statement.cascades:
+                stdout.print(f"[dim]--   CASCADE also removes: {escape(key)}[/]")
             stdout.print(escape(statement.sql) + ";")
+    for op in plan.for_dba:
+        stdout.print(f"[bold yellow]needs a DBA:[/] {escape(op.key)} ({escape(op.detail)})")
     _unmanaged(plan)
 
 
@@ -208,8 +225,12 @@ def _unmanaged(plan: Plan) -> None:
         stdout.print(f"[dim]unmanaged:[/] {escape(obj.key)} (left alone)")
 
 
+# What drift says about a difference apply does not repair (needs_dba: its detail says why).
+REPAIR_NOTE = {"refuse": "apply refuses to repair it", "needs_dba": ""}
+
+
 def drift_report(plan: Plan, where: str, fmt: str) -> None:
-    real = [op for op in plan.operations if op.action not in ("may_create", "may_not_create")]
+    real = [op for op in plan.operations if op.action not in NOT_DRIFT]
     if fmt == "json":
         data = _plan_json(plan, where)
         data["drift"] = [
@@ -230,7 +251,7 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
     else:
         stdout.print(f"{escape(where)}: {len(real)} objects differ from the declared state")
         for op in real:
-            repair = "apply refuses to repair it" if op.action == "refuse" else f"{op.effect} when repaired"
+            repair = REPAIR_NOTE.get(op.action, f"{op.effect} when repaired")
             note = "; ".join(part for part in (op.detail, repair) if part)
             stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
     _unmanaged(plan)
@@ -239,6 +260,6 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
 def _drift_state(action: str) -> str:
     if action in ("create", "grant"):
         return "missing"
-    if action in ("drop", "revoke"):
+    if action in ("drop", "revoke", "needs_dba"):
         return "extra"
     return "changed"

@@ -8,7 +8,7 @@ object templates, so the SQL of a change is written once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -18,7 +18,17 @@ from rlsctl import diff as d
 from rlsctl.ddl import split_rendered
 from rlsctl.declare import DeclaredState
 from rlsctl.inspect import Live, live_objects, normalise_policies
-from rlsctl.objects import ENCRYPT_TRIGGER, Bodies, Obj, Objects, Trigger, builtin_defaults, declared_objects
+from rlsctl.objects import (
+    ENCRYPT_TRIGGER,
+    Bodies,
+    Obj,
+    Objects,
+    Trigger,
+    builtin_defaults,
+    declared_objects,
+    grants_of_foreign_functions,
+    present_only,
+)
 from rlsctl.render import call_macro
 
 
@@ -28,6 +38,7 @@ class Statement:
     effect: str
     action: str
     object: str  # the key of the object it changes
+    cascades: tuple[str, ...] = ()  # keys of the grants its CASCADE removes besides `object`
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,11 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.operations
+
+    @property
+    def for_dba(self) -> tuple[d.Operation, ...]:
+        """Differences apply cannot repair as this session (drift; apply reports them)."""
+        return tuple(op for op in self.operations if op.action == "needs_dba")
 
     @property
     def refusals(self) -> tuple[str, ...]:
@@ -98,25 +114,29 @@ def render_operations(ops: list[d.Operation], state: DeclaredState, templates: P
         else:
             text = d.render(first, state, templates)
             label = first.key
+        cascades = tuple(obj.key for op in group for obj in op.cascades)
         for sql in split_rendered(text):
-            found.append(Statement(sql, first.effect, first.action, label))
+            taken = cascades if sql.startswith("REVOKE") else ()  # not the SET ROLE around it
+            found.append(Statement(sql, first.effect, first.action, label, taken))
     return tuple(found)
 
 
 def _column_label(group: list[d.Operation]) -> str:
-    table, grantee, privilege = group[0].obj.group  # type: ignore[attr-defined]
+    """The key of the group's first grant, naming all its columns."""
     columns = ", ".join(op.obj.column for op in group)  # type: ignore[attr-defined]
-    return f"{privilege} ({columns}) on {table} to {grantee}"
+    return replace(group[0].obj, column=columns).key  # type: ignore[type-var]
 
 
 def plan_changes(
     state: DeclaredState, declared: Objects, live: Live, templates: Path | None, kinds: set[str] | None = None
 ) -> tuple[d.Operation, ...]:
     objects = live.objects
+    declared = grants_of_foreign_functions(present_only(declared, objects), live.foreign_functions)
     if kinds is not None:
         declared = {k: v for k, v in declared.items() if v.kind in kinds}
         objects = {k: v for k, v in objects.items() if v.kind in kinds}
     ops = d.operations(d.differences(declared, objects), declared, objects, live.dependents)
+    ops = d.with_cascades(ops, [*live.objects.values(), *live.unmanaged])
     return tuple(d.ordered(ops, state.helper_schema, state.function_owners))
 
 
@@ -137,4 +157,7 @@ def plan_for_database(
     live = live_objects(conn, state, operator, templates)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
     ops = plan_changes(state, declared, live, templates, kinds)
-    return Plan(state, ops, render_operations(list(ops), state, templates), live.unmanaged)
+    # What a CASCADE removes is not left alone: the statement that removes it names it instead.
+    cascaded = {obj.key for op in ops for obj in op.cascades}
+    unmanaged = tuple(obj for obj in live.unmanaged if obj.key not in cascaded)
+    return Plan(state, ops, render_operations(list(ops), state, templates), unmanaged)

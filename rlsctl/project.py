@@ -161,8 +161,9 @@ def load_project(directory: Path, role_prefix: str | None = None) -> Project:
         document = load_yaml(path, shown)
         parsed = _validate_file(document)
         _merge(parsed, document, merged, sources)
-    project = _assemble(directory, merged, sources)
-    return project.with_role_prefix(role_prefix)
+    project = _assemble(directory, merged, sources).with_role_prefix(role_prefix)
+    _check_members(project)  # against the role names in force, prefix included
+    return project
 
 
 def _display_path(path: Path) -> str:
@@ -284,3 +285,17 @@ def _check_role_kinds(project: Project, policies_dir: Path) -> None:
     keys = [key for key, decl in project.roles.items() if decl.kind == "keys"]
     if len(keys) > 1:
         raise project.source("roles", keys[1]).error("declare at most one role of kind 'keys'")
+
+
+def _check_members(project: Project) -> None:
+    """`members:` names roles outside the project: a declared role's memberships are
+    declared by their absence (and the operator's are implied)."""
+    declared = set(project.role_names.values())
+    for key, decl in sorted(project.roles.items()):
+        for member in decl.members:
+            if member in declared:
+                raise project.error(
+                    ("roles", key, "members"),
+                    f"members: {member!r} is a role of this project; list only roles outside it "
+                    "(login roles of the application, a migration tool)",
+                )

@@ -33,6 +33,7 @@ KEYWORDS = frozenset(
         "sql", "plpgsql", "IMMUTABLE", "STABLE", "VOLATILE",
         "MAINTAIN", "TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS",
         "LOGIN", "NOLOGIN", "CREATEDB", "NOCREATEDB", "CREATEROLE", "NOCREATEROLE",
+        "BEFORE", "ROW",
     }
 )  # fmt: skip
 
@@ -148,7 +149,13 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         comment=_comment,
         qualified=lambda parts: sql.qualified(*parts),
     )
-    env.globals.update(qualified=sql.qualified, ident=sql.ident, literal=sql.literal, setting=sql.setting)
+    env.globals.update(
+        qualified=sql.qualified,
+        ident=sql.ident,
+        literal=sql.literal,
+        setting=sql.setting,
+        dollar_quoted=sql.dollar_quoted,
+    )
     return env
 
 

@@ -19,7 +19,16 @@ from decimal import Decimal
 
 from rlsctl.errors import UsageError
 
-__all__ = ["SqlText", "ident", "literal", "qualified", "setting"]
+__all__ = [
+    "SqlText",
+    "catalog_expression",
+    "catalog_statement",
+    "dollar_quoted",
+    "ident",
+    "literal",
+    "qualified",
+    "setting",
+]
 
 
 class SqlText(str):
@@ -87,6 +96,57 @@ def array_literal(values: Iterable[object]) -> SqlText:
 def join(fragments: Iterable[str], separator: str = ", ") -> SqlText:
     """Join fragments that are already SQL (quoted by this module or a template)."""
     return SqlText(separator.join(fragments))
+
+
+DOLLAR_TAG = "rlsctl"
+
+
+def dollar_quoted(body: str) -> SqlText:
+    """`$rlsctl$<body>$rlsctl$`, with a tag the body cannot end early.
+
+    Function bodies read back from the catalog (prosrc) are arbitrary text: one
+    containing `$rlsctl$` would close the quote and let the rest run as SQL in a
+    plan, or in the reverse of one. The first of `$rlsctl$`, `$rlsctl_1$`, ...
+    whose closing tag first occurs at the very end is used, so rlsctl's own
+    bodies keep `$rlsctl$` and render byte for byte as before.
+    """
+    _reject_nul(body, "function body")
+    number = 0
+    while True:
+        tag = f"${DOLLAR_TAG}$" if number == 0 else f"${DOLLAR_TAG}_{number}$"
+        # The scanner closes the quote at the first tag after the opening one: it must be ours.
+        if (body + tag).find(tag) == len(body):
+            return SqlText(tag + body + tag)
+        number += 1
+
+
+def catalog_expression(text: str) -> SqlText:
+    """An expression the server deparsed (pg_get_expr), checked to be one expression.
+
+    The server quotes every literal and identifier it prints, so its output
+    cannot end the clause it is put in; this check makes that a guarantee
+    rather than an assumption before the text is embedded in a statement."""
+    _one_statement(f"SELECT ({text})", "SelectStmt", "expression")
+    return SqlText(text)
+
+
+def catalog_statement(text: str, kind: str) -> SqlText:
+    """A whole statement the server deparsed (pg_get_triggerdef), checked to be exactly
+    one statement of `kind` (a pglast node name, e.g. CreateTrigStmt)."""
+    _one_statement(text, kind, "statement")
+    return SqlText(text)
+
+
+def _one_statement(text: str, kind: str, what: str) -> None:
+    import pglast  # only when catalog text is embedded: rendering declared objects never needs it
+
+    _reject_nul(text, what)
+    try:
+        parsed = pglast.parse_sql(text)
+    except pglast.parser.ParseError:
+        raise UsageError(f"catalog {what} does not parse: {text[:80]!r}") from None
+    if len(parsed) != 1 or type(parsed[0].stmt).__name__ != kind:
+        raise UsageError(f"catalog {what} is not exactly one {kind}: {text[:80]!r}")
 
 
 _SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")

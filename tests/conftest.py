@@ -153,6 +153,20 @@ def migrate_and_apply(database: TestDatabase, phase: int | None = None, project:
     return project
 
 
+def as_operator(database: TestDatabase) -> TestDatabase:
+    """The same database, reached as a non-superuser that owns it and has CREATEROLE
+    (a managed service's admin: RDS, Cloud SQL, Supabase). Its name carries the prefix."""
+    operator = database.role("operator")
+    with database.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(operator))
+        )
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database.name), sql.Identifier(operator))
+        )
+    return TestDatabase(database.name, database.dsn + f" user={operator}", database.prefix)
+
+
 @pytest.fixture
 def secured_db(db: TestDatabase) -> TestDatabase:
     """A database at the last phase with the security layer applied."""

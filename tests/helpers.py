@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 from rlsctl import catalog
 
 
@@ -25,7 +27,8 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             for p in catalog.policies(conn, "public")
         }
         grants = {
-            (g.table, norm(g.grantee), g.privilege, g.column, g.grantable) for g in catalog.grants(conn, "public")
+            (g.table, norm(g.grantee), g.privilege, g.column, g.grantable, norm(g.grantor or ""))
+            for g in catalog.grants(conn, "public")
         }
         functions = {
             (
@@ -44,7 +47,8 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             for f in catalog.functions(conn, helper_schema)
             if not f.from_extension
         }
-        triggers = {(t.table, t.name, t.function_name, t.enabled) for t in catalog.triggers(conn, "public")}
+        # Everything that decides when a trigger fires, and the server's own definition.
+        triggers = {astuple(t) for t in catalog.triggers(conn, "public")}
         tables = {
             (name, norm(t.owner), t.rls_enabled, t.rls_forced) for name, t in catalog.tables(conn, "public").items()
         }
@@ -57,6 +61,7 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             for name, t in catalog.tables(conn, helper_schema).items()
             if name != "applied_phase"  # rlsctl's own bookkeeping: its rows differ by design
         } | {("grant", g.table, norm(g.grantee), g.privilege, g.column) for g in catalog.grants(conn, helper_schema)}
+        helper_relations |= {("policy", p.table, p.name) for p in catalog.policies(conn, helper_schema)}
         schema_privileges = {
             (p.schema, norm(p.grantee), p.privilege) for p in catalog.schema_privileges(conn, [helper_schema, "public"])
         }

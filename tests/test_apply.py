@@ -15,7 +15,7 @@ from rlsctl import migrate as migrating
 from rlsctl.cli import main
 from rlsctl.tester.run import run_matrix
 from tests import spec_matrix
-from tests.conftest import ROOT, migrate_and_apply
+from tests.conftest import ROOT, as_operator, migrate_and_apply
 from tests.helpers import security_snapshot
 
 LATER = {
@@ -119,28 +119,20 @@ def test_apply_removes_undeclared_policies_and_helpers(secured_db):
 def test_apply_as_a_managed_service_operator(make_db):
     """Non-superuser that owns the database and has CREATEROLE (RDS, Cloud SQL, Supabase)."""
     database = make_db()
-    operator = database.prefix + "operator"
-    with database.connect() as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(operator))
-        )
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database.name), sql.Identifier(operator))
-        )
-    as_operator = type(database)(database.name, database.dsn + f" user={operator}", database.prefix)
-    with as_operator.connect() as conn:
+    operating = as_operator(database)
+    with operating.connect() as conn:
         assert conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone() == (
             False,
             False,
         )
-    project = migrate_and_apply(as_operator)
-    with as_operator.connect() as conn:
+    project = migrate_and_apply(operating)
+    with operating.connect() as conn:
         tables = catalog.tables(conn, "public")
         assert all(t.rls_enabled and t.rls_forced and t.owner == database.role("owner") for t in tables.values())
         result = run_matrix(conn, project, "operator", expect=spec_matrix.expectation)
     assert not result.failures, result.failures[:5]
     # The non-superuser's fixture loading must not leave FORCE lifted.
-    with as_operator.connect() as conn:
+    with operating.connect() as conn:
         assert all(t.rls_forced for t in catalog.tables(conn, "public").values())
 
 

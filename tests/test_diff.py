@@ -7,6 +7,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import pglast
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
@@ -19,7 +20,7 @@ from rlsctl.diffing import read_plan
 from rlsctl.plan import render_operations
 from rlsctl.project import load_project
 from rlsctl.tester.run import run_matrix
-from tests.conftest import ROOT, migrate_and_apply
+from tests.conftest import ROOT, as_operator, migrate_and_apply
 from tests.helpers import security_snapshot
 
 
@@ -29,14 +30,27 @@ def cli(database, *args: str):
     )
 
 
+# Roles and a trigger function outside the project, made once for the tampering tests
+# (login roles carry the test's prefix, so cleanup drops them).
+NOOP_TRIGGER_FUNCTION = (
+    "CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"
+)
+OUTSIDERS = "CREATE ROLE {mallory} LOGIN; CREATE ROLE {flyway} LOGIN; CREATE ROLE {backup}; " + NOOP_TRIGGER_FUNCTION
+
+
 @pytest.fixture(scope="module")
 def baseline(make_module_db):
+    """A freshly migrated and applied database, its snapshot through rlsctl's catalog
+    queries, and one through plain pg_catalog queries that share none of their code."""
     database = make_module_db()
     migrate_and_apply(database)
-    return database, security_snapshot(database)
+    tamper_with(database, OUTSIDERS)
+    return database, security_snapshot(database), pg_catalog_snapshot(database)
 
 
-ROLE_KEYS = ("app", "owner", "definer", "keys", "auditor", "analyst", "retention", "backup", "web")
+ROLE_KEYS = (
+    "app", "owner", "definer", "keys", "auditor", "analyst", "retention", "backup", "web", "mallory", "flyway",
+)  # fmt: skip
 CURRENT_USER_ID_PLPGSQL = (
     "CREATE OR REPLACE FUNCTION rlsctl.current_user_id() RETURNS text LANGUAGE plpgsql STABLE "
     "SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULLIF(current_setting('app.user_id', true), ''); END $$"
@@ -259,11 +273,61 @@ TAMPERING = [
         "changed",
         NEUTRAL,
     ),
+    (
+        "encrypt trigger never fires",
+        'CREATE OR REPLACE TRIGGER rlsctl_encrypt BEFORE INSERT OR UPDATE ON "UsageAnalytics" '
+        'FOR EACH ROW WHEN (false) EXECUTE FUNCTION rlsctl."encrypt_UsageAnalytics"()',
+        "trigger UsageAnalytics.rlsctl_encrypt",
+        "changed",
+        NARROWS,
+    ),
+    (
+        "encrypt trigger after the write",
+        'CREATE OR REPLACE TRIGGER rlsctl_encrypt AFTER INSERT OR UPDATE ON "UsageAnalytics" '
+        'FOR EACH ROW EXECUTE FUNCTION rlsctl."encrypt_UsageAnalytics"()',
+        "trigger UsageAnalytics.rlsctl_encrypt",
+        "changed",
+        NARROWS,
+    ),
+    (
+        "guard on one column only",
+        'CREATE OR REPLACE TRIGGER rlsctl_guard BEFORE UPDATE OF "title" ON "Prompt" '
+        'FOR EACH ROW EXECUTE FUNCTION rlsctl."guard_Prompt"()',
+        "trigger Prompt.rlsctl_guard",
+        "changed",
+        NARROWS,
+    ),
+    (
+        "encrypt trigger calls another function",
+        'CREATE OR REPLACE TRIGGER rlsctl_encrypt BEFORE INSERT OR UPDATE ON "PerformanceMetrics" '
+        "FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()",
+        "trigger PerformanceMetrics.rlsctl_encrypt",
+        "changed",
+        NARROWS,
+    ),
+    (
+        "guard once per statement",
+        'CREATE OR REPLACE TRIGGER rlsctl_guard BEFORE UPDATE ON "TeamMember" '
+        'FOR EACH STATEMENT EXECUTE FUNCTION rlsctl."guard_TeamMember"()',
+        "trigger TeamMember.rlsctl_guard",
+        "changed",
+        NARROWS,
+    ),
     # roles and memberships
     ("role can log in", "ALTER ROLE {app} LOGIN", "role {app}", "changed", NARROWS),
     ("role creates roles", "ALTER ROLE {app} CREATEROLE", "role {app}", "changed", NARROWS),
     ("role creates databases", "ALTER ROLE {analyst} CREATEDB", "role {analyst}", "changed", NARROWS),
     ("app may become owner", "GRANT {owner} TO {app}", "membership of {app} in {owner}", "extra", NARROWS),
+    # an undeclared login in a role that owns objects or holds keys: SET ROLE, then anything
+    ("outsider may become owner", "GRANT {owner} TO {mallory}", "membership of {mallory} in {owner}", "extra", NARROWS),
+    ("outsider may become keys", "GRANT {keys} TO {mallory}", "membership of {mallory} in {keys}", "extra", NARROWS),
+    (
+        "outsider may become definer",
+        "GRANT {definer} TO {mallory}",
+        "membership of {mallory} in {definer}",
+        "extra",
+        NARROWS,
+    ),
     (
         "app writes all data",
         "GRANT pg_write_all_data TO {app}",
@@ -314,6 +378,94 @@ TAMPERING = [
         "extra",
         NARROWS,
     ),
+    (
+        "migration tool opens new tables",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {flyway} GRANT SELECT ON TABLES TO {app}",
+        "default: SELECT on new tables of {flyway} to {app}",
+        "extra",
+        NARROWS,
+    ),
+    (
+        "migration tool opens new tables in the schema",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {flyway} IN SCHEMA public GRANT INSERT ON TABLES TO PUBLIC",
+        "default: INSERT on new tables of {flyway} in schema public to PUBLIC",
+        "extra",
+        NARROWS,
+    ),
+    # grants count with their grantor: another grantor's vanish with its grant option
+    (
+        "declared grant only through another grantor",
+        'GRANT SELECT ON "Prompt" TO {analyst} WITH GRANT OPTION; REVOKE SELECT ON "Prompt" FROM {app}; '
+        'SET ROLE {analyst}; GRANT SELECT ON "Prompt" TO {app}; RESET ROLE',
+        "SELECT on Prompt to {app}",
+        "missing",
+        WIDENS,
+    ),
+    (
+        "declared grant also through another grantor",
+        'GRANT UPDATE ("title") ON "Prompt" TO {auditor} WITH GRANT OPTION; '
+        'SET ROLE {auditor}; GRANT UPDATE ("title") ON "Prompt" TO {app}; RESET ROLE',
+        "UPDATE (title) on Prompt to {app} (granted by {auditor})",
+        "extra",
+        NARROWS,
+    ),
+    (
+        "table grant beside declared column grants",
+        'GRANT SELECT ON "ApiKey" TO {app}',
+        "SELECT on ApiKey to {app}",
+        "extra",
+        NARROWS,
+    ),
+    # rlsctl's tables of the helper schema: only their owner reads them
+    (
+        "key store readable",
+        "GRANT SELECT ON rlsctl.encryption_key TO {analyst}",
+        "SELECT on rlsctl.encryption_key to {analyst}",
+        "extra",
+        NARROWS,
+    ),
+    (
+        "key store column readable",
+        "GRANT SELECT (wrapped) ON rlsctl.encryption_key TO PUBLIC",
+        "SELECT (wrapped) on rlsctl.encryption_key to PUBLIC",
+        "extra",
+        NARROWS,
+    ),
+    (
+        "key store policy",
+        "CREATE POLICY sneaky ON rlsctl.encryption_key USING (true)",
+        "policy rlsctl.encryption_key.sneaky",
+        "extra",
+        NARROWS,
+    ),
+    (
+        "key store rls off",
+        "ALTER TABLE rlsctl.encryption_key DISABLE ROW LEVEL SECURITY",
+        "table rlsctl.encryption_key",
+        "changed",
+        NARROWS,
+    ),
+    (
+        "key store forced",  # binds its owner: encryption and rotation would read no key
+        "ALTER TABLE rlsctl.encryption_key FORCE ROW LEVEL SECURITY",
+        "table rlsctl.encryption_key",
+        "changed",
+        WIDENS,
+    ),
+    (
+        "key store given away",
+        "ALTER TABLE rlsctl.encryption_key OWNER TO {analyst}",
+        "table rlsctl.encryption_key",
+        "changed",
+        NEUTRAL,
+    ),
+    (
+        "phase bookkeeping writable",
+        "GRANT INSERT ON rlsctl.applied_phase TO {app}",
+        "INSERT on rlsctl.applied_phase to {app}",
+        "extra",
+        NARROWS,
+    ),
     # schemas and extensions
     (
         "create on helper schema",
@@ -337,6 +489,16 @@ TAMPERING = [
         WIDENS,
     ),
     ("extension dropped", "DROP EXTENSION pgcrypto", "extension pgcrypto", "missing", NEUTRAL),
+    ("extension moved", "ALTER EXTENSION pgcrypto SET SCHEMA public", "extension pgcrypto", "changed", NEUTRAL),
+    # a body that holds rlsctl's dollar-quote tag: its reverse must not end the quote early
+    (
+        "helper body with the quote tag",
+        "CREATE OR REPLACE FUNCTION rlsctl.current_user_id() RETURNS text LANGUAGE sql STABLE "
+        "SET search_path = pg_catalog, pg_temp AS $q$ SELECT '$rlsctl$; DROP TABLE \"AuditLog\"; --' $q$",
+        "function rlsctl.current_user_id()",
+        "changed",
+        WIDENS,
+    ),
 ]
 
 
@@ -365,11 +527,14 @@ def assert_converged(database) -> None:
 @pytest.mark.parametrize("name, tamper, obj, state, effect", TAMPERING, ids=[t[0] for t in TAMPERING])
 def test_tampering_is_detected_repaired_and_converges(baseline, name, tamper, obj, state, effect):
     """Drift names it, apply repairs it, the next plan is empty; and the reverse of the
-    repair, run as SQL, brings the tampered state back (Operation.reverse renders the inverse)."""
-    database, expected = baseline
+    repair, run as SQL, brings the tampered state back (Operation.reverse renders the inverse).
+    The repair is checked twice: through rlsctl's catalog queries and through plain
+    pg_catalog queries that share none of their blind spots."""
+    database, expected, expected_in_pg_catalog = baseline
     names = tamper_with(database, tamper)
     tampered = security_snapshot(database)
     assert tampered != expected
+    assert pg_catalog_snapshot(database) != expected_in_pg_catalog
     found = drift_items(database)
     item = found.get(obj.format(**names))
     assert item is not None, found
@@ -379,11 +544,85 @@ def test_tampering_is_detected_repaired_and_converges(baseline, name, tamper, ob
     applied = cli(database, "apply")
     assert applied.exit_code == 0, applied.stderr
     assert security_snapshot(database) == expected
+    assert pg_catalog_snapshot(database) == expected_in_pg_catalog
     assert_converged(database)
     run_reversed(database, repair)
     assert security_snapshot(database) == tampered
     assert cli(database, "apply").exit_code == 0
     assert security_snapshot(database) == expected
+
+
+# Plain pg_catalog queries, written here and sharing no code with rlsctl/catalog, so
+# that a blind spot of rlsctl's own reads cannot hide a repair that did not happen.
+PG_CATALOG_SNAPSHOT = {
+    "relations": """
+        SELECT n.nspname, c.relname, c.relkind::text, pg_get_userbyid(c.relowner),
+               c.relrowsecurity, c.relforcerowsecurity
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('public', 'rlsctl') AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')""",
+    "relacl": """
+        SELECT n.nspname, c.relname, pg_get_userbyid(a.grantor), a.grantee::regrole::text,
+               a.privilege_type, a.is_grantable
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+             aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) a
+        WHERE n.nspname IN ('public', 'rlsctl')""",
+    "attacl": """
+        SELECT n.nspname, c.relname, t.attname, pg_get_userbyid(a.grantor), a.grantee::regrole::text,
+               a.privilege_type, a.is_grantable
+        FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(t.attacl) a
+        WHERE n.nspname IN ('public', 'rlsctl')""",
+    "policies": """
+        SELECT n.nspname, c.relname, p.polname, p.polcmd::text, p.polpermissive,
+               ARRAY(SELECT r::regrole::text FROM unnest(p.polroles) r ORDER BY 1)::text,
+               pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+        FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace""",
+    "triggers": """
+        SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled::text
+        FROM pg_trigger t WHERE NOT t.tgisinternal""",
+    "functions": """
+        SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner), p.prosrc, p.proconfig::text,
+               p.prosecdef, p.provolatile::text
+        FROM pg_proc p WHERE p.pronamespace = 'rlsctl'::regnamespace""",
+    "proacl": """
+        SELECT p.oid::regprocedure::text, pg_get_userbyid(a.grantor), a.grantee::regrole::text,
+               a.privilege_type, a.is_grantable
+        FROM pg_proc p, aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a
+        WHERE p.pronamespace IN ('rlsctl'::regnamespace, 'public'::regnamespace)""",
+    "memberships": """
+        SELECT m.roleid::regrole::text, m.member::regrole::text, m.admin_option
+        FROM pg_auth_members m
+        WHERE starts_with(m.roleid::regrole::text, %(prefix)s) OR starts_with(m.member::regrole::text, %(prefix)s)""",
+    "roles": """
+        SELECT rolname, rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb
+        FROM pg_roles WHERE starts_with(rolname, %(prefix)s)""",
+    "default_acl": """
+        SELECT pg_get_userbyid(d.defaclrole), d.defaclnamespace::regnamespace::text, d.defaclobjtype::text,
+               a.grantee::regrole::text, a.privilege_type, a.is_grantable
+        FROM pg_default_acl d, aclexplode(d.defaclacl) a""",
+    "schemas": """
+        SELECT n.nspname, pg_get_userbyid(n.nspowner), pg_get_userbyid(a.grantor), a.grantee::regrole::text,
+               a.privilege_type, a.is_grantable
+        FROM pg_namespace n, aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a
+        WHERE n.nspname IN ('public', 'rlsctl')""",
+    "extensions": "SELECT extname, extnamespace::regnamespace::text FROM pg_extension",
+}
+
+
+def pg_catalog_snapshot(database) -> dict[str, set]:
+    """The security layer as pg_catalog has it, role prefix replaced by '<p>'. (Grantee 0
+    prints as '-': PUBLIC. A NULL ACL is read as the default it stands for: revoking the
+    last grant leaves the owner's privileges spelled out, which grant nothing new.)"""
+
+    def norm(value):
+        return value.replace(database.prefix, "<p>") if isinstance(value, str) else value
+
+    with database.connect() as conn:
+        conn.execute("SET search_path = pg_catalog, pg_temp")
+        return {
+            name: {tuple(map(norm, row)) for row in conn.execute(query, {"prefix": database.prefix})}
+            for name, query in PG_CATALOG_SNAPSHOT.items()
+        }
 
 
 def run_reversed(database, repair) -> None:
@@ -434,11 +673,13 @@ UNMANAGED = [
     "GRANT EXECUTE ON FUNCTION rlsctl.current_user_id() TO {backup}",  # SECURITY INVOKER
     "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO {backup}",
     "GRANT {app} TO {web}",  # the application's login role
+    # the application's own trigger on a managed table
+    'CREATE TRIGGER set_updated_at BEFORE UPDATE ON "Prompt" FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()',
 ]
 
 
 def test_grants_to_undeclared_roles_are_unmanaged_unless_pruned(secured_db, tmp_path):
-    tamper_with(secured_db, "CREATE ROLE {backup}; CREATE ROLE {web} LOGIN")
+    tamper_with(secured_db, "CREATE ROLE {backup}; CREATE ROLE {web} LOGIN; " + NOOP_TRIGGER_FUNCTION)
     names = tamper_with(
         secured_db, "; ".join([*UNMANAGED, "GRANT EXECUTE ON FUNCTION rlsctl.tenant_ids(text) TO {backup}"])
     )
@@ -450,6 +691,7 @@ def test_grants_to_undeclared_roles_are_unmanaged_unless_pruned(secured_db, tmp_
         f"EXECUTE on rlsctl.current_user_id() to {backup}",
         f"default: SELECT on new tables of {owner} to {backup}",
         f"membership of {web} in {app}",
+        "trigger Prompt.set_updated_at",
     ]
     # EXECUTE on a SECURITY DEFINER helper lends its owner's rights: revoked whoever holds it.
     found = drift_items(secured_db)
@@ -463,6 +705,8 @@ def test_grants_to_undeclared_roles_are_unmanaged_unless_pruned(secured_db, tmp_
         "table": True, "column": True, "schema": True, "invoker": True, "definer": False, "default": True,
         "member": True,
     }  # fmt: skip
+    with secured_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'set_updated_at'").fetchone()[0] == 1
 
     pruning = load_project(
         project_copy(
@@ -652,3 +896,135 @@ def test_applies_on_two_databases_sharing_the_role_prefix(make_db):
     for database in (first, second):
         with database.connect() as conn:
             assert read_plan(conn, database.project(), "x", None).empty
+
+
+def test_members_of_privileged_roles_are_listed_or_revoked(secured_db, tmp_path):
+    """A member may SET ROLE to the owner (and disable RLS) or to the keys role (and read the
+    key store): in those roles only the members listed in `members:` are left alone. In the
+    app role, members are how the application connects: unmanaged, or expected when listed."""
+    names = tamper_with(
+        secured_db,
+        "CREATE ROLE {mallory} LOGIN; CREATE ROLE {flyway} LOGIN; CREATE ROLE {web} LOGIN; CREATE ROLE {backup}; "
+        "GRANT {owner} TO {flyway}; GRANT {owner} TO {mallory}; GRANT {keys} TO {backup}; "
+        "GRANT {app} TO {web}; GRANT {app} TO {flyway}",
+    )
+    mallory, flyway, web, backup = names["mallory"], names["flyway"], names["web"], names["backup"]
+    owner, app, keys = names["owner"], names["app"], names["keys"]
+    root = project_copy(tmp_path, "    kind: owner\n", f"    kind: owner\n    members: [{flyway}]\n")
+    settings = root / "policies" / "project.yaml"
+    settings.write_text(settings.read_text().replace("    kind: app\n", f"    kind: app\n    members: [{flyway}]\n"))
+    project = load_project(root, role_prefix=secured_db.prefix)
+    options = ["--dsn", secured_db.dsn, "--project", str(root), "--role-prefix", secured_db.prefix]
+    drift = CliRunner().invoke(main, ["drift", "--format", "json", *options])
+    assert drift.exit_code == 1, drift.output
+    data = json.loads(drift.stdout)
+    found = {item["object"]: (item["state"], item["effect"]) for item in data["drift"]}
+    assert found == {
+        f"membership of {mallory} in {owner}": ("extra", NARROWS),
+        f"membership of {backup} in {keys}": ("extra", NARROWS),
+    }
+    assert [item["object"] for item in data["unmanaged"]] == [f"membership of {web} in {app}"]
+    with secured_db.connect() as conn:
+        applying.apply(conn, project, "x")
+        assert read_plan(conn, project, "x", None).empty
+    assert members(secured_db, owner) == {flyway}
+    assert members(secured_db, keys) == set()
+    assert members(secured_db, app) == {web, flyway}
+
+
+def members(database, role: str) -> set[str]:
+    with database.connect() as conn:
+        rows = conn.execute(
+            "SELECT member::regrole::text FROM pg_auth_members WHERE roleid = %s::regrole", (role,)
+        ).fetchall()
+    return {row[0].strip('"') for row in rows}
+
+
+def test_a_grant_option_revoke_names_what_its_cascade_removes(baseline):
+    """REVOKE GRANT OPTION ... CASCADE takes the grants the grantee made with it, even to
+    roles the plan otherwise leaves alone: the plan names them with the statement."""
+    database = baseline[0]
+    names = tamper_with(
+        database,
+        'GRANT SELECT ON "Prompt" TO {auditor} WITH GRANT OPTION; SET ROLE {auditor}; '
+        'GRANT SELECT ON "Prompt" TO {backup}; RESET ROLE',
+    )
+    taken = f"SELECT on Prompt to {names['backup']} (granted by {names['auditor']})"
+    plan = json.loads(cli(database, "plan", "--format", "json").stdout)
+    revoke = f'REVOKE SELECT ON TABLE "public"."Prompt" FROM "{names["auditor"]}" CASCADE'
+    statements = {statement["sql"]: statement for statement in plan["statements"]}
+    assert statements[revoke]["cascades"] == [taken]
+    assert taken not in [item["object"] for item in plan["unmanaged"]]  # not "left alone"
+    assert f"CASCADE also removes: {taken}" in cli(database, "plan").stdout
+    assert cli(database, "apply").exit_code == 0
+    with database.connect() as conn:
+        assert not conn.execute(
+            "SELECT has_table_privilege(%s, 'public.\"Prompt\"', 'SELECT')", (names["backup"],)
+        ).fetchone()[0]
+    assert_converged(database)
+
+
+def test_a_body_holding_the_quote_tag_cannot_end_the_quote(baseline):
+    """A helper body read from the catalog goes inside a dollar quote whose tag it does not
+    contain: the plan and its reverse parse as the statements they name, nothing more."""
+    database = baseline[0]
+    tamper_with(
+        database,
+        "CREATE OR REPLACE FUNCTION rlsctl.current_user_id() RETURNS text LANGUAGE sql STABLE "
+        "SET search_path = pg_catalog, pg_temp AS $q$ SELECT '$rlsctl$; DROP TABLE \"AuditLog\"; --' $q$",
+    )
+    with database.connect() as conn:
+        repair = read_plan(conn, database.project(), "x", None)
+    undo = render_operations(reversed_operations(list(repair.operations)), repair.state, ROOT / "templates")
+    for statement in (*repair.statements, *undo):
+        parsed = pglast.parse_sql(statement.sql)
+        assert len(parsed) == 1, statement.sql
+        assert type(parsed[0].stmt).__name__ != "DropStmt", statement.sql
+    [create] = [s.sql for s in undo if type(pglast.parse_sql(s.sql)[0].stmt).__name__ == "CreateFunctionStmt"]
+    assert "AS $rlsctl_1$ SELECT '$rlsctl$; DROP TABLE" in create
+    run_reversed(database, repair)
+    with database.connect() as conn:
+        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'current_user_id'").fetchone()[0]
+        assert body == " SELECT '$rlsctl$; DROP TABLE \"AuditLog\"; --' "
+        assert conn.execute("SELECT to_regclass('public.\"AuditLog\"') IS NOT NULL").fetchone()[0]
+    assert cli(database, "apply").exit_code == 0
+    assert_converged(database)
+
+
+def test_what_this_session_cannot_revoke_is_left_to_a_dba(make_db):
+    """A non-superuser operator cannot change another role's default privileges nor revoke
+    another grantor's grant without membership in that role: no statement that would fail,
+    drift names it, apply reports it and succeeds; a superuser's apply then repairs it."""
+    database = make_db()
+    operating = as_operator(database)
+    migrate_and_apply(operating)
+    names = tamper_with(
+        database,
+        "CREATE ROLE {flyway} LOGIN; CREATE ROLE {backup}; "
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {flyway} GRANT SELECT ON TABLES TO {app}; "
+        'GRANT SELECT ON "AuditLog" TO {backup} WITH GRANT OPTION; '
+        'SET ROLE {backup}; GRANT SELECT ON "AuditLog" TO {analyst}; RESET ROLE',
+    )
+    default = f"default: SELECT on new tables of {names['flyway']} to {names['app']}"
+    grant = f"SELECT on AuditLog to {names['analyst']} (granted by {names['backup']})"
+    found = drift_items(operating)
+    assert {key: (found[key]["state"], found[key]["action"]) for key in (default, grant)} == {
+        default: ("extra", "needs_dba"),
+        grant: ("extra", "needs_dba"),
+    }
+    # (pgcrypto, a trusted extension, installed by the operator: its functions belong to the
+    # bootstrap superuser, so EXECUTE for PUBLIC on them is the operator's to report, not revoke.)
+    assert {item["action"] for item in found.values()} == {"needs_dba"}, [
+        (k, v["action"]) for k, v in found.items() if v["action"] != "needs_dba"
+    ]
+    assert f"needs membership in {names['flyway']}" in found[default]["detail"]
+    plan = json.loads(cli(operating, "plan", "--format", "json").stdout)
+    assert not [s for s in plan["statements"] if names["flyway"] in s["sql"] or names["backup"] in s["sql"]]
+    applied = cli(operating, "apply")
+    assert applied.exit_code == 0, applied.stderr
+    assert f"not repaired: {default}" in applied.stdout and f"not repaired: {grant}" in applied.stdout
+    assert set(drift_items(operating)) == set(found)  # still there: nothing pretended otherwise
+    # A superuser may act as both. (It also revokes the operator's memberships in the owner,
+    # definer and keys roles, unless listed in their `members:`: it is not this run's operator.)
+    assert cli(database, "apply").exit_code == 0
+    assert_converged(database)

@@ -279,3 +279,26 @@ def test_encrypting_an_unread_column_is_accepted(tmp_path):
     code, out, err = run("render", "--project", str(project))
     assert code == 0, err
     assert "trigger PromptVersion.rlsctl_encrypt" in out
+
+
+def test_members_must_be_roles_outside_the_project(db, tmp_path):
+    """`members:` lists outside roles; a project role there (its memberships are declared by
+    their absence) or an impossible name is refused with the file and line, nothing applied."""
+    migrate_and_apply(db, phase=0)
+    before = fingerprint(db)
+    project = copy_project(tmp_path)
+    settings = project / "policies" / "project.yaml"
+    original = settings.read_text()
+    owner = "  owner:\n    kind: owner\n"
+    assert owner in original
+    settings.write_text(original.replace(owner, owner + f"    members: [{db.prefix}app]\n"))
+    code, _, err = run("apply", "--dsn", db.dsn, "--project", str(project), "--role-prefix", db.prefix)
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "project.yaml:" in err and f"members: '{db.prefix}app' is a role of this project" in err
+    assert fingerprint(db) == before
+    settings.write_text(original.replace(owner, owner + '    members: [""]\n'))
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "project.yaml:" in err and "a role name is 1 to 63 bytes" in err

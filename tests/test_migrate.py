@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from psycopg import sql
 
 from rlsctl import catalog
 from rlsctl import migrate as migrating
@@ -17,7 +16,7 @@ from rlsctl.errors import UsageError
 from rlsctl.pgbin import find
 from rlsctl.project import load_project
 from rlsctl.tester.run import run_matrix
-from tests.conftest import ROOT, migrate_and_apply
+from tests.conftest import ROOT, as_operator, migrate_and_apply
 from tests.helpers import security_snapshot
 
 
@@ -94,20 +93,15 @@ def test_backup_before_each_phase(db, tmp_path):
 
 def test_backup_refused_for_a_role_that_rls_would_hide_rows_from(make_db, tmp_path):
     database = make_db()
-    operator = database.prefix + "operator"
-    with database.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(operator)))
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database.name), sql.Identifier(operator))
-        )
-    as_operator = type(database)(database.name, database.dsn + f" user={operator}", database.prefix)
-    migrate_and_apply(as_operator, phase=0)
+    operator = database.role("operator")
+    operating = as_operator(database)
+    migrate_and_apply(operating, phase=0)
     result = CliRunner().invoke(
         main,
         [
             "migrate",
             "--dsn",
-            as_operator.dsn,
+            operating.dsn,
             "--project",
             str(ROOT),
             "--role-prefix",

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from rlsctl.cli import main
 from rlsctl.commands import render_phases
+from rlsctl.errors import UsageError
 from rlsctl.project import load_project
 from rlsctl.render import TemplateError, render_template
-from rlsctl.sql import SqlText, ident, literal, qualified
+from rlsctl.sql import SqlText, catalog_expression, catalog_statement, dollar_quoted, ident, literal, qualified
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,3 +166,25 @@ def test_the_project_comes_from_the_option_the_environment_the_directory_or_the_
     monkeypatch.setenv("RLSCTL_PROJECT", str(example))
     assert rendered() == from_cwd
     assert '"public"."User"' in rendered("--project", str(ROOT))  # the option beats the environment
+
+
+def test_a_body_holding_the_quote_tag_gets_a_tag_it_cannot_close():
+    """Bodies read back from the catalog are arbitrary text; rlsctl's own keep $rlsctl$."""
+    assert dollar_quoted("\nSELECT 1") == "$rlsctl$\nSELECT 1$rlsctl$"
+    assert (
+        dollar_quoted("SELECT '$rlsctl$; DROP TABLE x; --'")
+        == "$rlsctl_1$SELECT '$rlsctl$; DROP TABLE x; --'$rlsctl_1$"
+    )
+    # A body ending in "$rlsctl" would close the quote one character early with the plain tag.
+    assert dollar_quoted("x $rlsctl") == "$rlsctl_1$x $rlsctl$rlsctl_1$"
+    assert dollar_quoted("$rlsctl$ $rlsctl_1$") == "$rlsctl_2$$rlsctl$ $rlsctl_1$$rlsctl_2$"
+
+
+def test_catalog_text_must_be_the_one_thing_it_stands_for():
+    assert catalog_expression("(x = 1)") == "(x = 1)"
+    with pytest.raises(UsageError, match="not exactly one"):
+        catalog_expression("true); DROP TABLE x; SELECT (1")
+    trigger = 'CREATE TRIGGER t BEFORE UPDATE ON public."T" FOR EACH ROW EXECUTE FUNCTION f()'
+    assert catalog_statement(trigger, "CreateTrigStmt") == trigger
+    with pytest.raises(UsageError, match="not exactly one"):
+        catalog_statement(trigger + "; DROP TABLE x", "CreateTrigStmt")

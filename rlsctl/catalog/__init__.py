@@ -54,6 +54,7 @@ class LiveTable:
     rls_enabled: bool
     rls_forced: bool
     kind: str
+    schema: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,15 @@ class LiveGrant:
     privilege: str
     column: str | None = None  # None: table-level
     grantable: bool = False  # WITH GRANT OPTION
+    grantor: str | None = None  # None: the table owner
+    schema: str = ""
+    acts_as_grantor: bool = True  # the session may SET ROLE to the grantor
 
     @property
     def key(self) -> str:
         target = self.table if self.column is None else f"{self.table}.{self.column}"
-        return f"{self.privilege} on {target} to {self.grantee}"
+        by = "" if self.grantor is None else f" (granted by {self.grantor})"
+        return f"{self.privilege} on {target} to {self.grantee}{by}"
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class LiveFunction:
     executors: tuple[str, ...]  # roles other than the owner that may execute it
     from_extension: bool
     owner_executes: bool = True  # the owner's own EXECUTE (revoking it breaks SECURITY DEFINER callers)
+    acts_as_owner: bool = True  # the session may change its grants (superuser or member of the owner)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,12 @@ class LiveTrigger:
     function_name: str
     enabled: str
     events: str  # INSERT OR UPDATE, UPDATE, ...
+    timing: str = "BEFORE"  # BEFORE, AFTER, INSTEAD OF
+    level: str = "ROW"  # ROW, STATEMENT
+    columns: tuple[str, ...] = ()  # UPDATE OF these
+    when: str | None = None  # the WHEN condition
+    args: str = ""  # tgargs, escaped
+    definition: str = ""  # pg_get_triggerdef
 
 
 @dataclass(frozen=True)
@@ -147,8 +159,10 @@ def current_role(conn: psycopg.Connection) -> CurrentRole:
 
 def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
     """Tables, columns, keys, indexes and enums of `schema` as the server has them."""
+    one = {"schema": schema}
     column_rows, constraint_rows, index_rows, table_rows, enum_rows = fetch_many(
-        conn, [(name, {"schema": schema}) for name in ("columns", "constraints", "indexes", "tables", "enums")]
+        conn,
+        [("columns", one), ("constraints", one), ("indexes", one), ("tables", {"schemas": [schema]}), ("enums", one)],
     )
     columns: dict[str, list[Column]] = {}
     for row in column_rows:
@@ -181,7 +195,7 @@ def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
 
 
 def tables(conn: psycopg.Connection, schema: str) -> dict[str, LiveTable]:
-    return {row["name"]: LiveTable(**row) for row in fetch(conn, "tables", schema=schema)}
+    return {row["name"]: LiveTable(**row) for row in fetch(conn, "tables", schemas=[schema])}
 
 
 def live_policy(row: dict[str, Any]) -> LivePolicy:
@@ -198,20 +212,26 @@ def live_policy(row: dict[str, Any]) -> LivePolicy:
 
 
 def policies(conn: psycopg.Connection, schema: str) -> list[LivePolicy]:
-    return [live_policy(row) for row in fetch(conn, "policies", schema=schema)]
+    return [live_policy(row) for row in fetch(conn, "policies", schemas=[schema])]
 
 
-def live_table_grant(row: dict[str, Any]) -> LiveGrant:
-    return LiveGrant(row["table_name"], row["grantee"], row["privilege"], grantable=row["grantable"])
-
-
-def live_column_grant(row: dict[str, Any]) -> LiveGrant:
-    return LiveGrant(row["table_name"], row["grantee"], row["privilege"], row["column_name"], row["grantable"])
+def live_grant(row: dict[str, Any]) -> LiveGrant:
+    """A row of table_privileges.sql or column_privileges.sql."""
+    return LiveGrant(
+        table=row["table_name"],
+        grantee=row["grantee"],
+        privilege=row["privilege"],
+        column=row.get("column_name"),
+        grantable=row["grantable"],
+        grantor=row["grantor"],
+        schema=row["schema"],
+        acts_as_grantor=row["acts_as_grantor"],
+    )
 
 
 def grants(conn: psycopg.Connection, schema: str) -> list[LiveGrant]:
-    found = [live_table_grant(row) for row in fetch(conn, "table_privileges", schema=schema)]
-    found += [live_column_grant(row) for row in fetch(conn, "column_privileges", schema=schema)]
+    found = [live_grant(row) for row in fetch(conn, "table_privileges", schemas=[schema])]
+    found += [live_grant(row) for row in fetch(conn, "column_privileges", schemas=[schema])]
     return found
 
 
@@ -230,6 +250,7 @@ def live_function(row: dict[str, Any]) -> LiveFunction:
         executors=tuple(row["executors"]),
         from_extension=row["from_extension"],
         owner_executes=row["owner_executes"],
+        acts_as_owner=row["acts_as_owner"],
     )
 
 
@@ -237,11 +258,13 @@ def functions(conn: psycopg.Connection, schema: str) -> list[LiveFunction]:
     return [live_function(row) for row in fetch(conn, "functions", schema=schema)]
 
 
+def live_trigger(row: dict[str, Any]) -> LiveTrigger:
+    fields = {k if k != "table_name" else "table": v for k, v in row.items()}
+    return LiveTrigger(**{**fields, "columns": tuple(row["columns"])})
+
+
 def triggers(conn: psycopg.Connection, schema: str) -> list[LiveTrigger]:
-    return [
-        LiveTrigger(**{k if k != "table_name" else "table": v for k, v in row.items()})
-        for row in fetch(conn, "triggers", schema=schema)
-    ]
+    return [live_trigger(row) for row in fetch(conn, "triggers", schema=schema)]
 
 
 def live_role(row: dict[str, Any]) -> LiveRole:
@@ -289,10 +312,16 @@ class LiveDefaultPrivilege:
     grantee: str
     privilege: str
     grantable: bool
+    repairable: bool = True  # the session may ALTER DEFAULT PRIVILEGES FOR ROLE creator
 
 
-def default_privileges(conn: psycopg.Connection, roles: list[str]) -> list[LiveDefaultPrivilege]:
-    return [LiveDefaultPrivilege(**row) for row in fetch(conn, "default_privileges", roles=roles)]
+def default_privileges(
+    conn: psycopg.Connection, roles: list[str], grantees: list[str] | None = None, schemas: list[str] | None = None
+) -> list[LiveDefaultPrivilege]:
+    """Default privileges of `roles` in full, and other roles' explicit ones that give
+    `grantees` or PUBLIC something globally or in `schemas`."""
+    rows = fetch(conn, "default_privileges", roles=roles, grantees=grantees or [], schemas=schemas or [])
+    return [LiveDefaultPrivilege(**row) for row in rows]
 
 
 def installed_extensions(conn: psycopg.Connection) -> dict[str, str]:
@@ -305,6 +334,7 @@ def schema_owner(conn: psycopg.Connection, schema: str) -> str | None:
     return rows[0]["owner"] if rows else None
 
 
-def extensions(conn: psycopg.Connection, names: list[str]) -> dict[str, bool]:
-    """Extension name -> installed in this database (absent: not available on the server)."""
-    return {row["name"]: row["installed"] for row in fetch(conn, "extensions", names=names)}
+def extensions(conn: psycopg.Connection, names: list[str]) -> dict[str, str | None]:
+    """Extension name -> the schema it is installed in, None where it is only available on
+    the server (absent: not available at all)."""
+    return {row["name"]: row["schema"] for row in fetch(conn, "extensions", names=names)}

@@ -1,5 +1,7 @@
 -- Functions of a schema: signature, owner, security, volatility, settings, body,
--- who may execute them (and whether the owner still may), and whether an extension owns them.
+-- who may execute them (and whether the owner still may), whether an extension owns them, and
+-- whether the session may act as the owner (a trusted extension's functions belong to the
+-- bootstrap superuser: a non-superuser operator cannot revoke their EXECUTE).
 SELECT p.proname AS name,
        pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
        pg_catalog.oidvectortypes(p.proargtypes) AS arg_types,
@@ -18,7 +20,8 @@ SELECT p.proname AS name,
                WHERE acl.privilege_type = 'EXECUTE' AND acl.grantee = p.proowner) AS owner_executes,
        EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-                 AND d.objid = p.oid AND d.deptype = 'e') AS from_extension
+                 AND d.objid = p.oid AND d.deptype = 'e') AS from_extension,
+       pg_catalog.pg_has_role(current_user, p.proowner, 'MEMBER') AS acts_as_owner
 FROM pg_catalog.pg_proc AS p
 JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_language AS l ON l.oid = p.prolang

@@ -1,6 +1,7 @@
--- RLS policies on the tables of a schema, expressions as the server stores them,
+-- RLS policies on the tables of some schemas, expressions as the server stores them,
 -- and the functions they call (pg_depend): a function cannot be dropped before them.
-SELECT c.relname AS table_name,
+SELECT n.nspname AS schema,
+       c.relname AS table_name,
        p.polname AS name,
        CASE p.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert'
                      WHEN 'w' THEN 'update' WHEN 'd' THEN 'delete' ELSE 'all' END AS command,
@@ -20,5 +21,5 @@ SELECT c.relname AS table_name,
 FROM pg_catalog.pg_policy AS p
 JOIN pg_catalog.pg_class AS c ON c.oid = p.polrelid
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s
-ORDER BY c.relname, p.polname;
+WHERE n.nspname = ANY (%(schemas)s)
+ORDER BY n.nspname, c.relname, p.polname;

@@ -1,4 +1,9 @@
--- User triggers on the tables of a schema. tgtype bits: 4 INSERT, 8 DELETE, 16 UPDATE.
+-- User triggers on the tables of a schema, with everything that decides when
+-- they fire: timing, level, events, UPDATE OF columns, WHEN, arguments, state.
+-- tgtype bits: 1 ROW, 2 BEFORE, 64 INSTEAD OF (else AFTER); 4 INSERT, 8 DELETE,
+-- 16 UPDATE, 32 TRUNCATE. The WHEN condition is read from pg_get_triggerdef
+-- (tgqual refers to OLD and NEW, which pg_get_expr cannot print); when that
+-- fails the whole definition stands in, so a WHEN is never read as absent.
 SELECT c.relname AS table_name,
        t.tgname AS name,
        fn_ns.nspname AS function_schema,
@@ -7,7 +12,23 @@ SELECT c.relname AS table_name,
        concat_ws(' OR ',
                  CASE WHEN t.tgtype::integer & 4 <> 0 THEN 'INSERT' END,
                  CASE WHEN t.tgtype::integer & 8 <> 0 THEN 'DELETE' END,
-                 CASE WHEN t.tgtype::integer & 16 <> 0 THEN 'UPDATE' END) AS events
+                 CASE WHEN t.tgtype::integer & 16 <> 0 THEN 'UPDATE' END,
+                 CASE WHEN t.tgtype::integer & 32 <> 0 THEN 'TRUNCATE' END) AS events,
+       CASE WHEN t.tgtype::integer & 2 <> 0 THEN 'BEFORE'
+            WHEN t.tgtype::integer & 64 <> 0 THEN 'INSTEAD OF'
+            ELSE 'AFTER' END AS timing,
+       CASE WHEN t.tgtype::integer & 1 <> 0 THEN 'ROW' ELSE 'STATEMENT' END AS level,
+       ARRAY(SELECT a.attname
+             FROM pg_catalog.unnest(t.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = t.tgrelid AND a.attnum = k.attnum
+             ORDER BY k.ord) AS columns,
+       CASE WHEN t.tgqual IS NOT NULL THEN
+           COALESCE(pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid),
+                                         ' WHEN \((.*)\) EXECUTE (?:FUNCTION|PROCEDURE) '),
+                    pg_catalog.pg_get_triggerdef(t.oid))
+       END AS "when",
+       pg_catalog.encode(t.tgargs, 'escape') AS args,
+       pg_catalog.pg_get_triggerdef(t.oid) AS definition
 FROM pg_catalog.pg_trigger AS t
 JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
