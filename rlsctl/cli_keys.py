@@ -242,6 +242,7 @@ def _run_report(run: KeysRun, fmt: str) -> None:
                 "p95_batch_seconds": round(run.p95_batch_seconds, 4),
                 "retired": list(run.retired),
                 "resumed": run.resumed,
+                "retire_blocked": run.retire_blocked,
             }
         )
     else:
@@ -258,6 +259,8 @@ def _run_report(run: KeysRun, fmt: str) -> None:
             output.stdout.print(f"row locks per batch: p95 {run.p95_batch_seconds * 1000:.0f} ms")
         if run.retired:
             output.stdout.print(f"retired: {', '.join(run.retired)}")
+        if run.retire_blocked:
+            output.info(f"older keys kept: {run.retire_blocked}")
     sys.exit(1 if any(column.remaining for column in run.columns) else 0)
 
 

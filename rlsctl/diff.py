@@ -189,7 +189,7 @@ def reversed_operations(ops: list[Operation]) -> list[Operation]:
 WIDENING = {"grant", "grant_option", "disable", "no_force"}
 NARROWING = {"revoke", "revoke_grant_option", "enable", "force", "needs_dba"}
 # Kinds whose creation or removal does not by itself change who reaches which row.
-NEUTRAL_KINDS = {"role", "schema", "extension", "function", "key_store", "active_key"}
+NEUTRAL_KINDS = {"role", "schema", "extension", "function", "key_store", "active_key", "encrypted_column"}
 
 
 def effect_of(action: str, old: Obj | None, new: Obj | None) -> str:
@@ -272,7 +272,7 @@ def _role_effect(action: str, old: Obj | None, new: Obj | None) -> str:
 
 GRANT_KINDS = {"membership", "schema_privilege", "default_privilege", "function_grant", "table_grant", "column_grant"}
 # Never dropped by apply: data (tables, the key store and its keys) and what other projects may share.
-NEVER_REMOVED = {"role", "schema", "extension", "table", "key_store", "active_key"}
+NEVER_REMOVED = {"role", "schema", "extension", "table", "key_store", "active_key", "encrypted_column"}
 
 
 def operations(
@@ -446,7 +446,6 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("extension", "alter"),
     ("helper_owner", "may_create"),
     ("key_store", "create"),
-    ("key_store", "alter"),
     ("policy", "detach"),  # policies calling a function that is dropped and created again
     ("function", "create"),
     ("function", "recreate"),
@@ -454,6 +453,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("function", "owner"),
     ("helper_owner", "may_not_create"),
     ("active_key", "create"),
+    ("encrypted_column", "create"),
     ("function_grant", "needs_dba"),
     ("function_grant", "revoke"),
     ("function_grant", "grant"),
@@ -490,6 +490,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("function", "drop"),
     # Only ever the reverse of an apply (Operation.reverse): apply itself never runs these.
     ("column_grant", "keep"),
+    ("encrypted_column", "drop"),
     ("key_store", "drop"),
     ("extension", "drop"),
     ("schema", "drop"),

@@ -42,6 +42,7 @@ from rlsctl.objects import (
     ActiveKey,
     ColumnGrant,
     DefaultPrivilege,
+    EncryptedColumnRecord,
     Extension,
     Function,
     FunctionGrant,
@@ -105,13 +106,18 @@ def live_objects(
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
         rows = dict(zip(queries, catalog.fetch_many(conn, list(queries.items())), strict=True))
-        where = (state.helper_schema, "encryption_key")
-        key_store = any((row["schema"], row["name"]) == where for row in rows["tables"])
-        active_key = key_store and state.encryption is not None and _active_key_exists(conn, state, templates)
-    return _load(state, operator, rows, active_key)
+        helper_tables = {row["name"] for row in rows["tables"] if row["schema"] == state.helper_schema}
+        key_data = (
+            _key_store_data(conn, state, templates, "encrypted_column" in helper_tables)
+            if "encryption_key" in helper_tables and state.encryption is not None
+            else None
+        )
+    return _load(state, operator, rows, key_data)
 
 
-def _load(state: DeclaredState, operator: str | None, rows: dict[str, list[dict[str, Any]]], active_key: bool) -> Live:
+def _load(
+    state: DeclaredState, operator: str | None, rows: dict[str, list[dict[str, Any]]], key_data: dict[str, Any] | None
+) -> Live:
     managed_tables = {table.name for table in state.tables}
     found = _Sorted()
     found.managed.extend(_role(catalog.live_role(row)) for row in rows["roles"])
@@ -138,8 +144,12 @@ def _load(state: DeclaredState, operator: str | None, rows: dict[str, list[dict[
             trigger = _trigger(catalog.live_trigger(row), state)
             # rlsctl's by name (whatever they call) or by what they call; others' are reported only.
             found.add(trigger, trigger.name in TRIGGER_NAMES or trigger.ours)
-    if active_key:
+    if key_data is not None and key_data["found"]:
         found.managed.append(ActiveKey(state.helper_schema))
+    if key_data is not None:
+        found.managed.extend(
+            EncryptedColumnRecord(state.helper_schema, table, column) for table, column in key_data["recorded"]
+        )
     foreign = frozenset(
         f"{state.helper_schema}.{row['name']}({row['arg_types']})"
         for row in rows["functions"]
@@ -193,10 +203,14 @@ def _trigger(live: catalog.LiveTrigger, state: DeclaredState) -> Trigger:
     )
 
 
-def _active_key_exists(conn: psycopg.Connection, state: DeclaredState, templates: Path | None) -> bool:
-    sql = render_template("ops/active_key_exists.sql.j2", templates, schema=state.helper_schema)
+def _key_store_data(
+    conn: psycopg.Connection, state: DeclaredState, templates: Path | None, registry: bool
+) -> dict[str, Any]:
+    """Whether an active data key exists, and the columns recorded as encrypted: one round trip."""
+    sql = render_template("ops/active_key_exists.sql.j2", templates, schema=state.helper_schema, registry=registry)
     row = conn.execute(sql.encode()).fetchone()
-    return bool(row and row[0])
+    assert row is not None
+    return {"found": bool(row[0]), "recorded": [tuple(pair) for pair in row[1]]}
 
 
 def _role(role: catalog.LiveRole) -> Role:

@@ -81,6 +81,7 @@ class KeysRun:
     batch_seconds: list[float] = field(default_factory=list)  # how long each batch held its locks
     retired: tuple[str, ...] = ()
     resumed: bool = False  # rotate finished an interrupted rotation instead of making a new key
+    retire_blocked: str | None = None  # why rotate kept the older keys (a forgotten encrypted column)
 
     @property
     def p95_batch_seconds(self) -> float:
@@ -148,6 +149,43 @@ class Keys:
                 raise UsageError(f"{label} is not declared {kind} in the policy files (declared {kind}: {known})")
         chosen = [by_label[label] for label in selected] if selected else declared
         return [self._column(c) for c in chosen]
+
+    def every_column(self) -> list[Column]:
+        """Every column that may hold ciphertext, declared encrypted or decrypting.
+
+        A column the key store recorded as encrypted that still exists but is no
+        longer declared (dropped from `encrypted:` without the `decrypting:`
+        step) may still hold ciphertext that only rlsctl's keys can open: then
+        nothing may be retired, and this says which column and what to do.
+        """
+        declared = [*self.columns(), *self.columns(decrypting=True)]
+        labels = {column.label for column in declared}
+        forgotten = [
+            f"{table}.{name}"
+            for table, name in self.recorded()
+            if f"{table}.{name}" not in labels and self.schema.has_column(table, name)
+        ]
+        if forgotten:
+            raise UsageError(
+                f"{self.where}: {forgotten[0]} was encrypted (recorded in {self.state.helper_schema}.encrypted_column) "
+                "but is no longer declared, so its values may still need the older keys: declare it "
+                "`decrypting:`, run rlsctl apply and rlsctl keys decrypt, then retire; no key was retired"
+            )
+        return declared
+
+    def forget(self, columns: list[Column]) -> None:
+        """Columns fully decrypted hold no ciphertext any more: their record can go."""
+        if not columns or not self.recorded():
+            return
+        with self.as_keys_role(10.0) as conn:
+            for column in columns:
+                conn.execute(self.sql("keys_forget"), {"table": column.table, "column": column.column})
+
+    def recorded(self) -> list[tuple[str, str]]:
+        if not statements.run(self.conn, "key_registry_exists", schema=self.state.helper_schema)[0]["found"]:
+            return []
+        with self.as_keys_role(10.0) as conn:
+            return [(row[0], row[1]) for row in conn.execute(self.sql("keys_recorded")).fetchall()]
 
     def _column(self, declared: EncryptedColumn) -> Column:
         table = self.schema.table(declared.table)
@@ -326,7 +364,7 @@ class Keys:
         by mistake. Every column that ever held ciphertext is counted, the
         declared ones and the ones recorded in the key store's registry.
         """
-        columns = [*self.columns(), *self.columns(decrypting=True)]
+        columns = self.every_column()
         with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
             candidates = [row["id"] for row in cur.execute(self.sql("keys_list")).fetchall()
                           if not row["active"] and not row["retired"]]  # fmt: skip
@@ -465,7 +503,10 @@ def rotate(keys: Keys, observer: Observer | None = None, batch_size: int | None 
             run.active_key = run.new_key
         keys.rewrite(columns, "encrypt", run, observer, batch_size)
         if not any(column.remaining for column in run.columns):
-            run.retired = keys.retire_unused()
+            try:
+                run.retired = keys.retire_unused()
+            except UsageError as exc:  # the rotation stands; the older keys stay, and the run says why
+                run.retire_blocked = str(exc)
     return run
 
 
@@ -492,6 +533,7 @@ def decrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
     run = KeysRun("decrypt", keys.active_key())
     with keys.exclusive():
         keys.rewrite(columns, "decrypt", run, observer, batch_size)
+        keys.forget([column for column, done in zip(columns, run.columns, strict=True) if done.remaining == 0])
     return run
 
 

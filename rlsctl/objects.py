@@ -425,6 +425,20 @@ class ActiveKey(Obj):
         return "active data key"
 
 
+@dataclass(frozen=True)
+class EncryptedColumnRecord(Obj):
+    """A row of the key store's registry: this column was encrypted (keys.retire_unused counts it)."""
+
+    kind: ClassVar[str] = "encrypted_column"
+    schema: str
+    table: str
+    column: str
+
+    @property
+    def key(self) -> str:
+        return f"encrypted column {self.table}.{self.column} (recorded)"
+
+
 Objects = dict[str, Obj]
 
 # Default privileges rlsctl manages: what new tables, sequences, functions and
@@ -477,6 +491,11 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
         found += [
             KeyStore(state.helper_schema, state.keys),
             ActiveKey(state.helper_schema, state.encryption.crypto_schema),
+        ]
+        found += [  # decrypting columns are not recorded again: keys decrypt forgets them once done
+            EncryptedColumnRecord(state.helper_schema, column.table, column.column)
+            for column in state.encryption.columns
+            if not column.decrypting
         ]
     if state.keys is not None and state.encryption is not None:
         from rlsctl.functions import PGCRYPTO

@@ -404,6 +404,10 @@ def test_decrypt_for_a_rollback(db, tmp_path):
         assert conn.execute("""SELECT metadata FROM "UsageAnalytics" WHERE id = 'ua1'""").fetchone()[0] == {
             "plan": "pro"
         }
+        # A fully decrypted column leaves the registry of encrypted columns, and apply does not put it back.
+        assert ("UsageAnalytics", "metadata") not in recorded_columns(db)
+        migrate_and_apply(db, project=load_project(root, role_prefix=db.prefix))
+        assert ("UsageAnalytics", "metadata") not in recorded_columns(db)
         # ...but never ciphertext: `keys decrypt` would open a value copied from another row.
         with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"UsageAnalytics\.metadata"):
             conn.execute(
@@ -605,3 +609,27 @@ def test_one_keys_run_at_a_time(version_db):
         code, out = cli(database, "keys", "rotate", root=root)
         assert code == 2 and "another rlsctl keys run" in out
     assert cli(database, "keys", "rotate", root=root)[0] == 0
+
+
+def recorded_columns(database: TestDatabase) -> set[tuple[str, str]]:
+    with database.connect() as conn:
+        return set(conn.execute("SELECT table_name, column_name FROM rlsctl.encrypted_column").fetchall())
+
+
+def test_apply_records_every_encrypted_column(encrypted_db):
+    assert recorded_columns(encrypted_db) == {("PerformanceMetrics", "errorMessage"), ("UsageAnalytics", "metadata")}
+
+
+def test_a_column_dropped_from_encrypted_without_decrypting_keeps_its_keys(version_db):
+    """The policy files forget PromptVersion.content while it holds ciphertext: no key it needs is retired."""
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    assert ("PromptVersion", "content") in recorded_columns(database)
+    assert cli(database, "apply")[0] == 0  # the shipped project: the opt-in is commented out again
+    code, out = cli(database, "keys", "rotate", "--format", "json")
+    assert code == 0, out
+    report = json.loads(out[out.index("{") :])
+    assert report["retired"] == [] and "PromptVersion.content was encrypted" in report["retire_blocked"]
+    code, out = cli(database, "keys", "retire")
+    assert code == 2 and "declare it `decrypting:`" in out and "no key was retired" in out
+    assert all(plain.startswith(CANARY) for _, plain in contents(database).values())

@@ -14,6 +14,7 @@ from rlsctl.objects import (
     ActiveKey,
     ColumnGrant,
     DefaultPrivilege,
+    EncryptedColumnRecord,
     Extension,
     Function,
     FunctionGrant,
@@ -196,7 +197,11 @@ CASES = [
         'ALTER EXTENSION "pgcrypto" SET SCHEMA "rlsctl"',
         'ALTER EXTENSION "pgcrypto" SET SCHEMA "public"',
     ),
-    (op("alter", KeyStore("rlsctl", "x"), KeyStore("rlsctl", "keys")), 'OWNER TO "keys"', 'OWNER TO "x"'),
+    (
+        op("create", None, EncryptedColumnRecord("rlsctl", "T", "c")),
+        """INSERT INTO "rlsctl"."encrypted_column" (table_name, column_name)\nVALUES ('T', 'c')""",
+        """DELETE FROM "rlsctl"."encrypted_column"\nWHERE table_name = 'T' AND column_name = 'c'""",
+    ),
 ]
 
 
