@@ -10,11 +10,12 @@ source SQL, a function's argument names).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from rlsctl.declare import DeclaredState, HelperFn, TableSpec
-from rlsctl.sql import SqlText, catalog_expression, catalog_statement
+from rlsctl.sql import SqlText, catalog_expression, catalog_statement, literal
 
 SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 
@@ -325,13 +326,18 @@ GUARD_TRIGGER = "rlsctl_guard"  # refuses the changes guards forbid (docs/policy
 TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER)
 
 
+# The only WHEN rlsctl itself writes (not_the_keys_role), as the server prints it back.
+ROLE_EXEMPTION = re.compile(r"\(CURRENT_USER <> '(?:[^']|'')*'::name\)")
+
+
 @dataclass(frozen=True)
 class Trigger(Obj):
     """A trigger, with everything that decides when it fires and what it runs.
 
-    rlsctl's are BEFORE, FOR EACH ROW, on every UPDATE (and INSERT), with no WHEN
-    and no arguments: AFTER cannot change the row (encryption), WHEN (false) or
-    UPDATE OF one column skip it, and each is a way around it that drift names.
+    rlsctl's are BEFORE, FOR EACH ROW, on every UPDATE (and INSERT), with no
+    arguments and no WHEN but the encrypt trigger's "not the keys role": AFTER
+    cannot change the row (encryption), WHEN (false) or UPDATE OF one column
+    skip it, and each is a way around it that drift names.
     """
 
     kind: ClassVar[str] = "trigger"
@@ -358,7 +364,7 @@ class Trigger(Obj):
     @property
     def fires(self) -> bool:
         """Whether it fires in the application's sessions (session_replication_role = origin)."""
-        return self.enabled in ("O", "A")
+        return self.enabled in ("O", "A") and self.when != "false"
 
     @property
     def event_list(self) -> tuple[str, ...]:
@@ -370,8 +376,10 @@ class Trigger(Obj):
 
     @property
     def unrestricted(self) -> bool:
-        """BEFORE, per row, on every row of its events: the shape of rlsctl's own triggers."""
-        return (self.timing, self.level, self.columns, self.when) == ("BEFORE", "ROW", (), None)
+        """BEFORE, per row, on every row of its events, for every role but at most one it
+        exempts (the encrypt trigger's keys role): the shape of rlsctl's own triggers."""
+        shape = (self.timing, self.level, self.columns) == ("BEFORE", "ROW", ())
+        return shape and (self.when is None or ROLE_EXEMPTION.fullmatch(self.when) is not None)
 
     @property
     def create_statement(self) -> SqlText | None:
@@ -393,7 +401,7 @@ class Trigger(Obj):
         wider_columns = not self.columns or (bool(other.columns) and set(self.columns) >= set(other.columns))
         return (
             set(self.event_list) >= set(other.event_list)
-            and (self.when is None or self.when == other.when)
+            and (self.when is None or self.when == other.when or (self.unrestricted and not other.unrestricted))
             and wider_columns
         )
 
@@ -601,5 +609,18 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
         from rlsctl.declare import helper_name
 
         function = helper_name("encrypt_", table.name)
-        found.append(Trigger(table.name, ENCRYPT_TRIGGER, state.helper_schema, function, "INSERT OR UPDATE"))
+        found.append(
+            Trigger(
+                table.name, ENCRYPT_TRIGGER, state.helper_schema, function, "INSERT OR UPDATE",
+                when=not_the_keys_role(state),
+            )
+        )  # fmt: skip
     return found
+
+
+def not_the_keys_role(state: DeclaredState) -> SqlText | None:
+    """The encrypt trigger's WHEN, as the server prints it: the keys role writes ciphertext
+    itself (rotation, backfill), so for its batches the trigger does not even call its function."""
+    if state.keys is None:
+        return None
+    return SqlText("(CURRENT_USER <> " + literal(state.keys) + "::name)")

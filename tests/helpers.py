@@ -48,7 +48,10 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
             if not f.from_extension
         }
         # Everything that decides when a trigger fires, and the server's own definition.
-        triggers = {astuple(t) for t in catalog.triggers(conn, "public")}
+        # the encrypt trigger's WHEN names the keys role: compared with the prefix normalised
+        triggers = {
+            tuple(norm(v) if isinstance(v, str) else v for v in astuple(t)) for t in catalog.triggers(conn, "public")
+        }
         tables = {
             (name, norm(t.owner), t.rls_enabled, t.rls_forced) for name, t in catalog.tables(conn, "public").items()
         }
