@@ -27,6 +27,7 @@ from psycopg import errors as pgerrors
 from rlsctl import catalog, statements
 from rlsctl.declare import DeclaredState, declare
 from rlsctl.errors import MissingExtension, UsageError
+from rlsctl.objects import EncryptedColumnRecord
 from rlsctl.phases import phase_adding_column, phase_creating
 from rlsctl.plan import Plan, plan_for_database
 from rlsctl.project import Project
@@ -172,6 +173,7 @@ def apply(
                 plan = make_plan(conn, project, where, phase)
                 refuse_if_needed(plan)
                 execute_statements(conn, plan.sql, where, lock_timeout)
+                _refuse_lookalikes(conn, plan, where, project.root / "templates")
                 if dry_run:
                     raise _DryRunDone(plan)
             return ApplyReport(where, plan, dry_run=False)
@@ -179,6 +181,41 @@ def apply(
             return ApplyReport(where, done.plan, dry_run=True)
 
     return retrying(attempt)
+
+
+def _refuse_lookalikes(conn: psycopg.Connection, plan: Plan, where: str, templates: Path) -> None:
+    """A column encrypted for the first time must not already hold values shaped like ciphertext
+    under this database's keys: nothing of rlsctl wrote them (a forgery planted while the column
+    was plaintext), and keys commands would take them for ciphertext. Checked inside apply's
+    transaction, after the encrypt trigger exists (nothing can plant one any more), as the keys
+    role, which sees every row of the column; a refusal rolls everything back.
+
+    Not when the registry itself is created by this plan: then either the key store is new too
+    (its only key was made in this transaction, with an id nobody could plant), or it predates the
+    registry and its columns hold real ciphertext (docs/encryption.md)."""
+    created = {(op.kind, op.action) for op in plan.operations}
+    first = [op.new for op in plan.operations if op.action == "create" and isinstance(op.new, EncryptedColumnRecord)]
+    state = plan.state
+    if not first or ("key_registry", "create") in created or state.encryption is None or state.keys is None:
+        return
+    kinds = {(c.table, c.column): c.kind for c in state.encryption.columns}
+    statements.run(conn, "set_role", role=state.keys)  # local: a refusal rolls it back with the rest
+    for record in first:
+        table = state.table(record.table)
+        sql = render_template(
+            "ops/keys_lookalikes.sql.j2", templates, schema=state.schema, helper_schema=state.helper_schema,
+            table=record.table, column=record.column, kind=kinds[(record.table, record.column)],
+            key=table.primary_key[0] if len(table.primary_key) == 1 else None,
+        )  # fmt: skip
+        found = conn.execute(sql.encode()).fetchone()
+        if found is not None and found[0]:
+            raise UsageError(
+                f"{where}: {record.table}.{record.column} is being encrypted for the first time but already "
+                f"holds {found[0]} values shaped like ciphertext of this database's keys (rows "
+                f"{', '.join(found[1])}): rlsctl did not write them, and keys commands would take them for "
+                "ciphertext; change or remove those values, then apply again (nothing was changed)"
+            )
+    statements.run(conn, "reset_role")
 
 
 def refuse_if_needed(plan: Plan) -> None:

@@ -165,6 +165,20 @@ def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: s
 @keys_group.command()
 @options_dsn
 @options_project
+@click.argument("column", metavar="TABLE.COLUMN")
+@handle_errors
+def forget(dsn: str | None, project: str | None, role_prefix: str | None, column: str) -> None:
+    """Drop the record of an encrypted column that no longer exists, so keys can be retired again."""
+    from rlsctl import keys as keying
+
+    with _keys(dsn, project, role_prefix) as keys:
+        keying.forget(keys, column)
+    output.info(f"{column}: no longer recorded as encrypted")
+
+
+@keys_group.command()
+@options_dsn
+@options_project
 @_format_option
 @handle_errors
 def status(dsn: str | None, project: str | None, role_prefix: str | None, fmt: str) -> None:

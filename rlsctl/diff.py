@@ -18,6 +18,7 @@ from rlsctl.objects import (
     Extension,
     Function,
     FunctionGrant,
+    KeyRegistry,
     KeyStore,
     Obj,
     Objects,
@@ -189,7 +190,16 @@ def reversed_operations(ops: list[Operation]) -> list[Operation]:
 WIDENING = {"grant", "grant_option", "disable", "no_force"}
 NARROWING = {"revoke", "revoke_grant_option", "enable", "force", "needs_dba"}
 # Kinds whose creation or removal does not by itself change who reaches which row.
-NEUTRAL_KINDS = {"role", "schema", "extension", "function", "key_store", "active_key", "encrypted_column"}
+NEUTRAL_KINDS = {
+    "role",
+    "schema",
+    "extension",
+    "function",
+    "key_store",
+    "key_registry",
+    "active_key",
+    "encrypted_column",
+}
 
 
 def effect_of(action: str, old: Obj | None, new: Obj | None) -> str:
@@ -272,7 +282,7 @@ def _role_effect(action: str, old: Obj | None, new: Obj | None) -> str:
 
 GRANT_KINDS = {"membership", "schema_privilege", "default_privilege", "function_grant", "table_grant", "column_grant"}
 # Never dropped by apply: data (tables, the key store and its keys) and what other projects may share.
-NEVER_REMOVED = {"role", "schema", "extension", "table", "key_store", "active_key", "encrypted_column"}
+NEVER_REMOVED = {"role", "schema", "extension", "table", "key_store", "key_registry", "active_key", "encrypted_column"}
 
 
 def operations(
@@ -446,6 +456,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("extension", "alter"),
     ("helper_owner", "may_create"),
     ("key_store", "create"),
+    ("key_registry", "create"),
     ("policy", "detach"),  # policies calling a function that is dropped and created again
     ("function", "create"),
     ("function", "recreate"),
@@ -491,6 +502,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     # Only ever the reverse of an apply (Operation.reverse): apply itself never runs these.
     ("column_grant", "keep"),
     ("encrypted_column", "drop"),
+    ("key_registry", "drop"),
     ("key_store", "drop"),
     ("extension", "drop"),
     ("schema", "drop"),
@@ -505,7 +517,8 @@ def ordered(ops: list[Operation], helper_schema: str, owners: tuple[str, ...]) -
     taking = {
         op.new.owner
         for op in ops
-        if isinstance(op.new, Function | KeyStore) and op.action in ("create", "recreate", "replace", "owner", "alter")
+        if isinstance(op.new, Function | KeyStore | KeyRegistry)
+        and op.action in ("create", "recreate", "replace", "owner", "alter")
     }
     for owner in sorted(taking & set(owners)):
         transient = SchemaPrivilege(helper_schema, owner, "CREATE")

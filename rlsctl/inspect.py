@@ -46,6 +46,7 @@ from rlsctl.objects import (
     Extension,
     Function,
     FunctionGrant,
+    KeyRegistry,
     KeyStore,
     Membership,
     Obj,
@@ -176,6 +177,8 @@ def _helper_tables(found: _Sorted, rows: list[dict[str, Any]], state: DeclaredSt
         found.add(table, row["name"] in HELPER_TABLES)
         if row["name"] == "encryption_key":
             found.managed.append(KeyStore(state.helper_schema, row["owner"]))
+        if row["name"] == "encrypted_column":
+            found.managed.append(KeyRegistry(state.helper_schema, row["owner"]))
 
 
 def _policy(row: dict[str, Any], state: DeclaredState) -> tuple[Policy, catalog.LivePolicy]:

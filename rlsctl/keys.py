@@ -31,7 +31,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
-from rlsctl import statements
+from rlsctl import locks, statements
 from rlsctl.apply import WEAK_MASTER_KEY, live_schema
 from rlsctl.declare import DeclaredState, EncryptedColumn, declare
 from rlsctl.errors import UsageError
@@ -153,33 +153,56 @@ class Keys:
     def every_column(self) -> list[Column]:
         """Every column that may hold ciphertext, declared encrypted or decrypting.
 
-        A column the key store recorded as encrypted that still exists but is no
-        longer declared (dropped from `encrypted:` without the `decrypting:`
-        step) may still hold ciphertext that only rlsctl's keys can open: then
-        nothing may be retired, and this says which column and what to do.
+        The key store records every column ever encrypted. One that is no longer
+        declared (dropped from `encrypted:` without the `decrypting:` step, or
+        renamed by a migration) may still hold ciphertext that only rlsctl's keys
+        open: then nothing may be retired, and this says which column and what to do.
         """
         declared = [*self.columns(), *self.columns(decrypting=True)]
         labels = {column.label for column in declared}
-        forgotten = [
-            f"{table}.{name}"
-            for table, name in self.recorded()
-            if f"{table}.{name}" not in labels and self.schema.has_column(table, name)
-        ]
-        if forgotten:
+        for table, name in self.recorded():
+            label = f"{table}.{name}"
+            if label in labels:
+                continue
+            if self.schema.has_column(table, name):
+                fix = "declare it `decrypting:`, run rlsctl apply and rlsctl keys decrypt, then retire"
+            else:
+                fix = (
+                    "if it was renamed, declare the new name encrypted (or decrypting) and apply; if its data "
+                    f"is gone, `rlsctl keys forget {label}`"
+                )
             raise UsageError(
-                f"{self.where}: {forgotten[0]} was encrypted (recorded in {self.state.helper_schema}.encrypted_column) "
-                "but is no longer declared, so its values may still need the older keys: declare it "
-                "`decrypting:`, run rlsctl apply and rlsctl keys decrypt, then retire; no key was retired"
+                f"{self.where}: {label} was encrypted (recorded in {self.state.helper_schema}.encrypted_column) "
+                f"but is no longer declared, so its values may still need the older keys: {fix}; "
+                "no key was retired"
             )
         return declared
 
-    def forget(self, columns: list[Column]) -> None:
-        """Columns fully decrypted hold no ciphertext any more: their record can go."""
+    def forget_decrypted(self, columns: list[Column]) -> None:
+        """Columns `keys decrypt` finished hold no ciphertext any more: their record goes, in one
+        statement that checks it again (a value encrypted meanwhile keeps the record)."""
         if not columns or not self.recorded():
             return
         with self.as_keys_role(10.0) as conn:
             for column in columns:
-                conn.execute(self.sql("keys_forget"), {"table": column.table, "column": column.column})
+                conn.execute(
+                    self.sql("keys_forget_decrypted", table=column.table, column=column.column, kind=column.kind)
+                )
+
+    def forget_vanished(self, label: str) -> bool:
+        """The record of a column that no longer exists (its data is gone with it). Refuses a column
+        that exists: only `keys decrypt` may clear one of those, by proving it holds no ciphertext."""
+        table, _, name = label.partition(".")
+        if (table, name) not in self.recorded():
+            raise UsageError(f"{self.where}: {label} is not recorded as encrypted: nothing to forget")
+        if self.schema.has_column(table, name):
+            raise UsageError(
+                f"{self.where}: {label} still exists and may hold ciphertext: declare it `decrypting:`, run "
+                "rlsctl apply and rlsctl keys decrypt (which forgets it once no value is encrypted)"
+            )
+        with self.as_keys_role(10.0) as conn:
+            conn.execute(self.sql("keys_forget"), {"table": table, "column": name})
+        return True
 
     def recorded(self) -> list[tuple[str, str]]:
         if not statements.run(self.conn, "key_registry_exists", schema=self.state.helper_schema)[0]["found"]:
@@ -206,8 +229,13 @@ class Keys:
         ).encode()
 
     @contextmanager
-    def as_keys_role(self, lock_timeout: float, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
-        """One transaction as the keys role; key and lock errors become one clear message."""
+    def as_keys_role(
+        self, lock_timeout: float, conn: psycopg.Connection | None = None, values_of: str | None = None
+    ) -> Iterator[psycopg.Connection]:
+        """One transaction as the keys role; key and lock errors become one clear message.
+
+        `values_of`: the column a batch rewrites. The key-encryption key was checked before
+        the run, so a decryption error there is a value's fault, and the message says so."""
         assert self.state.keys is not None
         conn = conn or self.conn
         try:
@@ -222,6 +250,11 @@ class Keys:
                 "connect as a superuser or a member of that role)"
             ) from None
         except (pgerrors.ExternalRoutineInvocationException, pgerrors.ExternalRoutineException) as exc:
+            if values_of is not None:
+                raise UsageError(
+                    f"{self.where}: {values_of}: a value did not decrypt with the key it names ({_first(exc)}): "
+                    "corrupt, or not written by rlsctl; this batch was rolled back and nothing of it changed"
+                ) from None
             raise UsageError(
                 f"{self.where}: the key-encryption key does not unwrap the data keys: "
                 f"is {self.encryption.master_key_setting} the one they were made with? ({_first(exc)})"
@@ -379,12 +412,13 @@ class Keys:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """One `rlsctl keys` run per database at a time (a session lock, released on exit)."""
-        if not statements.run(self.conn, "keys_run_lock")[0]["locked"]:
+        lock = {"lock_class": locks.CLASS, "lock_id": locks.KEYS_RUN}
+        if not statements.run(self.conn, "keys_run_lock", **lock)[0]["locked"]:
             raise UsageError(f"{self.where}: another rlsctl keys run is working on this database; try again later")
         try:
             yield
         finally:
-            statements.run(self.conn, "keys_run_unlock")
+            statements.run(self.conn, "keys_run_unlock", **lock)
 
 
 @dataclass
@@ -428,7 +462,7 @@ class _Walk:
         while True:
             started = time.monotonic()
             try:
-                with self.keys.as_keys_role(self.lock_timeout, conn) as tx:
+                with self.keys.as_keys_role(self.lock_timeout, conn, values_of=self.column.label) as tx:
                     row = tx.execute(self.sql, {"after": after, "until": until, "limit": size}).fetchone()
                     assert row is not None
                     rows, last, mismatched = int(row[0]), row[1], int(row[2])
@@ -533,7 +567,7 @@ def decrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
     run = KeysRun("decrypt", keys.active_key())
     with keys.exclusive():
         keys.rewrite(columns, "decrypt", run, observer, batch_size)
-        keys.forget([column for column, done in zip(columns, run.columns, strict=True) if done.remaining == 0])
+        keys.forget_decrypted([c for c, done in zip(columns, run.columns, strict=True) if done.remaining == 0])
     return run
 
 
@@ -543,6 +577,12 @@ def retire(keys: Keys) -> KeysRun:
     with keys.exclusive():
         run.retired = keys.retire_unused()
     return run
+
+
+def forget(keys: Keys, label: str) -> None:
+    """Drop the record of an encrypted column that no longer exists (docs/encryption.md)."""
+    with keys.exclusive():
+        keys.forget_vanished(label)
 
 
 def create_api_key(

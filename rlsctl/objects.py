@@ -10,7 +10,6 @@ source SQL, a function's argument names).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -326,10 +325,6 @@ GUARD_TRIGGER = "rlsctl_guard"  # refuses the changes guards forbid (docs/policy
 TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER)
 
 
-# The only WHEN rlsctl itself writes (not_the_keys_role), as the server prints it back.
-ROLE_EXEMPTION = re.compile(r"\(CURRENT_USER <> '(?:[^']|'')*'::name\)")
-
-
 @dataclass(frozen=True)
 class Trigger(Obj):
     """A trigger, with everything that decides when it fires and what it runs.
@@ -355,6 +350,9 @@ class Trigger(Obj):
     when: str | None = None  # the WHEN condition, as the server prints it
     args: str = ""  # the arguments as the server stores them (tgargs, escaped)
     ours: bool = field(default=True, compare=False)  # calls a function of the helper schema
+    # The role a declared trigger's WHEN exempts (the encrypt trigger's keys role); a live
+    # trigger never claims one, so a WHEN exempting another role counts as a restriction.
+    exempt_role: str | None = field(default=None, compare=False)
     definition: str = field(default="", compare=False)  # pg_get_triggerdef, for a live trigger
 
     @property
@@ -379,7 +377,8 @@ class Trigger(Obj):
         """BEFORE, per row, on every row of its events, for every role but at most one it
         exempts (the encrypt trigger's keys role): the shape of rlsctl's own triggers."""
         shape = (self.timing, self.level, self.columns) == ("BEFORE", "ROW", ())
-        return shape and (self.when is None or ROLE_EXEMPTION.fullmatch(self.when) is not None)
+        exempting = self.exempt_role is not None and self.when == role_exemption(self.exempt_role)
+        return shape and (self.when is None or exempting)
 
     @property
     def create_statement(self) -> SqlText | None:
@@ -431,6 +430,19 @@ class ActiveKey(Obj):
     @property
     def key(self) -> str:
         return "active data key"
+
+
+@dataclass(frozen=True)
+class KeyRegistry(Obj):
+    """The key store's table of columns ever encrypted (key_registry.sql.j2), owned by the keys role."""
+
+    kind: ClassVar[str] = "key_registry"
+    schema: str
+    owner: str = field(compare=False)  # compared through the table's own objects, like the key store
+
+    @property
+    def key(self) -> str:
+        return f"key registry {self.schema}.encrypted_column"
 
 
 @dataclass(frozen=True)
@@ -498,6 +510,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     if state.encryption is not None and state.keys is not None:
         found += [
             KeyStore(state.helper_schema, state.keys),
+            KeyRegistry(state.helper_schema, state.keys),
             ActiveKey(state.helper_schema, state.encryption.crypto_schema),
         ]
         found += [  # decrypting columns are not recorded again: keys decrypt forgets them once done
@@ -612,15 +625,13 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
         found.append(
             Trigger(
                 table.name, ENCRYPT_TRIGGER, state.helper_schema, function, "INSERT OR UPDATE",
-                when=not_the_keys_role(state),
+                when=None if state.keys is None else role_exemption(state.keys), exempt_role=state.keys,
             )
         )  # fmt: skip
     return found
 
 
-def not_the_keys_role(state: DeclaredState) -> SqlText | None:
-    """The encrypt trigger's WHEN, as the server prints it: the keys role writes ciphertext
+def role_exemption(role: str) -> SqlText:
+    """The encrypt trigger's WHEN, as the server prints it back: the keys role writes ciphertext
     itself (rotation, backfill), so for its batches the trigger does not even call its function."""
-    if state.keys is None:
-        return None
-    return SqlText("(CURRENT_USER <> " + literal(state.keys) + "::name)")
+    return SqlText("(CURRENT_USER <> " + literal(role) + "::name)")

@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from rlsctl import sql
+from rlsctl import locks, sql
 from rlsctl.errors import UsageError
 from rlsctl.resources import templates_dir
 from rlsctl.sql import SqlText
@@ -155,6 +155,8 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         literal=sql.literal,
         setting=sql.setting,
         dollar_quoted=sql.dollar_quoted,
+        lock_class=locks.CLASS,  # advisory locks: rlsctl/locks.py
+        key_lock_id=locks.KEY,
     )
     return env
 

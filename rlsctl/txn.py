@@ -14,11 +14,11 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pgerrors
 
-from rlsctl import statements
+from rlsctl import locks, statements
 from rlsctl.errors import LockTimeout
 
-LOCK_CLASS = 0x726C7363  # "rlsc"
-LOCK_ID = 1
+LOCK_CLASS = locks.CLASS
+LOCK_ID = locks.APPLY
 
 
 @contextmanager

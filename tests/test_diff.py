@@ -274,6 +274,14 @@ TAMPERING = [
         NEUTRAL,
     ),
     (
+        "encrypt trigger exempts the app",
+        'CREATE OR REPLACE TRIGGER rlsctl_encrypt BEFORE INSERT OR UPDATE ON "UsageAnalytics" '
+        'FOR EACH ROW WHEN (CURRENT_USER <> {app_literal}) EXECUTE FUNCTION rlsctl."encrypt_UsageAnalytics"()',
+        "trigger UsageAnalytics.rlsctl_encrypt",
+        "changed",
+        NARROWS,
+    ),
+    (
         "encrypt trigger never fires",
         'CREATE OR REPLACE TRIGGER rlsctl_encrypt BEFORE INSERT OR UPDATE ON "UsageAnalytics" '
         'FOR EACH ROW WHEN (false) EXECUTE FUNCTION rlsctl."encrypt_UsageAnalytics"()',
@@ -506,9 +514,9 @@ def tamper_with(database, statement: str) -> dict[str, str]:
     """Run tampering SQL as the superuser, role placeholders filled in; returns the role names."""
     names = {key: database.role(key) for key in ROLE_KEYS}
     with database.connect() as conn:
-        conn.execute(
-            statement.replace('"{', "{").format(**{k: sql.Identifier(v).as_string(conn) for k, v in names.items()})
-        )
+        placeholders = {k: sql.Identifier(v).as_string(conn) for k, v in names.items()}
+        placeholders |= {f"{k}_literal": sql.Literal(v).as_string(conn) for k, v in names.items()}
+        conn.execute(statement.replace('"{', "{").format(**placeholders))
     return names
 
 

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from rlsctl import keys as keying
+from rlsctl import locks
 from rlsctl.cli import main
 from rlsctl.keys import Keys
 from rlsctl.project import load_project
@@ -587,7 +588,7 @@ def test_a_row_held_by_another_transaction_is_skipped_and_reported_not_waited_fo
     assert cli(database, "keys", "encrypt", root=root)[0] == 0  # once released, a second run finishes it
 
 
-def test_plaintext_shaped_like_ciphertext_from_before_encryption_is_encrypted_as_plaintext(version_db):
+def test_plaintext_shaped_like_ciphertext_from_before_encryption_is_encrypted_as_plaintext(version_db, tmp_path):
     """Text written before the column was encrypted may start with rlsctl1: by chance (or malice);
     it must neither block key management nor be taken for ciphertext."""
     database, root = version_db
@@ -600,12 +601,33 @@ def test_plaintext_shaped_like_ciphertext_from_before_encryption_is_encrypted_as
     assert cli(database, "keys", "rotate", root=root)[0] == 0
     stored, plain = contents(database)["v3"]
     assert plain == odd and stored != odd
+    # ...and a rollback decrypts it back to itself (the check compares values, not shapes)
+    rolled = project_with(
+        tmp_path / "rollback", "    # encrypted: [content]    # opt-in", "    decrypting: [content]    # opt-in"
+    )
+    code, out = cli(database, "apply", root=rolled)
+    assert code == 0, out
+    code, out = cli(database, "keys", "decrypt", "PromptVersion.content", root=rolled)
+    assert code == 0, out
+    assert contents(database)["v3"] == (odd, odd)
+
+
+def test_a_value_that_does_not_decrypt_is_named_as_the_values_fault_not_the_keys(version_db):
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    with database.connect() as conn:
+        kid = conn.execute("SELECT id FROM rlsctl.encryption_key WHERE active").fetchone()[0]
+        conn.execute("SET session_replication_role = replica")  # a superuser bypassing the trigger
+        conn.execute("""UPDATE "PromptVersion" SET content = %s WHERE id = 'v4'""", (f"rlsctl1:{kid}:AAAA",))
+    code, out = cli(database, "keys", "rotate", root=root)
+    assert code == 2 and "PromptVersion.content: a value did not decrypt with the key it names" in out
+    assert "key-encryption key" not in out
 
 
 def test_one_keys_run_at_a_time(version_db):
     database, root = version_db
     with database.connect() as other:
-        other.execute("SELECT pg_advisory_lock(1919710051, 3)")  # another rlsctl keys run
+        other.execute("SELECT pg_advisory_lock(%s, %s)", (locks.CLASS, locks.KEYS_RUN))  # another rlsctl keys run
         code, out = cli(database, "keys", "rotate", root=root)
         assert code == 2 and "another rlsctl keys run" in out
     assert cli(database, "keys", "rotate", root=root)[0] == 0
@@ -633,3 +655,54 @@ def test_a_column_dropped_from_encrypted_without_decrypting_keeps_its_keys(versi
     code, out = cli(database, "keys", "retire")
     assert code == 2 and "declare it `decrypting:`" in out and "no key was retired" in out
     assert all(plain.startswith(CANARY) for _, plain in contents(database).values())
+
+
+def test_a_key_store_from_before_the_registry_gets_it_on_the_next_apply(db):
+    migrate_and_apply(db)
+    with db.connect() as conn:
+        conn.execute("DROP TABLE rlsctl.encrypted_column")  # as a key store made before the registry existed
+    migrate_and_apply(db)
+    assert recorded_columns(db) == {("PerformanceMetrics", "errorMessage"), ("UsageAnalytics", "metadata")}
+
+
+def test_a_forgery_planted_while_a_column_was_plaintext_stops_its_first_encryption(version_db):
+    """The app reads the id of a live key from a column it may read raw, and plants a value in the
+    shape of ciphertext under that key into a column not encrypted yet: encrypting that column
+    must stop, or every reader of the row (and every later rotation) would fail on it."""
+    database, root = version_db  # the opt-in is declared in `root`; the shipped project does not encrypt content
+    assert cli(database, "apply")[0] == 0  # back to the shipped project: PromptVersion.content is plaintext again
+    with database.connect() as conn:
+        conn.execute("""DELETE FROM rlsctl.encrypted_column WHERE table_name = 'PromptVersion'""")
+        kid = conn.execute("SELECT id FROM rlsctl.encryption_key WHERE active").fetchone()[0]
+        conn.execute("""UPDATE "PromptVersion" SET content = %s WHERE id = 'v7'""", (f"rlsctl1:{kid}:AAAA",))
+    code, out = cli(database, "apply", root=root)
+    assert code == 2 and "PromptVersion.content is being encrypted for the first time" in out and "v7" in out
+    with database.connect() as conn:  # nothing was changed: still plaintext, not recorded
+        assert not conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'rlsctl_encrypt' AND tgrelid = "
+                                """'"PromptVersion"'::regclass""").fetchone()[0]  # fmt: skip
+    assert ("PromptVersion", "content") not in recorded_columns(database)
+    with database.connect() as conn:
+        conn.execute("""UPDATE "PromptVersion" SET content = 'fixed' WHERE id = 'v7'""")
+    assert cli(database, "apply", root=root)[0] == 0
+
+
+def test_a_renamed_encrypted_column_keeps_its_keys_and_a_dropped_one_can_be_forgotten(version_db):
+    """A migration outside rlsctl renames the column: its ciphertext still needs the keys."""
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    with database.connect() as conn:
+        conn.execute('ALTER TABLE "PromptVersion" RENAME COLUMN content TO body')
+    code, out = cli(database, "keys", "rotate", "--format", "json", root=root)
+    assert code == 0, out
+    report = json.loads(out[out.index("{") :])
+    assert report["retired"] == [] and "if it was renamed, declare the new name" in report["retire_blocked"]
+    code, out = cli(database, "keys", "forget", "UsageAnalytics.metadata", root=root)
+    assert code == 2 and "still exists and may hold ciphertext" in out
+    with database.connect() as conn:
+        assert conn.execute("""SELECT count(rlsctl.decrypt(body)) FROM "PromptVersion" """).fetchone()[0] == 400
+        conn.execute('ALTER TABLE "PromptVersion" DROP COLUMN body')  # now the data is really gone
+    code, out = cli(database, "keys", "forget", "PromptVersion.content", root=root)
+    assert code == 0, out
+    assert ("PromptVersion", "content") not in recorded_columns(database)
+    code, out = cli(database, "keys", "retire", "--format", "json", root=root)
+    assert code == 0 and json.loads(out[out.index("{") :])["retired"], out

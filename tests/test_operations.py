@@ -18,6 +18,7 @@ from rlsctl.objects import (
     Extension,
     Function,
     FunctionGrant,
+    KeyRegistry,
     KeyStore,
     Membership,
     Obj,
@@ -196,6 +197,11 @@ CASES = [
         op("alter", Extension("pgcrypto", "public"), Extension("pgcrypto", "rlsctl")),
         'ALTER EXTENSION "pgcrypto" SET SCHEMA "rlsctl"',
         'ALTER EXTENSION "pgcrypto" SET SCHEMA "public"',
+    ),
+    (
+        op("create", None, KeyRegistry("rlsctl", "keys")),
+        'CREATE TABLE "rlsctl"."encrypted_column"',
+        'DROP TABLE "rlsctl"."encrypted_column"',
     ),
     (
         op("create", None, EncryptedColumnRecord("rlsctl", "T", "c")),

@@ -1,2 +1,2 @@
 -- Releases the lock of keys_run_lock.sql.
-SELECT pg_catalog.pg_advisory_unlock(1919710051, 3) AS unlocked;
+SELECT pg_catalog.pg_advisory_unlock(%(lock_class)s, %(lock_id)s) AS unlocked;
