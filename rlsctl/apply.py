@@ -114,6 +114,20 @@ WEAK_MASTER_KEY = (
 )
 
 
+def require_master_key_setting(conn: psycopg.Connection, setting: str, where: str, suffix: str = "") -> None:
+    """The key-encryption key is set for this session and long enough to be a random secret
+    (its value never leaves the server): shared by apply and rlsctl keys."""
+    found = statements.run(conn, "master_key_present", setting=setting)[0]
+    if not found["present"]:
+        raise UsageError(
+            f"{where}: the key-encryption key {setting} is not set for this session: add {setting} to "
+            f"postgresql.conf and reload (or PGOPTIONS='-c {setting}=...' for a throw-away setup); "
+            f"see docs/encryption.md{suffix}"
+        )
+    if not found["strong"]:
+        raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting=setting)}{suffix}")
+
+
 def _check_master_key(
     conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path, extensions_installed: bool
 ) -> None:
@@ -124,15 +138,7 @@ def _check_master_key(
     if state.encryption is None:
         return
     setting = state.encryption.master_key_setting
-    found = statements.run(conn, "master_key_present", setting=setting)[0]
-    if not found["present"]:
-        raise UsageError(
-            f"{where}: encrypted columns are declared but the key-encryption key {setting} is not set: "
-            f"add {setting} to postgresql.conf (or the connection's options) and reload; "
-            "see docs/encryption.md (nothing was changed)"
-        )
-    if not found["strong"]:
-        raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting=setting)} (nothing was changed)")
+    require_master_key_setting(conn, setting, where, " (nothing was changed)")
     if not extensions_installed or not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
         return
     sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)

@@ -32,7 +32,7 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from rlsctl import locks, statements
-from rlsctl.apply import WEAK_MASTER_KEY, live_schema
+from rlsctl.apply import live_schema, require_master_key_setting
 from rlsctl.declare import DeclaredState, EncryptedColumn, declare
 from rlsctl.errors import UsageError
 from rlsctl.project import Project
@@ -264,15 +264,7 @@ class Keys:
 
     def check_master_key(self) -> None:
         """The key-encryption key is set and unwraps every usable data key; else nothing is done."""
-        setting = self.encryption.master_key_setting
-        found = statements.run(self.conn, "master_key_present", setting=setting)[0]
-        if not found["present"]:
-            raise UsageError(
-                f"{self.where}: the key-encryption key {setting} is not set for this session "
-                f"(postgresql.conf, or PGOPTIONS='-c {setting}=...'; docs/encryption.md)"
-            )
-        if not found["strong"]:
-            raise UsageError(f"{self.where}: {WEAK_MASTER_KEY.format(setting=setting)}")
+        require_master_key_setting(self.conn, self.encryption.master_key_setting, self.where)
         with self.as_keys_role(10.0) as conn:
             conn.execute(self.sql("keys_verify"))
 
