@@ -16,6 +16,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from rlsctl.errors import UsageError
 
@@ -126,8 +127,19 @@ def catalog_expression(text: str) -> SqlText:
     The server quotes every literal and identifier it prints, so its output
     cannot end the clause it is put in; this check makes that a guarantee
     rather than an assumption before the text is embedded in a statement."""
-    _one_statement(f"SELECT ({text})", "SelectStmt", "expression")
+    select = _one_statement(f"SELECT ({text})", "SelectStmt", "expression")
+    # One statement is not enough: `true) FROM t WHERE (x` parses as one SELECT too.
+    clauses = [name for name in _SELECT_CLAUSES if getattr(select, name, None)]
+    if len(select.targetList or ()) != 1 or clauses:
+        raise UsageError(f"catalog expression is not exactly one expression: {text[:80]!r}")
     return SqlText(text)
+
+
+# Every part of a SELECT beyond its one target: none may come from a catalog expression.
+_SELECT_CLAUSES = (
+    "distinctClause", "intoClause", "fromClause", "whereClause", "groupClause", "havingClause", "windowClause",
+    "valuesLists", "sortClause", "limitOffset", "limitCount", "lockingClause", "withClause", "op", "larg", "rarg",
+)  # fmt: skip
 
 
 def catalog_statement(text: str, kind: str) -> SqlText:
@@ -137,7 +149,7 @@ def catalog_statement(text: str, kind: str) -> SqlText:
     return SqlText(text)
 
 
-def _one_statement(text: str, kind: str, what: str) -> None:
+def _one_statement(text: str, kind: str, what: str) -> Any:
     import pglast  # only when catalog text is embedded: rendering declared objects never needs it
 
     _reject_nul(text, what)
@@ -147,6 +159,7 @@ def _one_statement(text: str, kind: str, what: str) -> None:
         raise UsageError(f"catalog {what} does not parse: {text[:80]!r}") from None
     if len(parsed) != 1 or type(parsed[0].stmt).__name__ != kind:
         raise UsageError(f"catalog {what} is not exactly one {kind}: {text[:80]!r}")
+    return parsed[0].stmt
 
 
 _SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")

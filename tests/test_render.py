@@ -184,6 +184,9 @@ def test_catalog_text_must_be_the_one_thing_it_stands_for():
     assert catalog_expression("(x = 1)") == "(x = 1)"
     with pytest.raises(UsageError, match="not exactly one"):
         catalog_expression("true); DROP TABLE x; SELECT (1")
+    for smuggled in ("true) FROM pg_authid WHERE (true", "true), (false", "true) UNION SELECT (false"):
+        with pytest.raises(UsageError, match="not exactly one"):
+            catalog_expression(smuggled)
     trigger = 'CREATE TRIGGER t BEFORE UPDATE ON public."T" FOR EACH ROW EXECUTE FUNCTION f()'
     assert catalog_statement(trigger, "CreateTrigStmt") == trigger
     with pytest.raises(UsageError, match="not exactly one"):
