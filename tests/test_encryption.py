@@ -148,6 +148,29 @@ def test_the_app_cannot_reach_key_material(encrypted_db, function):
             conn.execute("SELECT id FROM rlsctl.encryption_key")
 
 
+@pytest.mark.parametrize("role", ["app", "analyst", "auditor", "retention", "owner"])
+@pytest.mark.parametrize("statement", [
+    "SELECT id FROM rlsctl.encryption_key",
+    "SELECT table_name FROM rlsctl.encrypted_column",
+    "DELETE FROM rlsctl.encrypted_column",
+    "INSERT INTO rlsctl.encrypted_column (table_name, column_name) VALUES ('x', 'y')",
+])  # fmt: skip
+def test_only_the_keys_role_reaches_the_key_store(encrypted_db, role, statement):
+    """The key store and its registry: every other project role is refused outright."""
+    with encrypted_db.connect(autocommit=False) as conn:
+        conn.execute("SELECT set_config('role', %s, true)", (encrypted_db.role(role),))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_the_keys_role_reads_its_registry(encrypted_db):
+    """The allowed side of the test above: rlsctl keys reads the registry as the keys role."""
+    with encrypted_db.connect(autocommit=False) as conn:
+        conn.execute("SELECT set_config('role', %s, true)", (encrypted_db.role("keys"),))
+        rows = conn.execute("SELECT table_name, column_name FROM rlsctl.encrypted_column").fetchall()
+    assert set(rows) == {("PerformanceMetrics", "errorMessage"), ("UsageAnalytics", "metadata")}
+
+
 def test_a_session_with_a_short_key_encryption_key_cannot_encrypt(encrypted_db):
     """The SQL side refuses a guessable KEK too, not only rlsctl's own commands."""
     with encrypted_db.connect(autocommit=False) as conn:
