@@ -332,7 +332,11 @@ def test_command(
 @_options_project
 @handle_errors
 def demo(dsn: str | None, project: str | None, role_prefix: str | None) -> None:
-    """The whole flow (migrate -> apply -> test per phase) on a throw-away PostgreSQL."""
+    """The whole flow (migrate -> apply -> test per phase) on a throw-away PostgreSQL.
+
+    Stopped midway (Ctrl-C, SIGTERM, SIGHUP), it still stops the throw-away server
+    and deletes its files, or drops its temporary database and roles.
+    """
     from rlsctl.demo import run_demo
 
     loaded = _project(project, role_prefix)

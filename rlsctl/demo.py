@@ -96,7 +96,11 @@ def _with_master_key(dsn: str, database: str, project: Project) -> str:
 
 def run_demo(project: Project, dsn: str | None, progress: Progress) -> DemoResult:
     summaries: list[PhaseSummary] = []
-    with _database(dsn, project, progress) as (target, scoped, server), db.session(target) as conn:
+    with (
+        localpg.termination_unwinds(),  # a stopped demo still drops what it made
+        _database(dsn, project, progress) as (target, scoped, server),
+        db.session(target) as conn,
+    ):
         for phase in scoped.phases:
             progress(f"phase {phase.label}: migrate")
             migrating.migrate(conn, scoped, target, to=phase.number)

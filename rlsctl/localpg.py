@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,6 +74,30 @@ def _service_user() -> str | None:
 
 
 @contextmanager
+def termination_unwinds() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into SystemExit while a cluster is up.
+
+    By default they end Python without running `finally`, which would leave a
+    server running on files in /tmp; as SystemExit they unwind like Ctrl-C.
+    Signal handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_on_signal(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    caught = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, exit_on_signal) for signum in caught}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
 def temporary_cluster(
     settings: dict[str, str] | None = None, port: int = 54329, secret_settings: dict[str, str] | None = None
 ) -> Iterator[LocalCluster]:
@@ -85,6 +111,13 @@ def temporary_cluster(
     if binaries is None or not (binaries / "initdb").exists():
         raise UsageError("initdb not found: install the PostgreSQL server binaries (e.g. postgresql-15)")
     run_as = _service_user()
+    with termination_unwinds():
+        yield from _cluster_lifetime(binaries, run_as, port, settings or {}, secret_settings or {})
+
+
+def _cluster_lifetime(
+    binaries: Path, run_as: str | None, port: int, settings: dict[str, str], secret_settings: dict[str, str]
+) -> Iterator[LocalCluster]:
     root = Path(tempfile.mkdtemp(prefix="rlsctl-pg-"))
     if run_as is not None:
         record = pwd.getpwnam(run_as)
@@ -106,9 +139,9 @@ def temporary_cluster(
             "--locale=C",
             "--no-sync",
         )
-        _write_settings(cluster.data / "postgresql.conf", secret_settings or {})
+        _write_settings(cluster.data / "postgresql.conf", secret_settings)
         options = ["-c listen_addresses=''", f"-k {root}", f"-p {port}", "-c fsync=off", "-c full_page_writes=off"]
-        options += [f"-c {name}={value}" for name, value in (settings or {}).items()]
+        options += [f"-c {name}={value}" for name, value in settings.items()]
         _run(
             run_as,
             str(binaries / "pg_ctl"),

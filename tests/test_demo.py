@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +23,13 @@ from tests.conftest import ROOT, SERVER, admin_connection
 pytestmark = pytest.mark.slow
 
 
-def run_demo(args: list[str], cwd: Path, user: str | None = None) -> subprocess.CompletedProcess:
+def run_demo(
+    args: list[str], cwd: Path, user: str | None = None, tmpdir: Path | None = None
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "rlsctl.cli", "demo", *args]
     env = dict(os.environ)
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     if user is not None:
         # A normal user cannot read root's Python installation: run the system
         # interpreter of the same version on this environment's packages.
@@ -54,11 +62,77 @@ def check_output(result: subprocess.CompletedProcess) -> None:
     assert "phase 4 (enterprise_security): test" in result.stderr  # visible progress
 
 
-def test_demo_on_a_throw_away_cluster_from_an_empty_directory(tmp_path):
-    result = run_demo([], tmp_path)
+@pytest.fixture
+def private_tmpdir() -> Iterator[Path]:
+    """A TMPDIR of the demo's own, so a cluster left by some other, killed run is not counted as ours.
+
+    It sits directly in /tmp (short socket paths) and is world-traversable: the
+    throw-away server runs as `postgres` when the tests run as root.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="rlsctl-demo-test-", dir="/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        # If the demo under test failed to stop its server, stop it here so a
+        # red test does not leak a running postmaster (SIGQUIT: immediate shutdown).
+        for pid_file in directory.glob("rlsctl-pg-*/data/postmaster.pid"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGQUIT)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_demo_on_a_throw_away_cluster_from_an_empty_directory(tmp_path, private_tmpdir):
+    result = run_demo([], tmp_path, tmpdir=private_tmpdir)
     check_output(result)
-    leftovers = [p for p in Path("/tmp").glob("rlsctl-pg-*")]
+    leftovers = list(private_tmpdir.glob("rlsctl-pg-*"))
     assert not leftovers, leftovers
+
+
+def stop_demo_midway(args: list[str], cwd: Path, tmpdir: Path, signum: int) -> str:
+    """Start a demo, signal it once phase 1 is under way, wait for it to end; its progress."""
+    command = [sys.executable, "-m", "rlsctl.cli", "demo", *args]
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as demo:
+        assert demo.stderr is not None
+        progress = []
+        for line in demo.stderr:
+            progress.append(line)
+            if "phase 1" in line:  # the database is up and in use
+                break
+        demo.send_signal(signum)
+        progress.extend(demo.stderr)
+        demo.wait(timeout=60)
+    text = "".join(progress)
+    assert demo.returncode != 0, text
+    assert "phase 4" not in text, "the signal came too late to test anything"
+    return text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_demo_stopped_midway_stops_its_server_and_deletes_its_files(tmp_path, private_tmpdir, signum):
+    """A killed demo must not leave a server running on files in /tmp (CI once tripped on one's files)."""
+    progress = stop_demo_midway([], tmp_path, private_tmpdir, signum)
+    assert "stopping the throw-away cluster" not in progress  # it was stopped, not finished
+    assert not list(private_tmpdir.glob("rlsctl-pg-*")), progress
+    servers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(private_tmpdir) not in servers
+
+
+def test_a_demo_stopped_midway_on_a_server_drops_its_database_and_roles(tmp_path, private_tmpdir):
+    progress = stop_demo_midway(["--dsn", SERVER], tmp_path, private_tmpdir, signal.SIGTERM)
+    found = re.search(r"creating temporary database (rlsctl_demo_\w+) on", progress)
+    assert found, progress
+    database = found.group(1)
+    assert_demo_objects_gone(database, f"{database}_")
+
+
+def assert_demo_objects_gone(database: str, prefix: str) -> None:
+    with admin_connection() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (database,)).fetchone()[0] == 0
+        assert catalog.roles(conn, prefix) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
@@ -83,6 +157,4 @@ def test_demo_on_an_existing_server_cleans_up(tmp_path):
     found = re.search(r"dropping temporary database (rlsctl_demo_\w+) and roles (rlsctl_demo_\w+)\*", result.stderr)
     assert found, result.stderr
     database, prefix = found.groups()
-    with admin_connection() as conn:
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (database,)).fetchone()[0] == 0
-        assert catalog.roles(conn, prefix) == []
+    assert_demo_objects_gone(database, prefix)
