@@ -79,6 +79,7 @@ def termination_unwinds() -> Iterator[None]:
 
     By default they end Python without running `finally`, which would leave a
     server running on files in /tmp; as SystemExit they unwind like Ctrl-C.
+    A signal the process ignores (started under `nohup`) is left ignored.
     Signal handlers can only be set from the main thread; elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -88,7 +89,8 @@ def termination_unwinds() -> Iterator[None]:
     def exit_on_signal(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    caught = (signal.SIGTERM, signal.SIGHUP)
+    # A signal the caller chose to ignore (`nohup rlsctl demo`) stays ignored.
+    caught = [signum for signum in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(signum) != signal.SIG_IGN]
     previous = {signum: signal.signal(signum, exit_on_signal) for signum in caught}
     try:
         yield

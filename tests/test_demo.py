@@ -12,12 +12,13 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rlsctl import catalog
+from rlsctl import catalog, localpg
 from tests.conftest import ROOT, SERVER, admin_connection
 
 pytestmark = pytest.mark.slow
@@ -158,3 +159,24 @@ def test_demo_on_an_existing_server_cleans_up(tmp_path):
     assert found, result.stderr
     database, prefix = found.groups()
     assert_demo_objects_gone(database, prefix)
+
+
+def test_termination_unwinds_and_restores_the_previous_handlers():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, localpg.termination_unwinds():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this at once
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_hangup_the_caller_ignores_stays_ignored():
+    """`nohup rlsctl demo` must survive the hangup it was started to survive."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with localpg.termination_unwinds():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)  # would raise SystemExit if caught
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
