@@ -21,6 +21,7 @@ import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,28 +117,35 @@ def promptcraft(server: Server, rounds: int) -> None:
 def scale(server: Server) -> None:
     print("Catalog reads as tables grow (queries / round trips; a pipeline is one round trip)")
     counts: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
-    for tables in (10, 1000):
-        project = load_project(scale_project(tables), role_prefix=server.prefix())
-        dsn = migrated(server, project)
-        with connect(dsn) as conn:
-            conn.reset_counts()
-            started = time.perf_counter()
-            applying.apply(conn, project, "bench", lock_timeout=60)
-            full = time.perf_counter() - started, conn.counts
-            conn.reset_counts()
-            started = time.perf_counter()
-            plan = read_plan(conn, project, "bench", None)
-            noop = time.perf_counter() - started, conn.counts
-            assert plan.empty
-        counts[tables] = (full[1], noop[1])
-        policies = sum(len(t.policies) for t in plan.state.tables)
-        print(
-            f"  {tables:5d} tables, {policies:5d} policies: full apply {full[1][0]:3d} / {full[1][1]:3d} "
-            f"in {full[0] * 1000:8.1f} ms; no-op plan {noop[1][0]:3d} / {noop[1][1]:3d} in {noop[0] * 1000:8.1f} ms"
-        )
+    with tempfile.TemporaryDirectory(prefix="rlsctl-apply-bench-") as projects:
+        for tables in (10, 1000):
+            counts[tables] = _scale_round(server, tables, Path(projects))
     fixed = counts[10] == counts[1000]
     print(f"  fixed number of queries and round trips from 10 to 1,000 tables: {'yes' if fixed else 'NO'}")
     assert fixed, f"catalog reads grew with the number of tables: {counts}"
+
+
+def _scale_round(server: Server, tables: int, parent: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """One synthetic project of `tables` tables (its files in `parent`): the catalog reads of a
+    full apply and of a no-op plan."""
+    project = load_project(scale_project(tables, parent), role_prefix=server.prefix())
+    dsn = migrated(server, project)
+    with connect(dsn) as conn:
+        conn.reset_counts()
+        started = time.perf_counter()
+        applying.apply(conn, project, "bench", lock_timeout=60)
+        full = time.perf_counter() - started, conn.counts
+        conn.reset_counts()
+        started = time.perf_counter()
+        plan = read_plan(conn, project, "bench", None)
+        noop = time.perf_counter() - started, conn.counts
+        assert plan.empty
+    policies = sum(len(t.policies) for t in plan.state.tables)
+    print(
+        f"  {tables:5d} tables, {policies:5d} policies: full apply {full[1][0]:3d} / {full[1][1]:3d} "
+        f"in {full[0] * 1000:8.1f} ms; no-op plan {noop[1][0]:3d} / {noop[1][1]:3d} in {noop[0] * 1000:8.1f} ms"
+    )
+    return full[1], noop[1]
 
 
 def main() -> None:
