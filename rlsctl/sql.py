@@ -159,6 +159,10 @@ def _one_statement(text: str, kind: str, what: str) -> Any:
         raise UsageError(f"catalog {what} does not parse: {text[:80]!r}") from None
     if len(parsed) != 1 or type(parsed[0].stmt).__name__ != kind:
         raise UsageError(f"catalog {what} is not exactly one {kind}: {text[:80]!r}")
+    # The server never deparses a comment; one here could swallow the SQL that
+    # follows the text where it is embedded (`true) --` parses as one SELECT).
+    if any(token.name in ("SQL_COMMENT", "C_COMMENT") for token in pglast.parser.scan(text)):
+        raise UsageError(f"catalog {what} holds a comment: {text[:80]!r}")
     return parsed[0].stmt
 
 

@@ -191,3 +191,10 @@ def test_catalog_text_must_be_the_one_thing_it_stands_for():
     assert catalog_statement(trigger, "CreateTrigStmt") == trigger
     with pytest.raises(UsageError, match="not exactly one"):
         catalog_statement(trigger + "; DROP TABLE x", "CreateTrigStmt")
+    # A comment would swallow what follows the text on its line where it is embedded.
+    with pytest.raises(UsageError, match="holds a comment"):
+        catalog_expression("true) --")
+    with pytest.raises(UsageError, match="holds a comment"):
+        catalog_statement(trigger + " -- x", "CreateTrigStmt")
+    # Comment marks inside a quoted literal are not comments.
+    assert catalog_expression("(x = '-- /*')") == "(x = '-- /*')"
