@@ -62,12 +62,12 @@ def _database(dsn: str | None, project: Project, progress: Progress) -> Iterator
     suffix = secrets.token_hex(3)
     name = f"rlsctl_demo_{suffix}"
     server = db.resolve_dsn(dsn)
-    progress(f"creating temporary database {name} on {server.where}")
-    with db.session(server) as admin:
-        admin.execute(render_template("ops/create_database.sql.j2", name=name).encode())
     prefix = f"rlsctl_demo_{suffix}_"
     scoped = project.with_role_prefix(prefix)
-    try:
+    try:  # from the CREATE on: a signal right after it still drops the database
+        progress(f"creating temporary database {name} on {server.where}")
+        with db.session(server) as admin:
+            admin.execute(render_template("ops/create_database.sql.j2", name=name).encode())
         yield (
             db.Target(_with_master_key(server.dsn, name, scoped), f"{server.where} ({name})"),
             scoped,

@@ -86,11 +86,16 @@ def termination_unwinds() -> Iterator[None]:
         yield
         return
 
-    def exit_on_signal(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
     # A signal the caller chose to ignore (`nohup rlsctl demo`) stays ignored.
     caught = [signum for signum in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(signum) != signal.SIG_IGN]
+
+    def exit_on_signal(signum: int, _frame: object) -> None:
+        # A second signal must not cut the cleanup short (a server left running,
+        # its postgresql.conf with the demo's key left in /tmp): ignore the rest.
+        for other in caught:
+            signal.signal(other, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
     previous = {signum: signal.signal(signum, exit_on_signal) for signum in caught}
     try:
         yield

@@ -170,6 +170,18 @@ def test_termination_unwinds_and_restores_the_previous_handlers():
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_a_second_signal_does_not_cut_the_cleanup_short():
+    before = signal.getsignal(signal.SIGHUP)
+    with localpg.termination_unwinds():
+        with pytest.raises(SystemExit):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        # cleanup runs here: further signals are ignored until it is done
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
 def test_a_hangup_the_caller_ignores_stays_ignored():
     """`nohup rlsctl demo` must survive the hangup it was started to survive."""
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
