@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from rlsctl import keys as keying
 from rlsctl import locks
@@ -126,12 +127,25 @@ def test_a_jsonb_column_stays_valid_jsonb(encrypted_db):
     assert decrypted == metadata
 
 
-@pytest.mark.parametrize("role", ["analyst", "auditor", "retention"])
-def test_roles_not_declared_as_readers_cannot_decrypt(encrypted_db, role):
+# Every project role that is not the one named, and a login outside the project
+# (it has only what PUBLIC has): the denied side of each key-material test.
+OUTSIDER = "outsider"
+
+
+def become(conn: psycopg.Connection, database: TestDatabase, role: str) -> None:
+    """SET LOCAL ROLE for the rest of the transaction; the outsider is created in it (and rolled back)."""
+    if role == OUTSIDER:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(database.role(OUTSIDER))))
+    conn.execute("SELECT set_config('role', %s, true)", (database.role(role),))
+
+
+@pytest.mark.parametrize("role", ["analyst", "auditor", "retention", "owner", "definer", OUTSIDER])
+@pytest.mark.parametrize("value", ["'rlsctl1:x:y'::text", """'{"rlsctl": 1}'::jsonb"""])
+def test_roles_not_declared_as_readers_cannot_decrypt(encrypted_db, role, value):
     with encrypted_db.connect(autocommit=False) as conn:
-        conn.execute("SELECT set_config('role', %s, true)", (encrypted_db.role(role),))
+        become(conn, encrypted_db, role)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT rlsctl.decrypt('rlsctl1:x:y'::text)")
+            conn.execute(f"SELECT rlsctl.decrypt({value})")
 
 
 @pytest.mark.parametrize(
@@ -148,17 +162,21 @@ def test_the_app_cannot_reach_key_material(encrypted_db, function):
             conn.execute("SELECT id FROM rlsctl.encryption_key")
 
 
-@pytest.mark.parametrize("role", ["app", "analyst", "auditor", "retention", "owner"])
+@pytest.mark.parametrize("role", ["app", "analyst", "auditor", "retention", "owner", "definer", OUTSIDER])
 @pytest.mark.parametrize("statement", [
     "SELECT id FROM rlsctl.encryption_key",
+    "INSERT INTO rlsctl.encryption_key (id) VALUES ('x')",
+    "UPDATE rlsctl.encryption_key SET id = id",
+    "DELETE FROM rlsctl.encryption_key",
     "SELECT table_name FROM rlsctl.encrypted_column",
-    "DELETE FROM rlsctl.encrypted_column",
     "INSERT INTO rlsctl.encrypted_column (table_name, column_name) VALUES ('x', 'y')",
+    "UPDATE rlsctl.encrypted_column SET column_name = 'x'",
+    "DELETE FROM rlsctl.encrypted_column",
 ])  # fmt: skip
 def test_only_the_keys_role_reaches_the_key_store(encrypted_db, role, statement):
-    """The key store and its registry: every other project role is refused outright."""
+    """The key store and its registry: every other role is refused outright."""
     with encrypted_db.connect(autocommit=False) as conn:
-        conn.execute("SELECT set_config('role', %s, true)", (encrypted_db.role(role),))
+        become(conn, encrypted_db, role)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
 
