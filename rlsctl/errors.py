@@ -41,3 +41,7 @@ class LockTimeout(UsageError):
 
 class MissingExtension(UsageError):
     """An extension the project needs is not installed on the server."""
+
+
+class RetireBlocked(UsageError):
+    """A column that may still hold ciphertext is no longer declared: no key may be retired."""

@@ -34,7 +34,7 @@ from psycopg.rows import dict_row
 from rlsctl import locks, statements
 from rlsctl.apply import live_schema, require_master_key_setting
 from rlsctl.declare import DeclaredState, EncryptedColumn, declare
-from rlsctl.errors import UsageError
+from rlsctl.errors import RetireBlocked, UsageError
 from rlsctl.project import Project
 from rlsctl.render import render_template
 from rlsctl.validate import validate
@@ -171,7 +171,7 @@ class Keys:
                     "if it was renamed, declare the new name encrypted (or decrypting) and apply; if its data "
                     f"is gone, `rlsctl keys forget {label}`"
                 )
-            raise UsageError(
+            raise RetireBlocked(
                 f"{self.where}: {label} was encrypted (recorded in {self.state.helper_schema}.encrypted_column) "
                 f"but is no longer declared, so its values may still need the older keys: {fix}; "
                 "no key was retired"
@@ -531,7 +531,7 @@ def rotate(keys: Keys, observer: Observer | None = None, batch_size: int | None 
         if not any(column.remaining for column in run.columns):
             try:
                 run.retired = keys.retire_unused()
-            except UsageError as exc:  # the rotation stands; the older keys stay, and the run says why
+            except RetireBlocked as exc:  # the rotation stands; the older keys stay, and the run says why
                 run.retire_blocked = str(exc)
     return run
 
