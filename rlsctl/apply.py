@@ -219,7 +219,9 @@ def _refuse_lookalikes(conn: psycopg.Connection, plan: Plan, where: str, templat
                 f"{where}: {record.table}.{record.column} is being encrypted for the first time but already "
                 f"holds {found[0]} values shaped like ciphertext of this database's keys (rows "
                 f"{', '.join(found[1])}): rlsctl did not write them, and keys commands would take them for "
-                "ciphertext; change or remove those values, then apply again (nothing was changed)"
+                "ciphertext; if the column was renamed from one rlsctl encrypted, move its record first "
+                f"(`rlsctl keys forget TABLE.OLD_NAME --renamed-to {record.table}.{record.column}`), otherwise "
+                "change or remove those values; then apply again (nothing was changed)"
             )
     statements.run(conn, "reset_role")
 

@@ -166,14 +166,22 @@ def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: s
 @options_dsn
 @options_project
 @click.argument("column", metavar="TABLE.COLUMN")
+@click.option(
+    "--renamed-to",
+    metavar="TABLE.COLUMN",
+    help="The column was renamed: move its record to the new name instead of dropping it.",
+)
 @handle_errors
-def forget(dsn: str | None, project: str | None, role_prefix: str | None, column: str) -> None:
+def forget(dsn: str | None, project: str | None, role_prefix: str | None, column: str, renamed_to: str | None) -> None:
     """Drop the record of an encrypted column that no longer exists, so keys can be retired again."""
     from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix) as keys:
-        keying.forget(keys, column)
-    output.info(f"{column}: no longer recorded as encrypted")
+        keying.forget(keys, column, renamed_to)
+    if renamed_to is None:
+        output.info(f"{column}: no longer recorded as encrypted")
+    else:
+        output.info(f"{column}: recorded as {renamed_to} now; declare {renamed_to} encrypted and apply")
 
 
 @keys_group.command()

@@ -168,7 +168,8 @@ class Keys:
                 fix = "declare it `decrypting:`, run rlsctl apply and rlsctl keys decrypt, then retire"
             else:
                 fix = (
-                    "if it was renamed, declare the new name encrypted (or decrypting) and apply; if its data "
+                    f"if it was renamed, declare the new name encrypted (or decrypting) and apply, after moving "
+                    f"its record with `rlsctl keys forget {label} --renamed-to {table}.NEW_NAME`; if its data "
                     f"is gone, `rlsctl keys forget {label}`"
                 )
             raise RetireBlocked(
@@ -203,6 +204,22 @@ class Keys:
         with self.as_keys_role(10.0) as conn:
             conn.execute(self.sql("keys_forget"), {"table": table, "column": name})
         return True
+
+    def move_record(self, label: str, renamed_to: str) -> None:
+        """A recorded column renamed outside rlsctl: its record follows it, so declaring the new
+        name encrypted is not a first encryption (whose look-alike check would refuse the real
+        ciphertext)."""
+        table, _, name = label.partition(".")
+        new_table, _, new_name = renamed_to.partition(".")
+        if (table, name) not in self.recorded():
+            raise UsageError(f"{self.where}: {label} is not recorded as encrypted: nothing to move")
+        if self.schema.has_column(table, name):
+            raise UsageError(f"{self.where}: {label} still exists: it was not renamed")
+        if not self.schema.has_column(new_table, new_name):
+            raise UsageError(f"{self.where}: {renamed_to} does not exist: name the column it was renamed to")
+        with self.as_keys_role(10.0) as conn:
+            moved = {"table": table, "column": name, "new_table": new_table, "new_column": new_name}
+            conn.execute(self.sql("keys_move_record"), moved)
 
     def recorded(self) -> list[tuple[str, str]]:
         if not statements.run(self.conn, "key_registry_exists", schema=self.state.helper_schema)[0]["found"]:
@@ -571,10 +588,14 @@ def retire(keys: Keys) -> KeysRun:
     return run
 
 
-def forget(keys: Keys, label: str) -> None:
-    """Drop the record of an encrypted column that no longer exists (docs/encryption.md)."""
+def forget(keys: Keys, label: str, renamed_to: str | None = None) -> None:
+    """Drop the record of an encrypted column that no longer exists, or move it to the name
+    the column was renamed to (docs/encryption.md)."""
     with keys.exclusive():
-        keys.forget_vanished(label)
+        if renamed_to is None:
+            keys.forget_vanished(label)
+        else:
+            keys.move_record(label, renamed_to)
 
 
 def create_api_key(

@@ -747,3 +747,40 @@ def test_a_renamed_encrypted_column_keeps_its_keys_and_a_dropped_one_can_be_forg
     assert ("PromptVersion", "content") not in recorded_columns(database)
     code, out = cli(database, "keys", "retire", "--format", "json", root=root)
     assert code == 0 and json.loads(out[out.index("{") :])["retired"], out
+
+
+def test_a_renamed_encrypted_column_moves_its_record_and_stays_encrypted_under_its_new_name(version_db, tmp_path):
+    """Following the advice for a rename: move the record, declare the new name, apply, rotate."""
+    database, root = version_db
+    assert cli(database, "keys", "encrypt", root=root)[0] == 0
+    before = contents(database)
+    with database.connect() as conn:
+        conn.execute('ALTER TABLE "PromptVersion" RENAME COLUMN content TO body')
+    renamed = project_with(tmp_path / "renamed", OPT_IN[0], "    encrypted: [body]    # opt-in")
+    prompts = renamed / "policies" / "prompts.yaml"
+    text = prompts.read_text()
+    version_secrets = "      content: [app]\n    encrypted: [body]"
+    assert version_secrets in text
+    prompts.write_text(text.replace(version_secrets, "      body: [app]\n    encrypted: [body]"))
+    # Declared under its new name before the record moves: a first encryption, refused.
+    code, out = cli(database, "apply", root=renamed)
+    assert code == 2 and "PromptVersion.body is being encrypted for the first time" in out
+    code, out = cli(
+        database, "keys", "forget", "PromptVersion.content", "--renamed-to", "PromptVersion.nope", root=root
+    )
+    assert code == 2 and "PromptVersion.nope does not exist" in out
+    code, out = cli(
+        database, "keys", "forget", "PromptVersion.content", "--renamed-to", "PromptVersion.body", root=root
+    )
+    assert code == 0, out
+    assert ("PromptVersion", "body") in recorded_columns(database)
+    assert ("PromptVersion", "content") not in recorded_columns(database)
+    code, out = cli(database, "apply", root=renamed)
+    assert code == 0, out
+    code, out = cli(database, "keys", "rotate", "--format", "json", root=renamed)
+    assert code == 0, out
+    report = json.loads(out[out.index("{") :])
+    assert report["retired"] and not report["retire_blocked"], report
+    with database.connect() as conn:
+        after = dict(conn.execute("""SELECT id, rlsctl.decrypt(body) FROM "PromptVersion" """).fetchall())
+    assert after == {key: plaintext for key, (_, plaintext) in before.items()}
