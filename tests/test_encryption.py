@@ -24,6 +24,7 @@ from rlsctl.cli import main
 from rlsctl.keys import Keys
 from rlsctl.project import load_project
 from tests.conftest import ROOT, TestDatabase, migrate_and_apply
+from tests.test_errors import fingerprint
 
 CANARY = "canary-plaintext-7f3a"
 
@@ -420,10 +421,13 @@ def test_apply_refuses_without_a_key_encryption_key(db, monkeypatch):
     monkeypatch.setenv("PGOPTIONS", "")
     code, out = cli(db, "migrate")
     assert code == 0, out
+    before = fingerprint(db)
     code, out = cli(db, "apply")
     assert code == 2 and "rlsctl.master_key is not set" in out and "nothing was changed" in out
+    assert fingerprint(db) == before  # roles, policies, helpers, RLS flags, grants: untouched
     with db.connect() as conn:
         assert conn.execute("SELECT to_regclass('rlsctl.encryption_key')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass('rlsctl.encrypted_column')").fetchone()[0] is None
 
 
 def test_decrypt_for_a_rollback(db, tmp_path):
