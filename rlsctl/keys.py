@@ -253,7 +253,8 @@ class Keys:
 
         `values_of`: the column a batch rewrites. The key-encryption key was checked before
         the run, so a decryption error there is a value's fault, and the message says so."""
-        assert self.state.keys is not None
+        if self.state.keys is None:
+            raise UsageError(f"{self.where}: the project declares no role of kind keys, so no keys command can run")
         conn = conn or self.conn
         try:
             with conn.transaction():

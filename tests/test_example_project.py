@@ -429,3 +429,15 @@ def test_example_in_its_own_schema(db, tmp_path):
         assert all(t[1] and t[2] for t in tables)
         result = run_matrix(conn, project, "own schema")
     assert not result.failures
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("keys", "status"), ("keys", "rotate"), ("keys", "forget", "task.title"), ("keys", "retire")],
+)
+def test_keys_commands_on_a_project_without_encryption_say_so(db, command):
+    migrate_and_apply(db, project=example(db))
+    result = cli(*command, "--project", str(EXAMPLE), "--role-prefix", db.prefix, "--dsn", db.dsn)
+    assert result.exit_code == 2, result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
