@@ -31,11 +31,11 @@ from psycopg import conninfo, sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlsctl import apply as applying  # noqa: E402
-from rlsctl import migrate as migrating  # noqa: E402
-from rlsctl.db import Target  # noqa: E402
-from rlsctl.diffing import read_plan  # noqa: E402
-from rlsctl.project import Project, load_project  # noqa: E402
+from rlsctl.change import apply as applying  # noqa: E402
+from rlsctl.change.drift import read_plan  # noqa: E402
+from rlsctl.migrate import run as migrating  # noqa: E402
+from rlsctl.pg.db import Target  # noqa: E402
+from rlsctl.policy.project import Project, load_project  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from scale import CountingConnection, counting_connection, scale_project  # noqa: E402

@@ -32,7 +32,7 @@ from psycopg import conninfo, sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rlsctl.cli import main as cli
+from rlsctl.cli.main import main as cli
 from rlsctl.lint import live
 from rlsctl.lint.runner import run
 

@@ -20,10 +20,10 @@ import pytest
 from psycopg import conninfo, sql
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from rlsctl import apply as applying
-from rlsctl import migrate as migrating
-from rlsctl.db import Target
-from rlsctl.project import Project, load_project
+from rlsctl.change import apply as applying
+from rlsctl.migrate import run as migrating
+from rlsctl.pg.db import Target
+from rlsctl.policy.project import Project, load_project
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("RLSCTL_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")

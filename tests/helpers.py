@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import astuple
 
-from rlsctl import catalog
+from rlsctl.catalog import queries as catalog
 
 
 def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]:

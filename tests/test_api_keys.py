@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from rlsctl.cli import main
+from rlsctl.cli.main import main
 from tests.conftest import ROOT, migrate_and_apply
 
 RAW_A = "pc_test_key_of_team_a"

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from rlsctl import apply as applying
-from rlsctl import catalog
-from rlsctl import migrate as migrating
-from rlsctl.cli import main
+from rlsctl.catalog import queries as catalog
+from rlsctl.change import apply as applying
+from rlsctl.cli.main import main
+from rlsctl.migrate import run as migrating
 from rlsctl.tester.run import run_matrix
 from tests import spec_matrix
 from tests.conftest import ROOT, as_operator, migrate_and_apply
@@ -252,7 +252,7 @@ def test_a_configurable_identity_expression(db, tmp_path):
     """Supabase-style: policies read an expression, not app.user_id; the tester sets the platform's setting."""
     import shutil
 
-    from rlsctl.project import load_project
+    from rlsctl.policy.project import load_project
 
     root = tmp_path / "project"
     shutil.copytree(ROOT / "policies", root / "policies")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rlsctl.cli import main
-from rlsctl.clidoc import reference
+from rlsctl.cli.clidoc import reference
+from rlsctl.cli.main import main
 from tests.conftest import ROOT
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rlsctl import catalog, localpg
+from rlsctl.catalog import queries as catalog
+from rlsctl.pg import localpg
 from tests.conftest import ROOT, SERVER, admin_connection
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 def run_demo(
     args: list[str], cwd: Path, user: str | None = None, tmpdir: Path | None = None
 ) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "rlsctl.cli", "demo", *args]
+    command = [sys.executable, "-m", "rlsctl.cli.main", "demo", *args]
     env = dict(os.environ)
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)
@@ -48,7 +49,7 @@ def run_demo(
             "HOME=/tmp",
             python,
             "-m",
-            "rlsctl.cli",
+            "rlsctl.cli.main",
             "demo",
             *args,
         ]
@@ -92,7 +93,7 @@ def test_demo_on_a_throw_away_cluster_from_an_empty_directory(tmp_path, private_
 
 def stop_demo_midway(args: list[str], cwd: Path, tmpdir: Path, signum: int) -> str:
     """Start a demo, signal it once phase 1 is under way, wait for it to end; its progress."""
-    command = [sys.executable, "-m", "rlsctl.cli", "demo", *args]
+    command = [sys.executable, "-m", "rlsctl.cli.main", "demo", *args]
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     with subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

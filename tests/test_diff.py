@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from rlsctl import apply as applying
-from rlsctl import migrate as migrating
-from rlsctl.cli import main
-from rlsctl.diff import NARROWS, NEUTRAL, WIDENS, reversed_operations
-from rlsctl.diffing import read_plan
-from rlsctl.plan import render_operations
-from rlsctl.project import load_project
+from rlsctl.change import apply as applying
+from rlsctl.change.diff import NARROWS, NEUTRAL, WIDENS, reversed_operations
+from rlsctl.change.drift import read_plan
+from rlsctl.change.plan import render_operations
+from rlsctl.cli.main import main
+from rlsctl.migrate import run as migrating
+from rlsctl.policy.project import load_project
 from rlsctl.tester.run import run_matrix
 from tests.conftest import ROOT, as_operator, migrate_and_apply
 from tests.helpers import security_snapshot

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from rlsctl import keys as keying
-from rlsctl import locks
-from rlsctl.cli import main
-from rlsctl.keys import Keys
-from rlsctl.project import load_project
+from rlsctl.cli.main import main
+from rlsctl.keys import run as keying
+from rlsctl.keys.run import Keys
+from rlsctl.pg import locks
+from rlsctl.policy.project import load_project
 from tests.conftest import ROOT, TestDatabase, migrate_and_apply
 from tests.test_errors import fingerprint
 

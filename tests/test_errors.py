@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 from click.testing import CliRunner
 
-from rlsctl import catalog
-from rlsctl.cli import main
-from rlsctl.txn import LOCK_CLASS, LOCK_ID
+from rlsctl.catalog import queries as catalog
+from rlsctl.change.txn import LOCK_CLASS, LOCK_ID
+from rlsctl.cli.main import main
 from tests.conftest import ROOT, migrate_and_apply
 
 
@@ -206,7 +206,7 @@ def test_a_statement_failing_late_rolls_everything_back(db, tmp_path):
 def test_no_traceback_from_the_real_entry_point(tmp_path):
     """The installed console script, not just the click runner, prints one line."""
     result = subprocess.run(
-        [sys.executable, "-m", "rlsctl.cli", "apply", "--dsn", "postgresql://postgres@127.0.0.1:1/x"],
+        [sys.executable, "-m", "rlsctl.cli.main", "apply", "--dsn", "postgresql://postgres@127.0.0.1:1/x"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from click.testing import CliRunner, Result
 
-from rlsctl.cli import main
-from rlsctl.project import Project, load_project
+from rlsctl.cli.main import main
+from rlsctl.policy.project import Project, load_project
 from rlsctl.tester.run import Cell, CellContext, MatrixResult, run_matrix
 from tests.conftest import ROOT, migrate_and_apply
 

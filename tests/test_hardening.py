@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from rlsctl import catalog
+from rlsctl.catalog import queries as catalog
 
 
 def seed(conn) -> None:

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from rlsctl import localpg
-from rlsctl.cli import main
-from rlsctl.pgbin import bin_dir
+from rlsctl.cli.main import main
+from rlsctl.pg import localpg
+from rlsctl.pg.pgbin import bin_dir
 from tests.conftest import ROOT
 
 CANARY = "canary-" + secrets.token_hex(8)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from rlsctl.cli import main
+from rlsctl.cli.main import main
 from tests.conftest import ROOT
 
 BAD_MIGRATION = """

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rlsctl import catalog
-from rlsctl import migrate as migrating
-from rlsctl.cli import main
+from rlsctl.catalog import queries as catalog
+from rlsctl.cli.main import main
 from rlsctl.errors import UsageError
-from rlsctl.pgbin import find
-from rlsctl.project import load_project
+from rlsctl.migrate import run as migrating
+from rlsctl.pg.pgbin import find
+from rlsctl.policy.project import load_project
 from rlsctl.tester.run import run_matrix
 from tests.conftest import ROOT, as_operator, migrate_and_apply
 from tests.helpers import security_snapshot

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from rlsctl.cli import main
-from rlsctl.project import load_project
+from rlsctl.cli.main import main
+from rlsctl.policy.project import load_project
 from rlsctl.tester.run import run_matrix
 from tests.conftest import migrate_and_apply
 

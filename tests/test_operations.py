@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from rlsctl import diff as d
-from rlsctl.declare import declare
-from rlsctl.diff import NARROWS, NEUTRAL, WIDENS, Irreversible, Operation
-from rlsctl.objects import (
+from rlsctl.change import diff as d
+from rlsctl.change.diff import NARROWS, NEUTRAL, WIDENS, Irreversible, Operation
+from rlsctl.declare.compile import declare
+from rlsctl.policy.project import load_project
+from rlsctl.state.objects import (
     SEARCH_PATH,
     ActiveKey,
     ColumnGrant,
@@ -30,7 +31,6 @@ from rlsctl.objects import (
     TableSecurity,
     Trigger,
 )
-from rlsctl.project import load_project
 from tests.conftest import ROOT
 
 TEMPLATES = ROOT / "templates"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rlsctl.commands import render_phases
-from rlsctl.project import load_project
+from rlsctl.change.offline import render_phases
+from rlsctl.policy.project import load_project
 from tests.conftest import ROOT
 from tests.test_lint import documented_rows, ticked
 

@@ -9,12 +9,12 @@ import pglast
 import pytest
 from click.testing import CliRunner
 
-from rlsctl.cli import main
-from rlsctl.commands import render_phases
+from rlsctl.change.offline import render_phases
+from rlsctl.cli.main import main
 from rlsctl.errors import UsageError
-from rlsctl.project import load_project
-from rlsctl.render import TemplateError, render_template
-from rlsctl.sql import SqlText, catalog_expression, catalog_statement, dollar_quoted, ident, literal, qualified
+from rlsctl.pg.render import TemplateError, render_template
+from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, dollar_quoted, ident, literal, qualified
+from rlsctl.policy.project import load_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,7 +147,7 @@ def test_the_project_comes_from_the_option_the_environment_the_directory_or_the_
     """SPEC s5: --project DIR, else RLSCTL_PROJECT, else the current directory with policies/, else bundled."""
     from click.testing import CliRunner
 
-    from rlsctl.cli import main
+    from rlsctl.cli.main import main
 
     example = ROOT / "examples" / "orgs"
 

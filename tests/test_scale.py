@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.scale import counting_connection, scale_project
-from rlsctl import apply as applying
-from rlsctl import migrate as migrating
-from rlsctl.diffing import read_plan
-from rlsctl.project import load_project
+from rlsctl.change import apply as applying
+from rlsctl.change.drift import read_plan
+from rlsctl.migrate import run as migrating
+from rlsctl.policy.project import load_project
 
 # (queries, round trips); a pipeline of catalog queries is one round trip.
 FULL_APPLY = (22, 7)

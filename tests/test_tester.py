@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from rlsctl.cli import main
+from rlsctl.cli.main import main
 from rlsctl.errors import UsageError
 from rlsctl.tester.run import run_matrix
 from tests import spec_matrix

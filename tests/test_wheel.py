@@ -33,7 +33,7 @@ def test_wheel_contains_templates_and_the_bundled_project(wheel):
     assert "rlsctl/_bundled/templates/ops/tester_insert.sql.j2" in names
     assert "rlsctl/_bundled/project/policies/fixtures.yaml" in names
     assert "rlsctl/_bundled/project/migrations/1_team_management/01_seed_plan.up.sql" in names
-    assert "rlsctl/catalog/sql/policies.sql" in names and "rlsctl/statements/impersonate.sql" in names
+    assert "rlsctl/catalog/sql/policies.sql" in names and "rlsctl/pg/statements/impersonate.sql" in names
 
 
 def test_installed_wheel_runs_the_demo_from_an_empty_directory(wheel, tmp_path):

@@ -12,7 +12,7 @@ from rlsctl.lint.model import LintModel
 from rlsctl.lint.project import declared_secrets, project_model, project_suppressions
 from rlsctl.lint.report import Locations
 from rlsctl.lint.runner import LintResult, Suppression, run
-from rlsctl.project import Project
+from rlsctl.policy.project import Project
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from rlsctl import catalog, statements
+from rlsctl.catalog import queries as catalog
 from rlsctl.lint.model import (
     DefaultAcl,
     ForeignKey,
@@ -19,6 +19,7 @@ from rlsctl.lint.model import (
     Trigger,
     parse_secret_comment,
 )
+from rlsctl.pg import statements
 
 QUERIES = (
     "lint_relations",

@@ -7,13 +7,13 @@ and the suppressions (each with its file and line).
 
 from __future__ import annotations
 
-from rlsctl.declare import declare
+from rlsctl.change.plan import plan_for_empty
+from rlsctl.declare.compile import declare
+from rlsctl.declare.validate import validate
 from rlsctl.lint.model import LintModel, Role
 from rlsctl.lint.runner import Suppression
 from rlsctl.lint.sqlfiles import replay
-from rlsctl.plan import plan_for_empty
-from rlsctl.project import Project
-from rlsctl.validate import validate
+from rlsctl.policy.project import Project
 
 
 def project_model(project: Project) -> LintModel:

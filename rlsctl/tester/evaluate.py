@@ -23,8 +23,8 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rlsctl import expr as e
-from rlsctl.declare import DeclaredState, GrantSpec, PolicySpec, TableSpec
+from rlsctl.declare import expr as e
+from rlsctl.declare.compile import DeclaredState, GrantSpec, PolicySpec, TableSpec
 
 Row = dict[str, Any]
 

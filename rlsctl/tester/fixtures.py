@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlsctl.errors import UsageError
-from rlsctl.model import Fixtures
-from rlsctl.schema import Schema, Table
+from rlsctl.policy.model import Fixtures
+from rlsctl.schema.tables import Schema, Table
 
 SELF = "@self"
 AGO = re.compile(r"^\s*(\d+)\s*(day|days|hour|hours|minute|minutes)\s*$")

@@ -18,13 +18,14 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from rlsctl import catalog, statements
-from rlsctl.apply import live_schema
-from rlsctl.declare import DeclaredState, declare
+from rlsctl.catalog import queries as catalog
+from rlsctl.change.apply import live_schema
+from rlsctl.declare.compile import DeclaredState, declare
 from rlsctl.errors import UsageError
-from rlsctl.project import Project
-from rlsctl.render import render_template
-from rlsctl.schema import Column, Schema, Table
+from rlsctl.pg import statements
+from rlsctl.pg.render import render_template
+from rlsctl.policy.project import Project
+from rlsctl.schema.tables import Column, Schema, Table
 from rlsctl.tester.evaluate import ApiSession, Evaluator, Outcome, Principal
 from rlsctl.tester.fixtures import SELF, FixtureRow, Resolved, filled, resolve, sha256_hex, sql_value
 

@@ -1,0 +1,291 @@
+"""`rlsctl apply`: bring the security layer of a live database to the declared state.
+
+Everything happens in one transaction under the advisory lock: read the
+catalog (after the lock, so a waiting apply plans afresh), compare it with
+the declared state, run exactly the statements of the difference, commit.
+A second apply finds nothing to do and runs nothing. Any error rolls back
+and names the statement; the database is left as it was.
+
+Roles are cluster-wide, and the advisory lock is per database: an apply on
+another database of the cluster may create or change the same roles at the
+same moment. PostgreSQL then fails one of the two transactions ("tuple
+concurrently updated", or a duplicate in pg_authid / pg_auth_members); that
+apply starts over and plans afresh, up to a few times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from rlsctl.catalog import queries as catalog
+from rlsctl.change.plan import Plan, plan_for_database
+from rlsctl.change.txn import lock_wait_message, locked_transaction
+from rlsctl.declare.compile import DeclaredState, declare
+from rlsctl.declare.validate import validate
+from rlsctl.errors import MissingExtension, UsageError
+from rlsctl.pg import statements
+from rlsctl.pg.render import render_template
+from rlsctl.policy.project import Project
+from rlsctl.schema.phases import phase_adding_column, phase_creating
+from rlsctl.schema.tables import Schema
+from rlsctl.state.objects import EncryptedColumnRecord
+
+T = TypeVar("T")
+ATTEMPTS = 5
+SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_shdescription")
+
+
+class ConcurrentCatalogChange(UsageError):
+    """Another transaction changed the same shared catalog row (a role) at the same time."""
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    where: str
+    plan: Plan
+    dry_run: bool
+
+    @property
+    def managed(self) -> tuple[str, ...]:
+        return tuple(table.name for table in self.plan.state.tables)
+
+    @property
+    def changed(self) -> bool:
+        return not self.plan.empty
+
+
+def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -> Schema:
+    """The live tables; with `phase`, only what the migrations up to that phase create."""
+    live = catalog.read_schema(conn, project.schema_name)
+    if phase is None:
+        return live
+    upto = project.migrated_schema(phase)
+    tables = []
+    for table in live.tables:
+        if not upto.has_table(table.name):
+            continue
+        wanted = upto.table(table.name)
+        columns = tuple(column for column in table.columns if wanted.has_column(column.name))
+        tables.append(replace(table, columns=columns))
+    return replace(live, tables=tuple(tables))
+
+
+def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int | None = None) -> Plan:
+    schema = live_schema(conn, project, phase)
+    validate(project, project.migrated_schema().union(schema))
+    installed = _check_extensions(conn, project, where)
+    state = declare(project, schema)
+    _check_master_key(conn, state, where, project.root / "templates", installed)
+    plan = plan_for_database(conn, state, project.root / "templates")
+    pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
+    pending_columns = tuple(
+        (table, column, phase_adding_column(project.phases, table, column, project.schema_name))
+        for table, column in state.pending_columns
+    )
+    return replace(plan, pending=pending, pending_columns=pending_columns)
+
+
+def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> bool:
+    """Every extension the project needs is available on the server (else exit 2); returns
+    whether they are all installed in this database already, in the helper schema (where
+    rlsctl's functions call them: one moved elsewhere comes back with this plan)."""
+    wanted = list(project.settings.extensions)
+    if not wanted:
+        return True
+    found = catalog.extensions(conn, wanted)
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise MissingExtension(
+            f"{where}: extension {missing[0]!r} is not installed on the server "
+            f"(the project needs it: install its package, e.g. postgresql-15-{missing[0]} or postgresql-contrib)"
+        )
+    return all(found[name] == project.helper_schema for name in wanted)
+
+
+WEAK_MASTER_KEY = (
+    "the key-encryption key {setting} is shorter than 32 characters: use a random secret "
+    "such as the output of `openssl rand -hex 32` (a dump plus a guessable key decrypts everything)"
+)
+
+
+def require_master_key_setting(conn: psycopg.Connection, setting: str, where: str, suffix: str = "") -> None:
+    """The key-encryption key is set for this session and long enough to be a random secret
+    (its value never leaves the server): shared by apply and rlsctl keys."""
+    found = statements.run(conn, "master_key_present", setting=setting)[0]
+    if not found["present"]:
+        raise UsageError(
+            f"{where}: the key-encryption key {setting} is not set for this session: add {setting} to "
+            f"postgresql.conf and reload (or PGOPTIONS='-c {setting}=...' for a throw-away setup); "
+            f"see docs/encryption.md{suffix}"
+        )
+    if not found["strong"]:
+        raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting=setting)}{suffix}")
+
+
+def _check_master_key(
+    conn: psycopg.Connection, state: DeclaredState, where: str, templates: Path, extensions_installed: bool
+) -> None:
+    """Encryption needs the key-encryption key in every session that writes encrypted columns,
+    and it must be the one the data keys were wrapped with (else every write would fail).
+    Unwrapping needs pgcrypto: a database that lost it gets it back from this plan, and the
+    next apply checks the key."""
+    if state.encryption is None:
+        return
+    setting = state.encryption.master_key_setting
+    require_master_key_setting(conn, setting, where, " (nothing was changed)")
+    if not extensions_installed or not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
+        return
+    sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)
+    try:
+        with conn.transaction():  # a savepoint: the failure must not end apply's transaction
+            conn.execute(sql.encode())
+    except (pgerrors.ExternalRoutineInvocationException, pgerrors.ExternalRoutineException):
+        raise UsageError(
+            f"{where}: {setting} does not unwrap the data keys in {state.helper_schema}.encryption_key: "
+            "is it the key they were made with? (nothing was changed)"
+        ) from None
+
+
+def retrying(attempt: Callable[[], T]) -> T:
+    """Run a transaction again when a concurrent change to a shared catalog (a role) failed it."""
+    for number in range(1, ATTEMPTS + 1):
+        try:
+            return attempt()
+        except ConcurrentCatalogChange:
+            if number == ATTEMPTS:
+                raise
+            time.sleep(0.05 * number)
+    raise AssertionError("unreachable")
+
+
+def apply(
+    conn: psycopg.Connection,
+    project: Project,
+    where: str,
+    *,
+    phase: int | None = None,
+    dry_run: bool = False,
+    lock_timeout: float = 10.0,
+) -> ApplyReport:
+    def attempt() -> ApplyReport:
+        try:
+            with locked_transaction(conn, lock_timeout, where):
+                plan = make_plan(conn, project, where, phase)
+                refuse_if_needed(plan)
+                execute_statements(conn, plan.sql, where, lock_timeout)
+                _refuse_lookalikes(conn, plan, where, project.root / "templates")
+                if dry_run:
+                    raise _DryRunDone(plan)
+            return ApplyReport(where, plan, dry_run=False)
+        except _DryRunDone as done:
+            return ApplyReport(where, done.plan, dry_run=True)
+
+    return retrying(attempt)
+
+
+def _refuse_lookalikes(conn: psycopg.Connection, plan: Plan, where: str, templates: Path) -> None:
+    """A column encrypted for the first time must not already hold values shaped like ciphertext
+    under this database's keys: nothing of rlsctl wrote them (a forgery planted while the column
+    was plaintext), and keys commands would take them for ciphertext. Checked inside apply's
+    transaction, after the encrypt trigger exists (nothing can plant one any more), as the keys
+    role, which sees every row of the column; a refusal rolls everything back.
+
+    Not when the registry itself is created by this plan: then either the key store is new too
+    (its only key was made in this transaction, with an id nobody could plant), or it predates the
+    registry and its columns hold real ciphertext (docs/encryption.md)."""
+    created = {(op.kind, op.action) for op in plan.operations}
+    first = [op.new for op in plan.operations if op.action == "create" and isinstance(op.new, EncryptedColumnRecord)]
+    state = plan.state
+    if not first or ("key_registry", "create") in created or state.encryption is None or state.keys is None:
+        return
+    kinds = {(c.table, c.column): c.kind for c in state.encryption.columns}
+    statements.run(conn, "set_role", role=state.keys)  # local: a refusal rolls it back with the rest
+    for record in first:
+        table = state.table(record.table)
+        sql = render_template(
+            "ops/keys_lookalikes.sql.j2", templates, schema=state.schema, helper_schema=state.helper_schema,
+            table=record.table, column=record.column, kind=kinds[(record.table, record.column)],
+            key=table.primary_key[0] if len(table.primary_key) == 1 else None,
+        )  # fmt: skip
+        found = conn.execute(sql.encode()).fetchone()
+        if found is not None and found[0]:
+            raise UsageError(
+                f"{where}: {record.table}.{record.column} is being encrypted for the first time but already "
+                f"holds {found[0]} values shaped like ciphertext of this database's keys (rows "
+                f"{', '.join(found[1])}): rlsctl did not write them, and keys commands would take them for "
+                "ciphertext; if the column was renamed from one rlsctl encrypted, move its record first "
+                f"(`rlsctl keys forget TABLE.OLD_NAME --renamed-to {record.table}.{record.column}`), otherwise "
+                "change or remove those values; then apply again (nothing was changed)"
+            )
+    statements.run(conn, "reset_role")
+
+
+def refuse_if_needed(plan: Plan) -> None:
+    """Stop before running anything when the plan holds something rlsctl will not repair."""
+    if plan.refusals:
+        raise UsageError(f"{plan.refusals[0]} (nothing was changed)")
+
+
+class _DryRunDone(Exception):
+    """Leaves the transaction by rolling it back after a successful dry run."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__("dry run")
+        self.plan = plan
+
+
+def execute_statements(
+    conn: psycopg.Connection, sql_statements: tuple[str, ...], where: str, lock_timeout: float
+) -> None:
+    """Run statements in one round trip; if that fails, one by one, so the error names the statement."""
+    if not sql_statements:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(";\n".join(sql_statements).encode())
+        return
+    except psycopg.Error:
+        pass  # rolled back to the savepoint: find and report the statement that fails
+    _execute_one_by_one(conn, sql_statements, where, lock_timeout)
+
+
+def _execute_one_by_one(
+    conn: psycopg.Connection, sql_statements: tuple[str, ...], where: str, lock_timeout: float
+) -> None:
+    for number, statement in enumerate(sql_statements, start=1):
+        try:
+            conn.execute(statement.encode())
+        except pgerrors.LockNotAvailable as exc:
+            raise UsageError(lock_wait_message(exc, where, lock_timeout)) from None
+        except psycopg.Error as exc:
+            if _concurrent_catalog_change(exc):
+                raise ConcurrentCatalogChange(f"{where}: a concurrent change to the same role; retrying") from None
+            raise UsageError(
+                f"{where}: statement {number} failed ({_head(statement)}): {_message(exc)}; nothing was changed"
+            ) from None
+
+
+def _concurrent_catalog_change(exc: psycopg.Error) -> bool:
+    message = exc.diag.message_primary or ""
+    if "tuple concurrently updated" in message or "tuple concurrently deleted" in message:
+        return True
+    return isinstance(exc, pgerrors.UniqueViolation) and (exc.diag.table_name or "") in SHARED_CATALOGS
+
+
+def _head(statement: str) -> str:
+    for line in statement.splitlines():
+        line = line.strip()
+        if line and not line.startswith("--"):
+            return line[:80]
+    return "?"
+
+
+def _message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc).strip().splitlines()[0]

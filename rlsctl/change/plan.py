@@ -1,0 +1,163 @@
+"""The plan: every statement apply would run, in order, each labelled with its effect.
+
+`plan_for_database` compares the declared state with the live catalog;
+`plan_for_empty` compares it with nothing (what `rlsctl render` prints: the
+statements for a freshly migrated database). Both render through the same
+object templates, so the SQL of a change is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg
+
+from rlsctl.catalog import queries as catalog
+from rlsctl.catalog.inspect import Live, live_objects, normalise_policies
+from rlsctl.change import diff as d
+from rlsctl.declare.compile import DeclaredState
+from rlsctl.pg.render import call_macro
+from rlsctl.schema.ddl import split_rendered
+from rlsctl.state.objects import (
+    ENCRYPT_TRIGGER,
+    Bodies,
+    Obj,
+    Objects,
+    Trigger,
+    builtin_defaults,
+    declared_objects,
+    grants_of_foreign_functions,
+    present_only,
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    effect: str
+    action: str
+    object: str  # the key of the object it changes
+    cascades: tuple[str, ...] = ()  # keys of the grants its CASCADE removes besides `object`
+
+
+@dataclass(frozen=True)
+class Plan:
+    state: DeclaredState
+    operations: tuple[d.Operation, ...]
+    statements: tuple[Statement, ...]
+    unmanaged: tuple[Obj, ...] = ()  # grants to and memberships of undeclared roles: reported, left alone
+    pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
+    pending_columns: tuple[tuple[str, str, int | None], ...] = ()  # (table, column, phase) named but not present
+
+    @property
+    def empty(self) -> bool:
+        return not self.operations
+
+    @property
+    def for_dba(self) -> tuple[d.Operation, ...]:
+        """Differences apply cannot repair as this session (drift; apply reports them)."""
+        return tuple(op for op in self.operations if op.action == "needs_dba")
+
+    @property
+    def refusals(self) -> tuple[str, ...]:
+        """Why apply will not run this plan (a managed role that bypasses RLS, a schema given away)."""
+        return tuple(op.refusal for op in self.operations if op.action == "refuse")
+
+    @property
+    def sql(self) -> tuple[str, ...]:
+        return tuple(statement.sql for statement in self.statements)
+
+    @property
+    def newly_encrypted_tables(self) -> tuple[str, ...]:
+        """Tables whose encryption starts with this plan: their existing plaintext needs a backfill."""
+        return tuple(
+            sorted(
+                op.new.table
+                for op in self.operations
+                if op.action == "create" and isinstance(op.new, Trigger) and op.new.name == ENCRYPT_TRIGGER
+            )
+        )
+
+
+def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
+    """Function bodies and policy expressions, rendered once by the templates."""
+    functions: dict[str, str] = {}
+    # Bodies start on their own line after the $rlsctl$ quote; PostgreSQL keeps
+    # the text verbatim (prosrc), so this is also what the diff compares.
+    for helper in state.helper_functions:
+        args: tuple[object, ...] = (state,)
+        if helper.table is not None:
+            args = (state, state.table(helper.table))
+        functions[f"{helper.name}({helper.args})"] = "\n" + call_macro(
+            "objects/bodies.sql.j2", helper.body, templates, *args
+        )
+    using: dict[tuple[str, str], str | None] = {}
+    check: dict[tuple[str, str], str | None] = {}
+    for table in state.tables:
+        for policy in table.policies:
+            text = call_macro("objects/bodies.sql.j2", "using", templates, state, table, policy)
+            using[(table.name, policy.name)] = text or None
+            text = call_macro("objects/bodies.sql.j2", "check", templates, state, table, policy)
+            check[(table.name, policy.name)] = text or None
+    return Bodies(functions, using, check)
+
+
+def render_operations(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
+    """The statements of operations in the order given (column grants of one target share one)."""
+    found: list[Statement] = []
+    for group in d.grouped(ops):
+        first = group[0]
+        if first.kind == "column_grant":
+            text = d.render_group(group, state, templates)
+            label = _column_label(group)
+        else:
+            text = d.render(first, state, templates)
+            label = first.key
+        cascades = tuple(obj.key for op in group for obj in op.cascades)
+        for sql in split_rendered(text):
+            taken = cascades if sql.startswith("REVOKE") else ()  # not the SET ROLE around it
+            found.append(Statement(sql, first.effect, first.action, label, taken))
+    return tuple(found)
+
+
+def _column_label(group: list[d.Operation]) -> str:
+    """The key of the group's first grant, naming all its columns."""
+    columns = ", ".join(op.obj.column for op in group)  # type: ignore[attr-defined]
+    return replace(group[0].obj, column=columns).key  # type: ignore[type-var]
+
+
+def plan_changes(
+    state: DeclaredState, declared: Objects, live: Live, templates: Path | None, kinds: set[str] | None = None
+) -> tuple[d.Operation, ...]:
+    objects = live.objects
+    declared = grants_of_foreign_functions(present_only(declared, objects), live.foreign_functions)
+    if kinds is not None:
+        declared = {k: v for k, v in declared.items() if v.kind in kinds}
+        objects = {k: v for k, v in objects.items() if v.kind in kinds}
+    ops = d.operations(d.differences(declared, objects), declared, objects, live.dependents)
+    ops = d.with_cascades(ops, [*live.objects.values(), *live.unmanaged])
+    return tuple(d.ordered(ops, state.helper_schema, state.function_owners))
+
+
+def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
+    """Everything declared, against a database that has only PostgreSQL's built-in defaults
+    (operator unknown: a conditional membership grant)."""
+    declared = declared_objects(state, bodies(state, templates), operator="")
+    ops = plan_changes(state, declared, Live(builtin_defaults(state.creators), ()), templates)
+    return Plan(state, ops, render_operations(list(ops), state, templates))
+
+
+def plan_for_database(
+    conn: psycopg.Connection, state: DeclaredState, templates: Path | None, kinds: set[str] | None = None
+) -> Plan:
+    operator_role = catalog.current_role(conn)
+    operator = None if operator_role.superuser else operator_role.name
+    declared = declared_objects(state, bodies(state, templates), operator)
+    live = live_objects(conn, state, operator, templates)
+    declared = normalise_policies(conn, state, declared, live.objects, templates)
+    ops = plan_changes(state, declared, live, templates, kinds)
+    # What a CASCADE removes is not left alone: the statement that removes it names it instead.
+    cascaded = {obj.key for op in ops for obj in op.cascades}
+    unmanaged = tuple(obj for obj in live.unmanaged if obj.key not in cascaded)
+    return Plan(state, ops, render_operations(list(ops), state, templates), unmanaged)

@@ -1,0 +1,265 @@
+"""Printing command results: text for people (rich), JSON for machines.
+
+Results go to stdout; progress and errors to stderr, so `--format json`
+output stays parseable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from rlsctl.change.diff import NOT_DRIFT
+
+if TYPE_CHECKING:
+    from rlsctl.change.apply import ApplyReport
+    from rlsctl.change.plan import Plan
+    from rlsctl.cli.demo import DemoResult
+    from rlsctl.migrate.run import MigrateReport, RollbackReport
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def info(message: str) -> None:
+    stderr.print(escape(message))
+
+
+def progress(message: str) -> None:
+    stderr.print(f"[dim]…[/] {escape(message)}")
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def apply_report(report: ApplyReport, fmt: str) -> None:
+    plan = report.plan
+    data = {
+        "database": report.where,
+        "dry_run": report.dry_run,
+        "changed": not plan.empty,
+        "statements": len(plan.statements),
+        "managed_tables": list(report.managed),
+        "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
+        "pending_columns": _pending_columns_json(plan),
+        "encryption_started": list(plan.newly_encrypted_tables),
+        "needs_dba": _needs_dba_json(plan),
+    }
+    if fmt == "json":
+        emit_json(data)
+        return
+    verb = "would run" if report.dry_run else "ran"
+    if plan.empty:
+        stdout.print(f"apply on {escape(report.where)}: no changes (the database already matches the policy files)")
+    elif not plan.statements:
+        stdout.print(f"apply on {escape(report.where)}: nothing it can change (see below)")
+    else:
+        counts = ", ".join(
+            f"{sum(1 for s in plan.statements if s.effect == effect)} {effect}"
+            for effect in ("widens", "narrows", "neutral")
+        )
+        stdout.print(
+            f"apply on {escape(report.where)}: {verb} {len(plan.statements)} statements in one transaction ({counts})"
+        )
+    stdout.print(f"  secured: {escape(', '.join(report.managed)) or '(no declared table exists yet)'}")
+    for name, phase in plan.pending:
+        when = f"phase {phase}" if phase is not None else "no migration"
+        stdout.print(f"  not present yet: {escape(name)} (created by {when})")
+    for table, column, phase in plan.pending_columns:
+        when = f"phase {phase}" if phase is not None else "no migration"
+        stdout.print(f"  not present yet: column {escape(table)}.{escape(column)} (added by {when})")
+    if plan.newly_encrypted_tables and not report.dry_run:
+        stdout.print(
+            f"  encryption starts on {escape(', '.join(plan.newly_encrypted_tables))}: new writes are encrypted; "
+            "existing plaintext stays until `rlsctl keys encrypt` backfills it (`rlsctl keys status` counts it)"
+        )
+    for op in plan.for_dba:
+        stdout.print(f"  [bold yellow]not repaired[/]: {escape(op.key)} ({escape(op.detail)})")
+    if report.dry_run:
+        stdout.print("  dry run: rolled back, nothing changed")
+
+
+def _needs_dba_json(plan: Plan) -> list[dict[str, str]]:
+    return [{"object": op.key, "kind": op.kind, "detail": op.detail} for op in plan.for_dba]
+
+
+def migrate_report(report: MigrateReport, fmt: str) -> None:
+    if fmt == "json":
+        emit_json(
+            {
+                "database": report.where,
+                "ran": [
+                    {
+                        "phase": r.phase,
+                        "name": r.name,
+                        "statements": r.statements,
+                        "backup": str(r.backup) if r.backup else None,
+                        "row_counts_not_verified": list(r.unverified),
+                    }
+                    for r in report.ran
+                ],
+                "baselined": report.baselined,
+                "already_applied": report.already,
+            }
+        )
+        return
+    if report.baselined:
+        stdout.print(f"recorded phases {report.baselined} as applied (baseline, nothing run)")
+    for r in report.ran:
+        line = f"phase {r.phase} ({escape(r.name)}): {r.statements} statements, validated"
+        if r.backup:
+            line += f", backup {escape(str(r.backup))}"
+        stdout.print(line)
+        for table in r.unverified:
+            stdout.print(f"  row count of {escape(table)} not verified: forced RLS hides rows from the migrating role")
+    if not report.ran and not report.baselined:
+        stdout.print(f"{escape(report.where)}: nothing to migrate (phases {report.already} already applied)")
+
+
+def rollback_report(report: RollbackReport, fmt: str) -> None:
+    if fmt == "json":
+        emit_json({"database": report.where, "reverted": list(report.reverted), "reapplied": report.reapplied})
+        return
+    if not report.reverted:
+        stdout.print(f"{escape(report.where)}: nothing to roll back")
+        return
+    stdout.print(f"reverted phases {list(report.reverted)} on {escape(report.where)}")
+    if report.reapplied:
+        stdout.print("  security layer re-applied for the tables that remain")
+
+
+def demo_report(result: DemoResult) -> None:
+    from rich.table import Table
+
+    grid = Table(title=f"rlsctl demo on {escape(result.server)}", title_justify="left")
+    grid.add_column("phase", no_wrap=True)
+    grid.add_column("tables secured (new in this phase)")
+    for column in ("pending", "statements", "cells", "mismatches"):
+        grid.add_column(column, justify="right")
+    previous: set[str] = set()
+    for phase in result.phases:
+        new = [name for name in phase.tables if name not in previous]
+        previous = set(phase.tables)
+        grid.add_row(
+            f"{phase.phase} {escape(phase.name)}",
+            f"{len(phase.tables)} (+{escape(', '.join(new))})",
+            str(len(phase.pending)),
+            str(phase.statements),
+            str(phase.cells),
+            "[green]0[/]" if not phase.mismatches else f"[bold red]{phase.mismatches}[/]",
+        )
+    stdout.print(grid)
+    stdout.print(
+        "cells: one per principal x table x command x fixture row, impersonated with SET LOCAL ROLE and "
+        f"{escape(result.identity_setting)} inside a rolled-back transaction, compared with what the policy files allow"
+    )
+    if result.ok:
+        stdout.print("[green]every access-matrix cell matched its expectation in every phase[/]")
+    else:
+        stdout.print("[bold red]some cells did not match: run `rlsctl test` for the details[/]")
+
+
+EFFECT_TITLES = {"widens": "Widens access", "narrows": "Narrows access", "neutral": "Neutral"}
+
+
+def _plan_json(plan: Plan, where: str) -> dict[str, object]:
+    return {
+        "database": where,
+        "changes": len(plan.operations),
+        "statements": [
+            {"sql": s.sql, "effect": s.effect, "action": s.action, "object": s.object, "cascades": list(s.cascades)}
+            for s in plan.statements
+        ],
+        "needs_dba": _needs_dba_json(plan),
+        "refused": list(plan.refusals),
+        "unmanaged": [{"object": obj.key, "kind": obj.kind} for obj in plan.unmanaged],
+        "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
+        "pending_columns": _pending_columns_json(plan),
+    }
+
+
+def _pending_columns_json(plan: Plan) -> list[dict[str, object]]:
+    return [{"table": table, "column": column, "phase": phase} for table, column, phase in plan.pending_columns]
+
+
+def plan_report(plan: Plan, where: str, fmt: str) -> None:
+    if fmt == "json":
+        emit_json(_plan_json(plan, where))
+        return
+    if plan.empty:
+        stdout.print(f"{escape(where)}: no changes")
+        return
+    _refusals(plan)
+    stdout.print(f"{escape(where)}: {len(plan.statements)} statements; apply runs them in dependency order")
+    for effect in ("widens", "narrows", "neutral"):
+        chosen = [s for s in plan.statements if s.effect == effect]
+        if not chosen:
+            continue
+        colour = {"widens": "bold yellow", "narrows": "green", "neutral": "dim"}[effect]
+        stdout.print(f"\n[{colour}]{EFFECT_TITLES[effect]} ({len(chosen)})[/]")
+        for statement in chosen:
+            stdout.print(f"[dim]-- {escape(statement.object)}[/]")
+            for key in statement.cascades:
+                stdout.print(f"[dim]--   CASCADE also removes: {escape(key)}[/]")
+            stdout.print(escape(statement.sql) + ";")
+    for op in plan.for_dba:
+        stdout.print(f"[bold yellow]needs a DBA:[/] {escape(op.key)} ({escape(op.detail)})")
+    _unmanaged(plan)
+
+
+def _refusals(plan: Plan) -> None:
+    for message in plan.refusals:
+        stdout.print(f"[bold red]apply will refuse:[/] {escape(message)}")
+
+
+def _unmanaged(plan: Plan) -> None:
+    for obj in plan.unmanaged:
+        stdout.print(f"[dim]unmanaged:[/] {escape(obj.key)} (left alone)")
+
+
+# What drift says about a difference apply does not repair (needs_dba: its detail says why).
+REPAIR_NOTE = {"refuse": "apply refuses to repair it", "needs_dba": ""}
+
+
+def drift_report(plan: Plan, where: str, fmt: str) -> None:
+    real = [op for op in plan.operations if op.action not in NOT_DRIFT]
+    if fmt == "json":
+        data = _plan_json(plan, where)
+        data["drift"] = [
+            {
+                "object": op.key,
+                "kind": op.kind,
+                "action": op.action,
+                "effect": op.effect,
+                "state": _drift_state(op.action),
+                "detail": op.detail,
+            }
+            for op in real
+        ]
+        emit_json(data)
+        return
+    if not real:
+        stdout.print(f"{escape(where)}: no drift")
+    else:
+        stdout.print(f"{escape(where)}: {len(real)} objects differ from the declared state")
+        for op in real:
+            repair = REPAIR_NOTE.get(op.action, f"{op.effect} when repaired")
+            note = "; ".join(part for part in (op.detail, repair) if part)
+            stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
+    _unmanaged(plan)
+
+
+def _drift_state(action: str) -> str:
+    if action in ("create", "grant"):
+        return "missing"
+    if action in ("drop", "revoke", "needs_dba"):
+        return "extra"
+    return "changed"

@@ -1,0 +1,669 @@
+"""The declared state: what the database's security layer must be, as typed objects.
+
+`declare(project, schema)` turns the policy model into roles, policies,
+grants, guards and helper functions for exactly the tables and columns that
+exist in `schema`. The templates render this state as SQL; `rlsctl test`
+evaluates the same bound expressions to know what every principal may do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+
+from rlsctl.declare import expr as e
+from rlsctl.declare.bind import Binder, BindError, api_key_parents, bind, tenancy_exists
+from rlsctl.pg.sql import SqlText
+from rlsctl.policy.conditions import COMMANDS, Cond
+from rlsctl.policy.model import ColumnList, Guard, TableDecl, UpdateRule
+from rlsctl.policy.project import Project
+from rlsctl.schema.tables import Schema, Table
+
+PRIVILEGE = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    key: str
+    name: str
+    kind: str
+    description: str
+    members: tuple[str, ...] = ()  # roles outside the project expected to be its members
+
+    @property
+    def privileged(self) -> bool:
+        """Owns objects or holds key material: a member may SET ROLE to it and then
+        disable RLS, replace helpers or read the key store."""
+        return self.kind in PRIVILEGED_KINDS
+
+
+PRIVILEGED_KINDS = ("owner", "definer", "keys")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    table: str
+    name: str
+    command: str  # select | insert | update | delete
+    role_key: str
+    role: str
+    using: e.Pred | None
+    check: e.Pred | None
+
+    @property
+    def sql_command(self) -> str:
+        return PRIVILEGE[self.command]
+
+    @property
+    def helpers(self) -> set[str]:
+        found: set[str] = set()
+        for pred in (self.using, self.check):
+            if pred is not None:
+                found |= e.helpers_used(pred)
+        return found
+
+    @property
+    def reads(self) -> set[str]:
+        tables: set[str] = set()
+        for pred in (self.using, self.check):
+            if pred is not None:
+                tables |= e.tables_read(pred)
+        return tables
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    table: str
+    privilege: str  # SELECT | INSERT | UPDATE | DELETE
+    role_key: str
+    role: str
+    columns: tuple[str, ...] | None  # None: the whole table
+
+
+@dataclass(frozen=True)
+class GuardSpec:
+    changed: tuple[str, ...]
+    require: e.Pred  # on the old row
+    require_new: e.Pred  # on the new row (TRUE when not declared)
+    message: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    primary_key: tuple[str, ...]
+    policies: tuple[PolicySpec, ...]
+    grants: tuple[GrantSpec, ...]
+    guards: tuple[GuardSpec, ...]
+
+    @property
+    def guard_function(self) -> str:
+        return helper_name("guard_", self.name)
+
+    def policies_for(self, role_key: str, command: str) -> tuple[PolicySpec, ...]:
+        return tuple(p for p in self.policies if p.role_key == role_key and p.command == command)
+
+    def grant_for(self, role_key: str, privilege: str) -> GrantSpec | None:
+        for grant in self.grants:
+            if grant.role_key == role_key and grant.privilege == privilege:
+                return grant
+        return None
+
+
+@dataclass(frozen=True)
+class TenancySpec:
+    tenants_table: str
+    tenants_key: str
+    tenants_owner: str | None
+    membership_table: str | None
+    membership_tenant: str | None
+    membership_user: str | None
+    membership_rank: str | None
+    ranks: tuple[str, ...]
+    tenant_id_type: str
+
+
+@dataclass(frozen=True)
+class HelperFn:
+    """A function rlsctl owns in the helper schema (see rlsctl/functions.py for the catalogue)."""
+
+    name: str
+    args: str  # the argument types of the signature, e.g. "text"
+    policy_helper: bool  # called from policies (EXECUTE for the roles whose policies call it)
+    arg_decl: str = ""  # the declaration, with argument names
+    returns: str = ""
+    language: str = "sql"
+    volatility: str = "s"
+    security_definer: bool = False
+    owner: str = ""
+    executors: tuple[str, ...] = ()  # roles granted EXECUTE (policy helpers: computed from the policies)
+    body: str = ""  # the macro of objects/bodies.sql.j2 that writes its body
+    table: str | None = None  # for per-table functions (guards, encryption triggers)
+
+    @property
+    def signature_args(self) -> SqlText:
+        return SqlText(self.args)
+
+
+@dataclass(frozen=True)
+class EncryptedColumn:
+    table: str
+    column: str
+    kind: str  # text or jsonb: the ciphertext format
+    decrypting: bool = False  # being taken out of encryption
+
+
+@dataclass(frozen=True)
+class EncryptionSpec:
+    master_key_setting: str
+    readers: tuple[str, ...]  # roles that may call decrypt()
+    writers: tuple[str, ...]  # roles that insert or update encrypted columns (they call encrypt() via the trigger)
+    columns: tuple[EncryptedColumn, ...]
+    crypto_schema: str  # where pgcrypto lives
+
+    def encrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
+        return tuple(c for c in self.columns if c.table == table and not c.decrypting)
+
+    def decrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
+        return tuple(c for c in self.columns if c.table == table and c.decrypting)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Tables with a trigger: encrypting columns are encrypted on write, and neither kind
+        accepts a value shaped like ciphertext (docs/encryption.md)."""
+        return tuple(sorted({c.table for c in self.columns}))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted({c.kind for c in self.columns}))
+
+
+@dataclass(frozen=True)
+class ApiKeyParent:
+    """A table api_key conditions reach through `tenant: {via: ...}`, and the helper returning its rows' keys."""
+
+    table: str
+    key: str
+    key_type: str
+    function: str
+    reach: e.Pred  # the row's tenant is the API key's: checked in the helper, not only by the keys role's RLS
+
+
+@dataclass(frozen=True)
+class ApiKeySpec:
+    table: str
+    key: str
+    tenant: str
+    hash: str
+    scopes: str
+    expires: str | None
+    name: str | None
+    raw_prefix: str
+    tenant_type: str
+    key_type: str
+
+
+@dataclass(frozen=True)
+class DeclaredState:
+    project_name: str
+    schema: str
+    helper_schema: str
+    identity_setting: str
+    identity_expression: str | None
+    identity_type: str
+    extensions: tuple[str, ...]
+    prune_unmanaged_grants: bool
+    roles: tuple[RoleSpec, ...]
+    owner: str
+    app: str
+    definer: str
+    tables: tuple[TableSpec, ...]
+    pending: tuple[str, ...]
+    tenancy: TenancySpec | None
+    # Columns the policy files name on tables that exist, but which do not exist yet
+    # (a later phase adds them): rules about them fold to "no" until then.
+    pending_columns: tuple[tuple[str, str], ...] = ()
+    keys: str | None = None  # the keys role: encryption, key rotation, API-key sessions
+    api_key_parents: tuple[ApiKeyParent, ...] = ()
+    encryption: EncryptionSpec | None = None
+    api_keys: ApiKeySpec | None = None
+
+    @property
+    def managed_role_names(self) -> tuple[str, ...]:
+        return tuple(role.name for role in self.roles)
+
+    def helper_callers(self, helper: str) -> tuple[str, ...]:
+        """Roles whose policies (or guarded updates) call a policy helper: only they may execute it."""
+        callers: set[str] = set()
+        for table in self.tables:
+            for policy in table.policies:
+                if helper in policy.helpers:
+                    callers.add(policy.role)
+            for guard in table.guards:
+                if helper in e.helpers_used(guard.require) | e.helpers_used(guard.require_new):
+                    callers.update(guard.roles)
+        return tuple(sorted(callers))
+
+    @property
+    def grantee_role_names(self) -> tuple[str, ...]:
+        """Roles that may hold privileges on tables (all but the owner)."""
+        return tuple(role.name for role in self.roles if role.name != self.owner)
+
+    @cached_property
+    def helper_functions(self) -> tuple[HelperFn, ...]:
+        """Functions rlsctl owns in the helper schema (rlsctl/functions.py).
+
+        Computed once per state (it walks every policy for the helpers' callers);
+        the state is frozen, so the catalogue cannot go stale."""
+        from rlsctl.declare.functions import catalogue
+
+        return catalogue(self)
+
+    @property
+    def function_owners(self) -> tuple[str, ...]:
+        return tuple(sorted({fn.owner for fn in self.helper_functions}))
+
+    @property
+    def creators(self) -> tuple[str, ...]:
+        """Managed roles that own (and so create) objects: their default privileges are managed."""
+        return tuple(sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else [])}))
+
+    def table(self, name: str) -> TableSpec:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(name)
+
+
+def helper_name(prefix: str, table: str) -> str:
+    """A function name derived from a table name, kept within 63 bytes."""
+    name = prefix + table
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    return (prefix + table)[: 63 - 9] + "_" + digest
+
+
+def declare(project: Project, schema: Schema) -> DeclaredState:
+    managed = [name for name in sorted(project.tables) if schema.has_table(name)]
+    pending = tuple(name for name in sorted(project.tables) if not schema.has_table(name))
+    tenancy = _tenancy(project, schema)
+    tables = tuple(_table(project, schema, name, tenancy) for name in managed)
+    roles = tuple(
+        RoleSpec(key, project.role_name(key), decl.kind, decl.description, decl.members)
+        for key, decl in sorted(project.roles.items())
+    )
+    identity = project.settings.identity
+    keys_role = project.role_name(project.role_of_kind("keys")) if _has_kind(project, "keys") else None
+    return DeclaredState(
+        project_name=project.settings.name,
+        schema=project.schema_name,
+        helper_schema=project.helper_schema,
+        identity_setting=identity.setting,
+        identity_expression=identity.expression,
+        identity_type=identity.type,
+        extensions=project.settings.extensions,
+        prune_unmanaged_grants=project.settings.prune_unmanaged_grants,
+        roles=roles,
+        owner=project.role_name(project.role_of_kind("owner")),
+        app=project.role_name(project.role_of_kind("app")),
+        definer=project.role_name(project.role_of_kind("definer")),
+        tables=tables,
+        pending=pending,
+        pending_columns=_pending_columns(project, schema, managed),
+        tenancy=tenancy,
+        keys=keys_role,
+        encryption=_encryption(project, schema, tables),
+        api_keys=_api_keys(project, schema),
+        api_key_parents=_api_key_parents(project, schema),
+    )
+
+
+def _pending_columns(project: Project, schema: Schema, managed: list[str]) -> tuple[tuple[str, str], ...]:
+    from rlsctl.declare.validate import columns_named, exists_reads
+
+    through_exists = exists_reads(project)  # once: it walks every table's rules
+    return tuple(
+        (name, column)
+        for name in managed
+        for column in columns_named(project, name, project.tables[name], through_exists)
+        if not schema.has_column(name, column)
+    )
+
+
+def _api_key_parents(project: Project, schema: Schema) -> tuple[ApiKeyParent, ...]:
+    from rlsctl.declare.bind import api_key_rows_function
+
+    if not _has_kind(project, "keys"):
+        return ()
+    found = []
+    for name in api_key_parents(project, schema):
+        table = schema.table(name)
+        if len(table.primary_key) != 1:
+            raise BindError(f"api_key conditions reach {name!r} through via: it needs a one-column primary key")
+        key = table.primary_key[0]
+        reach = _api_key_reach(project, schema, name)
+        found.append(ApiKeyParent(name, key, table.column(key).type, api_key_rows_function(name), reach))
+    return tuple(found)
+
+
+def _has_kind(project: Project, kind: str) -> bool:
+    return any(decl.kind == kind for decl in project.roles.values())
+
+
+def _encryption(project: Project, schema: Schema, tables: tuple[TableSpec, ...]) -> EncryptionSpec | None:
+    columns: list[EncryptedColumn] = []
+    for name, decl in sorted(project.tables.items()):
+        table = schema.get(name)
+        if table is None:
+            continue
+        for column, decrypting in [(c, False) for c in decl.encrypted] + [(c, True) for c in decl.decrypting]:
+            if table.has_column(column):
+                kind = "jsonb" if table.column(column).type == "jsonb" else "text"
+                columns.append(EncryptedColumn(name, column, kind, decrypting))
+    if not columns or not _has_kind(project, "keys"):
+        return None
+    settings = project.settings.encryption
+    encrypted_tables = {c.table for c in columns if not c.decrypting}
+    writers = sorted(
+        {
+            grant.role
+            for t in tables
+            if t.name in encrypted_tables
+            for grant in t.grants
+            if grant.privilege in ("INSERT", "UPDATE")
+        }
+    )
+    return EncryptionSpec(
+        master_key_setting=settings.master_key_setting,
+        readers=tuple(project.role_name(key) for key in settings.readers),
+        writers=tuple(role for role in writers if role != project.role_name(project.role_of_kind("keys"))),
+        columns=tuple(columns),
+        crypto_schema=project.helper_schema,
+    )
+
+
+def _api_keys(project: Project, schema: Schema) -> ApiKeySpec | None:
+    from rlsctl.declare.bind import api_keys_exist
+
+    keys = project.settings.api_keys
+    if keys is None or not api_keys_exist(project, schema) or not _has_kind(project, "keys"):
+        return None
+    table = schema.table(keys.table)
+    return ApiKeySpec(
+        table=keys.table,
+        key=keys.key,
+        tenant=keys.tenant,
+        hash=keys.hash,
+        scopes=keys.scopes,
+        expires=keys.expires if keys.expires and table.has_column(keys.expires) else None,
+        name=keys.name if keys.name and table.has_column(keys.name) else None,
+        raw_prefix=keys.raw_prefix,
+        tenant_type=table.column(keys.tenant).type,
+        key_type=table.column(keys.key).type,
+    )
+
+
+def _tenancy(project: Project, schema: Schema) -> TenancySpec | None:
+    tenancy = project.tenancy
+    if tenancy is None or not tenancy_exists(project, schema):
+        return None
+    membership = tenancy.membership
+    key_type = schema.table(tenancy.tenants.table).column(tenancy.tenants.key).type
+    return TenancySpec(
+        tenants_table=tenancy.tenants.table,
+        tenants_key=tenancy.tenants.key,
+        tenants_owner=tenancy.tenants.owner,
+        membership_table=membership.table if membership else None,
+        membership_tenant=membership.tenant if membership else None,
+        membership_user=membership.user if membership else None,
+        membership_rank=membership.rank if membership else None,
+        ranks=tenancy.ranks,
+        tenant_id_type=key_type,
+    )
+
+
+def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | None) -> TableSpec:
+    decl = project.tables[name]
+    table = schema.table(name)
+    policies: list[PolicySpec] = []
+    grants: list[GrantSpec] = []
+    for role_key, rules in sorted(decl.policies.items()):
+        role = project.role_name(role_key)
+        visible = bind(project, schema, role_key, rules.select, name) if rules.select is not None else e.FALSE
+        for command in rules.declared():
+            policy = _policy(project, schema, name, role_key, command, getattr(rules, command), visible)
+            if policy is not None:
+                policies.append(policy)
+            grant = _grant(decl, table, role_key, role, command)
+            # The owner role owns the table and so holds every privilege already.
+            if grant.columns != () and project.roles[role_key].kind != "owner":
+                grants.append(grant)
+    policies += _definer_policies(project, schema, name, tenancy)
+    grants += _definer_grants(project, name, tenancy)
+    retention_policies, retention_grants = _retention(project, schema, name, decl, table)
+    policies += retention_policies
+    grants += retention_grants
+    keys_policies, keys_grants = _keys_role(project, schema, name, decl, table, tenancy)
+    policies += keys_policies
+    grants += keys_grants
+    guards = tuple(
+        _guard(project, schema, name, guard)
+        for guard in decl.guards
+        if any(table.has_column(column) for column in guard.changed)
+    )
+    return TableSpec(
+        name=name,
+        primary_key=table.primary_key,
+        policies=tuple(sorted(policies, key=lambda p: p.name)),
+        grants=tuple(grants),
+        guards=guards,
+    )
+
+
+def _policy(
+    project: Project,
+    schema: Schema,
+    table: str,
+    role_key: str,
+    command: str,
+    rule: Cond | UpdateRule,
+    visible: e.Pred,
+) -> PolicySpec | None:
+    """One permissive policy, or None when its condition can never hold.
+
+    UPDATE and DELETE policies include the role's SELECT rule: PostgreSQL
+    applies SELECT policies to an UPDATE or DELETE only when the statement
+    reads the table (a WHERE or RETURNING), so without it `UPDATE t SET x = 1`
+    with no WHERE would reach rows the role cannot see.
+    """
+    role = project.role_name(role_key)
+    name = f"{role_key}_{command}"
+    visible = _role_scoped(visible, role)
+    if isinstance(rule, UpdateRule):
+        using = _role_scoped(e.and_(bind(project, schema, role_key, rule.using, table), visible), role)
+        check = bind(project, schema, role_key, rule.check, table) if rule.check is not None else None
+        if check == e.TRUE:
+            # A check that constrains nothing falls back to USING (the stricter choice).
+            check = None
+        if e.never_true(using) or (check is not None and e.never_true(check)):
+            return None
+        return PolicySpec(table, name, command, role_key, role, using, check)
+    bound = _role_scoped(bind(project, schema, role_key, rule, table), role)
+    if e.never_true(bound):
+        return None
+    if command == "insert":
+        return PolicySpec(table, name, command, role_key, role, None, bound)
+    if command == "delete":
+        bound = e.and_(bound, visible)
+        if e.never_true(bound):
+            return None
+    return PolicySpec(table, name, command, role_key, role, bound, None)
+
+
+def _role_scoped(pred: e.Pred, role: str) -> e.Pred:
+    """A condition that is simply true still names its role (see expr.RoleMember)."""
+    return e.RoleMember(role) if pred == e.TRUE else pred
+
+
+def _columns(table: Table, chosen: ColumnList | None) -> tuple[str, ...] | None:
+    if chosen is None:
+        return None
+    if chosen.only is not None:
+        return tuple(c for c in chosen.only if table.has_column(c))
+    return tuple(c for c in table.column_names if c not in chosen.except_)
+
+
+def _grant(decl: TableDecl, table: Table, role_key: str, role: str, command: str) -> GrantSpec:
+    privileges = decl.columns.get(role_key)
+    chosen = getattr(privileges, command, None) if privileges and command != "delete" else None
+    return GrantSpec(table.name, PRIVILEGE[command], role_key, role, _columns(table, chosen))
+
+
+def _definer_policies(project: Project, schema: Schema, table: str, tenancy: TenancySpec | None) -> list[PolicySpec]:
+    """The helper owner reads only the session user's own tenancy rows (SPEC s6)."""
+    if tenancy is None:
+        return []
+    definer_key = project.role_of_kind("definer")
+    definer = project.role_name(definer_key)
+    column = None
+    if table == tenancy.tenants_table and tenancy.tenants_owner:
+        column = tenancy.tenants_owner
+    elif table == tenancy.membership_table:
+        column = tenancy.membership_user
+    if column is None:
+        return []
+    using = e.compare(e.Col(0, column), "=", e.Identity())
+    return [PolicySpec(table, f"{definer_key}_select", "select", definer_key, definer, using, None)]
+
+
+def _definer_grants(project: Project, table: str, tenancy: TenancySpec | None) -> list[GrantSpec]:
+    if tenancy is None:
+        return []
+    definer_key = project.role_of_kind("definer")
+    definer = project.role_name(definer_key)
+    if table == tenancy.tenants_table:
+        columns = (tenancy.tenants_key, *((tenancy.tenants_owner,) if tenancy.tenants_owner else ()))
+    elif table == tenancy.membership_table:
+        columns = tuple(c for c in (tenancy.membership_tenant, tenancy.membership_user, tenancy.membership_rank) if c)
+    else:
+        return []
+    return [GrantSpec(table, "SELECT", definer_key, definer, columns)]
+
+
+def _retention(
+    project: Project, schema: Schema, name: str, decl: TableDecl, table: Table
+) -> tuple[list[PolicySpec], list[GrantSpec]]:
+    """The retention role may see and delete expired rows, and nothing younger."""
+    retention = decl.retention
+    if retention is None or retention.legal_hold or not table.has_column(retention.column):
+        return [], []
+    if retention.role not in project.roles:
+        raise BindError(f"table {name!r}: retention role {retention.role!r} is not declared in roles")
+    role = project.role_name(retention.role)
+    expired = e.compare(e.Col(0, retention.column), "<", e.Cutoff(retention.days))
+    policies = [
+        PolicySpec(name, f"{retention.role}_{command}", command, retention.role, role, expired, None)
+        for command in ("select", "delete")
+    ]
+    readable = (*table.primary_key, retention.column)
+    grants = [
+        GrantSpec(name, "SELECT", retention.role, role, tuple(dict.fromkeys(readable))),
+        GrantSpec(name, "DELETE", retention.role, role, None),
+    ]
+    return policies, grants
+
+
+PRESENTED_KEY_HASH = "rlsctl.presented_key_hash"
+
+
+def _keys_role(
+    project: Project, schema: Schema, name: str, decl: TableDecl, table: Table, tenancy: TenancySpec | None
+) -> tuple[list[PolicySpec], list[GrantSpec]]:
+    """The keys role's own narrow policies: what rotation and API-key sessions need, nothing more.
+
+    - on a table with encrypted columns: read every row and rewrite only those
+      columns (key rotation, backfill, decryption for a rollback);
+    - on the API-key table: read only the row whose hash the session is
+      presenting to authenticate_api_key;
+    - on the membership and tenant tables: read only the rows of the tenant of
+      the session's API key (api_key_members).
+    """
+    if not _has_kind(project, "keys"):
+        return [], []
+    key = project.role_of_kind("keys")
+    role = project.role_name(key)
+    policies: list[PolicySpec] = []
+    grants: list[GrantSpec] = []
+    encrypted = [c for c in (*decl.encrypted, *decl.decrypting) if table.has_column(c)]
+    if encrypted:
+        everyone = e.RoleMember(role)
+        policies += [
+            PolicySpec(name, f"{key}_select", "select", key, role, everyone, None),
+            PolicySpec(name, f"{key}_update", "update", key, role, everyone, None),
+        ]
+        grants += [
+            GrantSpec(name, "SELECT", key, role, tuple(dict.fromkeys((*table.primary_key, *encrypted)))),
+            GrantSpec(name, "UPDATE", key, role, tuple(encrypted)),
+        ]
+    api = project.settings.api_keys
+    from rlsctl.declare.bind import api_keys_exist
+
+    if api is not None and api_keys_exist(project, schema):
+        if name == api.table:
+            presented = e.compare(e.Col(0, api.hash), "=", e.Setting(PRESENTED_KEY_HASH))
+            policies.append(PolicySpec(name, f"{key}_authenticate", "select", key, role, presented, None))
+            columns = [api.key, api.tenant, api.hash, api.scopes] + ([api.expires] if api.expires else [])
+            grants.append(GrantSpec(name, "SELECT", key, role, tuple(c for c in columns if table.has_column(c))))
+        if name in api_key_parents(project, schema):
+            # api_key_rows_<table>() reads the rows of the key's tenant through this policy.
+            reach = _api_key_reach(project, schema, name)
+            policies.append(PolicySpec(name, f"{key}_tenant", "select", key, role, reach, None))
+            tenant = decl.tenant if isinstance(decl.tenant, str) else getattr(decl.tenant, "via", None)
+            columns = tuple(dict.fromkeys(c for c in (*table.primary_key, tenant) if c and table.has_column(c)))
+            grants.append(GrantSpec(name, "SELECT", key, role, columns))
+        if name != api.table and tenancy is not None and name in (tenancy.membership_table, tenancy.tenants_table):
+            column = tenancy.membership_tenant if name == tenancy.membership_table else tenancy.tenants_key
+            user = tenancy.membership_user if name == tenancy.membership_table else tenancy.tenants_owner
+            assert column is not None
+            same_tenant = e.compare(e.Col(0, column), "=", e.ApiKeyTenant(None))
+            policies.append(PolicySpec(name, f"{key}_members", "select", key, role, same_tenant, None))
+            grants.append(GrantSpec(name, "SELECT", key, role, tuple(c for c in (column, user) if c)))
+    return policies, _merged(grants)
+
+
+def _api_key_reach(project: Project, schema: Schema, table: str) -> e.Pred:
+    """The row's tenant is the API key's tenant (any scope), following via hops as the keys role."""
+    keys = project.role_of_kind("keys")
+    reach = Binder(project, schema, keys).tenant_path(
+        table, 0, lambda tenant: e.compare(tenant, "=", e.ApiKeyTenant(None))
+    )
+    return e.settle(reach)
+
+
+def _merged(grants: list[GrantSpec]) -> list[GrantSpec]:
+    """One grant per privilege: the union of the columns each purpose needs."""
+    merged: dict[str, GrantSpec] = {}
+    for grant in grants:
+        before = merged.get(grant.privilege)
+        if before is None:
+            merged[grant.privilege] = grant
+        else:
+            columns = tuple(dict.fromkeys((*(before.columns or ()), *(grant.columns or ()))))
+            merged[grant.privilege] = GrantSpec(grant.table, grant.privilege, grant.role_key, grant.role, columns)
+    return list(merged.values())
+
+
+def _guard(project: Project, schema: Schema, table: str, guard: Guard) -> GuardSpec:
+    roles = tuple(project.role_name(key) for key in guard.roles)
+    require = bind(project, schema, guard.roles[0], guard.require, table)
+    require_new = e.TRUE
+    if guard.require_new is not None:
+        require_new = bind(project, schema, guard.roles[0], guard.require_new, table)
+    changed = tuple(c for c in guard.changed if schema.has_column(table, c))
+    return GuardSpec(changed, require, require_new, guard.message, roles)
+
+
+__all__ = ["COMMANDS", "DeclaredState", "GrantSpec", "PolicySpec", "TableSpec", "declare"]

@@ -1,0 +1,156 @@
+"""The catalogue of functions rlsctl owns in the helper schema, derived from the declared state.
+
+| function | owner | SECURITY | who may execute it |
+|---|---|---|---|
+| current_user_id(), tenant_ids(rank) | definer | INVOKER / DEFINER | roles whose policies call them |
+| guard_<table>() (trigger) | definer | INVOKER | nobody (triggers only) |
+| authenticate_api_key(raw), create_api_key(...) | keys | DEFINER / INVOKER | the app role |
+| api_key_tenant(scope), api_key_members(), api_key_rows_<table>(scope) | keys | DEFINER | their policies' roles |
+| encrypt(text or jsonb) | keys | DEFINER | roles that write encrypted columns (through the trigger) |
+| decrypt(text or jsonb) | keys | DEFINER | the roles declared as readers |
+| encrypt_<table>() (trigger) | keys | INVOKER | nobody (triggers only) |
+| master_key(), data_key(id), active_key_id(), key_of, encrypt_with, decrypt_with | keys | INVOKER | their owner |
+
+Every function has `search_path = pg_catalog, pg_temp` and qualifies every
+other name; the bodies are the macros of templates/objects/bodies.sql.j2
+named in `body`.
+"""
+
+from __future__ import annotations
+
+from rlsctl.declare.compile import DeclaredState, HelperFn, helper_name
+
+TIMESTAMP = "timestamp without time zone"
+
+
+def catalogue(state: DeclaredState) -> tuple[HelperFn, ...]:
+    found = _policy_helpers(state)
+    found += [
+        HelperFn(
+            table.guard_function, "", policy_helper=False, returns="trigger", language="plpgsql",
+            volatility="v", owner=state.definer, body="guard", table=table.name,
+        )
+        for table in state.tables
+        if table.guards
+    ]  # fmt: skip
+    found += _api_key_functions(state)
+    found += _encryption_functions(state)
+    return tuple(found)
+
+
+def _policy_helpers(state: DeclaredState) -> list[HelperFn]:
+    found = [
+        HelperFn(
+            "current_user_id", "", policy_helper=True, returns=state.identity_type, owner=state.definer,
+            executors=state.helper_callers("current_user_id"), body="current_user_id",
+        ),
+    ]  # fmt: skip
+    if state.tenancy is not None:
+        found.append(
+            HelperFn(
+                "tenant_ids", "text", policy_helper=True, arg_decl="min_rank text",
+                returns=f"{state.tenancy.tenant_id_type}[]", security_definer=True, owner=state.definer,
+                executors=state.helper_callers("tenant_ids"), body="tenant_ids",
+            )
+        )  # fmt: skip
+    return found
+
+
+def _api_key_functions(state: DeclaredState) -> list[HelperFn]:
+    keys, api = state.keys, state.api_keys
+    if keys is None or api is None:
+        return []
+    found = [
+        HelperFn(
+            "authenticate_api_key", "text", policy_helper=False, arg_decl="raw_key text", returns="boolean",
+            language="plpgsql", volatility="v", security_definer=True, owner=keys, executors=(state.app,),
+            body="authenticate_api_key",
+        ),
+        HelperFn(
+            "api_key_tenant", "text", policy_helper=True, arg_decl="scope text", returns=api.tenant_type,
+            language="plpgsql", security_definer=True, owner=keys, executors=state.helper_callers("api_key_tenant"),
+            body="api_key_tenant",
+        ),
+        HelperFn(
+            "create_api_key", f"{api.tenant_type}, text, text[], {TIMESTAMP}", policy_helper=False,
+            arg_decl=f"tenant {api.tenant_type}, key_name text, key_scopes text[], expires_at {TIMESTAMP} DEFAULT NULL",
+            returns="text", language="plpgsql", volatility="v", owner=keys, executors=(state.app,),
+            body="create_api_key",
+        ),
+    ]  # fmt: skip
+    found += [
+        HelperFn(
+            parent.function, "text", policy_helper=True, arg_decl="scope text", returns=f"{parent.key_type}[]",
+            language="plpgsql", security_definer=True, owner=keys, executors=state.helper_callers(parent.function),
+            body="api_key_rows", table=parent.table,
+        )
+        for parent in state.api_key_parents
+    ]  # fmt: skip
+    if state.tenancy is not None:
+        found.append(
+            HelperFn(
+                "api_key_members", "", policy_helper=True, returns=f"{state.identity_type}[]", language="plpgsql",
+                security_definer=True, owner=keys, executors=state.helper_callers("api_key_members"),
+                body="api_key_members",
+            )
+        )  # fmt: skip
+    return found
+
+
+def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
+    keys, encryption = state.keys, state.encryption
+    if keys is None or encryption is None:
+        return []
+    # Key handling: callable only by their owner, from the functions below.
+    found = [
+        HelperFn(name, args, policy_helper=False, arg_decl=decl, returns="text", language="plpgsql",
+                 volatility=volatility, owner=keys, body=name)
+        for name, args, decl, volatility in (
+            ("master_key", "", "", "s"),
+            ("data_key", "text", "key_id text", "s"),
+            ("active_key_id", "", "", "v"),  # locks the active key's row (see its body)
+        )
+    ]  # fmt: skip
+    for kind in ("text", "jsonb"):
+        found += [
+            HelperFn(
+                "encrypt", kind, policy_helper=False, arg_decl=f"plaintext {kind}", returns=kind,
+                language="plpgsql", volatility="v", security_definer=True, owner=keys,
+                executors=encryption.writers, body="encrypt",
+            ),
+            HelperFn(
+                "decrypt", kind, policy_helper=False, arg_decl=f"stored {kind}", returns=kind, language="plpgsql",
+                security_definer=True, owner=keys, executors=encryption.readers, body="decrypt",
+            ),
+            HelperFn(
+                "key_of", kind, policy_helper=False, arg_decl=f"stored {kind}", returns="text", volatility="i",
+                owner=keys, body=f"key_of_{kind}",
+            ),
+            HelperFn(
+                "encrypt_with", f"{kind}, text, text", policy_helper=False,
+                arg_decl=f"plaintext {kind}, key_id text, data_key text", returns=kind, language="plpgsql",
+                volatility="v", owner=keys, body=f"encrypt_with_{kind}",
+            ),
+            HelperFn(
+                "decrypt_with", f"{kind}, text", policy_helper=False, arg_decl=f"stored {kind}, data_key text",
+                returns=kind, language="plpgsql", owner=keys, body=f"decrypt_with_{kind}",
+            ),
+        ]  # fmt: skip
+    found += [
+        HelperFn(
+            helper_name("encrypt_", table), "", policy_helper=False, returns="trigger", language="plpgsql",
+            volatility="v", owner=keys, body="encrypt_trigger", table=table,
+        )
+        for table in encryption.tables
+    ]  # fmt: skip
+    return found
+
+
+# pgcrypto functions the keys role calls (EXECUTE is revoked from PUBLIC on all of them).
+PGCRYPTO = (
+    ("gen_random_bytes", "integer"),
+    ("pgp_sym_encrypt", "text, text, text"),
+    ("pgp_sym_decrypt", "bytea, text"),
+    ("pgp_sym_encrypt_bytea", "bytea, text, text"),
+    ("pgp_sym_decrypt_bytea", "bytea, text"),
+)

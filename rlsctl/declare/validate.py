@@ -1,0 +1,330 @@
+"""Check a project against the tables and columns that can exist.
+
+`known` is the union of what the migrations create (all phases) and what the
+live catalog has. A name in neither is an error that points at the file and
+line declaring it; a table the migrations create in a later phase is fine
+(apply reports it as pending).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rlsctl.policy import conditions as c
+from rlsctl.policy.model import ColumnList, TableDecl, TenantVia
+from rlsctl.policy.project import Project
+from rlsctl.schema.tables import Schema
+
+TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
+
+
+def validate(project: Project, known: Schema) -> None:
+    _identity(project)
+    _tenancy(project, known)
+    _api_keys(project, known)
+    _encryption(project)
+    for name, decl in project.tables.items():
+        _table(project, known, name, decl)
+    _fixtures(project, known)
+
+
+def _identity(project: Project) -> None:
+    identity = project.settings.identity
+    if not TYPE_NAME.match(identity.type):
+        raise project.error(("project", "identity", "type"), f"not a type name: {identity.type!r}")
+
+
+def _tenancy(project: Project, known: Schema) -> None:
+    tenancy = project.tenancy
+    if tenancy is None:
+        return
+    path = ("tenancy",)
+    _column(project, known, tenancy.tenants.table, tenancy.tenants.key, (*path, "tenants", "key"))
+    if tenancy.tenants.owner:
+        _column(project, known, tenancy.tenants.table, tenancy.tenants.owner, (*path, "tenants", "owner"))
+    membership = tenancy.membership
+    if membership is not None:
+        for field in ("tenant", "user", "rank"):
+            column = getattr(membership, field)
+            if column:
+                _column(project, known, membership.table, column, (*path, "membership", field))
+        if membership.rank:
+            _ranks_match_enum(project, known, membership.table, membership.rank, tenancy.ranks)
+
+
+def _ranks_match_enum(project: Project, known: Schema, table: str, column: str, ranks: tuple[str, ...]) -> None:
+    """Ranks the rank column cannot hold would silently grant nobody anything."""
+    labels = dict(known.enums).get(known.table(table).column(column).type.strip('"'))
+    if labels is None:
+        return
+    unknown = [rank for rank in ranks if rank not in labels]
+    if unknown:
+        raise project.error(
+            ("tenancy", "ranks"),
+            f"rank {unknown[0]!r} is not a value of {table}.{column} (its values: {', '.join(labels)})",
+        )
+
+
+def _column(project: Project, known: Schema, table: str, column: str, path: tuple[str | int, ...]) -> None:
+    if not known.has_table(table):
+        raise project.error(path, f"table {table!r} is in neither the migrations nor the database")
+    if not known.has_column(table, column):
+        raise project.error(path, f"column {table}.{column} is in neither the migrations nor the database")
+
+
+def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
+    path: tuple[str | int, ...] = ("tables", name)
+    if not known.has_table(name):
+        raise project.error(path, f"table {name!r} is in neither the migrations nor the database")
+    if isinstance(decl.tenant, str):
+        _column(project, known, name, decl.tenant, (*path, "tenant"))
+    elif isinstance(decl.tenant, TenantVia):
+        _column(project, known, name, decl.tenant.via, (*path, "tenant", "via"))
+        _via_target(project, known, name, decl.tenant.via, decl.tenant.table, decl.tenant.key, (*path, "tenant"))
+    for role, rules in decl.policies.items():
+        _role(project, role, (*path, "policies", role))
+        for command in rules.declared():
+            rule = getattr(rules, command)
+            where = (*path, "policies", role, command)
+            if command == "update":
+                _condition(project, known, name, decl, rule.using, where)
+                if rule.check is not None:
+                    _condition(project, known, name, decl, rule.check, where)
+            else:
+                _condition(project, known, name, decl, rule, where)
+    for role, privileges in decl.columns.items():
+        _role(project, role, (*path, "columns", role))
+        for command in ("select", "insert", "update"):
+            chosen: ColumnList | None = getattr(privileges, command)
+            for column in chosen.names() if chosen else ():
+                _column(project, known, name, column, (*path, "columns", role, command))
+    for index, guard in enumerate(decl.guards):
+        for column in guard.changed:
+            _column(project, known, name, column, (*path, "guards", index, "changed"))
+        for role in guard.roles:
+            _role(project, role, (*path, "guards", index, "roles"))
+        _condition(project, known, name, decl, guard.require, (*path, "guards", index, "require"))
+        if guard.require_new is not None:
+            _condition(project, known, name, decl, guard.require_new, (*path, "guards", index, "require_new"))
+    for column, readers in decl.secrets.items():
+        _column(project, known, name, column, (*path, "secrets", column))
+        for role in readers:
+            _role(project, role, (*path, "secrets", column))
+    if decl.retention is not None:
+        _column(project, known, name, decl.retention.column, (*path, "retention", "column"))
+        _role(project, decl.retention.role, (*path, "retention", "role"))
+    _encrypted_columns(project, known, name, decl, path)
+
+
+ENCRYPTABLE = ("text", "jsonb")
+
+
+def _encrypted_columns(
+    project: Project, known: Schema, name: str, decl: TableDecl, path: tuple[str | int, ...]
+) -> None:
+    for field in ("encrypted", "decrypting"):
+        for column in getattr(decl, field):
+            where = (*path, field)
+            _column(project, known, name, column, where)
+            kind = known.table(name).column(column).type
+            if kind not in ENCRYPTABLE:
+                raise project.error(where, f"{name}.{column} is {kind}: rlsctl encrypts only text and jsonb columns")
+            if not _declares_kind(project, "keys"):
+                raise project.error(where, "encrypted columns need a role of kind keys (docs/encryption.md)")
+    # Only tables with encrypted columns need it: it walks every table's rules.
+    used = columns_rules_read(project, name, decl) if decl.encrypted else {}
+    for column in decl.encrypted:
+        if column in used:
+            raise project.error(
+                (*path, "encrypted"),
+                f"{name}.{column} is read by {used[column]}: an encrypted column holds ciphertext, "
+                "so rules comparing it would silently change meaning",
+            )
+    both = set(decl.encrypted) & set(decl.decrypting)
+    if both:
+        raise project.error((*path, "decrypting"), f"{name}.{sorted(both)[0]} is both encrypted and decrypting")
+    if decl.encrypted and isinstance(decl.tenant, str) and decl.tenant in decl.encrypted:
+        raise project.error((*path, "encrypted"), f"{name}.{decl.tenant} maps rows to tenants: it cannot be encrypted")
+
+
+def columns_rules_read(
+    project: Project, name: str, decl: TableDecl, through_exists: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """Columns of table `name` that policies, guards, tenancy, retention or api_keys read, and by what."""
+    from rlsctl.declare.bind import policy_conditions
+
+    used: dict[str, str] = {}
+    for cond in policy_conditions(decl):
+        for column in c.columns_of(cond):
+            used.setdefault(column, "a policy condition")
+    read_by_exists = exists_reads(project) if through_exists is None else through_exists
+    for column, reader in read_by_exists.get(name, {}).items():
+        used.setdefault(column, reader)
+    for guard in decl.guards:
+        for column in (*guard.changed, *c.columns_of(guard.require)):
+            used.setdefault(column, "a guard")
+    if isinstance(decl.tenant, str):
+        used.setdefault(decl.tenant, "the tenant mapping")
+    elif isinstance(decl.tenant, TenantVia):
+        used.setdefault(decl.tenant.via, "the tenant mapping")
+    if decl.retention is not None:
+        used.setdefault(decl.retention.column, "the retention window")
+    tenancy = project.tenancy
+    if tenancy is not None and tenancy.membership is not None and tenancy.membership.table == name:
+        for column in (tenancy.membership.tenant, tenancy.membership.user, tenancy.membership.rank):
+            if column:
+                used.setdefault(column, "the tenancy section")
+    if tenancy is not None and tenancy.tenants.table == name:
+        for column in (tenancy.tenants.key, tenancy.tenants.owner):
+            if column:
+                used.setdefault(column, "the tenancy section")
+    keys = project.settings.api_keys
+    if keys is not None and keys.table == name:
+        for column in (keys.key, keys.tenant, keys.hash, keys.scopes, keys.expires, keys.name):
+            if column:
+                used.setdefault(column, "project.api_keys")
+    return used
+
+
+def columns_named(
+    project: Project, name: str, decl: TableDecl, through_exists: dict[str, dict[str, str]] | None = None
+) -> tuple[str, ...]:
+    """Every column of table `name` that the policy files name: what rules read, plus
+    column privileges, secrets and encryption (apply reports those that do not exist yet).
+    Pass `exists_reads(project)` when asking for many tables: it walks every table's rules."""
+    named = set(columns_rules_read(project, name, decl, through_exists))
+    for privileges in decl.columns.values():
+        for listed in (privileges.select, privileges.insert, privileges.update):
+            if listed is not None:
+                named.update(listed.names())
+    named.update(decl.secrets, decl.encrypted, decl.decrypting)
+    return tuple(sorted(named))
+
+
+def exists_reads(project: Project) -> dict[str, dict[str, str]]:
+    """Per table, the columns that `exists` conditions of any table's policies read, and whose."""
+    from rlsctl.declare.bind import policy_conditions
+
+    found: dict[str, dict[str, str]] = {}
+    for other_name, other in project.tables.items():
+        for cond in policy_conditions(other):
+            for table, column in _read_through_exists(cond):
+                found.setdefault(table, {}).setdefault(column, f"an exists condition of {other_name}")
+    return found
+
+
+def _read_through_exists(cond: c.Cond) -> set[tuple[str, str]]:
+    """(table, column) pairs that `exists` conditions (at any depth) match on or filter by."""
+    found: set[tuple[str, str]] = set()
+    for node in c.walk(cond):
+        if isinstance(node, c.Exists):
+            found |= {(node.table, theirs) for theirs, _ in node.match}
+            found |= {(node.table, column) for column in c.columns_of(node.where)}
+            found |= _read_through_exists(node.where)
+    return found
+
+
+def _declares_kind(project: Project, kind: str) -> bool:
+    return any(declared.kind == kind for declared in project.roles.values())
+
+
+def _api_keys(project: Project, known: Schema) -> None:
+    keys = project.settings.api_keys
+    if keys is None:
+        return
+    path: tuple[str | int, ...] = ("project", "api_keys")
+    for field in ("key", "tenant", "hash", "scopes", "expires", "name"):
+        column = getattr(keys, field)
+        if column is not None:
+            _column(project, known, keys.table, column, (*path, field))
+    if not _declares_kind(project, "keys"):
+        raise project.error(path, "api_keys needs a role of kind keys to own rlsctl.authenticate_api_key")
+    if project.tenancy is None:
+        raise project.error(path, "api_keys needs the tenancy section (a key acts for one tenant)")
+    if not re.match(r"^[A-Za-z0-9_]{0,16}$", keys.raw_prefix):
+        raise project.error((*path, "raw_prefix"), "raw_prefix: up to 16 letters, digits or underscores")
+
+
+def _encryption(project: Project) -> None:
+    for index, role in enumerate(project.settings.encryption.readers):
+        _role(project, role, ("project", "encryption", "readers", index))
+
+
+def _role(project: Project, role: str, path: tuple[str | int, ...]) -> None:
+    if role not in project.roles:
+        known = ", ".join(sorted(project.roles))
+        raise project.error(path, f"role {role!r} is not declared in roles (declared: {known})")
+
+
+def _via_target(
+    project: Project,
+    known: Schema,
+    table: str,
+    column: str,
+    parent: str | None,
+    key: str | None,
+    path: tuple[str | int, ...],
+) -> str:
+    if parent is None:
+        fk = known.table(table).foreign_key_for(column)
+        if fk is None:
+            raise project.error(path, f"{table}.{column} has no foreign key: name the parent with table and key")
+        parent, key = fk.ref_table, fk.ref_columns[0]
+    _column(project, known, parent, key or "id", path)
+    if parent not in project.tables:
+        raise project.error(path, f"{table}.{column} leads to {parent!r}, which has no entry in tables")
+    return parent
+
+
+def _condition(
+    project: Project, known: Schema, table: str, decl: TableDecl, cond: c.Cond, path: tuple[str | int, ...]
+) -> None:
+    for column in sorted(c.columns_of(cond)):
+        _column(project, known, table, column, path)
+    for node in c.walk(cond):
+        if isinstance(node, c.TenantRole | c.TenantMember | c.CoMember):
+            _needs_tenancy(project, table, decl, node, path)
+        if isinstance(node, c.Via):
+            _via_target(project, known, table, node.column, node.table, node.key, path)
+        if isinstance(node, c.Exists):
+            for theirs, _ in node.match:
+                _column(project, known, node.table, theirs, path)
+            other = project.tables.get(node.table)
+            if other is None:
+                raise project.error(path, f"exists reads {node.table!r}, which has no entry in tables")
+            _condition(project, known, node.table, other, node.where, path)
+        if isinstance(node, c.ApiKeyScope | c.ApiKeyMember) and project.settings.api_keys is None:
+            raise project.error(path, "api_key conditions need project.api_keys (docs/policy-format.md)")
+        if isinstance(node, c.ApiKeyScope) and decl.tenant is None:
+            raise project.error(path, f"api_key needs a tenant mapping on {table!r}")
+        if isinstance(node, c.Expired) and decl.retention is None:
+            raise project.error(path, f"expired needs a retention declaration on {table!r}")
+
+
+def _needs_tenancy(project: Project, table: str, decl: TableDecl, node: c.Cond, path: tuple[str | int, ...]) -> None:
+    if project.tenancy is None:
+        raise project.error(path, "tenant conditions need the tenancy section")
+    if isinstance(node, c.TenantRole) and node.rank not in project.tenancy.ranks:
+        ranks = ", ".join(project.tenancy.ranks)
+        raise project.error(path, f"unknown tenant rank {node.rank!r} (ranks: {ranks})")
+    if isinstance(node, c.TenantRole | c.TenantMember) and decl.tenant is None:
+        raise project.error(
+            path, f"table {table!r} has no tenant mapping (add tenant: COLUMN or tenant: {{via: COLUMN}})"
+        )
+
+
+def _fixtures(project: Project, known: Schema) -> None:
+    fixtures = project.fixtures
+    if fixtures is None:
+        return
+    for section in ("rows", "inserts", "updates"):
+        for table, rows in getattr(fixtures, section).items():
+            if not known.has_table(table):
+                raise project.error(("fixtures", section, table), f"unknown table {table!r}")
+            for row_name, row in rows.items():
+                for column in row:
+                    if not known.has_column(table, column):
+                        where = ("fixtures", section, table, row_name, column)
+                        raise project.error(where, f"unknown column {table}.{column}")
+    for name, principal in fixtures.principals.items():
+        _role(project, principal.role, ("fixtures", "principals", name, "role"))

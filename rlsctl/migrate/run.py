@@ -1,0 +1,380 @@
+"""`rlsctl migrate` and `rlsctl rollback`: the phased DDL, recorded in the helper schema.
+
+Each phase runs in its own transaction, as the owner role, under the
+advisory lock (statements that write rows run with `row_security = off`:
+one that RLS would filter fails loudly instead of silently touching no
+rows), and is validated before it commits: no constraint left NOT
+VALID, and every table that existed before has the same number of rows
+after (counted in one snapshot; a table whose rows the counting role cannot
+all see under RLS is reported as not verified rather than compared).
+`rollback --to N` reverts phases in reverse order in one transaction and
+re-applies the security layer for the tables that remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import IsolationLevel
+
+from rlsctl.catalog import queries as catalog
+from rlsctl.change import apply as applying
+from rlsctl.change.plan import plan_for_database
+from rlsctl.change.txn import locked_transaction
+from rlsctl.declare.compile import declare
+from rlsctl.errors import UsageError
+from rlsctl.migrate import backup
+from rlsctl.pg import statements
+from rlsctl.pg.db import Target
+from rlsctl.pg.render import render_template
+from rlsctl.pg.sql import ident, qualified
+from rlsctl.policy.project import Project
+from rlsctl.schema.ddl import changes_data, split_statements
+from rlsctl.schema.phases import Phase, phase_creating
+from rlsctl.schema.tables import Schema
+from rlsctl.state.objects import TRIGGER_NAMES
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: int
+    name: str
+    statements: int
+    backup: Path | None
+    unverified: tuple[str, ...]  # tables whose row counts could not be compared
+
+
+@dataclass
+class MigrateReport:
+    where: str
+    ran: list[PhaseResult] = field(default_factory=list)
+    baselined: list[int] = field(default_factory=list)
+    already: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Applied:
+    phase: int
+    name: str
+    checksum: str
+    baseline: bool
+
+
+def _render(project: Project, name: str, **context: object) -> str:
+    return render_template(name, project.root / "templates", **context)
+
+
+def applied_phases(conn: psycopg.Connection, project: Project) -> list[Applied]:
+    if not _phase_table_exists(conn, project):
+        return []
+    rows = conn.execute(_render(project, "ops/applied_phases.sql.j2", helper_schema=project.helper_schema).encode())
+    return [Applied(r[0], r[1], r[2], r[3]) for r in rows.fetchall()]
+
+
+BOOTSTRAP_KINDS = {"role", "membership", "schema", "schema_privilege", "default_privilege"}
+
+
+def _bootstrap(conn: psycopg.Connection, project: Project, where: str, lock_timeout: float) -> None:
+    """The roles (the owner runs the phases), the helper schema, and the applied_phase table."""
+    state = declare(project, Schema(name=project.schema_name))
+    plan = plan_for_database(conn, state, project.root / "templates", kinds=BOOTSTRAP_KINDS)
+    applying.refuse_if_needed(plan)
+    applying.execute_statements(conn, plan.sql, where, lock_timeout)
+    if not _phase_table_exists(conn, project):
+        script = _render(project, "bootstrap.sql.j2", helper_schema=project.helper_schema, owner=state.owner)
+        applying.execute_statements(conn, tuple(split_statements(script, "bootstrap SQL")), where, lock_timeout)
+
+
+def _phase_table_exists(conn: psycopg.Connection, project: Project) -> bool:
+    name = qualified(project.helper_schema, "applied_phase")
+    rows = statements.run(conn, "phase_table_exists", name=name)
+    return bool(rows and rows[0]["present"])
+
+
+def _check_recorded(project: Project, recorded: list[Applied]) -> None:
+    by_number = {phase.number: phase for phase in project.phases}
+    for row in recorded:
+        phase = by_number.get(row.phase)
+        if phase is None:
+            raise UsageError(f"the database records phase {row.phase}, which the project's migrations lack")
+        if not row.baseline and row.checksum != phase.checksum():
+            raise UsageError(
+                f"phase {phase.label} was edited after it was applied (checksum differs); "
+                "add a new step or phase instead of editing an applied one"
+            )
+
+
+def migrate(
+    conn: psycopg.Connection,
+    project: Project,
+    target: Target,
+    *,
+    to: int | None = None,
+    baseline: int | None = None,
+    backup_dir: Path | None = None,
+    lock_timeout: float = 10.0,
+    progress: Progress = lambda message: None,
+) -> MigrateReport:
+    where = target.where
+    last = project.phases[-1].number if project.phases else -1
+    goal = last if to is None else to
+    if goal > last or (goal < 0 and project.phases):
+        raise UsageError(f"--to {goal}: the project has phases 0..{last}")
+    report = MigrateReport(where)
+    # Every refusal that does not need rlsctl's own objects comes before the
+    # bootstrap creates them, so a refused run leaves the database as it was.
+    if baseline is not None:
+        if to is not None or backup_dir is not None:
+            raise UsageError("--baseline records phases without running them: it takes neither --to nor --backup-dir")
+        _check_baseline(conn, project, where, baseline, last)
+    if backup_dir is not None:
+        backup.check_can_dump(conn, project.schema_name, where)
+
+    def bootstrap() -> None:
+        with locked_transaction(conn, lock_timeout, where):
+            _bootstrap(conn, project, where, lock_timeout)
+
+    applying.retrying(bootstrap)
+    recorded = applied_phases(conn, project)
+    _check_recorded(project, recorded)
+    done = {row.phase for row in recorded}
+    if baseline is not None:
+        return _baseline(conn, project, where, baseline, done, report, lock_timeout)
+    if done and max(done) > goal:
+        raise UsageError(f"{where}: phases up to {max(done)} are applied; use `rlsctl rollback --to {goal}`")
+    if any(phase.number not in done and phase.number <= goal for phase in project.phases):
+        _check_owner_owns_tables(conn, project, where, done)
+    for phase in project.phases:
+        if phase.number > goal:
+            break
+        if phase.number in done:
+            report.already.append(phase.number)
+            continue
+        dumped = None
+        if backup_dir is not None:
+            progress(f"backing up before phase {phase.label}")
+            dumped = backup.dump(target, conn, backup_dir, phase.number)
+        progress(f"running phase {phase.label}")
+        report.ran.append(_run_phase(conn, project, phase, where, lock_timeout, dumped))
+    return report
+
+
+def _check_owner_owns_tables(conn: psycopg.Connection, project: Project, where: str, done: set[int]) -> None:
+    """Phases run as the owner role, so it must own the tables earlier phases made.
+
+    After `--baseline`, another tool's role still owns them until `rlsctl apply`
+    hands them to the owner role; running a phase before that would fail
+    half-way with a bare "permission denied".
+    """
+    if not done:
+        return
+    owner = project.role_name(project.role_of_kind("owner"))
+    made = set(project.migrated_schema(max(done)).table_names)
+    foreign = sorted(
+        (name, table.owner) for name, table in catalog.tables(conn, project.schema_name).items()
+        if name in made and table.owner != owner
+    )  # fmt: skip
+    if foreign:
+        name, holder = foreign[0]
+        raise UsageError(
+            f"{where}: table {project.schema_name}.{name} is owned by {holder}, not {owner}, which runs the "
+            "migrations: run `rlsctl apply` first (it hands the tables to the owner role); nothing was changed"
+        )
+
+
+def _check_baseline(conn: psycopg.Connection, project: Project, where: str, upto: int, last: int) -> None:
+    """Adopting phases 0..upto is a claim about the schema: check it against the catalog."""
+    if upto > last:
+        raise UsageError(f"--baseline {upto}: the project has phases 0..{last}")
+    live = catalog.read_schema(conn, project.schema_name)
+    expected = project.migrated_schema(upto)
+    for table in expected.tables:
+        creator = phase_creating(project.phases, table.name, project.schema_name)
+        if not live.has_table(table.name):
+            raise UsageError(
+                f"{where}: --baseline {upto}: table {project.schema_name}.{table.name} (phase {creator}) "
+                f"does not exist, so the database is not at phase {upto}; nothing was recorded"
+            )
+        missing = [column for column in table.column_names if not live.has_column(table.name, column)]
+        if missing:
+            raise UsageError(
+                f"{where}: --baseline {upto}: column {table.name}.{missing[0]} does not exist, "
+                f"so the database is not at phase {upto}; nothing was recorded"
+            )
+
+
+def _baseline(
+    conn: psycopg.Connection,
+    project: Project,
+    where: str,
+    upto: int,
+    done: set[int],
+    report: MigrateReport,
+    lock_timeout: float,
+) -> MigrateReport:
+    """Record phases 0..upto as applied without running them (the DDL came from another tool)."""
+    with locked_transaction(conn, lock_timeout, where):
+        for phase in project.phases:
+            if phase.number > upto or phase.number in done:
+                continue
+            _record(conn, project, phase, baseline=True)
+            report.baselined.append(phase.number)
+    return report
+
+
+def _record(conn: psycopg.Connection, project: Project, phase: Phase, baseline: bool) -> None:
+    sql = _render(project, "ops/record_phase.sql.j2", helper_schema=project.helper_schema)
+    conn.execute(
+        sql.encode(), {"phase": phase.number, "name": phase.name, "checksum": phase.checksum(), "baseline": baseline}
+    )
+
+
+def _run_phase(
+    conn: psycopg.Connection, project: Project, phase: Phase, where: str, lock_timeout: float, dumped: Path | None
+) -> PhaseResult:
+    owner = project.role_name(project.role_of_kind("owner"))
+    # One snapshot for the counts before and after, so concurrent writers to
+    # tables this phase does not lock cannot fake a difference.
+    previous = conn.isolation_level
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    try:
+        with locked_transaction(conn, lock_timeout, where):
+            statements.run(conn, "set_role", role=owner)
+            statements.run(conn, "search_path", path=ident(project.schema_name))
+            before, unverified = _count_rows(conn, project)
+            count = 0
+            for step in phase.steps:
+                step_statements = tuple(split_statements(step.up_sql(), str(step.up)))
+                _run_step(conn, step_statements, f"{where} phase {phase.label} {step.up.name}", lock_timeout)
+                count += len(step_statements)
+            _validate_phase(conn, project, phase, before, unverified)
+            _record(conn, project, phase, baseline=False)
+    finally:
+        conn.isolation_level = previous
+    return PhaseResult(phase.number, phase.name, count, dumped, tuple(sorted(unverified)))
+
+
+def _run_step(conn: psycopg.Connection, step_statements: tuple[str, ...], where: str, lock_timeout: float) -> None:
+    """Run a step; statements that write rows run with row_security = off.
+
+    On a secured table the owner role writes nothing through RLS, so an UPDATE
+    in a migration would silently change no rows. With row_security off it
+    fails instead. DDL keeps row security on: PostgreSQL validates a new
+    foreign key with a query that RLS applies to.
+    """
+    for statement in step_statements:
+        data = changes_data(statement)
+        if data:
+            statements.run(conn, "row_security", value="off")
+        applying.execute_statements(conn, (statement,), where, lock_timeout)
+        if data:
+            statements.run(conn, "row_security", value="on")
+
+
+def _count_rows(conn: psycopg.Connection, project: Project) -> tuple[dict[str, int], set[str]]:
+    """Row counts of the tables the current role can see whole; the others are unverified."""
+    visible = {
+        row["table_name"]: row["sees_all"] for row in statements.run(conn, "row_visibility", schema=project.schema_name)
+    }
+    counts: dict[str, int] = {}
+    unverified: set[str] = set()
+    for table, sees_all in visible.items():
+        if not sees_all:
+            unverified.add(table)
+            continue
+        sql = _render(project, "ops/count_rows.sql.j2", schema=project.schema_name, table=table)
+        counts[table] = conn.execute(sql.encode()).fetchone()[0]  # type: ignore[index]
+    return counts, unverified
+
+
+def _validate_phase(
+    conn: psycopg.Connection, project: Project, phase: Phase, before: dict[str, int], unverified: set[str]
+) -> None:
+    invalid = statements.run(conn, "invalid_constraints", schema=project.schema_name)
+    if invalid:
+        first = invalid[0]
+        raise UsageError(
+            f"phase {phase.label} left constraint {first['name']} on {first['table_name']} NOT VALID; rolled back"
+        )
+    after, _ = _count_rows(conn, project)
+    for table, count in before.items():
+        if table in after and after[table] != count:
+            raise UsageError(
+                f"phase {phase.label} changed the row count of {table} ({count} -> {after[table]}); rolled back"
+            )
+
+
+# -- rollback ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    where: str
+    reverted: tuple[int, ...]
+    reapplied: bool
+
+
+def rollback(
+    conn: psycopg.Connection,
+    project: Project,
+    where: str,
+    *,
+    to: int,
+    lock_timeout: float = 10.0,
+    progress: Progress = lambda message: None,
+) -> RollbackReport:
+    recorded = applied_phases(conn, project)
+    _check_recorded(project, recorded)
+    done = sorted((row.phase for row in recorded), reverse=True)
+    to_revert = [number for number in done if number > to]
+    if not to_revert:
+        return RollbackReport(where, (), reapplied=False)
+    by_number = {phase.number: phase for phase in project.phases}
+    owner = project.role_name(project.role_of_kind("owner"))
+    with locked_transaction(conn, lock_timeout, where):
+        secured = _is_secured(conn, project)
+        _drop_security_objects(conn, project, where, lock_timeout)
+        for number in to_revert:
+            phase = by_number[number]
+            progress(f"reverting phase {phase.label}")
+            statements.run(conn, "set_role", role=owner)
+            statements.run(conn, "search_path", path=ident(project.schema_name))
+            for step in reversed(phase.steps):
+                step_statements = tuple(split_statements(step.down_sql(), str(step.down)))
+                applying.execute_statements(conn, step_statements, f"{where} rollback {step.down.name}", lock_timeout)
+            statements.run(conn, "reset_role")
+            conn.execute(
+                _render(project, "ops/unrecord_phase.sql.j2", helper_schema=project.helper_schema).encode(),
+                {"phase": number},
+            )
+        if secured:
+            progress("re-applying the security layer for the tables that remain")
+            plan = applying.make_plan(conn, project, where)
+            applying.execute_statements(conn, plan.sql, where, lock_timeout)
+    return RollbackReport(where, tuple(to_revert), reapplied=secured)
+
+
+def _is_secured(conn: psycopg.Connection, project: Project) -> bool:
+    """apply has run here: rlsctl's helper functions exist."""
+    return any(fn.name == "current_user_id" for fn in catalog.functions(conn, project.helper_schema))
+
+
+def _drop_security_objects(conn: psycopg.Connection, project: Project, where: str, lock_timeout: float) -> None:
+    """Policies and guard triggers on declared tables depend on what the down scripts drop."""
+    declared = set(project.tables)
+    policies = [p for p in catalog.policies(conn, project.schema_name) if p.table in declared]
+    triggers = [
+        t
+        for t in catalog.triggers(conn, project.schema_name)
+        if t.table in declared and (t.function_schema == project.helper_schema or t.name in TRIGGER_NAMES)
+    ]
+    script = _render(
+        project, "ops/drop_policies.sql.j2", schema=project.schema_name, policies=policies, triggers=triggers
+    )
+    if script.strip():
+        applying.execute_statements(conn, tuple(split_statements(script, "rollback SQL")), where, lock_timeout)

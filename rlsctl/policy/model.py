@@ -1,0 +1,328 @@
+"""The policy model: what the YAML files in `policies/` declare, typed and frozen.
+
+Every section may live in any file of `policies/`; `rlsctl.project` merges
+them and refuses a section declared twice. See docs/policy-format.md for
+the reference with examples.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from rlsctl.policy.conditions import COMMANDS, Cond, ConditionSyntaxError, parse_condition
+
+SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_.]*$")
+ROLE_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _condition(value: Any) -> Cond:
+    if isinstance(value, Cond):
+        return value
+    try:
+        return parse_condition(value)
+    except ConditionSyntaxError as exc:
+        # pydantic reports ValueError messages with the field's location; the
+        # condition's own sub-path goes into the message.
+        where = ".".join(str(part) for part in exc.path)
+        raise ValueError(f"{exc.message}" + (f" (at {where})" if where else "")) from None
+
+
+Condition = Annotated[Cond, BeforeValidator(_condition)]
+
+
+# -- project settings -------------------------------------------------------
+
+
+class Identity(Frozen):
+    """How policies read the session's user (SPEC s3)."""
+
+    setting: str = "app.user_id"
+    # SQL expression that yields the user id; default reads `setting`, and an
+    # empty value counts as no identity (fail closed).
+    expression: str | None = None
+    type: str = "text"
+
+    @field_validator("setting")
+    @classmethod
+    def _setting_name(cls, value: str) -> str:
+        if not SETTING_NAME.match(value):
+            raise ValueError("a custom setting name looks like prefix.name, e.g. app.user_id")
+        return value
+
+
+class Encryption(Frozen):
+    """Column encryption (docs/encryption.md)."""
+
+    # The server setting holding the key-encryption key: postgresql.conf,
+    # ALTER SYSTEM, or libpq `options` per connection. rlsctl never sends it.
+    master_key_setting: str = "rlsctl.master_key"
+    # Role keys allowed to call rlsctl.decrypt().
+    readers: tuple[str, ...] = ("app",)
+
+    @field_validator("master_key_setting")
+    @classmethod
+    def _setting_name(cls, value: str) -> str:
+        if not SETTING_NAME.match(value):
+            raise ValueError("a custom setting name looks like prefix.name, e.g. rlsctl.master_key")
+        return value
+
+
+class ApiKeys(Frozen):
+    """The table of API keys and what rlsctl.authenticate_api_key checks (SPEC s3)."""
+
+    table: str
+    key: str = "id"
+    tenant: str
+    hash: str  # lowercase hex SHA-256 of the raw key
+    scopes: str
+    expires: str | None = None
+    name: str | None = None
+    raw_prefix: str = "rk_"
+
+
+class ProjectSettings(Frozen):
+    name: str
+    schema_name: str = Field("public", alias="schema")
+    helper_schema: str = "rlsctl"
+    role_prefix: str = ""
+    identity: Identity = Identity()
+    extensions: tuple[str, ...] = ()
+    description: str = ""
+    # Grants on managed tables to roles the project does not declare (a backup
+    # tool, monitoring, a migration tool) are reported and left alone, unless
+    # this is on: then apply revokes them too.
+    prune_unmanaged_grants: bool = False
+    encryption: Encryption = Encryption()
+    api_keys: ApiKeys | None = None
+
+
+# -- roles --------------------------------------------------------------------
+
+RoleKind = Literal["owner", "app", "definer", "keys", "other"]
+
+
+class RoleDecl(Frozen):
+    kind: RoleKind = "other"
+    description: str = ""
+    # Full role name; default is the project's role_prefix + the role's key.
+    name: str | None = None
+    # Roles outside the project expected to be members of this one (a migration
+    # tool's login in the owner role), as literal role names. Any other member of
+    # an owner, definer or keys role is drift that apply revokes (docs/diff.md).
+    members: tuple[str, ...] = ()
+
+    @field_validator("members")
+    @classmethod
+    def _member_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name or "\x00" in name or len(name.encode()) > 63:
+                raise ValueError(f"member {name!r}: a role name is 1 to 63 bytes, without NUL")
+        if len(set(value)) != len(value):
+            raise ValueError("members lists a role twice")
+        return value
+
+
+# -- tenancy -------------------------------------------------------------------
+
+
+class TenantsDecl(Frozen):
+    table: str
+    key: str = "id"
+    owner: str | None = None  # column whose user counts as the top rank
+
+
+class MembershipDecl(Frozen):
+    table: str
+    tenant: str
+    user: str
+    rank: str | None = None  # column holding the member's rank
+
+
+class Tenancy(Frozen):
+    tenants: TenantsDecl
+    membership: MembershipDecl | None = None
+    ranks: tuple[str, ...] = ("MEMBER",)  # lowest first
+
+    @field_validator("ranks")
+    @classmethod
+    def _ranks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("ranks is a non-empty list of distinct names, lowest first")
+        return value
+
+    @property
+    def top_rank(self) -> str:
+        return self.ranks[-1]
+
+    @property
+    def lowest_rank(self) -> str:
+        return self.ranks[0]
+
+    def ranks_at_least(self, rank: str) -> tuple[str, ...]:
+        return self.ranks[self.ranks.index(rank) :]
+
+
+# -- tables ----------------------------------------------------------------------
+
+
+class UpdateRule(Frozen):
+    using: Condition
+    check: Condition | None = None
+
+
+def _update_rule(value: Any) -> Any:
+    if value is None or isinstance(value, UpdateRule):
+        return value
+    if isinstance(value, dict) and ("using" in value or "check" in value):
+        return value
+    return {"using": value}
+
+
+class CommandRules(Frozen):
+    select: Condition | None = None
+    insert: Condition | None = None
+    update: Annotated[UpdateRule | None, BeforeValidator(_update_rule)] = None
+    delete: Condition | None = None
+
+    def declared(self) -> tuple[str, ...]:
+        return tuple(command for command in COMMANDS if getattr(self, command) is not None)
+
+
+class ColumnList(Frozen):
+    """Columns a privilege covers: a list, or every column except some."""
+
+    only: tuple[str, ...] | None = None
+    except_: tuple[str, ...] = Field((), alias="except")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {"only": value}
+        return value
+
+    def names(self) -> tuple[str, ...]:
+        return (self.only or ()) + self.except_
+
+
+class ColumnPrivileges(Frozen):
+    select: ColumnList | None = None
+    insert: ColumnList | None = None
+    update: ColumnList | None = None
+
+
+class Guard(Frozen):
+    """A rule about changing a row that a policy cannot express (it needs OLD and NEW).
+
+    When an UPDATE by one of `roles` changes any of `changed`, `require` must
+    hold for the old row and `require_new` (if given) for the new row, else the
+    statement fails with `message`. Without either, such a change is refused.
+    """
+
+    changed: tuple[str, ...]
+    require: Condition = Field(default_factory=lambda: parse_condition(False))
+    require_new: Condition | None = None
+    message: str
+    roles: tuple[str, ...] = ("app",)
+
+
+class Retention(Frozen):
+    column: str
+    days: int = Field(gt=0)
+    role: str = "retention"
+    legal_hold: bool = False
+
+
+class Suppression(Frozen):
+    rule: str
+    reason: str = Field(min_length=10)
+    object: str | None = None
+
+
+class TenantVia(Frozen):
+    via: str
+    table: str | None = None
+    key: str | None = None
+
+
+class TableDecl(Frozen):
+    tenant: str | TenantVia | None = None
+    policies: dict[str, CommandRules] = {}
+    columns: dict[str, ColumnPrivileges] = {}
+    guards: tuple[Guard, ...] = ()
+    retention: Retention | None = None
+    # Columns only some roles may read: column -> the role keys entitled to it
+    # (the table owner always can). Lint reports any other reader.
+    secrets: dict[str, tuple[str, ...]] = {}
+    # Columns the database encrypts on write (pgcrypto); read with rlsctl.decrypt().
+    encrypted: tuple[str, ...] = ()
+    # Columns being taken out of encryption: no longer encrypted on write, while
+    # `rlsctl keys decrypt` turns their ciphertext back into plaintext.
+    decrypting: tuple[str, ...] = ()
+    suppress: tuple[Suppression, ...] = ()
+    description: str = ""
+
+
+class EveryTable(Frozen):
+    """Policies and suppressions that every managed table gets."""
+
+    policies: dict[str, CommandRules] = {}
+    suppress: tuple[Suppression, ...] = ()
+
+
+# -- fixtures for `rlsctl test` -------------------------------------------------------
+
+
+class Principal(Frozen):
+    """Who a test session impersonates: a role, with or without a user identity or an API key."""
+
+    user: str | None = None  # fixture row name of the user; "" means an empty identity
+    id: str | None = None  # or a literal user id that no fixture row has (a newcomer)
+    api_key: str | None = None  # or the raw API key the session authenticates with
+    role: str = "app"
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Principal:
+        if sum(value is not None for value in (self.user, self.id, self.api_key)) > 1:
+            raise ValueError("give one of user (a fixture row), id (a literal user id) or api_key (a raw key)")
+        return self
+
+
+Row = dict[str, Any]
+
+
+class Fixtures(Frozen):
+    principals: dict[str, Principal]
+    rows: dict[str, dict[str, Row]]
+    inserts: dict[str, dict[str, Row]] = {}
+    updates: dict[str, dict[str, Row]] = {}
+
+
+# -- one file ---------------------------------------------------------------------------
+
+
+class PolicyFile(Frozen):
+    """The sections one YAML file of `policies/` may hold."""
+
+    project: ProjectSettings | None = None
+    roles: dict[str, RoleDecl] | None = None
+    tenancy: Tenancy | None = None
+    every_table: EveryTable | None = None
+    tables: dict[str, TableDecl] | None = None
+    fixtures: Fixtures | None = None
+
+    @field_validator("roles")
+    @classmethod
+    def _role_keys(cls, value: dict[str, RoleDecl] | None) -> dict[str, RoleDecl] | None:
+        for key in value or {}:
+            if not ROLE_KEY.match(key):
+                raise ValueError(f"role key {key!r}: use lowercase letters, digits and _")
+        return value

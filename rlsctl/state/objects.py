@@ -1,0 +1,637 @@
+"""Managed objects: one frozen, comparable shape for the declared and the live side.
+
+Each object has a `kind` (the template file that renders its operations) and
+a stable `key`. `declared_objects` derives them from the declared state,
+`rlsctl.inspect.live_objects` reads them from the catalog; `rlsctl.diff`
+compares the two. Fields marked `compare=False` carry what is needed to
+render a statement but is not part of the object's identity (a policy's
+source SQL, a function's argument names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+from rlsctl.declare.compile import DeclaredState, HelperFn, TableSpec
+from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, literal
+
+SEARCH_PATH = "search_path=pg_catalog, pg_temp"
+
+
+@dataclass(frozen=True)
+class Obj:
+    kind: ClassVar[str] = "object"
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def sort_key(self) -> str:
+        """Where the object's operations go among those of the same step."""
+        return self.key
+
+
+@dataclass(frozen=True)
+class Role(Obj):
+    kind: ClassVar[str] = "role"
+    name: str
+    login: bool = False
+    createrole: bool = False
+    createdb: bool = False
+    comment: str | None = None
+    # Never declared: a managed role that has them is drift that apply refuses to repair.
+    superuser: bool = False
+    bypassrls: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"role {self.name}"
+
+    @property
+    def abilities(self) -> frozenset[str]:
+        """The attributes rlsctl manages (all off for its group roles)."""
+        held = (("LOGIN", self.login), ("CREATEROLE", self.createrole), ("CREATEDB", self.createdb))
+        return frozenset(name for name, on in held if on)
+
+    @property
+    def bypass_attributes(self) -> tuple[str, ...]:
+        """The attributes that make a role ignore RLS (and that rlsctl will not take away)."""
+        return tuple(name for name, held in (("SUPERUSER", self.superuser), ("BYPASSRLS", self.bypassrls)) if held)
+
+
+@dataclass(frozen=True)
+class Membership(Obj):
+    """`member` is a member of `role` (it may SET ROLE to it, and inherits its privileges)."""
+
+    kind: ClassVar[str] = "membership"
+    role: str
+    member: str
+
+    @property
+    def key(self) -> str:
+        return f"membership of {self.member} in {self.role}"
+
+
+@dataclass(frozen=True)
+class Schema(Obj):
+    kind: ClassVar[str] = "schema"
+    name: str
+    owner: str
+
+    @property
+    def key(self) -> str:
+        return f"schema {self.name}"
+
+
+@dataclass(frozen=True)
+class SchemaPrivilege(Obj):
+    kind: ClassVar[str] = "schema_privilege"
+    schema: str
+    grantee: str
+    privilege: str  # USAGE | CREATE
+
+    @property
+    def key(self) -> str:
+        return f"{self.privilege} on schema {self.schema} to {self.grantee}"
+
+
+# pg_default_acl's object types, as ALTER DEFAULT PRIVILEGES names them.
+DEFAULT_OBJECT_TYPES = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+
+
+@dataclass(frozen=True)
+class DefaultPrivilege(Obj):
+    """A privilege that objects `creator` creates later give `grantee` from the start.
+
+    `schema` None: everywhere (the role's global default, which replaces
+    PostgreSQL's built-in one: EXECUTE on functions for PUBLIC); a schema: added
+    to the global default in that schema only.
+    """
+
+    kind: ClassVar[str] = "default_privilege"
+    creator: str
+    objtype: str  # a key of DEFAULT_OBJECT_TYPES
+    schema: str | None
+    grantee: str
+    privilege: str
+    # Changing another role's defaults needs membership in it (or superuser).
+    repairable: bool = field(default=True, compare=False)
+
+    @property
+    def key(self) -> str:
+        where = "" if self.schema is None else f" in schema {self.schema}"
+        objects = DEFAULT_OBJECT_TYPES[self.objtype].lower()
+        return f"default: {self.privilege} on new {objects} of {self.creator}{where} to {self.grantee}"
+
+    @property
+    def objects(self) -> str:
+        """The object type as ALTER DEFAULT PRIVILEGES names it (TABLES, FUNCTIONS, ...)."""
+        return DEFAULT_OBJECT_TYPES[self.objtype]
+
+
+@dataclass(frozen=True)
+class Extension(Obj):
+    """An extension, in the schema it is declared in (pgcrypto: the helper schema;
+    moved elsewhere, rlsctl's encryption functions no longer find it)."""
+
+    kind: ClassVar[str] = "extension"
+    name: str
+    schema: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"extension {self.name}"
+
+
+@dataclass(frozen=True)
+class Function(Obj):
+    kind: ClassVar[str] = "function"
+    schema: str
+    name: str
+    arg_types: str  # as pg_catalog.oidvectortypes prints them, e.g. "text"
+    returns: str  # as pg_catalog.pg_get_function_result prints it
+    language: str
+    volatility: str  # i, s or v
+    security_definer: bool
+    config: tuple[str, ...]
+    body: str
+    owner: str
+    arg_decl: str = field(default="", compare=False)  # "min_rank text"
+    comment: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"function {self.schema}.{self.name}({self.arg_types})"
+
+    # Catalog text embedded as SQL, and why that is safe: the argument types
+    # (oidvectortypes), the declaration (pg_get_function_identity_arguments) and
+    # the result type (pg_get_function_result) are printed by the server with
+    # every name through quote_identifier, and hold no literal and no default,
+    # so they cannot close the parenthesis or the statement they stand in.
+    # The body is dollar-quoted with a tag it does not contain (sql.dollar_quoted),
+    # the settings go through sql.setting, policy expressions through
+    # sql.catalog_expression and trigger definitions through sql.catalog_statement.
+    @property
+    def signature(self) -> SqlText:
+        return SqlText(self.arg_types)
+
+    @property
+    def declaration(self) -> SqlText:
+        return SqlText(self.arg_decl or self.arg_types)
+
+
+@dataclass(frozen=True)
+class FunctionGrant(Obj):
+    kind: ClassVar[str] = "function_grant"
+    schema: str
+    name: str
+    arg_types: str
+    grantee: str
+    repairable: bool = field(default=True, compare=False)  # the session may act as the function's owner
+
+    @property
+    def key(self) -> str:
+        return f"EXECUTE on {self.schema}.{self.name}({self.arg_types}) to {self.grantee}"
+
+    @property
+    def signature(self) -> SqlText:
+        return SqlText(self.arg_types)  # server-printed type names (see Function.signature)
+
+
+def _where(schema: str | None, table: str) -> str:
+    """A table as keys name it: bare in the project schema, qualified in the helper schema."""
+    return table if schema is None else f"{schema}.{table}"
+
+
+@dataclass(frozen=True)
+class TableSecurity(Obj):
+    kind: ClassVar[str] = "table"
+    table: str
+    owner: str
+    rls_enabled: bool
+    rls_forced: bool
+    schema: str | None = None  # None: the project schema; else rlsctl's own tables of the helper schema
+
+    @property
+    def key(self) -> str:
+        return f"table {_where(self.schema, self.table)}"
+
+
+@dataclass(frozen=True)
+class Policy(Obj):
+    kind: ClassVar[str] = "policy"
+    table: str
+    name: str
+    command: str  # select | insert | update | delete | all
+    permissive: bool
+    roles: tuple[str, ...]
+    using: str | None  # as the server stores it (pg_get_expr) once normalised
+    check: str | None
+    source_using: str | None = field(default=None, compare=False)  # the SQL rlsctl renders
+    source_check: str | None = field(default=None, compare=False)
+    schema: str | None = None  # None: the project schema
+
+    @property
+    def key(self) -> str:
+        return f"policy {_where(self.schema, self.table)}.{self.name}"
+
+    @property
+    def sql_command(self) -> str:
+        return "ALL" if self.command == "all" else self.command.upper()
+
+    @property
+    def create_using(self) -> SqlText | None:
+        return _expression(self.source_using, self.using)
+
+    @property
+    def create_check(self) -> SqlText | None:
+        return _expression(self.source_check, self.check)
+
+
+def _expression(source: str | None, stored: str | None) -> SqlText | None:
+    """The SQL rlsctl rendered (built from quoted parts by the templates), else the
+    stored form the catalog returned (pg_get_expr: checked to be one expression)."""
+    if source is not None:
+        return SqlText(source)
+    return None if stored is None else catalog_expression(stored)
+
+
+@dataclass(frozen=True)
+class TableGrant(Obj):
+    """A privilege on a table. Declared grants are the table owner's (the grantor apply
+    itself uses); one by another grantor is a different object, never declared: it
+    vanishes with that grantor's grant option (CASCADE), so it cannot stand in for ours."""
+
+    kind: ClassVar[str] = "table_grant"
+    table: str
+    grantee: str
+    privilege: str
+    grantable: bool = False  # WITH GRANT OPTION: the grantee may pass the privilege on; never declared
+    schema: str | None = None  # None: the project schema
+    grantor: str | None = None  # None: the table owner
+    repairable: bool = field(default=True, compare=False)  # the session may SET ROLE to the grantor
+
+    @property
+    def key(self) -> str:
+        return f"{self.privilege} on {_where(self.schema, self.table)} to {self.grantee}{_by(self.grantor)}"
+
+    @property
+    def chain(self) -> tuple[str | None, str, str]:
+        """What a grant option's CASCADE follows: schema, table, privilege."""
+        return (self.schema, self.table, self.privilege)
+
+
+def _by(grantor: str | None) -> str:
+    return "" if grantor is None else f" (granted by {grantor})"
+
+
+@dataclass(frozen=True)
+class ColumnGrant(Obj):
+    kind: ClassVar[str] = "column_grant"
+    table: str
+    column: str
+    grantee: str
+    privilege: str
+    grantable: bool = False
+    schema: str | None = None
+    grantor: str | None = None
+    repairable: bool = field(default=True, compare=False)
+
+    @property
+    def key(self) -> str:
+        where = _where(self.schema, self.table)
+        return f"{self.privilege} ({self.column}) on {where} to {self.grantee}{_by(self.grantor)}"
+
+    @property
+    def sort_key(self) -> str:
+        # Columns of one table, grantee, privilege and grantor side by side: they share a statement.
+        parts = (_where(self.schema, self.table), self.grantee, self.privilege, self.grantor or "", self.column)
+        return "\x00".join(parts)
+
+    @property
+    def group(self) -> tuple[str | None, str, str, str, str | None]:
+        return (self.schema, self.table, self.grantee, self.privilege, self.grantor)
+
+    @property
+    def chain(self) -> tuple[str | None, str, str]:
+        return (self.schema, self.table, self.privilege)
+
+
+ENCRYPT_TRIGGER = "rlsctl_encrypt"  # encrypts declared columns on write (docs/encryption.md)
+GUARD_TRIGGER = "rlsctl_guard"  # refuses the changes guards forbid (docs/policy-format.md)
+# rlsctl's trigger names: a trigger so named on a managed table is rlsctl's, whatever it calls.
+TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER)
+
+
+@dataclass(frozen=True)
+class Trigger(Obj):
+    """A trigger, with everything that decides when it fires and what it runs.
+
+    rlsctl's are BEFORE, FOR EACH ROW, on every UPDATE (and INSERT), with no
+    arguments and no WHEN but the encrypt trigger's "not the keys role": AFTER
+    cannot change the row (encryption), WHEN (false) or UPDATE OF one column
+    skip it, and each is a way around it that drift names.
+    """
+
+    kind: ClassVar[str] = "trigger"
+    table: str
+    name: str
+    function_schema: str
+    function_name: str
+    events: str = "UPDATE"  # INSERT, DELETE, UPDATE, TRUNCATE joined by " OR ", in that order
+    # pg_trigger.tgenabled: O fires (the declared state), D disabled, R only in replica
+    # sessions (so not in the app's), A always.
+    enabled: str = "O"
+    timing: str = "BEFORE"  # BEFORE, AFTER or INSTEAD OF
+    level: str = "ROW"  # ROW or STATEMENT
+    columns: tuple[str, ...] = ()  # UPDATE OF these columns only
+    when: str | None = None  # the WHEN condition, as the server prints it
+    args: str = ""  # the arguments as the server stores them (tgargs, escaped)
+    ours: bool = field(default=True, compare=False)  # calls a function of the helper schema
+    # The role a declared trigger's WHEN exempts (the encrypt trigger's keys role); a live
+    # trigger never claims one, so a WHEN exempting another role counts as a restriction.
+    exempt_role: str | None = field(default=None, compare=False)
+    definition: str = field(default="", compare=False)  # pg_get_triggerdef, for a live trigger
+
+    @property
+    def key(self) -> str:
+        return f"trigger {self.table}.{self.name}"
+
+    @property
+    def fires(self) -> bool:
+        """Whether it fires in the application's sessions (session_replication_role = origin)."""
+        return self.enabled in ("O", "A") and self.when != "false"
+
+    @property
+    def event_list(self) -> tuple[str, ...]:
+        return tuple(self.events.split(" OR ")) if self.events else ()
+
+    @property
+    def calls(self) -> tuple[str, str, str]:
+        return (self.function_schema, self.function_name, self.args)
+
+    @property
+    def unrestricted(self) -> bool:
+        """BEFORE, per row, on every row of its events, for every role but at most one it
+        exempts (the encrypt trigger's keys role): the shape of rlsctl's own triggers."""
+        shape = (self.timing, self.level, self.columns) == ("BEFORE", "ROW", ())
+        exempting = self.exempt_role is not None and self.when == role_exemption(self.exempt_role)
+        return shape and (self.when is None or exempting)
+
+    @property
+    def create_statement(self) -> SqlText | None:
+        """The server's own CREATE TRIGGER for a live trigger (checked to be one such statement),
+        so the reverse of a repair brings back exactly what was there."""
+        return catalog_statement(self.definition, "CreateTrigStmt") if self.definition else None
+
+    def fires_at_least_as_much_as(self, other: Trigger) -> bool:
+        """Whether this trigger runs the same function wherever `other` would, or is rlsctl's
+        unrestricted form where `other` is not (which then does less)."""
+        if not other.fires:
+            return True
+        if not self.fires:
+            return False
+        if self.calls != other.calls:
+            return self.ours and self.unrestricted and not other.ours
+        if (self.timing, self.level) != (other.timing, other.level):
+            return (self.timing, self.level) == ("BEFORE", "ROW")
+        wider_columns = not self.columns or (bool(other.columns) and set(self.columns) >= set(other.columns))
+        return (
+            set(self.event_list) >= set(other.event_list)
+            and (self.when is None or self.when == other.when or (self.unrestricted and not other.unrestricted))
+            and wider_columns
+        )
+
+
+@dataclass(frozen=True)
+class KeyStore(Obj):
+    """The table of wrapped data keys, in the helper schema, owned by the keys role."""
+
+    kind: ClassVar[str] = "key_store"
+    schema: str
+    # Compared through the table's own objects (helper_tables()): owner, RLS, policies, grants.
+    owner: str = field(compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"key store {self.schema}.encryption_key"
+
+
+@dataclass(frozen=True)
+class ActiveKey(Obj):
+    """An active data key exists (created in the server, wrapped by the key-encryption key)."""
+
+    kind: ClassVar[str] = "active_key"
+    schema: str
+    crypto_schema: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> str:
+        return "active data key"
+
+
+@dataclass(frozen=True)
+class KeyRegistry(Obj):
+    """The key store's table of columns ever encrypted (key_registry.sql.j2), owned by the keys role."""
+
+    kind: ClassVar[str] = "key_registry"
+    schema: str
+    owner: str = field(compare=False)  # compared through the table's own objects, like the key store
+
+    @property
+    def key(self) -> str:
+        return f"key registry {self.schema}.encrypted_column"
+
+
+@dataclass(frozen=True)
+class EncryptedColumnRecord(Obj):
+    """A row of the key store's registry: this column was encrypted (keys.retire_unused counts it)."""
+
+    kind: ClassVar[str] = "encrypted_column"
+    schema: str
+    table: str
+    column: str
+
+    @property
+    def key(self) -> str:
+        return f"encrypted column {self.table}.{self.column} (recorded)"
+
+
+Objects = dict[str, Obj]
+
+# Default privileges rlsctl manages: what new tables, sequences, functions and
+# schemas give away. (Types keep PostgreSQL's default USAGE for PUBLIC.)
+MANAGED_DEFAULT_TYPES = ("r", "S", "f", "n")
+
+
+def builtin_defaults(creators: tuple[str, ...]) -> Objects:
+    """PostgreSQL's built-in default privileges of roles with no ALTER DEFAULT PRIVILEGES yet:
+    the live side of a database rlsctl has never seen (functions are executable by PUBLIC)."""
+    found = [DefaultPrivilege(creator, "f", None, "PUBLIC", "EXECUTE") for creator in creators]
+    return {obj.key: obj for obj in found}
+
+
+@dataclass(frozen=True)
+class Bodies:
+    """Function bodies and policy expressions rendered by the templates."""
+
+    functions: dict[str, str]  # helper name -> body
+    using: dict[tuple[str, str], str | None]  # (table, policy) -> USING source
+    check: dict[tuple[str, str], str | None]
+
+
+def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None) -> Objects:
+    """Everything apply manages, as declared. `operator`: the non-superuser running rlsctl.
+
+    Some kinds are declared by their absence: managed roles are members of no
+    role (the operator's memberships in them are the only ones declared), and
+    default privileges of the roles that create objects give nobody anything
+    (SPEC s3). What the catalog has of those kinds is extra.
+    """
+    found: list[Obj] = []
+    for role in state.roles:
+        comment = f"rlsctl {state.project_name}: {role.description}"
+        found.append(Role(role.name, comment=comment))
+        if operator is not None:
+            found.append(Membership(role.name, operator))
+    found += _schemas(state)
+    found += [Extension(name, state.helper_schema) for name in state.extensions]
+    for helper in state.helper_functions:
+        found.append(_function(state, helper, bodies.functions[f"{helper.name}({helper.args})"]))
+        # The owner's own EXECUTE is declared too: a tampered ACL without it is repaired,
+        # and a grant to the owner is never revoked.
+        found += [
+            FunctionGrant(state.helper_schema, helper.name, helper.args, role)
+            for role in dict.fromkeys((helper.owner, *helper.executors))
+        ]
+    found += helper_tables(state)
+    if state.encryption is not None and state.keys is not None:
+        found += [
+            KeyStore(state.helper_schema, state.keys),
+            KeyRegistry(state.helper_schema, state.keys),
+            ActiveKey(state.helper_schema, state.encryption.crypto_schema),
+        ]
+        found += [  # decrypting columns are not recorded again: keys decrypt forgets them once done
+            EncryptedColumnRecord(state.helper_schema, column.table, column.column)
+            for column in state.encryption.columns
+            if not column.decrypting
+        ]
+    if state.keys is not None and state.encryption is not None:
+        from rlsctl.declare.functions import PGCRYPTO
+
+        found += [FunctionGrant(state.encryption.crypto_schema, name, args, state.keys) for name, args in PGCRYPTO]
+    for table in state.tables:
+        found += _table_objects(state, table, bodies)
+    return {obj.key: obj for obj in found}
+
+
+# Tables rlsctl creates in the helper schema. The key store's (key_store.sql.j2:
+# the wrapped data keys, and the registry of columns ever encrypted) belong to the
+# keys role, have RLS enabled (not forced: their owner reads them) and no policy,
+# and nobody else holds any privilege on them: a grant made by mistake still shows
+# nobody a row. applied_phase (bootstrap.sql.j2) keeps what migrate gives it: the
+# owner role owns it, RLS off, no grants.
+KEY_TABLES = ("encryption_key", "encrypted_column")
+BOOKKEEPING_TABLE = "applied_phase"
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
+
+
+def helper_tables(state: DeclaredState) -> list[Obj]:
+    """The protection of rlsctl's helper-schema tables. They are created by their own
+    templates; `present_only` keeps those that exist (a missing one is not drift)."""
+    found: list[Obj] = [TableSecurity(BOOKKEEPING_TABLE, state.owner, False, False, state.helper_schema)]
+    if state.keys is not None:
+        found += [TableSecurity(name, state.keys, True, False, state.helper_schema) for name in KEY_TABLES]
+    return found
+
+
+def grants_of_foreign_functions(declared: Objects, foreign: frozenset[str]) -> Objects:
+    """Declared EXECUTE grants on functions whose owner the session cannot act as, marked so:
+    a GRANT there would only warn "no privileges were granted" (left to a DBA instead)."""
+    return {
+        key: replace(obj, repairable=False)
+        if isinstance(obj, FunctionGrant) and f"{obj.schema}.{obj.name}({obj.arg_types})" in foreign
+        else obj
+        for key, obj in declared.items()
+    }
+
+
+def present_only(declared: Objects, live: Objects) -> Objects:
+    """Declared objects without the helper-schema tables that do not exist (yet)."""
+    return {
+        key: obj
+        for key, obj in declared.items()
+        if not (isinstance(obj, TableSecurity) and obj.schema is not None and key not in live)
+    }
+
+
+def _schemas(state: DeclaredState) -> list[Obj]:
+    found: list[Obj] = [Schema(state.helper_schema, state.owner)]
+    if state.schema != "public":
+        found.append(Schema(state.schema, state.owner))
+    for name in state.grantee_role_names:
+        found.append(SchemaPrivilege(state.helper_schema, name, "USAGE"))
+        found.append(SchemaPrivilege(state.schema, name, "USAGE"))
+    if state.schema == "public":
+        found += [SchemaPrivilege("public", state.owner, "USAGE"), SchemaPrivilege("public", state.owner, "CREATE")]
+    return found
+
+
+def _function(state: DeclaredState, helper: HelperFn, body: str) -> Function:
+    return Function(
+        schema=state.helper_schema,
+        name=helper.name,
+        arg_types=helper.args,
+        returns=helper.returns,
+        language=helper.language,
+        volatility=helper.volatility,
+        security_definer=helper.security_definer,
+        config=(SEARCH_PATH,),
+        body=body,
+        owner=helper.owner,
+        arg_decl=helper.arg_decl,
+    )
+
+
+def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> list[Obj]:
+    found: list[Obj] = [TableSecurity(table.name, state.owner, True, True)]
+    for policy in table.policies:
+        found.append(
+            Policy(
+                table=table.name,
+                name=policy.name,
+                command=policy.command,
+                permissive=True,
+                roles=(policy.role,),
+                using=bodies.using[(table.name, policy.name)],
+                check=bodies.check[(table.name, policy.name)],
+                source_using=bodies.using[(table.name, policy.name)],
+                source_check=bodies.check[(table.name, policy.name)],
+            )
+        )
+    for grant in table.grants:
+        if grant.columns is None:
+            found.append(TableGrant(table.name, grant.role, grant.privilege))
+        else:
+            found += [ColumnGrant(table.name, column, grant.role, grant.privilege) for column in grant.columns]
+    if table.guards:
+        found.append(Trigger(table.name, GUARD_TRIGGER, state.helper_schema, table.guard_function))
+    if state.encryption is not None and table.name in state.encryption.tables:
+        from rlsctl.declare.compile import helper_name
+
+        function = helper_name("encrypt_", table.name)
+        found.append(
+            Trigger(
+                table.name, ENCRYPT_TRIGGER, state.helper_schema, function, "INSERT OR UPDATE",
+                when=None if state.keys is None else role_exemption(state.keys), exempt_role=state.keys,
+            )
+        )  # fmt: skip
+    return found
+
+
+def role_exemption(role: str) -> SqlText:
+    """The encrypt trigger's WHEN, as the server prints it back: the keys role writes ciphertext
+    itself (rotation, backfill), so for its batches the trigger does not even call its function."""
+    return SqlText("(CURRENT_USER <> " + literal(role) + "::name)")
