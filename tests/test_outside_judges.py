@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rlsctl.change.offline import render_phases
+from rlsctl.change.render import render_phases
 from rlsctl.policy.project import load_project
 from tests.conftest import ROOT
 from tests.test_lint import documented_rows, ticked

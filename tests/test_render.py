@@ -9,11 +9,11 @@ import pglast
 import pytest
 from click.testing import CliRunner
 
-from rlsctl.change.offline import render_phases
+from rlsctl.change.render import render_phases
 from rlsctl.cli.main import main
 from rlsctl.errors import UsageError
-from rlsctl.pg.render import TemplateError, render_template
 from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, dollar_quoted, ident, literal, qualified
+from rlsctl.pg.templates import TemplateError, render_template
 from rlsctl.policy.project import load_project
 
 ROOT = Path(__file__).resolve().parent.parent

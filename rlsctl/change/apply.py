@@ -27,11 +27,12 @@ from psycopg import errors as pgerrors
 from rlsctl.catalog import queries as catalog
 from rlsctl.change.plan import Plan, plan_for_database
 from rlsctl.change.txn import lock_wait_message, locked_transaction
-from rlsctl.declare.compile import DeclaredState, declare
+from rlsctl.declare.compile import declare
+from rlsctl.declare.state import DeclaredState
 from rlsctl.declare.validate import validate
 from rlsctl.errors import MissingExtension, UsageError
 from rlsctl.pg import statements
-from rlsctl.pg.render import render_template
+from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 from rlsctl.schema.phases import phase_adding_column, phase_creating
 from rlsctl.schema.tables import Schema

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlsctl.pg.render import call_macro
+from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
     ColumnGrant,
     DefaultPrivilege,

@@ -14,19 +14,18 @@ from pathlib import Path
 import psycopg
 
 from rlsctl.catalog import queries as catalog
-from rlsctl.catalog.inspect import Live, live_objects, normalise_policies
+from rlsctl.catalog.inspect import Live, live_objects
 from rlsctl.change import diff as d
-from rlsctl.declare.compile import DeclaredState
-from rlsctl.pg.render import call_macro
+from rlsctl.change.normalise import normalise_policies
+from rlsctl.declare.objects import declared_objects, render_bodies
+from rlsctl.declare.state import DeclaredState
 from rlsctl.schema.ddl import split_rendered
 from rlsctl.state.objects import (
     ENCRYPT_TRIGGER,
-    Bodies,
     Obj,
     Objects,
     Trigger,
     builtin_defaults,
-    declared_objects,
     grants_of_foreign_functions,
     present_only,
 )
@@ -80,29 +79,6 @@ class Plan:
         )
 
 
-def bodies(state: DeclaredState, templates: Path | None) -> Bodies:
-    """Function bodies and policy expressions, rendered once by the templates."""
-    functions: dict[str, str] = {}
-    # Bodies start on their own line after the $rlsctl$ quote; PostgreSQL keeps
-    # the text verbatim (prosrc), so this is also what the diff compares.
-    for helper in state.helper_functions:
-        args: tuple[object, ...] = (state,)
-        if helper.table is not None:
-            args = (state, state.table(helper.table))
-        functions[f"{helper.name}({helper.args})"] = "\n" + call_macro(
-            "objects/bodies.sql.j2", helper.body, templates, *args
-        )
-    using: dict[tuple[str, str], str | None] = {}
-    check: dict[tuple[str, str], str | None] = {}
-    for table in state.tables:
-        for policy in table.policies:
-            text = call_macro("objects/bodies.sql.j2", "using", templates, state, table, policy)
-            using[(table.name, policy.name)] = text or None
-            text = call_macro("objects/bodies.sql.j2", "check", templates, state, table, policy)
-            check[(table.name, policy.name)] = text or None
-    return Bodies(functions, using, check)
-
-
 def render_operations(ops: list[d.Operation], state: DeclaredState, templates: Path | None) -> tuple[Statement, ...]:
     """The statements of operations in the order given (column grants of one target share one)."""
     found: list[Statement] = []
@@ -143,7 +119,7 @@ def plan_changes(
 def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
     """Everything declared, against a database that has only PostgreSQL's built-in defaults
     (operator unknown: a conditional membership grant)."""
-    declared = declared_objects(state, bodies(state, templates), operator="")
+    declared = declared_objects(state, render_bodies(state, templates), operator="")
     ops = plan_changes(state, declared, Live(builtin_defaults(state.creators), ()), templates)
     return Plan(state, ops, render_operations(list(ops), state, templates))
 
@@ -153,8 +129,8 @@ def plan_for_database(
 ) -> Plan:
     operator_role = catalog.current_role(conn)
     operator = None if operator_role.superuser else operator_role.name
-    declared = declared_objects(state, bodies(state, templates), operator)
-    live = live_objects(conn, state, operator, templates)
+    declared = declared_objects(state, render_bodies(state, templates), operator)
+    live = live_objects(conn, state.scope, operator, templates)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
     ops = plan_changes(state, declared, live, templates, kinds)
     # What a CASCADE removes is not left alone: the statement that removes it names it instead.

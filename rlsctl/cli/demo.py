@@ -19,7 +19,7 @@ from psycopg import conninfo
 from rlsctl.change import apply as applying
 from rlsctl.migrate import run as migrating
 from rlsctl.pg import db, localpg, statements
-from rlsctl.pg.render import render_template
+from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 from rlsctl.tester.run import run_matrix
 

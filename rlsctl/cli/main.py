@@ -50,7 +50,7 @@ _project = load_project_option
 @handle_errors
 def render(project: str | None, role_prefix: str | None, phase: int | None, out_dir: Path | None) -> None:
     """Write the generated SQL, offline and deterministic (byte-identical across runs)."""
-    from rlsctl.change.offline import render_phases
+    from rlsctl.change.render import render_phases
 
     loaded = _project(project, role_prefix)
     rendered = render_phases(loaded, phase)

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rlsctl.declare import expr as e
+from rlsctl.declare.state import helper_name
 from rlsctl.errors import UsageError
 from rlsctl.policy import conditions as c
+from rlsctl.policy.columns import policy_conditions
 from rlsctl.policy.model import TableDecl, TenantVia
 from rlsctl.policy.project import Project
 from rlsctl.schema.tables import Schema
@@ -308,23 +310,8 @@ def api_key_parents(project: Project, schema: Schema) -> tuple[str, ...]:
     return tuple(sorted(table for table in found if schema.has_table(table)))
 
 
-def policy_conditions(decl: TableDecl) -> list[c.Cond]:
-    """Every condition of a table's policies (USING and WITH CHECK)."""
-    found: list[c.Cond] = []
-    for rules in decl.policies.values():
-        for command in rules.declared():
-            rule = getattr(rules, command)
-            if command == "update":
-                found += [rule.using] + ([rule.check] if rule.check is not None else [])
-            else:
-                found.append(rule)
-    return found
-
-
 def api_key_rows_function(table: str) -> str:
     """The helper returning the keys of `table`'s rows in the API key's tenant."""
-    from rlsctl.declare.compile import helper_name
-
     return helper_name("api_key_rows_", table)
 
 

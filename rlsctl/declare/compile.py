@@ -1,4 +1,4 @@
-"""The declared state: what the database's security layer must be, as typed objects.
+"""Compile the policy model into the declared state (rlsctl.declare.state).
 
 `declare(project, schema)` turns the policy model into roles, policies,
 grants, guards and helper functions for exactly the tables and columns that
@@ -8,282 +8,38 @@ evaluates the same bound expressions to know what every principal may do.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import replace
 
 from rlsctl.declare import expr as e
-from rlsctl.declare.bind import Binder, BindError, api_key_parents, bind, tenancy_exists
-from rlsctl.pg.sql import SqlText
-from rlsctl.policy.conditions import COMMANDS, Cond
+from rlsctl.declare.bind import (
+    Binder,
+    BindError,
+    api_key_parents,
+    api_key_rows_function,
+    api_keys_exist,
+    bind,
+    tenancy_exists,
+)
+from rlsctl.declare.functions import catalogue
+from rlsctl.declare.state import (
+    PRIVILEGE,
+    ApiKeyParent,
+    ApiKeySpec,
+    DeclaredState,
+    EncryptedColumn,
+    EncryptionSpec,
+    GrantSpec,
+    GuardSpec,
+    PolicySpec,
+    RoleSpec,
+    TableSpec,
+    TenancySpec,
+)
+from rlsctl.policy.columns import columns_named, exists_reads
+from rlsctl.policy.conditions import Cond
 from rlsctl.policy.model import ColumnList, Guard, TableDecl, UpdateRule
 from rlsctl.policy.project import Project
 from rlsctl.schema.tables import Schema, Table
-
-PRIVILEGE = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
-
-
-@dataclass(frozen=True)
-class RoleSpec:
-    key: str
-    name: str
-    kind: str
-    description: str
-    members: tuple[str, ...] = ()  # roles outside the project expected to be its members
-
-    @property
-    def privileged(self) -> bool:
-        """Owns objects or holds key material: a member may SET ROLE to it and then
-        disable RLS, replace helpers or read the key store."""
-        return self.kind in PRIVILEGED_KINDS
-
-
-PRIVILEGED_KINDS = ("owner", "definer", "keys")
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    table: str
-    name: str
-    command: str  # select | insert | update | delete
-    role_key: str
-    role: str
-    using: e.Pred | None
-    check: e.Pred | None
-
-    @property
-    def sql_command(self) -> str:
-        return PRIVILEGE[self.command]
-
-    @property
-    def helpers(self) -> set[str]:
-        found: set[str] = set()
-        for pred in (self.using, self.check):
-            if pred is not None:
-                found |= e.helpers_used(pred)
-        return found
-
-    @property
-    def reads(self) -> set[str]:
-        tables: set[str] = set()
-        for pred in (self.using, self.check):
-            if pred is not None:
-                tables |= e.tables_read(pred)
-        return tables
-
-
-@dataclass(frozen=True)
-class GrantSpec:
-    table: str
-    privilege: str  # SELECT | INSERT | UPDATE | DELETE
-    role_key: str
-    role: str
-    columns: tuple[str, ...] | None  # None: the whole table
-
-
-@dataclass(frozen=True)
-class GuardSpec:
-    changed: tuple[str, ...]
-    require: e.Pred  # on the old row
-    require_new: e.Pred  # on the new row (TRUE when not declared)
-    message: str
-    roles: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    primary_key: tuple[str, ...]
-    policies: tuple[PolicySpec, ...]
-    grants: tuple[GrantSpec, ...]
-    guards: tuple[GuardSpec, ...]
-
-    @property
-    def guard_function(self) -> str:
-        return helper_name("guard_", self.name)
-
-    def policies_for(self, role_key: str, command: str) -> tuple[PolicySpec, ...]:
-        return tuple(p for p in self.policies if p.role_key == role_key and p.command == command)
-
-    def grant_for(self, role_key: str, privilege: str) -> GrantSpec | None:
-        for grant in self.grants:
-            if grant.role_key == role_key and grant.privilege == privilege:
-                return grant
-        return None
-
-
-@dataclass(frozen=True)
-class TenancySpec:
-    tenants_table: str
-    tenants_key: str
-    tenants_owner: str | None
-    membership_table: str | None
-    membership_tenant: str | None
-    membership_user: str | None
-    membership_rank: str | None
-    ranks: tuple[str, ...]
-    tenant_id_type: str
-
-
-@dataclass(frozen=True)
-class HelperFn:
-    """A function rlsctl owns in the helper schema (see rlsctl/functions.py for the catalogue)."""
-
-    name: str
-    args: str  # the argument types of the signature, e.g. "text"
-    policy_helper: bool  # called from policies (EXECUTE for the roles whose policies call it)
-    arg_decl: str = ""  # the declaration, with argument names
-    returns: str = ""
-    language: str = "sql"
-    volatility: str = "s"
-    security_definer: bool = False
-    owner: str = ""
-    executors: tuple[str, ...] = ()  # roles granted EXECUTE (policy helpers: computed from the policies)
-    body: str = ""  # the macro of objects/bodies.sql.j2 that writes its body
-    table: str | None = None  # for per-table functions (guards, encryption triggers)
-
-    @property
-    def signature_args(self) -> SqlText:
-        return SqlText(self.args)
-
-
-@dataclass(frozen=True)
-class EncryptedColumn:
-    table: str
-    column: str
-    kind: str  # text or jsonb: the ciphertext format
-    decrypting: bool = False  # being taken out of encryption
-
-
-@dataclass(frozen=True)
-class EncryptionSpec:
-    master_key_setting: str
-    readers: tuple[str, ...]  # roles that may call decrypt()
-    writers: tuple[str, ...]  # roles that insert or update encrypted columns (they call encrypt() via the trigger)
-    columns: tuple[EncryptedColumn, ...]
-    crypto_schema: str  # where pgcrypto lives
-
-    def encrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
-        return tuple(c for c in self.columns if c.table == table and not c.decrypting)
-
-    def decrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
-        return tuple(c for c in self.columns if c.table == table and c.decrypting)
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        """Tables with a trigger: encrypting columns are encrypted on write, and neither kind
-        accepts a value shaped like ciphertext (docs/encryption.md)."""
-        return tuple(sorted({c.table for c in self.columns}))
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(sorted({c.kind for c in self.columns}))
-
-
-@dataclass(frozen=True)
-class ApiKeyParent:
-    """A table api_key conditions reach through `tenant: {via: ...}`, and the helper returning its rows' keys."""
-
-    table: str
-    key: str
-    key_type: str
-    function: str
-    reach: e.Pred  # the row's tenant is the API key's: checked in the helper, not only by the keys role's RLS
-
-
-@dataclass(frozen=True)
-class ApiKeySpec:
-    table: str
-    key: str
-    tenant: str
-    hash: str
-    scopes: str
-    expires: str | None
-    name: str | None
-    raw_prefix: str
-    tenant_type: str
-    key_type: str
-
-
-@dataclass(frozen=True)
-class DeclaredState:
-    project_name: str
-    schema: str
-    helper_schema: str
-    identity_setting: str
-    identity_expression: str | None
-    identity_type: str
-    extensions: tuple[str, ...]
-    prune_unmanaged_grants: bool
-    roles: tuple[RoleSpec, ...]
-    owner: str
-    app: str
-    definer: str
-    tables: tuple[TableSpec, ...]
-    pending: tuple[str, ...]
-    tenancy: TenancySpec | None
-    # Columns the policy files name on tables that exist, but which do not exist yet
-    # (a later phase adds them): rules about them fold to "no" until then.
-    pending_columns: tuple[tuple[str, str], ...] = ()
-    keys: str | None = None  # the keys role: encryption, key rotation, API-key sessions
-    api_key_parents: tuple[ApiKeyParent, ...] = ()
-    encryption: EncryptionSpec | None = None
-    api_keys: ApiKeySpec | None = None
-
-    @property
-    def managed_role_names(self) -> tuple[str, ...]:
-        return tuple(role.name for role in self.roles)
-
-    def helper_callers(self, helper: str) -> tuple[str, ...]:
-        """Roles whose policies (or guarded updates) call a policy helper: only they may execute it."""
-        callers: set[str] = set()
-        for table in self.tables:
-            for policy in table.policies:
-                if helper in policy.helpers:
-                    callers.add(policy.role)
-            for guard in table.guards:
-                if helper in e.helpers_used(guard.require) | e.helpers_used(guard.require_new):
-                    callers.update(guard.roles)
-        return tuple(sorted(callers))
-
-    @property
-    def grantee_role_names(self) -> tuple[str, ...]:
-        """Roles that may hold privileges on tables (all but the owner)."""
-        return tuple(role.name for role in self.roles if role.name != self.owner)
-
-    @cached_property
-    def helper_functions(self) -> tuple[HelperFn, ...]:
-        """Functions rlsctl owns in the helper schema (rlsctl/functions.py).
-
-        Computed once per state (it walks every policy for the helpers' callers);
-        the state is frozen, so the catalogue cannot go stale."""
-        from rlsctl.declare.functions import catalogue
-
-        return catalogue(self)
-
-    @property
-    def function_owners(self) -> tuple[str, ...]:
-        return tuple(sorted({fn.owner for fn in self.helper_functions}))
-
-    @property
-    def creators(self) -> tuple[str, ...]:
-        """Managed roles that own (and so create) objects: their default privileges are managed."""
-        return tuple(sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else [])}))
-
-    def table(self, name: str) -> TableSpec:
-        for table in self.tables:
-            if table.name == name:
-                return table
-        raise KeyError(name)
-
-
-def helper_name(prefix: str, table: str) -> str:
-    """A function name derived from a table name, kept within 63 bytes."""
-    name = prefix + table
-    if len(name.encode()) <= 63:
-        return name
-    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
-    return (prefix + table)[: 63 - 9] + "_" + digest
 
 
 def declare(project: Project, schema: Schema) -> DeclaredState:
@@ -297,7 +53,7 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
     )
     identity = project.settings.identity
     keys_role = project.role_name(project.role_of_kind("keys")) if _has_kind(project, "keys") else None
-    return DeclaredState(
+    state = DeclaredState(
         project_name=project.settings.name,
         schema=project.schema_name,
         helper_schema=project.helper_schema,
@@ -319,11 +75,10 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         api_keys=_api_keys(project, schema),
         api_key_parents=_api_key_parents(project, schema),
     )
+    return replace(state, helper_functions=catalogue(state))
 
 
 def _pending_columns(project: Project, schema: Schema, managed: list[str]) -> tuple[tuple[str, str], ...]:
-    from rlsctl.declare.validate import columns_named, exists_reads
-
     through_exists = exists_reads(project)  # once: it walks every table's rules
     return tuple(
         (name, column)
@@ -334,8 +89,6 @@ def _pending_columns(project: Project, schema: Schema, managed: list[str]) -> tu
 
 
 def _api_key_parents(project: Project, schema: Schema) -> tuple[ApiKeyParent, ...]:
-    from rlsctl.declare.bind import api_key_rows_function
-
     if not _has_kind(project, "keys"):
         return ()
     found = []
@@ -386,8 +139,6 @@ def _encryption(project: Project, schema: Schema, tables: tuple[TableSpec, ...])
 
 
 def _api_keys(project: Project, schema: Schema) -> ApiKeySpec | None:
-    from rlsctl.declare.bind import api_keys_exist
-
     keys = project.settings.api_keys
     if keys is None or not api_keys_exist(project, schema) or not _has_kind(project, "keys"):
         return None
@@ -609,8 +360,6 @@ def _keys_role(
             GrantSpec(name, "UPDATE", key, role, tuple(encrypted)),
         ]
     api = project.settings.api_keys
-    from rlsctl.declare.bind import api_keys_exist
-
     if api is not None and api_keys_exist(project, schema):
         if name == api.table:
             presented = e.compare(e.Col(0, api.hash), "=", e.Setting(PRESENTED_KEY_HASH))
@@ -666,4 +415,4 @@ def _guard(project: Project, schema: Schema, table: str, guard: Guard) -> GuardS
     return GuardSpec(changed, require, require_new, guard.message, roles)
 
 
-__all__ = ["COMMANDS", "DeclaredState", "GrantSpec", "PolicySpec", "TableSpec", "declare"]
+__all__ = ["declare"]

@@ -18,7 +18,7 @@ named in `body`.
 
 from __future__ import annotations
 
-from rlsctl.declare.compile import DeclaredState, HelperFn, helper_name
+from rlsctl.declare.state import DeclaredState, HelperFn, helper_name
 
 TIMESTAMP = "timestamp without time zone"
 

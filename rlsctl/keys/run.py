@@ -32,11 +32,12 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from rlsctl.change.apply import live_schema, require_master_key_setting
-from rlsctl.declare.compile import DeclaredState, EncryptedColumn, declare
+from rlsctl.declare.compile import declare
+from rlsctl.declare.state import DeclaredState, EncryptedColumn
 from rlsctl.declare.validate import validate
 from rlsctl.errors import RetireBlocked, UsageError
 from rlsctl.pg import locks, statements
-from rlsctl.pg.render import render_template
+from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 
 # Called after each batch: (column label, values rewritten, values pending at the start).

@@ -29,8 +29,8 @@ from rlsctl.errors import UsageError
 from rlsctl.migrate import backup
 from rlsctl.pg import statements
 from rlsctl.pg.db import Target
-from rlsctl.pg.render import render_template
 from rlsctl.pg.sql import ident, qualified
+from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 from rlsctl.schema.ddl import changes_data, split_statements
 from rlsctl.schema.phases import Phase, phase_creating

@@ -1,8 +1,8 @@
 """Managed objects: one frozen, comparable shape for the declared and the live side.
 
 Each object has a `kind` (the template file that renders its operations) and
-a stable `key`. `declared_objects` derives them from the declared state,
-`rlsctl.inspect.live_objects` reads them from the catalog; `rlsctl.diff`
+a stable `key`. `rlsctl.declare.objects` derives them from the declared state,
+`rlsctl.catalog.inspect` reads them from the catalog; `rlsctl.change.diff`
 compares the two. Fields marked `compare=False` carry what is needed to
 render a statement but is not part of the object's identity (a policy's
 source SQL, a function's argument names).
@@ -13,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from rlsctl.declare.compile import DeclaredState, HelperFn, TableSpec
 from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, literal
-
-SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 
 
 @dataclass(frozen=True)
@@ -473,80 +470,6 @@ def builtin_defaults(creators: tuple[str, ...]) -> Objects:
     return {obj.key: obj for obj in found}
 
 
-@dataclass(frozen=True)
-class Bodies:
-    """Function bodies and policy expressions rendered by the templates."""
-
-    functions: dict[str, str]  # helper name -> body
-    using: dict[tuple[str, str], str | None]  # (table, policy) -> USING source
-    check: dict[tuple[str, str], str | None]
-
-
-def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None) -> Objects:
-    """Everything apply manages, as declared. `operator`: the non-superuser running rlsctl.
-
-    Some kinds are declared by their absence: managed roles are members of no
-    role (the operator's memberships in them are the only ones declared), and
-    default privileges of the roles that create objects give nobody anything
-    (SPEC s3). What the catalog has of those kinds is extra.
-    """
-    found: list[Obj] = []
-    for role in state.roles:
-        comment = f"rlsctl {state.project_name}: {role.description}"
-        found.append(Role(role.name, comment=comment))
-        if operator is not None:
-            found.append(Membership(role.name, operator))
-    found += _schemas(state)
-    found += [Extension(name, state.helper_schema) for name in state.extensions]
-    for helper in state.helper_functions:
-        found.append(_function(state, helper, bodies.functions[f"{helper.name}({helper.args})"]))
-        # The owner's own EXECUTE is declared too: a tampered ACL without it is repaired,
-        # and a grant to the owner is never revoked.
-        found += [
-            FunctionGrant(state.helper_schema, helper.name, helper.args, role)
-            for role in dict.fromkeys((helper.owner, *helper.executors))
-        ]
-    found += helper_tables(state)
-    if state.encryption is not None and state.keys is not None:
-        found += [
-            KeyStore(state.helper_schema, state.keys),
-            KeyRegistry(state.helper_schema, state.keys),
-            ActiveKey(state.helper_schema, state.encryption.crypto_schema),
-        ]
-        found += [  # decrypting columns are not recorded again: keys decrypt forgets them once done
-            EncryptedColumnRecord(state.helper_schema, column.table, column.column)
-            for column in state.encryption.columns
-            if not column.decrypting
-        ]
-    if state.keys is not None and state.encryption is not None:
-        from rlsctl.declare.functions import PGCRYPTO
-
-        found += [FunctionGrant(state.encryption.crypto_schema, name, args, state.keys) for name, args in PGCRYPTO]
-    for table in state.tables:
-        found += _table_objects(state, table, bodies)
-    return {obj.key: obj for obj in found}
-
-
-# Tables rlsctl creates in the helper schema. The key store's (key_store.sql.j2:
-# the wrapped data keys, and the registry of columns ever encrypted) belong to the
-# keys role, have RLS enabled (not forced: their owner reads them) and no policy,
-# and nobody else holds any privilege on them: a grant made by mistake still shows
-# nobody a row. applied_phase (bootstrap.sql.j2) keeps what migrate gives it: the
-# owner role owns it, RLS off, no grants.
-KEY_TABLES = ("encryption_key", "encrypted_column")
-BOOKKEEPING_TABLE = "applied_phase"
-HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
-
-
-def helper_tables(state: DeclaredState) -> list[Obj]:
-    """The protection of rlsctl's helper-schema tables. They are created by their own
-    templates; `present_only` keeps those that exist (a missing one is not drift)."""
-    found: list[Obj] = [TableSecurity(BOOKKEEPING_TABLE, state.owner, False, False, state.helper_schema)]
-    if state.keys is not None:
-        found += [TableSecurity(name, state.keys, True, False, state.helper_schema) for name in KEY_TABLES]
-    return found
-
-
 def grants_of_foreign_functions(declared: Objects, foreign: frozenset[str]) -> Objects:
     """Declared EXECUTE grants on functions whose owner the session cannot act as, marked so:
     a GRANT there would only warn "no privileges were granted" (left to a DBA instead)."""
@@ -567,68 +490,15 @@ def present_only(declared: Objects, live: Objects) -> Objects:
     }
 
 
-def _schemas(state: DeclaredState) -> list[Obj]:
-    found: list[Obj] = [Schema(state.helper_schema, state.owner)]
-    if state.schema != "public":
-        found.append(Schema(state.schema, state.owner))
-    for name in state.grantee_role_names:
-        found.append(SchemaPrivilege(state.helper_schema, name, "USAGE"))
-        found.append(SchemaPrivilege(state.schema, name, "USAGE"))
-    if state.schema == "public":
-        found += [SchemaPrivilege("public", state.owner, "USAGE"), SchemaPrivilege("public", state.owner, "CREATE")]
-    return found
-
-
-def _function(state: DeclaredState, helper: HelperFn, body: str) -> Function:
-    return Function(
-        schema=state.helper_schema,
-        name=helper.name,
-        arg_types=helper.args,
-        returns=helper.returns,
-        language=helper.language,
-        volatility=helper.volatility,
-        security_definer=helper.security_definer,
-        config=(SEARCH_PATH,),
-        body=body,
-        owner=helper.owner,
-        arg_decl=helper.arg_decl,
-    )
-
-
-def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> list[Obj]:
-    found: list[Obj] = [TableSecurity(table.name, state.owner, True, True)]
-    for policy in table.policies:
-        found.append(
-            Policy(
-                table=table.name,
-                name=policy.name,
-                command=policy.command,
-                permissive=True,
-                roles=(policy.role,),
-                using=bodies.using[(table.name, policy.name)],
-                check=bodies.check[(table.name, policy.name)],
-                source_using=bodies.using[(table.name, policy.name)],
-                source_check=bodies.check[(table.name, policy.name)],
-            )
-        )
-    for grant in table.grants:
-        if grant.columns is None:
-            found.append(TableGrant(table.name, grant.role, grant.privilege))
-        else:
-            found += [ColumnGrant(table.name, column, grant.role, grant.privilege) for column in grant.columns]
-    if table.guards:
-        found.append(Trigger(table.name, GUARD_TRIGGER, state.helper_schema, table.guard_function))
-    if state.encryption is not None and table.name in state.encryption.tables:
-        from rlsctl.declare.compile import helper_name
-
-        function = helper_name("encrypt_", table.name)
-        found.append(
-            Trigger(
-                table.name, ENCRYPT_TRIGGER, state.helper_schema, function, "INSERT OR UPDATE",
-                when=None if state.keys is None else role_exemption(state.keys), exempt_role=state.keys,
-            )
-        )  # fmt: skip
-    return found
+# Tables rlsctl creates in the helper schema. The key store's (key_store.sql.j2:
+# the wrapped data keys, and the registry of columns ever encrypted) belong to the
+# keys role, have RLS enabled (not forced: their owner reads them) and no policy,
+# and nobody else holds any privilege on them: a grant made by mistake still shows
+# nobody a row. applied_phase (bootstrap.sql.j2) keeps what migrate gives it: the
+# owner role owns it, RLS off, no grants.
+KEY_TABLES = ("encryption_key", "encrypted_column")
+BOOKKEEPING_TABLE = "applied_phase"
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
 
 
 def role_exemption(role: str) -> SqlText:

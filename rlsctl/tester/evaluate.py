@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlsctl.declare import expr as e
-from rlsctl.declare.compile import DeclaredState, GrantSpec, PolicySpec, TableSpec
+from rlsctl.declare.state import DeclaredState, GrantSpec, PolicySpec, TableSpec
 
 Row = dict[str, Any]
 

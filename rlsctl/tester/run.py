@@ -20,10 +20,11 @@ from psycopg import errors as pgerrors
 
 from rlsctl.catalog import queries as catalog
 from rlsctl.change.apply import live_schema
-from rlsctl.declare.compile import DeclaredState, declare
+from rlsctl.declare.compile import declare
+from rlsctl.declare.state import DeclaredState
 from rlsctl.errors import UsageError
 from rlsctl.pg import statements
-from rlsctl.pg.render import render_template
+from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 from rlsctl.schema.tables import Column, Schema, Table
 from rlsctl.tester.evaluate import ApiSession, Evaluator, Outcome, Principal

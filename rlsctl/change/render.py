@@ -1,4 +1,4 @@
-"""Library entry points that several front ends share (CLI, demo, tests)."""
+"""`rlsctl render`: the security layer as one SQL script per phase, offline and deterministic."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rlsctl.change.plan import plan_for_empty
 from rlsctl.declare.compile import declare
 from rlsctl.declare.validate import validate
 from rlsctl.errors import UsageError
-from rlsctl.pg.render import render_template
+from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 
 
