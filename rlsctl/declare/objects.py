@@ -18,6 +18,7 @@ from rlsctl.state.objects import (
     ENCRYPT_TRIGGER,
     GUARD_TRIGGER,
     KEY_TABLES,
+    SEARCH_PATH,
     ActiveKey,
     ColumnGrant,
     EncryptedColumnRecord,
@@ -38,8 +39,6 @@ from rlsctl.state.objects import (
     Trigger,
     role_exemption,
 )
-
-SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ from typing import ClassVar
 
 from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, literal
 
+# Every function rlsctl owns runs with this setting (SPEC: a fixed search_path, pg_temp last).
+SEARCH_PATH = "search_path=pg_catalog, pg_temp"
+
 
 @dataclass(frozen=True)
 class Obj:
