@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c rlsctl.master_key=bench-{secrets.token_hex(16)}"
 
 from benchmarks.apply_bench import Server, migrated  # noqa: E402
+from rlsctl import keys as keying  # noqa: E402
 from rlsctl.change import apply as applying  # noqa: E402
-from rlsctl.keys import run as keying  # noqa: E402
-from rlsctl.keys.run import Keys  # noqa: E402
+from rlsctl.keys import Keys  # noqa: E402
 from rlsctl.policy.project import load_project  # noqa: E402
 
 CIPHER = "cipher-algo=aes256, s2k-mode=1"

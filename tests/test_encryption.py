@@ -18,9 +18,12 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+from rlsctl import keys as keying
 from rlsctl.cli.main import main
-from rlsctl.keys import run as keying
-from rlsctl.keys.run import Keys
+from rlsctl.errors import UsageError
+from rlsctl.keys import Keys
+from rlsctl.keys.batches import pending
+from rlsctl.keys.registry import retire_unused
 from rlsctl.pg import locks
 from rlsctl.policy.project import load_project
 from tests.conftest import ROOT, TestDatabase, migrate_and_apply
@@ -373,7 +376,7 @@ def test_an_interrupted_rotation_resumes_without_a_new_key(version_db):
             keying.rotate(keys, stop_after_first_batch, batch_size=50)
         first = keys.active_key()
         column = keys.columns(("PromptVersion.content",))[0]
-        assert 0 < keys.pending(column, "encrypt") < 401  # some done, some not
+        assert 0 < pending(keys, column, "encrypt") < 401  # some done, some not
     code, out = cli(database, "keys", "rotate", "--format", "json", root=root)
     assert code == 0, out
     report = json.loads(out[out.index("{") :])
@@ -511,7 +514,7 @@ def test_rotation_waits_for_a_transaction_that_is_encrypting(version_db):
         project = load_project(root, role_prefix=database.prefix)
         with database.connect() as conn:
             keys = Keys(conn, project, "test")
-            with pytest.raises(keying.UsageError, match="kept the active key busy"):
+            with pytest.raises(UsageError, match="kept the active key busy"):
                 keys.new_key(wait=0.5)
         writer.commit()
     assert cli(database, "keys", "rotate", root=root)[0] == 0
@@ -595,7 +598,7 @@ def test_a_rotation_between_the_count_and_the_retirement_cannot_erase_a_key_in_u
             return real_sql(self, name, **context)
 
         monkeypatch.setattr(Keys, "sql", interleaved)
-        assert keys.retire_unused() == (oldest,)
+        assert retire_unused(keys) == (oldest,)
         monkeypatch.undo()
         assert conn.execute("SELECT wrapped IS NOT NULL FROM rlsctl.encryption_key WHERE id = %s", (first,)).fetchone()[
             0

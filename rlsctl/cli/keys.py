@@ -15,7 +15,7 @@ from rlsctl.cli import output
 from rlsctl.cli.options import handle_errors, load_project_option, options_dsn, options_project
 
 if TYPE_CHECKING:
-    from rlsctl.keys.run import Keys, KeysRun, KeysStatus, Observer
+    from rlsctl.keys import Keys, KeysRun, KeysStatus, Observer
 
 DURATION = re.compile(r"^(\d+)([dh])$")
 
@@ -27,7 +27,7 @@ def keys_group() -> None:
 
 @contextmanager
 def _keys(dsn: str | None, project: str | None, role_prefix: str | None, jobs: int = 2) -> Iterator[Keys]:
-    from rlsctl.keys.run import Keys
+    from rlsctl.keys import Keys
     from rlsctl.pg import db
 
     loaded = load_project_option(project, role_prefix)
@@ -93,7 +93,7 @@ def rotate(
     dsn: str | None, project: str | None, role_prefix: str | None, batch_size: int | None, jobs: int, fmt: str
 ) -> None:
     """Make a new data key, re-encrypt every value under it in batches, retire unused keys (resumable)."""
-    from rlsctl.keys import run as keying
+    from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix, jobs) as keys, _progress_bar(fmt == "text") as observer:
         run = keying.rotate(keys, observer, batch_size)
@@ -117,7 +117,7 @@ def encrypt(
     fmt: str,
 ) -> None:
     """Backfill: encrypt existing plaintext (and values under older keys) of the declared columns."""
-    from rlsctl.keys import run as keying
+    from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix, jobs) as keys, _progress_bar(fmt == "text") as observer:
         run = keying.encrypt(keys, columns, observer, batch_size)
@@ -141,7 +141,7 @@ def decrypt(
     fmt: str,
 ) -> None:
     """For a rollback: turn the ciphertext of columns declared `decrypting` back into plaintext."""
-    from rlsctl.keys import run as keying
+    from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix, jobs) as keys, _progress_bar(fmt == "text") as observer:
         run = keying.decrypt(keys, columns, observer, batch_size)
@@ -155,7 +155,7 @@ def decrypt(
 @handle_errors
 def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: str) -> None:
     """Erase older data keys that no value uses any more."""
-    from rlsctl.keys import run as keying
+    from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix) as keys:
         run = keying.retire(keys)
@@ -174,7 +174,7 @@ def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: s
 @handle_errors
 def forget(dsn: str | None, project: str | None, role_prefix: str | None, column: str, renamed_to: str | None) -> None:
     """Drop the record of an encrypted column that no longer exists, so keys can be retired again."""
-    from rlsctl.keys import run as keying
+    from rlsctl import keys as keying
 
     with _keys(dsn, project, role_prefix) as keys:
         keying.forget(keys, column, renamed_to)
@@ -218,7 +218,7 @@ def create_api_key(
     role_prefix: str | None,
 ) -> None:
     """Create an API key: prints the raw key once on stdout; the database keeps only its SHA-256."""
-    from rlsctl.keys import run as keying
+    from rlsctl import keys as keying
     from rlsctl.pg import db
 
     loaded = load_project_option(project, role_prefix)

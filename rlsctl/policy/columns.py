@@ -24,7 +24,6 @@ def policy_conditions(decl: TableDecl) -> list[c.Cond]:
     return found
 
 
-
 def columns_rules_read(
     project: Project, name: str, decl: TableDecl, through_exists: dict[str, dict[str, str]] | None = None
 ) -> dict[str, str]:
