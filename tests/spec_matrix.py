@@ -285,6 +285,10 @@ def keys_role_cell(c: CellContext) -> bool:
 
 def expectation(c: CellContext) -> bool:
     world = World(c.world)
+    # SPEC s6: a transaction acts for one principal. A session that set a user cannot
+    # authenticate a key (nothing runs); one that authenticated a key first acts as the key.
+    if c.principal.first == "user":
+        return False
     if c.principal.api_key is not None:
         return key_cell(c, world, c.principal.api_key)
     if c.principal.role_key == "app":

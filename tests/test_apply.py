@@ -138,6 +138,7 @@ def test_apply_as_a_managed_service_operator(make_db):
 
 KEYS_FUNCTIONS = {
     "authenticate_api_key",
+    "presented_key_hash",
     "api_key_tenant",
     "api_key_members",
     "api_key_rows_Prompt",

@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 
 def test_cli_reference_is_current():
-    assert (ROOT / "docs" / "cli.md").read_text() == reference(), "run: python -m rlsctl.clidoc > docs/cli.md"
+    assert (ROOT / "docs" / "cli.md").read_text() == reference(), "run: python -m rlsctl.cli.clidoc > docs/cli.md"
 
 
 def test_every_command_and_option_is_documented():

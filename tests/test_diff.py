@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+from rlsctl.catalog import queries as catalog
 from rlsctl.change import apply as applying
 from rlsctl.change.diff import NARROWS, NEUTRAL, WIDENS, reversed_operations
 from rlsctl.change.drift import read_plan
@@ -70,7 +71,7 @@ TAMPERING = [
         'ALTER POLICY app_select ON "AuditLog" USING (true)',
         "policy AuditLog.app_select",
         "changed",
-        WIDENS,
+        NARROWS,  # the repair takes the attacker's `true` away
     ),
     ("policy roles", 'ALTER POLICY app_delete ON "Prompt" TO PUBLIC', "policy Prompt.app_delete", "changed", NARROWS),
     (
@@ -107,7 +108,7 @@ TAMPERING = [
         'ALTER POLICY app_insert ON "Prompt" WITH CHECK (true)',
         "policy Prompt.app_insert",
         "changed",
-        WIDENS,
+        NARROWS,  # the repair takes the attacker's `true` away
     ),
     (
         # ALTER POLICY cannot remove a clause: the repair must recreate the policy.
@@ -115,7 +116,7 @@ TAMPERING = [
         'ALTER POLICY app_update ON "User" WITH CHECK (true)',
         "policy User.app_update",
         "changed",
-        WIDENS,
+        NARROWS,  # the repair takes the attacker's `true` away
     ),
     # table and column grants
     ("grant added", 'GRANT DELETE ON "AuditLog" TO {app}', "DELETE on AuditLog to {app}", "extra", NARROWS),
@@ -529,7 +530,8 @@ def drift_items(database) -> dict[str, dict]:
 def assert_converged(database) -> None:
     again = cli(database, "plan", "--format", "json")
     assert json.loads(again.stdout)["statements"] == []
-    assert cli(database, "drift").exit_code == 0
+    drift = cli(database, "drift")
+    assert drift.exit_code == 0, drift.output
 
 
 @pytest.mark.parametrize("name, tamper, obj, state, effect", TAMPERING, ids=[t[0] for t in TAMPERING])
@@ -774,14 +776,27 @@ def test_a_helper_schema_given_away_is_drift_that_apply_refuses(secured_db):
         before = security_snapshot(secured_db)
         applied = cli(secured_db, "apply")
         assert applied.exit_code == 2
-        assert f"schema rlsctl is owned by {names['app']}, not {names['owner']}; rlsctl will not adopt it" in (
+        assert f"schema rlsctl is owned by {names['app']}, not {names['keys']}; rlsctl will not adopt it" in (
             applied.stderr
         )
         assert security_snapshot(secured_db) == before
     finally:
-        tamper_with(secured_db, "ALTER SCHEMA rlsctl OWNER TO {owner}")
+        tamper_with(secured_db, "ALTER SCHEMA rlsctl OWNER TO {keys}")
     assert cli(secured_db, "apply").exit_code == 0  # USAGE merged into the owner's while app owned it
     assert_converged(secured_db)
+
+
+def test_a_helper_schema_of_the_owner_role_moves_to_the_keys_role(secured_db):
+    """The layout before the helper schema left the owner role (whose members are the migrations'
+    logins): apply takes it back for the keys role, and the owner role keeps only USAGE."""
+    tamper_with(secured_db, "ALTER SCHEMA rlsctl OWNER TO {owner}")
+    assert drift_items(secured_db)["schema rlsctl"]["state"] == "changed"
+    assert cli(secured_db, "apply").exit_code == 0
+    assert_converged(secured_db)
+    with secured_db.connect() as conn:
+        owner = conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'rlsctl'").fetchone()[0]
+        create = conn.execute("SELECT has_schema_privilege(%s, 'rlsctl', 'CREATE')", (secured_db.role("owner"),))
+        assert owner == secured_db.role("keys") and create.fetchone()[0] is False
 
 
 def test_a_helper_whose_result_type_changes_takes_its_policies_along(secured_db, tmp_path):
@@ -1036,3 +1051,24 @@ def test_what_this_session_cannot_revoke_is_left_to_a_dba(make_db):
     # definer and keys roles, unless listed in their `members:`: it is not this run's operator.)
     assert cli(database, "apply").exit_code == 0
     assert_converged(database)
+
+
+def test_a_triggers_when_is_read_from_its_parse_tree(db):
+    """WHEN is the text between the parentheses after WHEN, token by token: an argument or a
+    string holding `) EXECUTE FUNCTION ` or a parenthesis cannot cut it short or stretch it."""
+    tricky = "x) EXECUTE FUNCTION f('"
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, a text)")
+        conn.execute("CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'")
+        conn.execute(
+            "CREATE TRIGGER with_when BEFORE UPDATE ON t FOR EACH ROW "
+            f"WHEN ((old.a IS DISTINCT FROM new.a) AND new.a <> '{tricky.replace(chr(39), chr(39) * 2)}') "
+            "EXECUTE FUNCTION trg(') EXECUTE FUNCTION x(', 'WHEN (true)')"
+        )
+        conn.execute("CREATE TRIGGER without_when BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION trg('WHEN (a)')")
+        found = {t.name: t for t in catalog.triggers(conn, "public")}
+    assert found["with_when"].when == (
+        "((old.a IS DISTINCT FROM new.a) AND (new.a <> 'x) EXECUTE FUNCTION f('''::text))"
+    )
+    assert found["without_when"].when is None
+    assert found["with_when"].args.startswith(") EXECUTE FUNCTION x(")

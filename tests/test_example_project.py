@@ -208,14 +208,15 @@ def cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-# -- 1. the default evaluator ----------------------------------------------------------------------
+# -- 1. the example's own expectations (examples/orgs/expectations) ----------------------------------
 
 
-def test_example_matrix_matches_its_own_policies(db):
+def test_example_matrix_meets_its_expectations(db):
     project = migrate_and_apply(db, project=example(db))
     with db.connect() as conn:
         matrix = run_matrix(conn, project, db.target.where)
-    assert not matrix.failures, describe(matrix.failures)
+    assert not matrix.failed, describe(matrix.failures) + str(matrix.violations) + str(matrix.case_failures)
+    assert all(cell.judged for cell in matrix.cells) and not matrix.notices
     assert set(matrix.tables) == set(TABLES)
     seen = Counter((c.table, c.command) for c in matrix.cells)
     for table in TABLES:
@@ -225,7 +226,10 @@ def test_example_matrix_matches_its_own_policies(db):
     result = cli("test", "--project", str(EXAMPLE), "--role-prefix", db.prefix, "--dsn", db.dsn, "--format", "json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)["summary"]
-    assert summary == {"cells": len(matrix.cells), "mismatches": 0}
+    assert summary == {
+        "cells": len(matrix.cells), "judged": len(matrix.cells), "mismatches": 0, "invariant_violations": 0,
+        "failing_cases": 0,
+    }  # fmt: skip
 
 
 # -- 2. the hand-written oracle --------------------------------------------------------------------------

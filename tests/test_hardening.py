@@ -53,14 +53,20 @@ def test_helpers_are_executable_only_by_the_roles_that_call_them(secured_db):
         conn.rollback()
 
 
-def test_extension_functions_in_the_helper_schema_are_not_public(secured_db):
+def test_the_key_functions_are_closed_though_pgcrypto_is_not(secured_db):
+    """pgcrypto's functions keep PostgreSQL's EXECUTE for PUBLIC (on a managed host they belong to
+    the platform): they compute, they hold nothing. rlsctl's own key functions stay closed."""
     with secured_db.connect() as conn:
         pgcrypto = [f for f in catalog.functions(conn, "rlsctl") if f.from_extension]
-        assert pgcrypto and all("PUBLIC" not in f.executors for f in pgcrypto)
+        assert pgcrypto
+        ours = {f.name: f for f in catalog.functions(conn, "rlsctl") if not f.from_extension}
+        assert all("PUBLIC" not in f.executors for f in ours.values())
     with secured_db.connect(autocommit=False) as conn:
         as_app(conn, secured_db, "u1")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT rlsctl.gen_random_bytes(16)")
+        assert len(conn.execute("SELECT rlsctl.gen_random_bytes(16)").fetchone()[0]) == 16
+        for call in ("rlsctl.master_key()", "rlsctl.active_key_id()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(f"SELECT {call}")
         conn.rollback()
 
 

@@ -19,8 +19,7 @@ from rlsctl.state.objects import (
     Extension,
     Function,
     FunctionGrant,
-    KeyRegistry,
-    KeyStore,
+    KeyTable,
     Membership,
     Obj,
     Policy,
@@ -30,6 +29,7 @@ from rlsctl.state.objects import (
     TableGrant,
     TableSecurity,
     Trigger,
+    UntrustedCode,
 )
 from tests.conftest import ROOT
 
@@ -79,6 +79,19 @@ CASES = [
     (op("revoke", Membership("g", "m"), None), 'REVOKE "g" FROM "m"', 'GRANT "g" TO "m"'),
     (op("create", None, Schema("s", "owner")), 'CREATE SCHEMA "s" AUTHORIZATION "owner"', 'DROP SCHEMA "s"'),
     (op("refuse", Schema("s", "x"), Schema("s", "owner")), "", ""),
+    (op("needs_dba", UntrustedCode("T", "trigger", "steal", "runs public.steal()"), None), "", ""),
+    # What only a DBA can do renders nothing: refused (apply stops) or left to the DBA script.
+    (op("refuse", None, SchemaPrivilege("extensions", "keys", "USAGE", repairable=False, required=True)), "", ""),
+    (op("needs_dba", SchemaPrivilege("extensions", "app", "CREATE", repairable=False), None), "", ""),
+    (op("refuse", Extension("pgcrypto", "public", movable=False, writers=("app",)), Extension("pgcrypto", "rlsctl")),
+     "", ""),
+    (op("refuse", None, FunctionGrant("extensions", "digest", "text, text", "keys", repairable=False, required=True)),
+     "", ""),
+    (
+        op("owner", Schema("s", "owner"), Schema("s", "keys", adopt_from="owner")),
+        'ALTER SCHEMA "s" OWNER TO "keys"',
+        'ALTER SCHEMA "s" OWNER TO "owner"',
+    ),
     (
         op("revoke", SchemaPrivilege("rlsctl", "app", "CREATE"), None),
         'REVOKE CREATE ON SCHEMA "rlsctl" FROM "app"',
@@ -157,7 +170,7 @@ CASES = [
         'DROP TRIGGER "rlsctl_guard" ON "public"."Team";\nCREATE TRIGGER "rlsctl_guard" BEFORE UPDATE',
         "CREATE TRIGGER rlsctl_guard AFTER UPDATE",
     ),
-    (op("create", None, KeyStore("rlsctl", "keys")), "CREATE TABLE", 'DROP TABLE "rlsctl"."encryption_key"'),
+    (op("create", None, KeyTable("rlsctl", "encryption_key", "keys")), "CREATE TABLE", 'DROP TABLE "rlsctl"."encryption_key"'),
     (
         op("disable", replace(BOOKKEEPING, rls_enabled=True), BOOKKEEPING),
         'ALTER TABLE "rlsctl"."applied_phase" DISABLE ROW LEVEL SECURITY',
@@ -199,7 +212,7 @@ CASES = [
         'ALTER EXTENSION "pgcrypto" SET SCHEMA "public"',
     ),
     (
-        op("create", None, KeyRegistry("rlsctl", "keys")),
+        op("create", None, KeyTable("rlsctl", "encrypted_column", "keys")),
         'CREATE TABLE "rlsctl"."encrypted_column"',
         'DROP TABLE "rlsctl"."encrypted_column"',
     ),
@@ -245,7 +258,10 @@ def test_what_cannot_be_undone_says_so():
         (op("drop", RESTRICTIVE, None), WIDENS, NARROWS),
         (op("alter", replace(POLICY, roles=("PUBLIC",)), POLICY), NARROWS, WIDENS),
         (op("alter", replace(POLICY, roles=("app", "b")), POLICY), NARROWS, WIDENS),
-        (op("alter", replace(POLICY, using="false"), POLICY), WIDENS, WIDENS),  # not provable either way
+        (op("alter", replace(POLICY, using="false"), POLICY), WIDENS, NARROWS),  # from `false`, back to it
+        (op("alter", replace(POLICY, using="a = 1 AND b = 2"), replace(POLICY, using="a = 1")), WIDENS, NARROWS),
+        (op("alter", replace(POLICY, using="a = 1 OR b = 2"), replace(POLICY, using="a = 1")), NARROWS, WIDENS),
+        (op("alter", replace(POLICY, using="a = 1"), replace(POLICY, using="b = 1")), WIDENS, WIDENS),  # unproved
         (op("recreate", RESTRICTIVE, replace(RESTRICTIVE, permissive=True)), WIDENS, NARROWS),
         (op("enable", replace(TRIGGER, enabled="D"), TRIGGER), NARROWS, WIDENS),
         (op("enable", replace(TRIGGER, enabled="A"), TRIGGER), NEUTRAL, NEUTRAL),

@@ -36,7 +36,11 @@ from rlsctl.catalog.queries import LiveGrant
 from rlsctl.pg import statements
 from rlsctl.pg.templates import render_template
 from rlsctl.state.objects import (
+    BUILTIN_FUNCTIONS,
     HELPER_TABLES,
+    KEY_REGISTRY_TABLE,
+    KEY_STORE_TABLE,
+    KEY_TABLES,
     MANAGED_DEFAULT_TYPES,
     TRIGGER_NAMES,
     ActiveKey,
@@ -46,8 +50,7 @@ from rlsctl.state.objects import (
     Extension,
     Function,
     FunctionGrant,
-    KeyRegistry,
-    KeyStore,
+    KeyTable,
     Membership,
     Obj,
     Objects,
@@ -57,7 +60,7 @@ from rlsctl.state.objects import (
     SchemaPrivilege,
     TableGrant,
     TableSecurity,
-    Trigger,
+    UntrustedCode,
 )
 from rlsctl.state.scope import ManagedScope
 
@@ -71,6 +74,8 @@ class Live:
     # "schema.name(arg types)" of functions whose owner the session cannot act as (a trusted
     # extension's, owned by the bootstrap superuser): their grants cannot change here.
     foreign_functions: frozenset[str] = frozenset()
+    # Schemas whose owner the session cannot act as (the platform's `extensions`): no GRANT there.
+    foreign_schemas: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def live_objects(
         "schemas": {"schemas": schemas},
         "schema_privileges": {"schemas": schemas},
         "default_privileges": {"roles": list(scope.creators), "grantees": managed_roles, "schemas": schemas},
-        "installed_extensions": {},
+        "extension_sites": {},
         "functions": {"schema": scope.helper_schema},
         "tables": {"schemas": schemas},
         "policies": {"schemas": schemas},
@@ -104,13 +109,22 @@ def live_objects(
         "column_privileges": {"schemas": schemas},
         "triggers": {"schema": scope.schema},
     }
+    if scope.keys_role is not None:
+        queries["untrusted_code"] = untrusted_code_params(scope, scope.keys_tables, scope.keys_read_tables)
+    queries["builtin_function_grants"] = {"functions": list(BUILTIN_FUNCTIONS), "roles": managed_roles}
+    if scope.keys_role is not None and scope.required_functions:
+        queries["required_access"] = {
+            "role": scope.keys_role,
+            "functions": list(scope.required_functions),
+            "schemas": list(scope.required_schemas),
+        }
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
         rows = dict(zip(queries, catalog.fetch_many(conn, list(queries.items())), strict=True))
         helper_tables = {row["name"] for row in rows["tables"] if row["schema"] == scope.helper_schema}
         key_data = (
-            _key_store_data(conn, scope, templates, "encrypted_column" in helper_tables)
-            if "encryption_key" in helper_tables and scope.encrypted
+            _key_store_data(conn, scope, templates, KEY_REGISTRY_TABLE in helper_tables)
+            if KEY_STORE_TABLE in helper_tables and scope.encrypted
             else None
         )
     return _load(scope, operator, rows, key_data)
@@ -126,8 +140,12 @@ def _load(
     found.managed.extend(Schema(row["name"], row["owner"]) for row in rows["schemas"] if row["name"] != "public")
     _schema_privileges(found, rows["schema_privileges"], scope)
     _default_privileges(found, rows["default_privileges"], scope)
-    installed = {row["name"]: row["schema"] for row in rows["installed_extensions"]}
-    found.managed.extend(Extension(name, installed[name]) for name in scope.extensions if name in installed)
+    installed = {row["name"]: row for row in rows["extension_sites"]}
+    found.managed.extend(
+        Extension(name, installed[name]["schema"], installed[name]["movable"], tuple(installed[name]["writers"]))
+        for name in scope.extensions
+        if name in installed
+    )
     _functions(found, [catalog.live_function(row) for row in rows["functions"]], scope)
     found.managed.extend(
         TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"])
@@ -142,7 +160,7 @@ def _load(
     _grants(found, [g for g in live_grants if (g.schema, g.table) in ours], scope)
     for row in rows["triggers"]:
         if row["table_name"] in managed_tables:
-            trigger = _trigger(catalog.live_trigger(row), scope)
+            trigger = catalog.live_trigger(row, scope.helper_schema)
             # rlsctl's by name (whatever they call) or by what they call; others' are reported only.
             found.add(trigger, trigger.name in TRIGGER_NAMES or trigger.ours)
     if key_data is not None and key_data["found"]:
@@ -151,17 +169,53 @@ def _load(
         found.managed.extend(
             EncryptedColumnRecord(scope.helper_schema, table, column) for table, column in key_data["recorded"]
         )
+    found.managed.extend(
+        UntrustedCode(row["table_name"], row["what"], row["name"], row["detail"])
+        for row in rows.get("untrusted_code", [])
+    )
+    builtin = rows.get("builtin_function_grants", [])
+    found.managed.extend(
+        FunctionGrant(row["schema"], row["name"], row["arg_types"], row["grantee"], row["acts_as_owner"])
+        for row in builtin
+    )
+    required = rows.get("required_access", [])
+    for row in required:
+        if row["granted"] and row["kind"] == "function":
+            found.managed.append(FunctionGrant(row["schema"], row["name"], row["arg_types"], scope.keys_role or ""))
+        elif row["granted"]:
+            found.managed.append(SchemaPrivilege(row["schema"], scope.keys_role or "", "USAGE"))
     foreign = frozenset(
-        f"{scope.helper_schema}.{row['name']}({row['arg_types']})"
-        for row in rows["functions"]
+        f"{row.get('schema', scope.helper_schema)}.{row['name']}({row['arg_types']})"
+        for row in [*rows["functions"], *builtin, *(r for r in required if r["kind"] == "function")]
         if not row["acts_as_owner"]
+    )
+    foreign_schemas = frozenset(
+        row["schema"] for row in required if row["kind"] == "schema" and not row["acts_as_owner"]
     )
     return Live(
         {obj.key: obj for obj in found.managed},
         tuple(found.unmanaged),
         _dependents([live for _, live in policies]),
         foreign,
+        foreign_schemas,
     )
+
+
+def untrusted_code_params(
+    scope: ManagedScope, tables: tuple[str, ...], read_tables: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The parameters of catalog/sql/untrusted_code.sql: tables the keys role rewrites, and reads."""
+    return {
+        "schema": scope.schema,
+        "tables": list(tables),
+        "read_tables": list(read_tables),
+        "helper_schema": scope.helper_schema,
+        "trusted_owners": list(scope.helper_owners),
+        "trusted_functions": list(scope.trusted_functions),
+        "trusted_extensions": list(scope.extensions),
+        "keys_role": scope.keys_role,
+        "columns": list(scope.encrypted_columns),
+    }
 
 
 def _our_tables(scope: ManagedScope, managed_tables: set[str]) -> set[tuple[str, str]]:
@@ -175,10 +229,8 @@ def _helper_tables(found: _Sorted, rows: list[dict[str, Any]], scope: ManagedSco
     for row in rows:
         table = TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"], scope.helper_schema)
         found.add(table, row["name"] in HELPER_TABLES)
-        if row["name"] == "encryption_key":
-            found.managed.append(KeyStore(scope.helper_schema, row["owner"]))
-        if row["name"] == "encrypted_column":
-            found.managed.append(KeyRegistry(scope.helper_schema, row["owner"]))
+        if row["name"] in KEY_TABLES:
+            found.managed.append(KeyTable(scope.helper_schema, row["name"], row["owner"]))
 
 
 def _policy(row: dict[str, Any], scope: ManagedScope) -> tuple[Policy, catalog.LivePolicy]:
@@ -186,24 +238,6 @@ def _policy(row: dict[str, Any], scope: ManagedScope) -> tuple[Policy, catalog.L
     schema = None if row["schema"] == scope.schema else row["schema"]
     policy = Policy(live.table, live.name, live.command, live.permissive, live.roles, live.using, live.check)
     return replace(policy, schema=schema), live
-
-
-def _trigger(live: catalog.LiveTrigger, scope: ManagedScope) -> Trigger:
-    return Trigger(
-        table=live.table,
-        name=live.name,
-        function_schema=live.function_schema,
-        function_name=live.function_name,
-        events=live.events,
-        enabled=live.enabled,
-        timing=live.timing,
-        level=live.level,
-        columns=live.columns,
-        when=live.when,
-        args=live.args,
-        ours=live.function_schema == scope.helper_schema,
-        definition=live.definition,
-    )
 
 
 def _key_store_data(
@@ -282,9 +316,8 @@ def _functions(found: _Sorted, functions: list[catalog.LiveFunction], scope: Man
             for grantee in fn.executors
         ]
         if fn.from_extension:
-            # Extension functions are not ours, but who may execute them is (EXECUTE revoked from PUBLIC).
-            for grant in grants:
-                found.add(grant, _managed_grantee(grant.grantee, scope))
+            # Extension functions are not ours, nor secrets: who may execute them is left alone, but
+            # that the keys role can execute those it calls (required_access, below).
             continue
         found.managed.append(
             Function(

@@ -2,7 +2,7 @@
 
 The queries read `pg_catalog` directly (never information_schema, which hides
 grants of roles the session is not a member of). Each returns rows of one
-shape; the functions here turn them into the objects of `rlsctl.schema` and
+shape; the functions here turn them into the objects of `rlsctl.schema.tables` and
 of this module, each with a stable key.
 """
 
@@ -15,8 +15,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from rlsctl.pg.sql import trigger_when
 from rlsctl.resources import catalog_sql_dir
-from rlsctl.schema.tables import Column, ForeignKey, Index, Schema, Table
+from rlsctl.schema.tables import Column, ExtensionSite, ForeignKey, Index, Schema, Table
+from rlsctl.state.objects import Trigger
 
 
 @cache
@@ -110,22 +112,6 @@ class LiveFunction:
 
 
 @dataclass(frozen=True)
-class LiveTrigger:
-    table: str
-    name: str
-    function_schema: str
-    function_name: str
-    enabled: str
-    events: str  # INSERT OR UPDATE, UPDATE, ...
-    timing: str = "BEFORE"  # BEFORE, AFTER, INSTEAD OF
-    level: str = "ROW"  # ROW, STATEMENT
-    columns: tuple[str, ...] = ()  # UPDATE OF these
-    when: str | None = None  # the WHEN condition
-    args: str = ""  # tgargs, escaped
-    definition: str = ""  # pg_get_triggerdef
-
-
-@dataclass(frozen=True)
 class LiveRole:
     name: str
     superuser: bool
@@ -160,10 +146,11 @@ def current_role(conn: psycopg.Connection) -> CurrentRole:
 def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
     """Tables, columns, keys, indexes and enums of `schema` as the server has them."""
     one = {"schema": schema}
-    column_rows, constraint_rows, index_rows, table_rows, enum_rows = fetch_many(
+    column_rows, constraint_rows, index_rows, table_rows, enum_rows, site_rows = fetch_many(
         conn,
-        [("columns", one), ("constraints", one), ("indexes", one), ("tables", {"schemas": [schema]}), ("enums", one)],
-    )
+        [("columns", one), ("constraints", one), ("indexes", one), ("tables", {"schemas": [schema]}), ("enums", one),
+         ("extension_sites", {})],
+    )  # fmt: skip
     columns: dict[str, list[Column]] = {}
     for row in column_rows:
         column = Column(row["name"], row["type"], row["not_null"], row["has_default"])
@@ -191,7 +178,11 @@ def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
         for row in table_rows
     )
     enums = tuple((row["name"], tuple(row["labels"])) for row in enum_rows)
-    return Schema(name=schema, tables=tables, enums=enums)
+    sites = tuple(
+        ExtensionSite(row["name"], row["schema"], tuple(row["writers"]), row["owner_is_session"], row["movable"])
+        for row in site_rows
+    )
+    return Schema(name=schema, tables=tables, enums=enums, extensions=sites)
 
 
 def tables(conn: psycopg.Connection, schema: str) -> dict[str, LiveTable]:
@@ -258,13 +249,23 @@ def functions(conn: psycopg.Connection, schema: str) -> list[LiveFunction]:
     return [live_function(row) for row in fetch(conn, "functions", schema=schema)]
 
 
-def live_trigger(row: dict[str, Any]) -> LiveTrigger:
-    fields = {k if k != "table_name" else "table": v for k, v in row.items()}
-    return LiveTrigger(**{**fields, "columns": tuple(row["columns"])})
+def live_trigger(row: dict[str, Any], helper_schema: str | None = None) -> Trigger:
+    """A row of triggers.sql as the trigger object drift compares; `ours` when it calls a
+    function of `helper_schema`."""
+    fields = dict(row)
+    fields["table"] = fields.pop("table_name")
+    has_when = fields.pop("has_when")
+    return Trigger(
+        **fields | {
+            "columns": tuple(row["columns"]),
+            "when": trigger_when(row["definition"]) if has_when else None,
+            "ours": row["function_schema"] == helper_schema,
+        }
+    )
 
 
-def triggers(conn: psycopg.Connection, schema: str) -> list[LiveTrigger]:
-    return [live_trigger(row) for row in fetch(conn, "triggers", schema=schema)]
+def triggers(conn: psycopg.Connection, schema: str, helper_schema: str | None = None) -> list[Trigger]:
+    return [live_trigger(row, helper_schema) for row in fetch(conn, "triggers", schema=schema)]
 
 
 def live_role(row: dict[str, Any]) -> LiveRole:

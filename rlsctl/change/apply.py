@@ -28,7 +28,7 @@ from rlsctl.catalog import queries as catalog
 from rlsctl.change.plan import Plan, plan_for_database
 from rlsctl.change.txn import lock_wait_message, locked_transaction
 from rlsctl.declare.compile import declare
-from rlsctl.declare.state import DeclaredState
+from rlsctl.declare.state import DeclaredState, EncryptionSpec
 from rlsctl.declare.validate import validate
 from rlsctl.errors import MissingExtension, UsageError
 from rlsctl.pg import statements
@@ -36,7 +36,7 @@ from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 from rlsctl.schema.phases import phase_adding_column, phase_creating
 from rlsctl.schema.tables import Schema
-from rlsctl.state.objects import EncryptedColumnRecord
+from rlsctl.state.objects import KEY_REGISTRY_TABLE, EncryptedColumnRecord, KeyTable
 
 T = TypeVar("T")
 ATTEMPTS = 5
@@ -90,7 +90,17 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
         (table, column, phase_adding_column(project.phases, table, column, project.schema_name))
         for table, column in state.pending_columns
     )
-    return replace(plan, pending=pending, pending_columns=pending_columns)
+    acknowledged = tuple(
+        (_role_names(project, item.object), item.reason) for item in project.settings.acknowledged
+    )
+    return replace(plan, pending=pending, pending_columns=pending_columns, acknowledged=acknowledged)
+
+
+def _role_names(project: Project, text: str) -> str:
+    """`{key}` -> the declared role's name, with its prefix (acknowledgements name roles by key)."""
+    for key in project.roles:
+        text = text.replace("{" + key + "}", project.role_name(key))
+    return text
 
 
 def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> bool:
@@ -116,9 +126,39 @@ WEAK_MASTER_KEY = (
 )
 
 
+def require_master_key(
+    conn: psycopg.Connection, encryption: EncryptionSpec, where: str, suffix: str = "", as_role: str | None = None
+) -> None:
+    """The key-encryption key is there for this session (or, in file mode, `as_role` can read
+    the key file) and long enough to be a random secret; its value never leaves the server.
+    Shared by apply and rlsctl keys."""
+    if encryption.master_key_file is None:
+        require_master_key_setting(conn, encryption.master_key_setting, where, suffix)
+        return
+    path = encryption.master_key_file
+    try:
+        with conn.transaction():  # a savepoint: a refusal must not end the caller's transaction
+            if as_role is not None:
+                statements.run(conn, "set_role", role=as_role)
+            strong = statements.run(conn, "master_key_file_strong", path=path)[0]["strong"]
+            if as_role is not None:
+                statements.run(conn, "reset_role")
+    except pgerrors.InsufficientPrivilege:
+        reader = as_role or "this session"
+        raise UsageError(
+            f"{where}: {reader} cannot read the key file {path}: a superuser runs `GRANT pg_read_server_files "
+            f"TO {as_role or '<keys role>'}` and `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO "
+            f"{as_role or '<keys role>'}` (rlsctl apply does so as a superuser); see docs/encryption.md{suffix}"
+        ) from None
+    except psycopg.Error as exc:
+        detail = _message(exc)
+        raise UsageError(f"{where}: the key file {path} cannot be read on the server: {detail}{suffix}") from None
+    if not strong:
+        raise UsageError(f"{where}: {WEAK_MASTER_KEY.format(setting='in ' + path)}{suffix}")
+
+
 def require_master_key_setting(conn: psycopg.Connection, setting: str, where: str, suffix: str = "") -> None:
-    """The key-encryption key is set for this session and long enough to be a random secret
-    (its value never leaves the server): shared by apply and rlsctl keys."""
+    """The key-encryption key setting is set for this session and long enough to be a random secret."""
     found = statements.run(conn, "master_key_present", setting=setting)[0]
     if not found["present"]:
         raise UsageError(
@@ -140,7 +180,9 @@ def _check_master_key(
     if state.encryption is None:
         return
     setting = state.encryption.master_key_setting
-    require_master_key_setting(conn, setting, where, " (nothing was changed)")
+    if state.encryption.master_key_file is not None:
+        setting = f"the key file {state.encryption.master_key_file}"
+    require_master_key(conn, state.encryption, where, " (nothing was changed)")
     if not extensions_installed or not statements.run(conn, "key_store_exists", schema=state.helper_schema)[0]["found"]:
         return
     sql = render_template("ops/keys_verify.sql.j2", templates, helper_schema=state.helper_schema)
@@ -201,10 +243,13 @@ def _refuse_lookalikes(conn: psycopg.Connection, plan: Plan, where: str, templat
     Not when the registry itself is created by this plan: then either the key store is new too
     (its only key was made in this transaction, with an id nobody could plant), or it predates the
     registry and its columns hold real ciphertext (docs/encryption.md)."""
-    created = {(op.kind, op.action) for op in plan.operations}
+    registry_created = any(
+        op.action == "create" and isinstance(op.new, KeyTable) and op.new.name == KEY_REGISTRY_TABLE
+        for op in plan.operations
+    )
     first = [op.new for op in plan.operations if op.action == "create" and isinstance(op.new, EncryptedColumnRecord)]
     state = plan.state
-    if not first or ("key_registry", "create") in created or state.encryption is None or state.keys is None:
+    if not first or registry_created or state.encryption is None or state.keys is None:
         return
     kinds = {(c.table, c.column): c.kind for c in state.encryption.columns}
     statements.run(conn, "set_role", role=state.keys)  # local: a refusal rolls it back with the rest

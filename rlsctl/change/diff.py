@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rlsctl.change.effect import SAME, UNKNOWN, rows_admitted
 from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
     ColumnGrant,
@@ -19,8 +20,7 @@ from rlsctl.state.objects import (
     Extension,
     Function,
     FunctionGrant,
-    KeyRegistry,
-    KeyStore,
+    KeyTable,
     Obj,
     Objects,
     Policy,
@@ -30,6 +30,7 @@ from rlsctl.state.objects import (
     TableGrant,
     TableSecurity,
     Trigger,
+    UntrustedCode,
 )
 
 WIDENS = "widens"
@@ -115,6 +116,19 @@ class Operation:
                 f"schema {self.old.name} is owned by {self.old.owner}, not {self.new.owner}; "
                 "rlsctl will not adopt it (objects left in it would run as its own)"
             )
+        if isinstance(self.new, FunctionGrant | SchemaPrivilege) and self.old is None:
+            return (
+                f"{self.new.grantee} cannot use {_target(self.new)}, which rlsctl's encryption calls, and this "
+                f"session cannot grant it: a DBA must run `{_grant_sql(self.new)}` (see `rlsctl plan --dba-script`)"
+            )
+        if isinstance(self.old, Extension) and isinstance(self.new, Extension):
+            who = ", ".join(self.old.writers) or "this session's own role"
+            return (
+                f"extension {self.old.name} lives in schema {self.old.schema}, where {who} may create objects: "
+                f"an overload planted there would run in the keys role's code, and this session cannot move it; "
+                f"a DBA must run `ALTER EXTENSION {self.old.name} SET SCHEMA {self.new.schema}` (or take CREATE "
+                f"on {self.old.schema} away from {who}): see `rlsctl plan --dba-script`"
+            )
         return ""
 
     @property
@@ -149,8 +163,25 @@ class Operation:
         return Operation(action, old, new, effect_of(action, old, new))
 
 
+def _target(obj: FunctionGrant | SchemaPrivilege) -> str:
+    if isinstance(obj, FunctionGrant):
+        return f"{obj.schema}.{obj.name}({obj.arg_types})"
+    return f"schema {obj.schema}"
+
+
+def _grant_sql(obj: FunctionGrant | SchemaPrivilege) -> str:
+    if isinstance(obj, FunctionGrant):
+        return f"GRANT EXECUTE ON FUNCTION {_target(obj)} TO {obj.grantee}"
+    return f"GRANT {obj.privilege} ON SCHEMA {obj.schema} TO {obj.grantee}"
+
+
 def _needs_dba(obj: Obj, action: str) -> str:
     """Why apply leaves a difference to a DBA: it cannot act as the role that decides it."""
+    if isinstance(obj, UntrustedCode):
+        return (
+            f"{obj.detail}: it would run in rlsctl keys sessions, where the key-encryption key is a "
+            "session setting; rlsctl keys refuses this table until a DBA removes it"
+        )
     role = obj.creator if isinstance(obj, DefaultPrivilege) else getattr(obj, "grantor", None)
     if isinstance(obj, FunctionGrant):
         role = f"the owner of {obj.schema}.{obj.name}({obj.arg_types})"
@@ -195,8 +226,7 @@ NEUTRAL_KINDS = {
     "schema",
     "extension",
     "function",
-    "key_store",
-    "key_registry",
+    "key_table",
     "active_key",
     "encrypted_column",
 }
@@ -235,14 +265,30 @@ def _policy_effect(action: str, old: Obj | None, new: Obj | None) -> str:
     assert isinstance(old, Policy) and isinstance(new, Policy)
     same_rule = (old.command, old.using, old.check) == (new.command, new.using, new.check)
     if not same_rule:
-        # Whether another expression admits fewer rows is not something a plan can prove.
-        return WIDENS
+        return _rule_effect(old, new)
     if old.permissive and new.permissive:
         return NARROWS if _fewer_roles(old.roles, new.roles) else WIDENS
     if not old.permissive and not new.permissive:
         return NARROWS if _fewer_roles(new.roles, old.roles) else WIDENS
     # A way in that becomes a filter (for the same roles) narrows; the other way round widens.
     return NARROWS if old.permissive and old.roles == new.roles else WIDENS
+
+
+def _rule_effect(old: Policy, new: Policy) -> str:
+    """A policy whose expressions changed: proved from their shapes where possible (rlsctl.change.effect),
+    else shown as widening. A check left out is the USING (PostgreSQL checks new rows by it)."""
+    if old.command != new.command or old.permissive != new.permissive or old.roles != new.roles:
+        return WIDENS
+    results = {
+        rows_admitted(old.using, new.using),
+        rows_admitted(old.check or old.using, new.check or new.using),
+    } - {SAME}
+    if len(results) != 1 or UNKNOWN in results:
+        return WIDENS  # unproved, or one widens while the other narrows
+    admitted = results.pop()
+    if not new.permissive:  # a restrictive policy that admits more rows filters fewer out
+        return NARROWS if admitted == WIDENS else WIDENS
+    return admitted
 
 
 def _fewer_roles(before: tuple[str, ...], after: tuple[str, ...]) -> bool:
@@ -282,7 +328,7 @@ def _role_effect(action: str, old: Obj | None, new: Obj | None) -> str:
 
 GRANT_KINDS = {"membership", "schema_privilege", "default_privilege", "function_grant", "table_grant", "column_grant"}
 # Never dropped by apply: data (tables, the key store and its keys) and what other projects may share.
-NEVER_REMOVED = {"role", "schema", "extension", "table", "key_store", "key_registry", "active_key", "encrypted_column"}
+NEVER_REMOVED = {"role", "schema", "extension", "table", "key_table", "active_key", "encrypted_column"}
 
 
 def operations(
@@ -306,6 +352,8 @@ def operations(
 
 
 def _removed(obj: Obj) -> Operation:
+    if isinstance(obj, UntrustedCode):
+        return _operation("needs_dba", obj, None)  # the tables' owner made it: apply never drops others' code
     if obj.kind not in GRANT_KINDS:
         return _operation("drop", obj, None)
     # Another role's default privileges, or a grant another grantor made, can only be
@@ -339,7 +387,9 @@ def _added(obj: Obj) -> list[Operation]:
         return _table(None, obj)
     if obj.kind not in GRANT_KINDS:
         return [_operation("create", None, obj)]
-    return [_operation("grant" if getattr(obj, "repairable", True) else "needs_dba", None, obj)]
+    if getattr(obj, "repairable", True):
+        return [_operation("grant", None, obj)]
+    return [_operation("refuse" if getattr(obj, "required", False) else "needs_dba", None, obj)]
 
 
 def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
@@ -356,7 +406,15 @@ def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
         assert isinstance(old, Role)
         # A managed role that bypasses RLS is drift, but not something apply takes away behind a DBA's back.
         return [_operation("refuse" if old.bypass_attributes else "alter", old, new)]
+    if isinstance(new, Extension):
+        assert isinstance(old, Extension)
+        return [_operation("alter" if old.movable else "refuse", old, new)]
     if isinstance(new, Schema):
+        assert isinstance(old, Schema)
+        if old.owner == new.adopt_from:
+            # The owner role, which held the helper schema before it moved to the keys role:
+            # rlsctl made everything in it (and inspects it: extra functions are dropped).
+            return [_operation("owner", old, new)]
         # Someone else's schema (or one given away) may hold objects rlsctl does not inspect.
         return [_operation("refuse", old, new)]
     if isinstance(new, Trigger):
@@ -447,16 +505,19 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("membership", "revoke"),
     ("schema", "refuse"),
     ("schema", "create"),
+    ("schema", "owner"),
+    ("schema_privilege", "refuse"),
+    ("schema_privilege", "needs_dba"),
     ("schema_privilege", "revoke"),
     ("schema_privilege", "grant"),
     ("default_privilege", "needs_dba"),
     ("default_privilege", "revoke"),
     ("default_privilege", "grant"),
+    ("extension", "refuse"),
     ("extension", "create"),
     ("extension", "alter"),
     ("helper_owner", "may_create"),
-    ("key_store", "create"),
-    ("key_registry", "create"),
+    ("key_table", "create"),
     ("policy", "detach"),  # policies calling a function that is dropped and created again
     ("function", "create"),
     ("function", "recreate"),
@@ -465,6 +526,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("helper_owner", "may_not_create"),
     ("active_key", "create"),
     ("encrypted_column", "create"),
+    ("function_grant", "refuse"),
     ("function_grant", "needs_dba"),
     ("function_grant", "revoke"),
     ("function_grant", "grant"),
@@ -483,6 +545,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("table_grant", "revoke_grant_option"),
     ("column_grant", "revoke"),
     ("column_grant", "revoke_grant_option"),
+    ("untrusted_code", "needs_dba"),
     ("trigger", "drop"),
     ("trigger", "disable"),
     ("policy", "drop"),
@@ -502,8 +565,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     # Only ever the reverse of an apply (Operation.reverse): apply itself never runs these.
     ("column_grant", "keep"),
     ("encrypted_column", "drop"),
-    ("key_registry", "drop"),
-    ("key_store", "drop"),
+    ("key_table", "drop"),
     ("extension", "drop"),
     ("schema", "drop"),
     ("role", "drop"),
@@ -517,7 +579,7 @@ def ordered(ops: list[Operation], helper_schema: str, owners: tuple[str, ...]) -
     taking = {
         op.new.owner
         for op in ops
-        if isinstance(op.new, Function | KeyStore | KeyRegistry)
+        if isinstance(op.new, Function | KeyTable)
         and op.action in ("create", "recreate", "replace", "owner", "alter")
     }
     for owner in sorted(taking & set(owners)):

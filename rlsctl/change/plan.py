@@ -16,6 +16,7 @@ import psycopg
 from rlsctl.catalog import queries as catalog
 from rlsctl.catalog.inspect import Live, live_objects
 from rlsctl.change import diff as d
+from rlsctl.change.effect import RANKS
 from rlsctl.change.normalise import normalise_policies
 from rlsctl.declare.objects import declared_objects, render_bodies
 from rlsctl.declare.state import DeclaredState
@@ -48,6 +49,20 @@ class Plan:
     unmanaged: tuple[Obj, ...] = ()  # grants to and memberships of undeclared roles: reported, left alone
     pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
     pending_columns: tuple[tuple[str, str, int | None], ...] = ()  # (table, column, phase) named but not present
+    acknowledged: tuple[tuple[str, str], ...] = ()  # (object key, reason): DBA items the project accepts
+
+    def acknowledgement(self, op: d.Operation) -> str | None:
+        """The reason the project gave for leaving this difference to a DBA, if it did."""
+        if op.action != "needs_dba":
+            return None  # only what apply cannot do may be acknowledged; refusals must be fixed
+        return dict(self.acknowledged).get(op.key)
+
+    @property
+    def drift(self) -> tuple[d.Operation, ...]:
+        """The differences drift fails on: all but those acknowledged and those that change nothing."""
+        return tuple(
+            op for op in self.operations if op.action not in d.NOT_DRIFT and self.acknowledgement(op) is None
+        )
 
     @property
     def empty(self) -> bool:
@@ -107,13 +122,21 @@ def plan_changes(
     state: DeclaredState, declared: Objects, live: Live, templates: Path | None, kinds: set[str] | None = None
 ) -> tuple[d.Operation, ...]:
     objects = live.objects
-    declared = grants_of_foreign_functions(present_only(declared, objects), live.foreign_functions)
+    declared = present_only(declared, objects)
+    declared = grants_of_foreign_functions(declared, live.foreign_functions, live.foreign_schemas)
     if kinds is not None:
         declared = {k: v for k, v in declared.items() if v.kind in kinds}
         objects = {k: v for k, v in objects.items() if v.kind in kinds}
-    ops = d.operations(d.differences(declared, objects), declared, objects, live.dependents)
+    # A policy whose rank changed is labelled by the ranks' order (rlsctl.change.effect).
+    token = RANKS.set(state.tenancy.ranks if state.tenancy is not None else ())
+    try:
+        ops = d.operations(d.differences(declared, objects), declared, objects, live.dependents)
+    finally:
+        RANKS.reset(token)
     ops = d.with_cascades(ops, [*live.objects.values(), *live.unmanaged])
-    return tuple(d.ordered(ops, state.helper_schema, state.function_owners))
+    # The helper schema's owner creates there anyway; the other function owners only while they take theirs.
+    owners = tuple(owner for owner in state.function_owners if owner != state.helper_owner)
+    return tuple(d.ordered(ops, state.helper_schema, owners))
 
 
 def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:

@@ -1,4 +1,4 @@
-"""Generate docs/cli.md from the click commands: `python -m rlsctl.clidoc > docs/cli.md`.
+"""Generate docs/cli.md from the click commands: `python -m rlsctl.cli.clidoc > docs/cli.md`.
 
 A test regenerates it and compares, so the reference never falls behind the CLI.
 """
@@ -11,7 +11,7 @@ from rlsctl.cli.main import main
 
 HEADER = """# CLI reference
 
-Generated from `rlsctl --help` by `python -m rlsctl.clidoc > docs/cli.md`; a test
+Generated from `rlsctl --help` by `python -m rlsctl.cli.clidoc > docs/cli.md`; a test
 checks it is current. Exit status everywhere: 0 clean, 1 findings, failures or
 drift, 2 usage or connection error.
 """

@@ -116,7 +116,7 @@ def run_demo(project: Project, dsn: str | None, progress: Progress) -> DemoResul
                     pending=tuple(name for name, _ in report.plan.pending),
                     statements=len(report.plan.statements),
                     cells=len(matrix.cells),
-                    mismatches=len(matrix.failures),
+                    mismatches=len(matrix.failures) + len(matrix.violations) + len(matrix.case_failures),
                 )
             )
     return DemoResult(server, project.settings.identity.setting, tuple(summaries))

@@ -1,4 +1,4 @@
-"""`rlsctl keys ...`: the command group for encryption keys and API keys (library: rlsctl/keys.py)."""
+"""`rlsctl keys ...`: the command group for encryption keys and API keys (library: rlsctl/keys/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rlsctl.cli import output
 from rlsctl.cli.options import handle_errors, load_project_option, options_dsn, options_project
 
 if TYPE_CHECKING:
@@ -60,6 +59,8 @@ def _format_option(func: Any) -> Any:
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[Observer | None]:
     """A rich progress bar on stderr, one task per column."""
+    from rlsctl.cli import output
+
     if not enabled:
         yield None
         return
@@ -165,6 +166,37 @@ def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: s
 @keys_group.command()
 @options_dsn
 @options_project
+@click.option("--finish", is_flag=True, help="Keep only the wrappings under the new key (once every server has it).")
+@_format_option
+@handle_errors
+def rewrap(dsn: str | None, project: str | None, role_prefix: str | None, finish: bool, fmt: str) -> None:
+    """Rotate the key-encryption key: wrap every data key under the next one (given as <setting>_new).
+
+    The current key comes as usual (the server setting or the key file), the next one in this
+    session's rlsctl.master_key_new (PGOPTIONS='-c rlsctl.master_key_new=...'): never in a
+    statement. Until --finish, both keys decrypt; run --finish once every server uses the next
+    one (docs/encryption.md lists the steps in order).
+    """
+    from rlsctl.cli import output
+    from rlsctl.keys import rewrap as rewrapping
+
+    with _keys(dsn, project, role_prefix) as keys:
+        run = rewrapping.finish(keys) if finish else rewrapping.rewrap(keys)
+    if fmt == "json":
+        output.emit_json(vars(run))
+        return
+    if run.finished:
+        output.stdout.print(f"rewrap finished: {run.keys} data keys now wrapped only by the new key-encryption key")
+        return
+    output.stdout.print(f"rewrapped {run.keys} data keys under the next key-encryption key (both keys decrypt now)")
+    for column, count in run.checked_values.items():
+        output.stdout.print(f"  verified: {column}: {count} values decrypt the same through the new wrappings")
+    output.stdout.print("next: roll the new key out to the server, then run rlsctl keys rewrap --finish")
+
+
+@keys_group.command()
+@options_dsn
+@options_project
 @click.argument("column", metavar="TABLE.COLUMN")
 @click.option(
     "--renamed-to",
@@ -175,6 +207,7 @@ def retire(dsn: str | None, project: str | None, role_prefix: str | None, fmt: s
 def forget(dsn: str | None, project: str | None, role_prefix: str | None, column: str, renamed_to: str | None) -> None:
     """Drop the record of an encrypted column that no longer exists, so keys can be retired again."""
     from rlsctl import keys as keying
+    from rlsctl.cli import output
 
     with _keys(dsn, project, role_prefix) as keys:
         keying.forget(keys, column, renamed_to)
@@ -203,7 +236,8 @@ def status(dsn: str | None, project: str | None, role_prefix: str | None, fmt: s
               help="A scope such as prompts:read; repeat for several.")  # fmt: skip
 @click.option("--expires", metavar="WHEN", help="An ISO date or time (UTC), or a duration such as 90d or 12h.")
 @click.option("--as", "as_user", metavar="USER_ID",
-              help="Create it as the app role with this user identity (its policies decide).")  # fmt: skip
+              help="Create it as the app role with this user identity (its policies decide); "
+                   "default: the team's owner.")  # fmt: skip
 @options_dsn
 @options_project
 @handle_errors
@@ -219,6 +253,7 @@ def create_api_key(
 ) -> None:
     """Create an API key: prints the raw key once on stdout; the database keeps only its SHA-256."""
     from rlsctl import keys as keying
+    from rlsctl.cli import output
     from rlsctl.pg import db
 
     loaded = load_project_option(project, role_prefix)
@@ -253,6 +288,8 @@ def _expiry(value: str | None) -> dt.datetime | None:
 
 
 def _run_report(run: KeysRun, fmt: str) -> None:
+    from rlsctl.cli import output
+
     if fmt == "json":
         output.emit_json(
             {
@@ -287,14 +324,29 @@ def _run_report(run: KeysRun, fmt: str) -> None:
 
 
 def _status_report(found: KeysStatus, fmt: str) -> None:
+    from rlsctl.cli import output
+
     if fmt == "json":
         output.emit_json(
             {
                 "keys": [vars(key) for key in found.keys],
                 "usage": [{"column": c, "key": k, "values": n} for c, k, n in found.usage],
+                "key_encryption_key": {
+                    "mode": found.kek_mode,
+                    "readable_by_every_login": list(found.kek_exposure),
+                    "rewrap_pending_keys": found.rewrapping,
+                },
             }
         )
         return
+    output.stdout.print(f"key-encryption key: {found.kek_mode}")
+    for warning in found.kek_exposure:
+        output.stdout.print(f"  [bold yellow]warning:[/] {output.escape(warning)}")
+    if found.rewrapping:
+        output.stdout.print(
+            f"  rewrap under way: {found.rewrapping} data keys also wrapped by the next key "
+            "(run rlsctl keys rewrap --finish once every server has it)"
+        )
     for key in found.keys:
         state = "active" if key.active else "retired" if key.retired else "usable"
         output.stdout.print(f"key {key.id}: {state}, created {key.created_at:%Y-%m-%d %H:%M}")

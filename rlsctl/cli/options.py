@@ -9,9 +9,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
-import psycopg
 
-from rlsctl.cli import output
 from rlsctl.errors import EXIT_USAGE, RlsctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,23 +59,40 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except RlsctlError as exc:
-            output.error(str(exc))
-            sys.exit(exc.exit_code)
-        except psycopg.Error as exc:
-            text = str(exc).strip().splitlines()
-            output.error(f"database error: {text[0] if text else type(exc).__name__}")
-            sys.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
-            output.error("interrupted; the current transaction was rolled back")
-            sys.exit(130)
-        except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
-            if os.environ.get("RLSCTL_DEBUG"):
-                raise
-            output.error(f"internal error: {type(exc).__name__}: {exc} (set RLSCTL_DEBUG=1 for details)")
-            sys.exit(EXIT_USAGE)
+        except BaseException as exc:  # every way out: one line and an exit status
+            _exit_for(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _exit_for(exc: BaseException) -> None:
+    """Print one line for `exc` and exit with its status (re-raise what is not ours to end)."""
+    # Imported here, once something went wrong: listing the commands stays light.
+    from rlsctl.cli import output
+
+    if isinstance(exc, SystemExit | click.exceptions.Exit | click.ClickException | click.exceptions.Abort):
+        raise exc
+    if isinstance(exc, RlsctlError):
+        output.error(str(exc))
+        sys.exit(exc.exit_code)
+    if _is_database_error(exc):
+        text = str(exc).strip().splitlines()
+        output.error(f"database error: {text[0] if text else type(exc).__name__}")
+        sys.exit(EXIT_USAGE)
+    if isinstance(exc, KeyboardInterrupt):
+        output.error("interrupted; the current transaction was rolled back")
+        sys.exit(130)
+    if not isinstance(exc, Exception) or os.environ.get("RLSCTL_DEBUG"):
+        raise exc
+    # A bug: say so in one line, keep the traceback for debugging.
+    output.error(f"internal error: {type(exc).__name__}: {exc} (set RLSCTL_DEBUG=1 for details)")
+    sys.exit(EXIT_USAGE)
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """A psycopg error, recognised without importing psycopg (a command that raised one loaded it)."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 def load_project_option(project: str | None, role_prefix: str | None) -> Any:

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from rlsctl.change.diff import NOT_DRIFT
-
 if TYPE_CHECKING:
     from rlsctl.change.apply import ApplyReport
     from rlsctl.change.plan import Plan
@@ -45,7 +43,7 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
     data = {
         "database": report.where,
         "dry_run": report.dry_run,
-        "changed": not plan.empty,
+        "changed": bool(plan.statements),
         "statements": len(plan.statements),
         "managed_tables": list(report.managed),
         "pending_tables": [{"table": name, "phase": phase} for name, phase in plan.pending],
@@ -82,7 +80,11 @@ def apply_report(report: ApplyReport, fmt: str) -> None:
             "existing plaintext stays until `rlsctl keys encrypt` backfills it (`rlsctl keys status` counts it)"
         )
     for op in plan.for_dba:
-        stdout.print(f"  [bold yellow]not repaired[/]: {escape(op.key)} ({escape(op.detail)})")
+        reason = plan.acknowledgement(op)
+        if reason is not None:
+            stdout.print(f"  [dim]acknowledged, left to a DBA: {escape(op.key)} ({escape(reason)})[/]")
+        else:
+            stdout.print(f"  [bold yellow]not repaired[/]: {escape(op.key)} ({escape(op.detail)})")
     if report.dry_run:
         stdout.print("  dry run: rolled back, nothing changed")
 
@@ -230,7 +232,8 @@ REPAIR_NOTE = {"refuse": "apply refuses to repair it", "needs_dba": ""}
 
 
 def drift_report(plan: Plan, where: str, fmt: str) -> None:
-    real = [op for op in plan.operations if op.action not in NOT_DRIFT]
+    real = list(plan.drift)
+    accepted = [(op, plan.acknowledgement(op)) for op in plan.operations if plan.acknowledgement(op)]
     if fmt == "json":
         data = _plan_json(plan, where)
         data["drift"] = [
@@ -244,6 +247,7 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
             }
             for op in real
         ]
+        data["acknowledged"] = [{"object": op.key, "reason": reason} for op, reason in accepted]
         emit_json(data)
         return
     if not real:
@@ -254,6 +258,8 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
             repair = REPAIR_NOTE.get(op.action, f"{op.effect} when repaired")
             note = "; ".join(part for part in (op.detail, repair) if part)
             stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
+    for op, reason in accepted:
+        stdout.print(f"  [dim]acknowledged: {escape(op.key)} ({escape(reason or '')})[/]")
     _unmanaged(plan)
 
 

@@ -34,6 +34,7 @@ from rlsctl.declare.state import (
     RoleSpec,
     TableSpec,
     TenancySpec,
+    extension_schema,
 )
 from rlsctl.policy.columns import columns_named, exists_reads
 from rlsctl.policy.conditions import Cond
@@ -61,6 +62,9 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         identity_expression=identity.expression,
         identity_type=identity.type,
         extensions=project.settings.extensions,
+        extension_schemas=tuple(
+            (name, extension_schema(schema, name, project.helper_schema)) for name in project.settings.extensions
+        ),
         prune_unmanaged_grants=project.settings.prune_unmanaged_grants,
         roles=roles,
         owner=project.role_name(project.role_of_kind("owner")),
@@ -120,6 +124,9 @@ def _encryption(project: Project, schema: Schema, tables: tuple[TableSpec, ...])
         return None
     settings = project.settings.encryption
     encrypted_tables = {c.table for c in columns if not c.decrypting}
+    # Who writes encrypted columns (and so calls encrypt() through the trigger): the roles
+    # granted INSERT or UPDATE on their tables, and the owner role, which owns them (data
+    # migrations, rlsctl test's fixtures). encrypt() gives nothing away: it returns ciphertext.
     writers = sorted(
         {
             grant.role
@@ -128,13 +135,15 @@ def _encryption(project: Project, schema: Schema, tables: tuple[TableSpec, ...])
             for grant in t.grants
             if grant.privilege in ("INSERT", "UPDATE")
         }
+        | {project.role_name(project.role_of_kind("owner"))}
     )
     return EncryptionSpec(
         master_key_setting=settings.master_key_setting,
         readers=tuple(project.role_name(key) for key in settings.readers),
         writers=tuple(role for role in writers if role != project.role_name(project.role_of_kind("keys"))),
         columns=tuple(columns),
-        crypto_schema=project.helper_schema,
+        crypto_schema=extension_schema(schema, "pgcrypto", project.helper_schema),
+        master_key_file=settings.master_key_file,
     )
 
 
@@ -239,19 +248,37 @@ def _policy(
         if check == e.TRUE:
             # A check that constrains nothing falls back to USING (the stricter choice).
             check = None
+        if check is not None:
+            # The new row must stay visible to the writer, WHERE clause or not: PostgreSQL
+            # applies the SELECT policies to it only when the statement reads the table,
+            # so without this a WHERE-less UPDATE could hide a row from its writer (an
+            # ADMIN unsharing every prompt of the team at once).
+            check = e.and_(check, visible)
         if e.never_true(using) or (check is not None and e.never_true(check)):
             return None
-        return PolicySpec(table, name, command, role_key, role, using, check)
+        return _scoped_members(PolicySpec(table, name, command, role_key, role, using, check))
     bound = _role_scoped(bind(project, schema, role_key, rule, table), role)
     if e.never_true(bound):
         return None
     if command == "insert":
-        return PolicySpec(table, name, command, role_key, role, None, bound)
+        return _scoped_members(PolicySpec(table, name, command, role_key, role, None, bound))
     if command == "delete":
         bound = e.and_(bound, visible)
         if e.never_true(bound):
             return None
-    return PolicySpec(table, name, command, role_key, role, bound, None)
+    return _scoped_members(PolicySpec(table, name, command, role_key, role, bound, None))
+
+
+def _scoped_members(policy: PolicySpec) -> PolicySpec:
+    """`api_key_member` asks for the members of the key's team; the helper answers only keys
+    holding a scope the same rule requires, so a rule without one would never hold."""
+    for pred in (policy.using, policy.check):
+        if pred is not None and not all(e.member_scopes(pred)):
+            raise BindError(
+                f"{policy.table}: the {policy.command} rule of {policy.role_key} uses api_key_member without an "
+                "api_key scope: combine it with `api_key: SCOPE` in the same rule (all: [...])"
+            )
+    return policy
 
 
 def _role_scoped(pred: e.Pred, role: str) -> e.Pred:
@@ -327,9 +354,6 @@ def _retention(
     return policies, grants
 
 
-PRESENTED_KEY_HASH = "rlsctl.presented_key_hash"
-
-
 def _keys_role(
     project: Project, schema: Schema, name: str, decl: TableDecl, table: Table, tenancy: TenancySpec | None
 ) -> tuple[list[PolicySpec], list[GrantSpec]]:
@@ -362,7 +386,7 @@ def _keys_role(
     api = project.settings.api_keys
     if api is not None and api_keys_exist(project, schema):
         if name == api.table:
-            presented = e.compare(e.Col(0, api.hash), "=", e.Setting(PRESENTED_KEY_HASH))
+            presented = e.compare(e.Col(0, api.hash), "=", e.PresentedKeyHash())
             policies.append(PolicySpec(name, f"{key}_authenticate", "select", key, role, presented, None))
             columns = [api.key, api.tenant, api.hash, api.scopes] + ([api.expires] if api.expires else [])
             grants.append(GrantSpec(name, "SELECT", key, role, tuple(c for c in columns if table.has_column(c))))

@@ -1,6 +1,6 @@
 """The bound form of a policy condition: a small, SQL-shaped expression tree.
 
-`rlsctl.bind` produces it from a policy file's condition for one table, one
+`rlsctl.declare.bind` produces it from a policy file's condition for one table, one
 role and the schema that exists. Two consumers read it:
 
 - the templates (`templates/expr.sql.j2`) print it as SQL, and
@@ -62,10 +62,11 @@ class ApiKeyTenant(Operand):
 
 
 @dataclass(frozen=True)
-class Setting(Operand):
-    """A custom setting of the session, NULL when unset or empty."""
+class PresentedKeyHash(Operand):
+    """The hash of the API key authenticate_api_key is checking (set only inside it), else NULL.
 
-    name: str
+    Read through a helper rather than current_setting() in the policy itself: a keys
+    session trusts rlsctl's helpers, never a direct read of a setting (catalog/sql/untrusted_code.sql)."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,47 @@ def helpers_used(pred: Pred) -> set[str]:
                 found.add("tenant_ids")
             elif isinstance(operand, ApiKeyTenant):
                 found.add("api_key_tenant")
+            elif isinstance(operand, PresentedKeyHash):
+                found.add("presented_key_hash")
+    return found
+
+
+def api_key_scopes(pred: Pred) -> set[str]:
+    """The API-key scopes the condition asks for (api_key conditions, direct or through a parent)."""
+    found: set[str] = set()
+    for node in walk(pred):
+        if isinstance(node, InApiKeyRows):
+            found.add(node.scope)
+        operands: tuple[Operand, ...] = ()
+        if isinstance(node, Compare):
+            operands = (node.left, node.right)
+        elif isinstance(node, InTenants):
+            operands = (node.operand, node.tenants)
+        found |= {o.scope for o in operands if isinstance(o, ApiKeyTenant) and o.scope is not None}
+    return found
+
+
+def member_scopes(pred: Pred) -> list[set[str]]:
+    """For each `api_key_member` in the condition, the scopes of the api_key conditions ANDed
+    with it (an empty set when none is): the scopes under which it asks for the members."""
+    found: list[set[str]] = []
+    for node in walk(pred):
+        children: tuple[Pred, ...] = ()
+        if isinstance(node, And):
+            members = [item for item in node.items if isinstance(item, InApiKeyMembers)]
+            others = [item for item in node.items if not isinstance(item, InApiKeyMembers)]
+            scopes = set().union(*(api_key_scopes(item) for item in others)) if others else set()
+            found += [scopes for _ in members]
+            continue
+        if isinstance(node, Or):
+            children = node.items
+        elif isinstance(node, Not):
+            children = (node.item,)
+        elif isinstance(node, Exists):
+            children = (node.where,)
+        found += [set() for child in children if isinstance(child, InApiKeyMembers)]
+    if isinstance(pred, InApiKeyMembers):
+        found.append(set())
     return found
 
 

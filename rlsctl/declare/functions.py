@@ -5,6 +5,7 @@
 | current_user_id(), tenant_ids(rank) | definer | INVOKER / DEFINER | roles whose policies call them |
 | guard_<table>() (trigger) | definer | INVOKER | nobody (triggers only) |
 | authenticate_api_key(raw), create_api_key(...) | keys | DEFINER / INVOKER | the app role |
+| presented_key_hash() | keys | INVOKER | the keys role (its policy on the API-key table) |
 | api_key_tenant(scope), api_key_members(), api_key_rows_<table>(scope) | keys | DEFINER | their policies' roles |
 | encrypt(text or jsonb) | keys | DEFINER | roles that write encrypted columns (through the trigger) |
 | decrypt(text or jsonb) | keys | DEFINER | the roles declared as readers |
@@ -13,7 +14,10 @@
 
 Every function has `search_path = pg_catalog, pg_temp` and qualifies every
 other name; the bodies are the macros of templates/objects/bodies.sql.j2
-named in `body`.
+named in `body`. The policy helpers are PL/pgSQL, not SQL: PostgreSQL plans a
+SQL function's body again at every call when it cannot inline it (and a
+function with SET search_path is never inlined), while PL/pgSQL keeps the plan
+of each query for the session.
 """
 
 from __future__ import annotations
@@ -41,16 +45,16 @@ def catalogue(state: DeclaredState) -> tuple[HelperFn, ...]:
 def _policy_helpers(state: DeclaredState) -> list[HelperFn]:
     found = [
         HelperFn(
-            "current_user_id", "", policy_helper=True, returns=state.identity_type, owner=state.definer,
-            executors=state.helper_callers("current_user_id"), body="current_user_id",
+            "current_user_id", "", policy_helper=True, returns=state.identity_type, language="plpgsql",
+            owner=state.definer, executors=state.helper_callers("current_user_id"), body="current_user_id",
         ),
     ]  # fmt: skip
     if state.tenancy is not None:
         found.append(
             HelperFn(
                 "tenant_ids", "text", policy_helper=True, arg_decl="min_rank text",
-                returns=f"{state.tenancy.tenant_id_type}[]", security_definer=True, owner=state.definer,
-                executors=state.helper_callers("tenant_ids"), body="tenant_ids",
+                returns=f"{state.tenancy.tenant_id_type}[]", language="plpgsql", security_definer=True,
+                owner=state.definer, executors=state.helper_callers("tenant_ids"), body="tenant_ids",
             )
         )  # fmt: skip
     return found
@@ -67,8 +71,12 @@ def _api_key_functions(state: DeclaredState) -> list[HelperFn]:
             body="authenticate_api_key",
         ),
         HelperFn(
+            "presented_key_hash", "", policy_helper=True, returns="text", language="plpgsql",
+            owner=keys, executors=state.helper_callers("presented_key_hash"), body="presented_key_hash",
+        ),
+        HelperFn(
             "api_key_tenant", "text", policy_helper=True, arg_decl="scope text", returns=api.tenant_type,
-            language="plpgsql", security_definer=True, owner=keys, executors=state.helper_callers("api_key_tenant"),
+            language="plpgsql", security_definer=True, owner=keys, executors=_key_session_readers(state),
             body="api_key_tenant",
         ),
         HelperFn(
@@ -95,6 +103,16 @@ def _api_key_functions(state: DeclaredState) -> list[HelperFn]:
             )
         )  # fmt: skip
     return found
+
+
+def _key_session_readers(state: DeclaredState) -> tuple[str, ...]:
+    """Who may ask whether this transaction holds an API-key session: the roles whose policies
+    ask it, and every role that evaluates current_user_id(), which returns no user inside a key
+    session (one principal per transaction): its callers and tenant_ids()'s owner."""
+    readers = {*state.helper_callers("api_key_tenant"), *state.helper_callers("current_user_id")}
+    if state.tenancy is not None:
+        readers.add(state.definer)
+    return tuple(sorted(readers))
 
 
 def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
@@ -145,12 +163,3 @@ def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
     ]  # fmt: skip
     return found
 
-
-# pgcrypto functions the keys role calls (EXECUTE is revoked from PUBLIC on all of them).
-PGCRYPTO = (
-    ("gen_random_bytes", "integer"),
-    ("pgp_sym_encrypt", "text, text, text"),
-    ("pgp_sym_decrypt", "bytea, text"),
-    ("pgp_sym_encrypt_bytea", "bytea, text, text"),
-    ("pgp_sym_decrypt_bytea", "bytea, text"),
-)

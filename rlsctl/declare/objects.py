@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlsctl.declare.functions import PGCRYPTO
-from rlsctl.declare.state import DeclaredState, HelperFn, TableSpec, helper_name
+from rlsctl.declare.state import PGCRYPTO, DeclaredState, HelperFn, TableSpec, helper_name
 from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
     BOOKKEEPING_TABLE,
     ENCRYPT_TRIGGER,
     GUARD_TRIGGER,
     KEY_TABLES,
+    READ_SERVER_FILES,
     SEARCH_PATH,
     ActiveKey,
     ColumnGrant,
@@ -25,8 +25,7 @@ from rlsctl.state.objects import (
     Extension,
     Function,
     FunctionGrant,
-    KeyRegistry,
-    KeyStore,
+    KeyTable,
     Membership,
     Obj,
     Objects,
@@ -65,7 +64,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
         if operator is not None:
             found.append(Membership(role.name, operator))
     found += _schemas(state)
-    found += [Extension(name, state.helper_schema) for name in state.extensions]
+    found += [Extension(name, state.schema_of_extension(name)) for name in state.extensions]
     for helper in state.helper_functions:
         found.append(_function(state, helper, bodies.functions[f"{helper.name}({helper.args})"]))
         # The owner's own EXECUTE is declared too: a tampered ACL without it is repaired,
@@ -77,8 +76,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     found += helper_tables(state)
     if state.encryption is not None and state.keys is not None:
         found += [
-            KeyStore(state.helper_schema, state.keys),
-            KeyRegistry(state.helper_schema, state.keys),
+            *(KeyTable(state.helper_schema, name, state.keys) for name in KEY_TABLES),
             ActiveKey(state.helper_schema, state.encryption.crypto_schema),
         ]
         found += [  # decrypting columns are not recorded again: keys decrypt forgets them once done
@@ -87,7 +85,16 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
             if not column.decrypting
         ]
     if state.keys is not None and state.encryption is not None:
-        found += [FunctionGrant(state.encryption.crypto_schema, name, args, state.keys) for name, args in PGCRYPTO]
+        crypto = state.encryption.crypto_schema
+        found += [FunctionGrant(crypto, name, args, state.keys, required=True) for name, args in PGCRYPTO]
+        if crypto != state.helper_schema:  # pgcrypto where the platform put it (extensions on Supabase)
+            found.append(SchemaPrivilege(crypto, state.keys, "USAGE", required=True))
+        if state.encryption.master_key_file is not None:
+            # File mode: master_key() reads the key file, as its owner alone (docs/encryption.md).
+            found += [
+                Membership(READ_SERVER_FILES, state.keys),
+                FunctionGrant("pg_catalog", "pg_read_file", "text", state.keys),
+            ]
     for table in state.tables:
         found += _table_objects(state, table, bodies)
     return {obj.key: obj for obj in found}
@@ -103,12 +110,15 @@ def helper_tables(state: DeclaredState) -> list[Obj]:
 
 
 def _schemas(state: DeclaredState) -> list[Obj]:
-    found: list[Obj] = [Schema(state.helper_schema, state.owner)]
+    found: list[Obj] = [Schema(state.helper_schema, state.helper_owner, adopt_from=state.owner)]
     if state.schema != "public":
         found.append(Schema(state.schema, state.owner))
     for name in state.grantee_role_names:
-        found.append(SchemaPrivilege(state.helper_schema, name, "USAGE"))
+        if name != state.helper_owner:
+            found.append(SchemaPrivilege(state.helper_schema, name, "USAGE"))
         found.append(SchemaPrivilege(state.schema, name, "USAGE"))
+    # The owner role reaches its migration bookkeeping (applied_phase) in the helper schema.
+    found.append(SchemaPrivilege(state.helper_schema, state.owner, "USAGE"))
     if state.schema == "public":
         found += [SchemaPrivilege("public", state.owner, "USAGE"), SchemaPrivilege("public", state.owner, "CREATE")]
     return found

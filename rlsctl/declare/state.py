@@ -11,7 +11,8 @@ import hashlib
 from dataclasses import dataclass
 
 from rlsctl.declare import expr as e
-from rlsctl.pg.sql import SqlText
+from rlsctl.pg.sql import SqlText, ident
+from rlsctl.schema.tables import Schema
 from rlsctl.state.scope import ManagedScope, ScopeRole
 
 PRIVILEGE = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
@@ -121,7 +122,7 @@ class TenancySpec:
 
 @dataclass(frozen=True)
 class HelperFn:
-    """A function rlsctl owns in the helper schema (see rlsctl/functions.py for the catalogue)."""
+    """A function rlsctl owns in the helper schema (see rlsctl/declare/functions.py for the catalogue)."""
 
     name: str
     args: str  # the argument types of the signature, e.g. "text"
@@ -156,6 +157,19 @@ class EncryptionSpec:
     writers: tuple[str, ...]  # roles that insert or update encrypted columns (they call encrypt() via the trigger)
     columns: tuple[EncryptedColumn, ...]
     crypto_schema: str  # where pgcrypto lives
+    master_key_file: str | None = None  # the KEK is read from this file by the keys role (else the setting)
+
+    @property
+    def new_master_key_setting(self) -> str:
+        """Where `rlsctl keys rewrap` finds the next key-encryption key (PGOPTIONS of its session)."""
+        return self.master_key_setting + "_new"
+
+    @property
+    def kek_mode(self) -> str:
+        """Where the key-encryption key lives, in words."""
+        if self.master_key_file is not None:
+            return f"file {self.master_key_file} (read by the keys role only)"
+        return f"setting {self.master_key_setting}"
 
     def encrypting(self, table: str) -> tuple[EncryptedColumn, ...]:
         return tuple(c for c in self.columns if c.table == table and not c.decrypting)
@@ -199,6 +213,23 @@ class ApiKeySpec:
     key_type: str
 
 
+# pgcrypto functions the keys role calls: it must be able to execute them, wherever the
+# platform installed pgcrypto (who else may is not rlsctl's business: they are not secrets).
+PGCRYPTO = (
+    ("gen_random_bytes", "integer"),
+    ("pgp_sym_encrypt", "text, text, text"),
+    ("pgp_sym_decrypt", "bytea, text"),
+    ("pgp_sym_encrypt_bytea", "bytea, text, text"),
+    ("pgp_sym_decrypt_bytea", "bytea, text"),
+)
+
+
+def extension_schema(sites: Schema, name: str, helper_schema: str) -> str:
+    """The schema rlsctl calls an extension in (see DeclaredState.extension_schemas)."""
+    site = sites.extension(name)
+    return site.schema if site is not None and site.safe else helper_schema
+
+
 @dataclass(frozen=True)
 class DeclaredState:
     project_name: str
@@ -220,6 +251,9 @@ class DeclaredState:
     # (a later phase adds them): rules about them fold to "no" until then.
     pending_columns: tuple[tuple[str, str], ...] = ()
     keys: str | None = None  # the keys role: encryption, key rotation, API-key sessions
+    # Where each extension is used: where the platform installed it, when only a DBA can create
+    # objects in that schema; else the helper schema (created, or moved, there).
+    extension_schemas: tuple[tuple[str, str], ...] = ()
     api_key_parents: tuple[ApiKeyParent, ...] = ()
     encryption: EncryptionSpec | None = None
     api_keys: ApiKeySpec | None = None
@@ -243,10 +277,35 @@ class DeclaredState:
                     callers.update(guard.roles)
         return tuple(sorted(callers))
 
+    def api_key_scopes(self, helper: str) -> tuple[str, ...]:
+        """The scopes the policies ask an API-key helper for: `api_key_rows_<table>` serves the
+        scopes of the conditions that call it, `api_key_members` those that rules calling it
+        also require. Any other scope gets nothing from it (a key reads nothing outside its scopes)."""
+        found: set[str] = set()
+        for table in self.tables:
+            for policy in table.policies:
+                for pred in (policy.using, policy.check):
+                    if pred is None:
+                        continue
+                    if helper == "api_key_members":
+                        found = found.union(*e.member_scopes(pred))
+                    else:
+                        calls = [n for n in e.walk(pred) if isinstance(n, e.InApiKeyRows) and n.function == helper]
+                        found |= {call.scope for call in calls}
+        return tuple(sorted(found))
+
     @property
     def grantee_role_names(self) -> tuple[str, ...]:
         """Roles that may hold privileges on tables (all but the owner)."""
         return tuple(role.name for role in self.roles if role.name != self.owner)
+
+    @property
+    def helper_owner(self) -> str:
+        """Who owns the helper schema: the keys role (which owns the key store too), else the
+        definer. Never the owner role: the migrations' login is a member of that one, and a
+        schema's owner may drop and replace anything in it, including what runs as the keys or
+        the definer role (docs/threat-model.md)."""
+        return self.keys or self.definer
 
     @property
     def function_owners(self) -> tuple[str, ...]:
@@ -256,6 +315,9 @@ class DeclaredState:
     def creators(self) -> tuple[str, ...]:
         """Managed roles that own (and so create) objects: their default privileges are managed."""
         return tuple(sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else [])}))
+
+    def schema_of_extension(self, name: str) -> str:
+        return dict(self.extension_schemas).get(name, self.helper_schema)
 
     @property
     def scope(self) -> ManagedScope:
@@ -269,6 +331,56 @@ class DeclaredState:
             extensions=self.extensions,
             prune_unmanaged_grants=self.prune_unmanaged_grants,
             encrypted=self.encryption is not None,
+            keys_role=self.keys,
+            keys_tables=self.keys_tables,
+            keys_read_tables=self.keys_read_tables,
+            encrypted_columns=self.encrypted_column_labels,
+            helper_owners=self.function_owners,
+            trusted_functions=tuple(
+                sorted({fn.name for fn in self.helper_functions if fn.policy_helper or fn.returns == "trigger"})
+            ),
+            required_functions=self._required_functions,
+            required_schemas=self._required_schemas,
+        )
+
+    @property
+    def _required_functions(self) -> tuple[str, ...]:
+        if self.keys is None or self.encryption is None:
+            return ()
+        schema = self.encryption.crypto_schema
+        return tuple(f"{ident(schema)}.{name}({args})" for name, args in PGCRYPTO)
+
+    @property
+    def _required_schemas(self) -> tuple[str, ...]:
+        if self.keys is None or self.encryption is None or self.encryption.crypto_schema == self.helper_schema:
+            return ()
+        return (self.encryption.crypto_schema,)
+
+    @property
+    def encrypted_column_labels(self) -> tuple[str, ...]:
+        """"table.column" of every column declared encrypted or decrypting that exists."""
+        columns = self.encryption.columns if self.encryption is not None else ()
+        return tuple(f"{column.table}.{column.column}" for column in columns)
+
+    @property
+    def keys_tables(self) -> tuple[str, ...]:
+        """Tables the keys role rewrites (UPDATE: key rotation, backfill, decryption): every
+        trigger, constraint and index expression on them runs in keys-role sessions."""
+        return self._keys_tables("UPDATE")
+
+    @property
+    def keys_read_tables(self) -> tuple[str, ...]:
+        """Tables the keys role only reads (API-key sessions, key usage): their policies run."""
+        rewritten = set(self.keys_tables)
+        return tuple(name for name in self._keys_tables("SELECT") if name not in rewritten)
+
+    def _keys_tables(self, privilege: str) -> tuple[str, ...]:
+        if self.keys is None:
+            return ()
+        return tuple(
+            table.name
+            for table in self.tables
+            if any(g.role == self.keys and g.privilege == privilege for g in table.grants)
         )
 
     def table(self, name: str) -> TableSpec:

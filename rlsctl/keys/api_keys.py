@@ -27,9 +27,10 @@ def create_api_key(
 ) -> str:
     """A new API key through rlsctl.create_api_key; the raw key is returned once and stored only hashed.
 
-    With `as_user`, the key is created as the app role with that identity, so
-    the policies decide (only an admin of the team may); without it, as the
-    connecting role.
+    The key is created as the app role with a user identity, so the policies decide (only an
+    admin of the team may): `as_user`, else the tenant's owner (the tenancy section's owner
+    column). Never as the connecting role: the statement writes a table the owner role owns,
+    whose triggers would run with the connecting role's rights (often a superuser's).
     """
     schema = live_schema(conn, project, None)
     state = declare(project, schema)
@@ -41,10 +42,10 @@ def create_api_key(
         schema=state.schema,
         helper_schema=state.helper_schema,
     ).encode()
+    as_user = as_user if as_user is not None else _tenant_owner(conn, project, where, tenant)
     try:
         with conn.transaction():
-            if as_user is not None:
-                statements.run(conn, "impersonate", role=state.app, setting=state.identity_setting, user_id=as_user)
+            statements.run(conn, "impersonate", role=state.app, setting=state.identity_setting, user_id=as_user)
             row = conn.execute(sql, {"tenant": tenant, "name": name, "scopes": list(scopes), "expires": expires})
             raw = row.fetchone()
     except psycopg.errors.InsufficientPrivilege as exc:
@@ -53,3 +54,18 @@ def create_api_key(
         raise UsageError(f"{where}: no such team {tenant!r}: {first_line(exc)}") from None
     assert raw is not None
     return str(raw[0])
+
+
+def _tenant_owner(conn: psycopg.Connection, project: Project, where: str, tenant: str) -> str:
+    tenancy = project.tenancy
+    owner = tenancy.tenants.owner if tenancy is not None else None
+    if tenancy is None or owner is None:
+        raise UsageError(f"{where}: give --as USER, an admin of {tenant!r}: the key is created as that user")
+    sql = render_template(
+        "ops/tenant_owner.sql.j2", project.root / "templates", schema=project.schema_name,
+        table=tenancy.tenants.table, key=tenancy.tenants.key, owner=owner,
+    )  # fmt: skip
+    row = conn.execute(sql.encode(), {"tenant": tenant}).fetchone()
+    if row is None or row[0] is None:
+        raise UsageError(f"{where}: no such team {tenant!r} (or it names no owner: give --as USER)")
+    return str(row[0])

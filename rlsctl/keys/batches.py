@@ -60,7 +60,7 @@ def rewrite(
 
 
 def pending(keys: Keys, column: Column, mode: str) -> int:
-    with keys.as_keys_role(10.0) as conn:
+    with keys.as_keys_role(10.0, tables=(column.table,)) as conn:
         sql = keys.sql("keys_pending", table=column.table, column=column.column, kind=column.kind, mode=mode)
         return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
 
@@ -68,7 +68,7 @@ def pending(keys: Keys, column: Column, mode: str) -> int:
 def ranges(keys: Keys, column: Column) -> list[tuple[str | None, str | None]]:
     """`jobs` contiguous (after, until] ranges of the primary key, about equal in rows."""
     sql = keys.sql("keys_bounds", table=column.table, key=column.key, parts=keys.jobs)
-    with keys.as_keys_role(10.0) as conn:
+    with keys.as_keys_role(10.0, tables=(column.table,)) as conn:
         row = conn.execute(sql).fetchone()
     bounds: list[str] = list(dict.fromkeys(row[0] or [])) if row else []  # in key order already
     edges: list[str | None] = [None, *bounds, None]
@@ -129,7 +129,11 @@ class _Walk:
         while True:
             started = time.monotonic()
             try:
-                with self.keys.as_keys_role(self.lock_timeout, conn, values_of=self.column.label) as tx:
+                # The table is locked against DDL and checked again for untrusted code before
+                # every batch: what was clean when the run started may not be any more.
+                with self.keys.as_keys_role(
+                    self.lock_timeout, conn, values_of=self.column.label, tables=(self.column.table,), writes=True
+                ) as tx:
                     row = tx.execute(self.sql, {"after": after, "until": until, "limit": size}).fetchone()
                     assert row is not None
                     rows, last, mismatched = int(row[0]), row[1], int(row[2])

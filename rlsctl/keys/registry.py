@@ -55,7 +55,8 @@ def forget_decrypted(keys: Keys, columns: list[Column]) -> None:
     statement that checks it again (a value encrypted meanwhile keeps the record)."""
     if not columns or not recorded(keys):
         return
-    with keys.as_keys_role(10.0) as conn:
+    tables = tuple(sorted({column.table for column in columns}))
+    with keys.as_keys_role(10.0, tables=tables) as conn:
         for column in columns:
             conn.execute(keys.sql("keys_forget_decrypted", table=column.table, column=column.column, kind=column.kind))
 
@@ -112,7 +113,8 @@ def retire_unused(keys: Keys) -> tuple[str, ...]:
                       if not row["active"] and not row["retired"]]  # fmt: skip
     if not candidates:
         return ()
-    with keys.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
+    tables = tuple(sorted({column.table for column in columns}))
+    with keys.as_keys_role(10.0, tables=tables) as conn, conn.cursor(row_factory=dict_row) as cur:
         usage = cur.execute(keys.sql("keys_usage", columns=columns)).fetchall() if columns else []
         in_use = sorted({row["key_id"] for row in usage if row["key_id"] is not None})
         retired = cur.execute(keys.sql("keys_retire"), {"candidates": candidates, "in_use": in_use}).fetchall()

@@ -24,9 +24,11 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
-from rlsctl.change.apply import live_schema, require_master_key_setting
+from rlsctl.catalog import kek, queries
+from rlsctl.catalog.inspect import untrusted_code_params
+from rlsctl.change.apply import live_schema, require_master_key
 from rlsctl.declare.compile import declare
-from rlsctl.declare.state import DeclaredState, EncryptedColumn
+from rlsctl.declare.state import DeclaredState, EncryptedColumn, EncryptionSpec
 from rlsctl.declare.validate import validate
 from rlsctl.errors import UsageError
 from rlsctl.pg import locks, statements
@@ -98,6 +100,9 @@ class KeyInfo:
 class KeysStatus:
     keys: tuple[KeyInfo, ...]
     usage: tuple[tuple[str, str | None, int], ...]  # (table.column, key id or None for plaintext, values)
+    kek_mode: str = ""  # where the key-encryption key lives
+    kek_exposure: tuple[str, ...] = ()  # why logins that need not read it can (warnings)
+    rewrapping: int = 0  # data keys wrapped under the next key-encryption key (keys rewrap under way)
 
 
 class Keys:
@@ -164,17 +169,32 @@ class Keys:
 
     @contextmanager
     def as_keys_role(
-        self, lock_timeout: float, conn: psycopg.Connection | None = None, values_of: str | None = None
+        self,
+        lock_timeout: float,
+        conn: psycopg.Connection | None = None,
+        values_of: str | None = None,
+        tables: tuple[str, ...] = (),
+        writes: bool = False,
     ) -> Iterator[psycopg.Connection]:
         """One transaction as the keys role; key and lock errors become one clear message.
 
         `values_of`: the column a batch rewrites. The key-encryption key was checked before
-        the run, so a decryption error there is a value's fault, and the message says so."""
+        the run, so a decryption error there is a value's fault, and the message says so.
+
+        `tables`: the project's tables the transaction reads (or, `writes`, rewrites). They are
+        locked first, against DDL that would add code running in this session (a trigger, a
+        policy, a rule, a constraint...), and checked for such code while the lock is held;
+        any found refuses the transaction (`refuse_untrusted_code`)."""
         if self.state.keys is None:
             raise UsageError(f"{self.where}: the project declares no role of kind keys, so no keys command can run")
         conn = conn or self.conn
         try:
             with conn.transaction():
+                statements.run(conn, "secure_path")
+                if tables:
+                    statements.run(conn, "lock_timeout", timeout=f"{int(lock_timeout * 1000)}ms")
+                    conn.execute(self.sql("keys_lock_tables", tables=tables, writes=writes))
+                    self.refuse_untrusted_code(tables, conn)
                 statements.run(conn, "set_role", role=self.state.keys)
                 statements.run(conn, "lock_timeout", timeout=f"{int(lock_timeout * 1000)}ms")
                 statements.run(conn, "batch_planner")
@@ -198,22 +218,59 @@ class Keys:
             raise UsageError(f"{self.where}: {first_line(exc)}") from None
 
     def check_master_key(self) -> None:
-        """The key-encryption key is set and unwraps every usable data key; else nothing is done."""
-        require_master_key_setting(self.conn, self.encryption.master_key_setting, self.where)
+        """The key-encryption key is set and unwraps every usable data key, and the tables the
+        keys role works on run no code it does not trust; else nothing is done."""
+        require_master_key(self.conn, self.encryption, self.where, as_role=self.state.keys)
+        self.refuse_untrusted_code(self.encrypted_tables)
         with self.as_keys_role(10.0) as conn:
             conn.execute(self.sql("keys_verify"))
+
+    @property
+    def encrypted_tables(self) -> tuple[str, ...]:
+        return tuple(sorted({column.table for column in self.encryption.columns}))
+
+    def refuse_untrusted_code(self, tables: tuple[str, ...], conn: psycopg.Connection | None = None) -> None:
+        """Refuse to work on tables that would run code rlsctl does not trust in this session.
+
+        The tables' owner (the migrations' role) can always add a trigger, rule, policy, index
+        expression or constraint that calls a function of its own; in a keys session that
+        function would run with the key-encryption key set, and as the keys role if it is
+        SECURITY INVOKER. So the run stops before anything of it happens (docs/encryption.md)."""
+        params = untrusted_code_params(self.state.scope, tables)
+        conn = conn or self.conn
+        with conn.transaction():
+            statements.run(conn, "secure_path")
+            found = queries.fetch(conn, "untrusted_code", **params)
+        if not found:
+            return
+        listed = "; ".join(f"{row['table_name']}: {row['what']} {row['name']} {row['detail']}" for row in found)
+        raise UsageError(
+            f"{self.where}: rlsctl keys will not run here, where the key-encryption key is a session setting: "
+            f"{listed}. A DBA must remove it (rlsctl drift lists it); nothing was changed"
+        )
 
     # -- status ---------------------------------------------------------------------------------
 
     def status(self) -> KeysStatus:
         columns = [*self.columns(), *self.columns(decrypting=True)]
-        with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
+        tables = tuple(sorted({column.table for column in columns}))
+        with self.as_keys_role(10.0, tables=tables) as conn, conn.cursor(row_factory=dict_row) as cur:
             keys = cur.execute(self.sql("keys_list")).fetchall()
             usage = cur.execute(self.sql("keys_usage", columns=columns)).fetchall() if columns else []
         return KeysStatus(
             tuple(KeyInfo(k["id"], k["active"], k["retired"], k["created_at"], k["retired_at"]) for k in keys),
             tuple((f"{u['table_name']}.{u['column_name']}", u["key_id"], u["n"]) for u in usage),
+            self.encryption.kek_mode,
+            kek_exposure(self.conn, self.encryption),
+            self.rewrapping(),
         )
+
+    def rewrapping(self) -> int:
+        """Data keys wrapped under the next key-encryption key: a `keys rewrap` not finished yet."""
+        context = {"crypto_schema": self.encryption.crypto_schema, "unwrap": False}
+        with self.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
+            state = cur.execute(self.sql("keys_rewrap_state", **context)).fetchone()
+        return int(state["rewrapped"]) if state else 0
 
     # -- key lifecycle ---------------------------------------------------------------------------
 
@@ -232,6 +289,11 @@ class Keys:
         `attempt` seconds at a time, steps back to let them through, and tries
         again until `wait` seconds have passed.
         """
+        if self.rewrapping():
+            raise UsageError(
+                f"{self.where}: a key-encryption key rotation is under way: finish it first "
+                "(rlsctl keys rewrap --finish), then rotate the data keys; nothing was changed"
+            )
         sql = render_template(
             "ops/keys_new.sql.j2",
             self.templates,
@@ -271,3 +333,14 @@ class Keys:
 def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def kek_exposure(conn: psycopg.Connection, encryption: EncryptionSpec) -> tuple[str, ...]:
+    """Why logins that do not need the key-encryption key can read it (rlsctl.catalog.kek). In file
+    mode the setting should be gone, and the file outside the data directory."""
+    with conn.transaction():
+        statements.run(conn, "secure_path")
+        found = kek.setting_exposure(conn, encryption.master_key_setting)
+        if encryption.master_key_file is not None:
+            found += kek.file_exposure(conn, encryption.master_key_file)
+    return tuple(found)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
 
+from rlsctl.catalog import queries as catalog
 from rlsctl.lint import live, sqlfiles
 from rlsctl.lint.model import LintModel
 from rlsctl.lint.project import declared_secrets, project_model, project_suppressions
@@ -42,14 +43,40 @@ def lint(
     elif project is not None:
         models.append(project_model(project))
     if inputs.conn is not None:
-        models.append(live.read_model(inputs.conn))
+        model = live.read_model(inputs.conn, _key_settings(project))
+        if project is not None:
+            model.intended_memberships = _intended_memberships(inputs.conn, project)
+        models.append(model)
     if project is not None:
         suppressions = project_suppressions(project)
         secrets = declared_secrets(project)
         for model in models:
             model.secrets.update(secrets)
         locations = _declarations(project)
-    return run(models, select=select, ignore=ignore, suppressions=suppressions, baseline=baseline), locations
+    result = run(models, select=select, ignore=ignore, suppressions=suppressions, baseline=baseline)
+    if inputs.conn is not None and project is not None and any(t.encrypted for t in project.tables.values()):
+        encryption = project.settings.encryption
+        where = encryption.master_key_file or encryption.master_key_setting
+        mode = "file" if encryption.master_key_file else "setting"
+        result = replace(result, notes=(f"key-encryption key: {mode} {where} (docs/encryption.md)",))
+    return result, locations
+
+
+def _intended_memberships(conn: psycopg.Connection, project: Project) -> set[tuple[str, str]]:
+    """What apply grants on purpose when it runs as a login that is not superuser: that login's
+    membership in each role the project declares (rlsctl.declare.objects: Membership(role, operator))."""
+    me = catalog.current_role(conn)
+    if me.superuser:
+        return set()
+    return {(project.role_name(key), me.name) for key in project.roles}
+
+
+def _key_settings(project: Project | None) -> tuple[str, ...]:
+    """The project's key-encryption key setting, when it encrypts columns in setting mode."""
+    if project is None or not any(table.encrypted for table in project.tables.values()):
+        return ()
+    encryption = project.settings.encryption
+    return () if encryption.master_key_file is not None else (encryption.master_key_setting,)
 
 
 def _declarations(project: Project) -> Locations:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from rlsctl.catalog import kek
 from rlsctl.catalog import queries as catalog
 from rlsctl.lint.model import (
     DefaultAcl,
@@ -32,7 +33,8 @@ QUERIES = (
 )
 
 
-def read_model(conn: psycopg.Connection) -> LintModel:
+def read_model(conn: psycopg.Connection, key_settings: tuple[str, ...] = ()) -> LintModel:
+    """The live catalog as a lint model; `key_settings`: the project's key-encryption key setting."""
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
         relations, policies, privileges, functions, roles, indexes, misc = catalog.fetch_many(
@@ -120,4 +122,10 @@ def read_model(conn: psycopg.Connection) -> LintModel:
     for grant in model.grants:
         if grant.kind == "schema" and grant.privilege == "CREATE" and grant.object in model.schemas:
             model.schemas[grant.object].creators.add(grant.grantee)
+    with conn.transaction(force_rollback=True):
+        statements.run(conn, "secure_path")
+        for setting in sorted({*key_settings, *kek.key_settings(conn)}):
+            places = kek.setting_exposure(conn, setting)
+            if places:
+                model.key_exposure[setting] = places
     return model

@@ -190,6 +190,12 @@ class LintModel:
     # column comments containing `rlsctl:secret readers=role_a,role_b` (live and SQL files).
     secrets: dict[str, set[str]] = field(default_factory=dict)  # "schema.table.column" -> readers
     database_owner: str | None = None  # the owner of the linted database (live only)
+    # Key-encryption key settings (the project's, and any *.master_key) -> every place from which
+    # logins that do not need it can read it (live only, rlsctl.catalog.kek).
+    key_exposure: dict[str, list[str]] = field(default_factory=dict)
+    # (group, member) memberships rlsctl grants on purpose (live, with a project): a managed
+    # host's migration login is made a member of the roles it creates (docs/managed-postgres.md).
+    intended_memberships: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def live(self) -> bool:
@@ -230,13 +236,16 @@ class LintModel:
             return True
         return any(i.schema == schema and i.table == table and i.columns[:1] == (column,) for i in self.indexes)
 
-    def members_of(self, role: str) -> set[str]:
-        """Roles that are (transitively) members of `role`."""
+    def members_of(self, role: str, intended: bool = True) -> set[str]:
+        """Roles that are (transitively) members of `role`; `intended=False`: not through the
+        memberships rlsctl grants on purpose (`intended_memberships`)."""
         found: set[str] = set()
         frontier = {role}
         while frontier:
             current = frontier.pop()
             for candidate in self.roles.values():
+                if not intended and (current, candidate.name) in self.intended_memberships:
+                    continue
                 if current in candidate.member_of and candidate.name not in found:
                     found.add(candidate.name)
                     frontier.add(candidate.name)

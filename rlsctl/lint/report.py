@@ -24,6 +24,8 @@ def rlsctl_version() -> str:
 
 
 def print_text(result: LintResult, console: Console, fail_on: str) -> None:
+    for note in result.notes:
+        console.print(f"[dim]{escape(note)}[/]")
     for level in reversed(LEVELS):
         chosen = [f for f in result.findings if f.level == level]
         if not chosen:
@@ -63,6 +65,7 @@ def to_json(result: LintResult) -> str:
         "findings": [_finding(f) for f in result.findings],
         "suppressed": [{**_finding(f), "reason": s.reason, "suppressed_at": s.where} for f, s in result.suppressed],
         "baselined": [_finding(f) for f in result.baselined],
+        "notes": list(result.notes),
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 

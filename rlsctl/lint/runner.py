@@ -50,6 +50,7 @@ class LintResult:
     baselined: tuple[Finding, ...]
     rules: tuple[type[Rule], ...]
     unused_suppressions: tuple[Suppression, ...] = ()
+    notes: tuple[str, ...] = ()  # facts worth a line that are no finding (where the key-encryption key lives)
 
     def at_or_above(self, level: str) -> tuple[Finding, ...]:
         threshold = LEVELS.index(level)

@@ -347,11 +347,14 @@ def rollback(
             for step in reversed(phase.steps):
                 step_statements = tuple(split_statements(step.down_sql(), str(step.down)))
                 applying.execute_statements(conn, step_statements, f"{where} rollback {step.down.name}", lock_timeout)
-            statements.run(conn, "reset_role")
+            # Still as the owner role, which owns applied_phase: code the owner put on its own
+            # table must never run as the connecting role (a superuser, often).
             conn.execute(
                 _render(project, "ops/unrecord_phase.sql.j2", helper_schema=project.helper_schema).encode(),
                 {"phase": number},
             )
+            statements.run(conn, "reset_role")
+            statements.run(conn, "secure_path")
         if secured:
             progress("re-applying the security layer for the tables that remain")
             plan = applying.make_plan(conn, project, where)
@@ -370,8 +373,8 @@ def _drop_security_objects(conn: psycopg.Connection, project: Project, where: st
     policies = [p for p in catalog.policies(conn, project.schema_name) if p.table in declared]
     triggers = [
         t
-        for t in catalog.triggers(conn, project.schema_name)
-        if t.table in declared and (t.function_schema == project.helper_schema or t.name in TRIGGER_NAMES)
+        for t in catalog.triggers(conn, project.schema_name, project.helper_schema)
+        if t.table in declared and (t.ours or t.name in TRIGGER_NAMES)
     ]
     script = _render(
         project, "ops/drop_policies.sql.j2", schema=project.schema_name, policies=policies, triggers=triggers

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import conninfo
 
 from rlsctl.errors import ConnectionFailed, UsageError
+from rlsctl.pg import statements
 
 MIN_SERVER_VERSION = 150000
 APPLICATION_NAME = "rlsctl"
@@ -67,6 +68,8 @@ def connect(target: Target, autocommit: bool = False) -> psycopg.Connection:
         version = conn.info.server_version
         conn.close()
         raise UsageError(f"{target.where}: PostgreSQL {version // 10000} is not supported (15 or newer)")
+    with conn.transaction():
+        statements.run(conn, "session_settings")
     return conn
 
 

@@ -8,6 +8,6 @@ an application takes.
 from __future__ import annotations
 
 CLASS = 0x726C7363  # "rlsc"
-APPLY = 1  # apply, migrate and rollback: one at a time (transaction lock, rlsctl/txn.py)
+APPLY = 1  # apply, migrate and rollback: one at a time (transaction lock, rlsctl/change/txn.py)
 KEY = 2  # writers encrypting hold it shared, a rotation exclusively (templates/crypto.sql.j2)
-KEYS_RUN = 3  # one `rlsctl keys` run at a time (session lock, rlsctl/keys.py)
+KEYS_RUN = 3  # one `rlsctl keys` run at a time (session lock, rlsctl/keys/session.py)

@@ -2,7 +2,7 @@
 
 Every identifier and literal that rlsctl writes into SQL goes through the
 functions in this module, either directly or through the Jinja filters that
-`rlsctl.render` registers from them. Nothing else in the package builds SQL
+`rlsctl.pg.templates` registers from them. Nothing else in the package builds SQL
 text from values.
 
 Literals assume `standard_conforming_strings = on` (the default since
@@ -147,6 +147,38 @@ def catalog_statement(text: str, kind: str) -> SqlText:
     one statement of `kind` (a pglast node name, e.g. CreateTrigStmt)."""
     _one_statement(text, kind, "statement")
     return SqlText(text)
+
+
+def trigger_when(definition: str) -> str | None:
+    """A trigger's WHEN condition as the server printed it (pg_get_triggerdef), without the
+    parentheses WHEN requires; None when it has none.
+
+    Read from the statement's parse tree (is there a whenClause?) and the grammar's own tokens
+    (the text between the parentheses after WHEN, counted token by token), so a parenthesis
+    or `) EXECUTE FUNCTION ` inside a string or an argument cannot mislead it. A definition
+    that does not parse stands in whole: a WHEN is never read as absent."""
+    import pglast
+
+    try:
+        statement = _one_statement(definition, "CreateTrigStmt", "trigger definition")
+    except UsageError:
+        return definition
+    if statement.whenClause is None:
+        return None
+    raw = definition.encode()  # token offsets count bytes
+    depth, start = 0, None
+    tokens = iter(pglast.parser.scan(definition))
+    for token in tokens:
+        if token.name == "WHEN" and depth == 0:
+            start = next(tokens).end + 1  # just inside its opening parenthesis
+            depth = 1
+            continue
+        if start is None:
+            continue
+        depth += {"ASCII_40": 1, "ASCII_41": -1}.get(token.name, 0)
+        if depth == 0:
+            return raw[start : token.start].decode()
+    return definition
 
 
 def _one_statement(text: str, kind: str, what: str) -> Any:

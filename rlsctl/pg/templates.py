@@ -155,7 +155,7 @@ def _environment(project_templates: Path | None) -> jinja2.Environment:
         literal=sql.literal,
         setting=sql.setting,
         dollar_quoted=sql.dollar_quoted,
-        lock_class=locks.CLASS,  # advisory locks: rlsctl/locks.py
+        lock_class=locks.CLASS,  # advisory locks: rlsctl/pg/locks.py
         key_lock_id=locks.KEY,
     )
     return env

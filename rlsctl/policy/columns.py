@@ -36,7 +36,8 @@ def columns_rules_read(
     for column, reader in read_by_exists.get(name, {}).items():
         used.setdefault(column, reader)
     for guard in decl.guards:
-        for column in (*guard.changed, *c.columns_of(guard.require)):
+        conditions = (guard.require, *((guard.require_new,) if guard.require_new is not None else ()))
+        for column in (*guard.changed, *(col for cond in conditions for col in c.columns_of(cond))):
             used.setdefault(column, "a guard")
     if isinstance(decl.tenant, str):
         used.setdefault(decl.tenant, "the tenant mapping")

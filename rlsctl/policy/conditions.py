@@ -20,12 +20,14 @@ A rule in a policy file is a condition on a row, written in YAML:
     {any: [...]}, {all: [...]}, {not: CONDITION}
     [...]                           a list is `any`
 
-This module only parses; `rlsctl.bind` resolves a condition against a table,
-a role and the schema that exists, into the IR of `rlsctl.expr`.
+This module only parses; `rlsctl.declare.bind` resolves a condition against a table,
+a role and the schema that exists, into the IR of `rlsctl.declare.expr`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,8 +146,19 @@ class Not(Cond):
     item: Cond
 
 
-def parse_condition(raw: Any, path: tuple[str | int, ...] = ()) -> Cond:
-    """Parse the YAML value of a rule into a condition tree."""
+Parser = Callable[[Any, tuple[str | int, ...]], "Cond"]
+# Condition kinds another language adds to this one while it parses (rlsctl test's expectations).
+_EXTRA: ContextVar[Mapping[str, Parser] | None] = ContextVar("extra_conditions", default=None)
+
+
+def parse_condition(raw: Any, path: tuple[str | int, ...] = (), extra: Mapping[str, Parser] | None = None) -> Cond:
+    """Parse the YAML value of a rule into a condition tree; `extra`: more condition kinds, at any depth."""
+    if extra is not None:
+        token = _EXTRA.set({**(_EXTRA.get() or {}), **extra})
+        try:
+            return parse_condition(raw, path)
+        finally:
+            _EXTRA.reset(token)
     if isinstance(raw, bool):
         return Const(raw)
     if isinstance(raw, list):
@@ -153,9 +166,10 @@ def parse_condition(raw: Any, path: tuple[str | int, ...] = ()) -> Cond:
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ConditionSyntaxError(path, f"a condition is true, false, a list, or a mapping with one key; got {raw!r}")
     ((key, value),) = raw.items()
-    parser = _PARSERS.get(key)
+    parsers = {**_PARSERS, **(_EXTRA.get() or {})}
+    parser = parsers.get(key)
     if parser is None:
-        known = ", ".join(sorted(_PARSERS))
+        known = ", ".join(sorted(parsers))
         raise ConditionSyntaxError((*path, key), f"unknown condition {key!r} (known: {known})")
     return parser(value, (*path, key))
 
@@ -256,7 +270,7 @@ def _parse_items(value: Any, path: tuple[str | int, ...]) -> tuple[Cond, ...]:
     return tuple(parse_condition(item, (*path, i)) for i, item in enumerate(value))
 
 
-_PARSERS = {
+_PARSERS: dict[str, Parser] = {
     "self": lambda v, p: SelfIs(_column(v, p)),
     "is_null": lambda v, p: IsNull(_column(v, p)),
     "equals": _parse_equals,

@@ -1,6 +1,6 @@
 """The policy model: what the YAML files in `policies/` declare, typed and frozen.
 
-Every section may live in any file of `policies/`; `rlsctl.project` merges
+Every section may live in any file of `policies/`; `rlsctl.policy.project` merges
 them and refuses a section declared twice. See docs/policy-format.md for
 the reference with examples.
 """
@@ -63,6 +63,10 @@ class Encryption(Frozen):
     # The server setting holding the key-encryption key: postgresql.conf,
     # ALTER SYSTEM, or libpq `options` per connection. rlsctl never sends it.
     master_key_setting: str = "rlsctl.master_key"
+    # Or a file on the database server (an absolute path, outside the data directory) that
+    # only the keys role reads, through pg_read_file: no login can read the key then, not
+    # even the application's (docs/encryption.md, "Where the key-encryption key lives").
+    master_key_file: str | None = None
     # Role keys allowed to call rlsctl.decrypt().
     readers: tuple[str, ...] = ("app",)
 
@@ -71,6 +75,13 @@ class Encryption(Frozen):
     def _setting_name(cls, value: str) -> str:
         if not SETTING_NAME.match(value):
             raise ValueError("a custom setting name looks like prefix.name, e.g. rlsctl.master_key")
+        return value
+
+    @field_validator("master_key_file")
+    @classmethod
+    def _file_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "\x00" in value or "\n" in value):
+            raise ValueError("master_key_file is an absolute path on the database server, e.g. /etc/rlsctl/kek")
         return value
 
 
@@ -87,6 +98,16 @@ class ApiKeys(Frozen):
     raw_prefix: str = "rk_"
 
 
+class Acknowledgement(Frozen):
+    """A difference only a DBA can remove, accepted for now: drift reports it without failing.
+
+    `object` is the difference's key as drift prints it; `{role}` stands for a declared role's
+    name (with its prefix), e.g. "EXECUTE on pg_catalog.pg_read_file(text) to {keys}"."""
+
+    object: str = Field(min_length=1)
+    reason: str = Field(min_length=10)
+
+
 class ProjectSettings(Frozen):
     name: str
     schema_name: str = Field("public", alias="schema")
@@ -101,6 +122,8 @@ class ProjectSettings(Frozen):
     prune_unmanaged_grants: bool = False
     encryption: Encryption = Encryption()
     api_keys: ApiKeys | None = None
+    # Differences that need a DBA (`rlsctl plan --dba-script`), accepted with a reason.
+    acknowledged: tuple[Acknowledgement, ...] = ()
 
 
 # -- roles --------------------------------------------------------------------
@@ -223,7 +246,8 @@ class Guard(Frozen):
 
     When an UPDATE by one of `roles` changes any of `changed`, `require` must
     hold for the old row and `require_new` (if given) for the new row, else the
-    statement fails with `message`. Without either, such a change is refused.
+    statement fails with `message`. Without either, such a change is refused;
+    with `require_new` alone, only the new row is judged.
     """
 
     changed: tuple[str, ...]
@@ -231,6 +255,14 @@ class Guard(Frozen):
     require_new: Condition | None = None
     message: str
     roles: tuple[str, ...] = ("app",)
+
+    @model_validator(mode="after")
+    def _only_the_new_row(self) -> Guard:
+        # `require` defaults to "never" so that a guard without conditions refuses the change;
+        # a guard that gives only `require_new` asks nothing of the old row.
+        if "require" not in self.model_fields_set and self.require_new is not None:
+            object.__setattr__(self, "require", parse_condition(True))
+        return self
 
 
 class Retention(Frozen):
@@ -285,14 +317,31 @@ class Principal(Frozen):
 
     user: str | None = None  # fixture row name of the user; "" means an empty identity
     id: str | None = None  # or a literal user id that no fixture row has (a newcomer)
+    # or the identity setting's raw value, valid or not ("not-a-uuid"): a value that is not a
+    # valid identity of the project's type must count as no identity (fail closed, no error)
+    setting: str | None = None
     api_key: str | None = None  # or the raw API key the session authenticates with
+    # With both user and api_key: which the session presents first (docs/identity.md: a
+    # transaction acts for one principal, so key-then-user acts as the key alone and
+    # user-then-key cannot authenticate).
+    first: Literal["user", "api_key"] | None = None
     role: str = "app"
     description: str = ""
 
     @model_validator(mode="after")
     def _one_identity(self) -> Principal:
-        if sum(value is not None for value in (self.user, self.id, self.api_key)) > 1:
-            raise ValueError("give one of user (a fixture row), id (a literal user id) or api_key (a raw key)")
+        given = [name for name in ("user", "id", "setting", "api_key") if getattr(self, name) is not None]
+        if given == ["user", "api_key"]:
+            if self.first is None:
+                raise ValueError("a principal with both user and api_key says which comes first: first: user|api_key")
+            return self
+        if len(given) > 1:
+            raise ValueError(
+                "give one of user (a fixture row), id (a literal user id), setting (the raw setting value) "
+                "or api_key (a raw key), or user and api_key with first:"
+            )
+        if self.first is not None:
+            raise ValueError("first: is for a principal with both user and api_key")
         return self
 
 

@@ -1,6 +1,6 @@
 """What tables and columns exist: the schema the policies are rendered for.
 
-One shape for two sources: `rlsctl.ddl` builds it offline from the migration
+One shape for two sources: `rlsctl.schema.ddl` builds it offline from the migration
 scripts (for `render --phase N` and for validating policy files without a
 database), `rlsctl.catalog` reads it from a live database. Policies are then
 rendered for exactly the tables and columns a `Schema` holds.
@@ -71,12 +71,33 @@ class Table:
 
 
 @dataclass(frozen=True)
+class ExtensionSite:
+    """Where an installed extension lives, and whether code of rlsctl's may call it there: no role
+    but a DBA can create objects in that schema (`writers` are the others who can)."""
+
+    name: str
+    schema: str
+    writers: tuple[str, ...] = ()
+    owner_is_session: bool = False  # the schema's owner is the connecting role (not a DBA)
+    movable: bool = True  # the session may ALTER EXTENSION ... SET SCHEMA
+
+    @property
+    def safe(self) -> bool:
+        return not self.writers and not self.owner_is_session
+
+
+@dataclass(frozen=True)
 class Schema:
-    """Tables of one PostgreSQL schema (the project's `schema`, usually public)."""
+    """Tables of one PostgreSQL schema (the project's `schema`, usually public), and, read from a
+    live database, where its extensions are installed."""
 
     name: str = "public"
     tables: tuple[Table, ...] = ()
     enums: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    extensions: tuple[ExtensionSite, ...] = field(default=())
+
+    def extension(self, name: str) -> ExtensionSite | None:
+        return next((site for site in self.extensions if site.name == name), None)
 
     @cached_property
     def _by_name(self) -> dict[str, Table]:

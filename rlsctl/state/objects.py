@@ -18,6 +18,23 @@ from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, litera
 # Every function rlsctl owns runs with this setting (SPEC: a fixed search_path, pg_temp last).
 SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 
+# Tables rlsctl creates in the helper schema. The key store's (objects/key_table.sql.j2:
+# the wrapped data keys, and the registry of columns ever encrypted) belong to the
+# keys role, have RLS enabled (not forced: their owner reads them) and no policy,
+# and nobody else holds any privilege on them: a grant made by mistake still shows
+# nobody a row. applied_phase (bootstrap.sql.j2) keeps what migrate gives it: the
+# owner role owns it, RLS off, no grants.
+KEY_STORE_TABLE, KEY_REGISTRY_TABLE, KEY_REWRAP_TABLE = "encryption_key", "encrypted_column", "encryption_key_next"
+# name -> what drift calls it, in the order they are created (the rewrap table refers to the store)
+KEY_TABLES = {KEY_STORE_TABLE: "key store", KEY_REWRAP_TABLE: "key rewrap", KEY_REGISTRY_TABLE: "key registry"}
+BOOKKEEPING_TABLE = "applied_phase"
+# PostgreSQL's functions rlsctl may grant (pg_read_file to the keys role, which reads the key
+# file in file mode through its membership in pg_read_server_files): their grants to
+# managed roles are read and compared like those of rlsctl's own functions.
+READ_SERVER_FILES = "pg_read_server_files"
+BUILTIN_FUNCTIONS = ("pg_catalog.pg_read_file(text)",)
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
+
 
 @dataclass(frozen=True)
 class Obj:
@@ -71,7 +88,9 @@ class Membership(Obj):
 
     @property
     def key(self) -> str:
-        return f"membership of {self.member} in {self.role}"
+        # member "": the login running apply, unknown when rendering offline (a non-superuser joins)
+        member = self.member or "the login running apply (unless superuser)"
+        return f"membership of {member} in {self.role}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,9 @@ class Schema(Obj):
     kind: ClassVar[str] = "schema"
     name: str
     owner: str
+    # A previous owner apply takes the schema from (the owner role held the helper schema
+    # before it moved to the keys role); any other owner is refused.
+    adopt_from: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -91,6 +113,8 @@ class SchemaPrivilege(Obj):
     schema: str
     grantee: str
     privilege: str  # USAGE | CREATE
+    repairable: bool = field(default=True, compare=False)  # the session may grant it (a schema of others')
+    required: bool = field(default=False, compare=False)  # rlsctl's code fails without it (see FunctionGrant)
 
     @property
     def key(self) -> str:
@@ -139,6 +163,10 @@ class Extension(Obj):
     kind: ClassVar[str] = "extension"
     name: str
     schema: str = ""
+    # Read from the live database: whether this session may move it, and who besides a DBA
+    # may create objects in its schema (why it is moved: see catalog/sql/extension_sites.sql).
+    movable: bool = field(default=True, compare=False)
+    writers: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
@@ -190,6 +218,9 @@ class FunctionGrant(Obj):
     arg_types: str
     grantee: str
     repairable: bool = field(default=True, compare=False)  # the session may act as the function's owner
+    # rlsctl's own code calls it as the grantee (pgcrypto for the keys role): without it apply
+    # would install encryption that fails, so a grant the session cannot make refuses the apply.
+    required: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -406,17 +437,23 @@ class Trigger(Obj):
 
 
 @dataclass(frozen=True)
-class KeyStore(Obj):
-    """The table of wrapped data keys, in the helper schema, owned by the keys role."""
+class KeyTable(Obj):
+    """One of the key store's tables in the helper schema (objects/key_table.sql.j2), owned by the
+    keys role: the wrapped data keys, or the registry of columns ever encrypted."""
 
-    kind: ClassVar[str] = "key_store"
+    kind: ClassVar[str] = "key_table"
     schema: str
+    name: str  # one of KEY_TABLES
     # Compared through the table's own objects (helper_tables()): owner, RLS, policies, grants.
     owner: str = field(compare=False)
 
     @property
     def key(self) -> str:
-        return f"key store {self.schema}.encryption_key"
+        return f"{KEY_TABLES[self.name]} {self.schema}.{self.name}"
+
+    @property
+    def sort_key(self) -> str:
+        return str(list(KEY_TABLES).index(self.name))  # the rewrap table refers to the store
 
 
 @dataclass(frozen=True)
@@ -433,19 +470,6 @@ class ActiveKey(Obj):
 
 
 @dataclass(frozen=True)
-class KeyRegistry(Obj):
-    """The key store's table of columns ever encrypted (key_registry.sql.j2), owned by the keys role."""
-
-    kind: ClassVar[str] = "key_registry"
-    schema: str
-    owner: str = field(compare=False)  # compared through the table's own objects, like the key store
-
-    @property
-    def key(self) -> str:
-        return f"key registry {self.schema}.encrypted_column"
-
-
-@dataclass(frozen=True)
 class EncryptedColumnRecord(Obj):
     """A row of the key store's registry: this column was encrypted (keys.retire_unused counts it)."""
 
@@ -457,6 +481,23 @@ class EncryptedColumnRecord(Obj):
     @property
     def key(self) -> str:
         return f"encrypted column {self.table}.{self.column} (recorded)"
+
+
+@dataclass(frozen=True)
+class UntrustedCode(Obj):
+    """Code a keys-role session would run on a table it reads or rewrites, that rlsctl does not
+    trust (catalog/sql/untrusted_code.sql): never declared, so always extra, and only a DBA can
+    remove it; `rlsctl keys` refuses to run while it is there."""
+
+    kind: ClassVar[str] = "untrusted_code"
+    table: str
+    what: str  # trigger, policy, index, check constraint, generated column, rule, column
+    name: str
+    detail: str = field(default="", compare=False)  # what it runs
+
+    @property
+    def key(self) -> str:
+        return f"{self.what} {self.name} on {self.table}"
 
 
 Objects = dict[str, Obj]
@@ -473,15 +514,19 @@ def builtin_defaults(creators: tuple[str, ...]) -> Objects:
     return {obj.key: obj for obj in found}
 
 
-def grants_of_foreign_functions(declared: Objects, foreign: frozenset[str]) -> Objects:
-    """Declared EXECUTE grants on functions whose owner the session cannot act as, marked so:
-    a GRANT there would only warn "no privileges were granted" (left to a DBA instead)."""
-    return {
-        key: replace(obj, repairable=False)
-        if isinstance(obj, FunctionGrant) and f"{obj.schema}.{obj.name}({obj.arg_types})" in foreign
-        else obj
-        for key, obj in declared.items()
-    }
+def grants_of_foreign_functions(
+    declared: Objects, foreign: frozenset[str], foreign_schemas: frozenset[str] = frozenset()
+) -> Objects:
+    """Declared EXECUTE grants on functions (USAGE on schemas) whose owner the session cannot act
+    as, marked so: a GRANT there would only warn "no privileges were granted" (left to a DBA)."""
+    return {key: replace(obj, repairable=False) if _foreign(obj, foreign, foreign_schemas) else obj
+            for key, obj in declared.items()}  # fmt: skip
+
+
+def _foreign(obj: Obj, functions: frozenset[str], schemas: frozenset[str]) -> bool:
+    if isinstance(obj, FunctionGrant):
+        return f"{obj.schema}.{obj.name}({obj.arg_types})" in functions
+    return isinstance(obj, SchemaPrivilege) and obj.schema in schemas
 
 
 def present_only(declared: Objects, live: Objects) -> Objects:
@@ -493,15 +538,6 @@ def present_only(declared: Objects, live: Objects) -> Objects:
     }
 
 
-# Tables rlsctl creates in the helper schema. The key store's (key_store.sql.j2:
-# the wrapped data keys, and the registry of columns ever encrypted) belong to the
-# keys role, have RLS enabled (not forced: their owner reads them) and no policy,
-# and nobody else holds any privilege on them: a grant made by mistake still shows
-# nobody a row. applied_phase (bootstrap.sql.j2) keeps what migrate gives it: the
-# owner role owns it, RLS off, no grants.
-KEY_TABLES = ("encryption_key", "encrypted_column")
-BOOKKEEPING_TABLE = "applied_phase"
-HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
 
 
 def role_exemption(role: str) -> SqlText:

@@ -30,6 +30,19 @@ class ManagedScope:
     extensions: tuple[str, ...]
     prune_unmanaged_grants: bool
     encrypted: bool  # the project encrypts columns: the key store is read
+    # What a keys-role session reads or rewrites, and whose code it trusts there
+    # (catalog/sql/untrusted_code.sql): the keys role, the tables it has privileges on,
+    # the encrypted columns ("table.column"), the owners of rlsctl's helpers.
+    keys_role: str | None = None
+    keys_tables: tuple[str, ...] = ()  # rewritten by the keys role
+    keys_read_tables: tuple[str, ...] = ()  # only read by it
+    encrypted_columns: tuple[str, ...] = ()
+    helper_owners: tuple[str, ...] = ()
+    trusted_functions: tuple[str, ...] = ()  # rlsctl's policy helpers and trigger functions (by name)
+    # Functions outside rlsctl's schema the keys role must be able to execute, "schema.name(args)"
+    # (pgcrypto's, where the platform installed it), and the schemas it needs USAGE on for them.
+    required_functions: tuple[str, ...] = ()
+    required_schemas: tuple[str, ...] = ()
 
     @property
     def managed_role_names(self) -> tuple[str, ...]:

@@ -39,6 +39,16 @@ class Principal:
     description: str = ""
     api_key: str | None = None  # the raw key the session authenticates with
     api_session: ApiSession | None = None  # what authenticate_api_key records (None: wrong or expired key)
+    # Both a user and a key (docs/identity.md): "api_key" when the key is authenticated first (the
+    # session acts for the key alone), "user" when the user is set first (authentication refuses).
+    first: str | None = None
+    presented_user: str | None = None  # the user id a mixed session sets (ignored, or refused)
+    raw_setting: str | None = None  # the identity setting's value as given, valid for the type or not
+
+    @property
+    def refused(self) -> bool:
+        """The session cannot start: a key authenticated after a user identity raises."""
+        return self.first == "user"
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class ApiSession:
 class Outcome:
     allowed: bool
     detail: str  # why: "ok", "0 rows", "no privilege", "check fails", ...
+
+
+REFUSED = Outcome(False, "error: a user session cannot also authenticate an API key")
 
 
 class EvalError(Exception):
@@ -153,8 +166,8 @@ class Evaluator:
             if session is None or (operand.scope is not None and operand.scope not in session.scopes):
                 return None
             return session.tenant
-        if isinstance(operand, e.Setting):
-            return None  # rlsctl's own settings are set only inside its functions
+        if isinstance(operand, e.PresentedKeyHash):
+            return None  # set only inside authenticate_api_key
         if isinstance(operand, e.Cutoff):
             return dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=operand.days)
         raise TypeError(f"cannot evaluate {operand!r}")
@@ -188,6 +201,8 @@ class Evaluator:
         if session is None or scope not in session.scopes or self.state.keys is None:
             return []
         parent = next(p for p in self.state.api_key_parents if p.table == table)
+        if scope not in self.state.api_key_scopes(parent.function):
+            return []  # a scope no policy asks this helper for
         keys_role = next(role for role in self.state.roles if role.name == self.state.keys)
         as_keys = Evaluator(
             self.state, self.world, replace(self.principal, role_key=keys_role.key, role=keys_role.name)
@@ -196,9 +211,12 @@ class Evaluator:
         return [row.get(parent.key) for row in rows]
 
     def api_key_members(self) -> set[Any]:
-        """What rlsctl.api_key_members() returns: every user of the API key's tenant."""
+        """What rlsctl.api_key_members() returns: every user of the API key's tenant, when the key
+        holds a scope of a rule that asks for them."""
         tenancy, session = self.state.tenancy, self.principal.api_session
         if tenancy is None or session is None:
+            return set()
+        if not set(session.scopes) & set(self.state.api_key_scopes("api_key_members")):
             return set()
         found: set[Any] = set()
         if tenancy.membership_table is not None:
@@ -210,6 +228,16 @@ class Evaluator:
                 if _same(row.get(tenancy.tenants_key), session.tenant):
                     found.add(row.get(tenancy.tenants_owner))
         return found
+
+    def policies(self, table: str, command: str) -> tuple[PolicySpec, ...]:
+        return self._policies(table, command)
+
+    def policy_holds(self, policy: PolicySpec, row: Row, use_check: bool = False) -> bool:
+        pred = policy.check if use_check and policy.check is not None else policy.using
+        try:
+            return pred is not None and self.truth(pred, {0: row}) is True
+        except EvalError:
+            return False
 
     def passes(self, table: str, command: str, row: Row, use_check: bool = False) -> bool:
         """Any permissive policy of the role for `command` holds for `row`."""
@@ -232,6 +260,8 @@ class Evaluator:
     # -- command outcomes -------------------------------------------------------------
 
     def select(self, table: str, row: Row, key: tuple[str, ...]) -> Outcome:
+        if self.principal.refused:
+            return REFUSED
         if not self.has_privilege(table, "SELECT", key):
             return Outcome(False, "error: no SELECT privilege")
         return self._guarded(
@@ -239,6 +269,8 @@ class Evaluator:
         )
 
     def insert(self, table: str, new: Row, columns: tuple[str, ...]) -> Outcome:
+        if self.principal.refused:
+            return REFUSED
         if not self.has_privilege(table, "INSERT", columns):
             return Outcome(False, "error: no INSERT privilege")
 
@@ -250,6 +282,8 @@ class Evaluator:
         return self._guarded(decide)
 
     def update(self, table: str, old: Row, new: Row, columns: tuple[str, ...], key: tuple[str, ...]) -> Outcome:
+        if self.principal.refused:
+            return REFUSED
         if not self.has_privilege(table, "UPDATE", columns) or not self.has_privilege(table, "SELECT", key):
             return Outcome(False, "error: no UPDATE privilege")
 
@@ -268,6 +302,8 @@ class Evaluator:
         return self._guarded(decide)
 
     def delete(self, table: str, row: Row, key: tuple[str, ...]) -> Outcome:
+        if self.principal.refused:
+            return REFUSED
         if not self.has_privilege(table, "DELETE") or not self.has_privilege(table, "SELECT", key):
             return Outcome(False, "error: no DELETE privilege")
 

@@ -12,7 +12,8 @@ the principals to impersonate. Values may be:
 - `{sha256: "raw"}`: the lowercase hex SHA-256 of a text (an API key's hash).
 
 Columns and tables that do not exist in this phase are dropped, and so are
-rows whose references point at dropped rows.
+rows whose references point at dropped rows; a table, column, row or role that
+no phase has is an error naming the file and line (`check_names`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 from rlsctl.errors import UsageError
 from rlsctl.policy.model import Fixtures
+from rlsctl.policy.project import Project
 from rlsctl.schema.tables import Schema, Table
 
 SELF = "@self"
@@ -250,3 +252,60 @@ def _placeholder(column_type: str, name: str) -> Any:
     if column_type in ("json", "jsonb"):
         return {}
     return f"fixture {name}"
+
+
+def check_names(project: Project, schema: Schema) -> None:
+    """Refuse a fixture naming a table, column, row or role that does not exist in any phase
+    (`schema`: every table and column the migrations ever create, and the live ones).
+
+    Without this a typo (`org_idd:`) is silently dropped with the cases that needed it: a
+    table or column that a *later* phase creates is skipped in earlier phases on purpose,
+    one that no phase creates is a mistake."""
+    fixtures = project.fixtures
+    if fixtures is None:
+        return
+    names = _all_names(fixtures)
+    for section, tables in (("rows", fixtures.rows), ("inserts", fixtures.inserts)):
+        for table_name, rows in tables.items():
+            _check_table(project, schema, ("fixtures", section, table_name), table_name)
+            for name, values in rows.items():
+                for column, value in values.items():
+                    path = ("fixtures", section, table_name, name, column)
+                    _check_column(project, schema, path, table_name, column)
+                    _check_reference(project, path, value, names)
+    for table_name, cases in fixtures.updates.items():
+        _check_table(project, schema, ("fixtures", "updates", table_name), table_name)
+        for case, values in cases.items():
+            for column, value in values.items():
+                path = ("fixtures", "updates", table_name, case, column)
+                _check_column(project, schema, path, table_name, column)
+                _check_reference(project, path, value, names)
+    for name, principal in fixtures.principals.items():
+        if principal.role not in project.roles:
+            raise project.error(
+                ("fixtures", "principals", name, "role"),
+                f"principal {name!r}: no role {principal.role!r} is declared "
+                f"(roles: {', '.join(sorted(project.roles))})",
+            )
+        if principal.user and principal.user not in names:
+            raise project.error(
+                ("fixtures", "principals", name, "user"),
+                f"principal {name!r}: user {principal.user!r} names no fixture row",
+            )
+
+
+def _check_table(project: Project, schema: Schema, path: tuple[str, ...], table: str) -> None:
+    if not schema.has_table(table):
+        raise project.error(path, f"fixtures: no phase creates a table {table!r}")
+
+
+def _check_column(project: Project, schema: Schema, path: tuple[str, ...], table: str, column: str) -> None:
+    if not schema.has_column(table, column):
+        known = ", ".join(c.name for c in schema.table(table).columns)
+        raise project.error(path, f"fixtures: table {table} has no column {column!r} in any phase (columns: {known})")
+
+
+def _check_reference(project: Project, path: tuple[str, ...], value: Any, names: set[str]) -> None:
+    is_reference = isinstance(value, str) and value.startswith("@") and not value.startswith("@@")
+    if is_reference and value != SELF and value[1:] not in names:
+        raise project.error(path, f"fixtures: {value} names no fixture row")

@@ -1,4 +1,4 @@
-"""The access matrix as people and CI read it: a table, JSON, or JUnit XML."""
+"""The access matrix as people and CI read it: a table, JSON, or JUnit XML; and verify's findings."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from rlsctl.tester.run import COMMANDS, Cell, MatrixResult
+from rlsctl.tester.verify import VerifyResult
+from rlsctl.tester.verify import describe as describe_world
 
 LETTER = {"select": "S", "insert": "I", "update": "U", "delete": "D"}
 
@@ -47,24 +49,75 @@ def print_text(result: MatrixResult, console: Console) -> None:
             )
         console.print(grid)
     console.print(
-        "[dim]cells show allowed/tried per principal and command; every case is compared with its expectation[/]"
+        "[dim]cells show allowed/tried per principal and command; each case is judged by the expectations "
+        "(expectations/*.yaml) and every cell by the invariants[/]"
     )
+    for notice in result.notices:
+        console.print(f"[bold yellow]NOTICE[/] {escape(notice)}")
+    _print_coverage(result, console)
     failures = result.failures
     for cell in failures:
-        expected = "allowed" if cell.expected else "denied"
+        console.print(f"[red]MISMATCH[/] {escape(describe(cell))}")
+    for violation in result.violations:
         console.print(
-            f"[red]MISMATCH[/] {escape(cell.table)} {cell.command.upper()} {escape(cell.case)} as "
-            f"{escape(cell.principal)}: expected {expected} ({escape(cell.expected_detail)}), "
-            f"got {escape(cell.actual.detail)}"
+            f"[red]INVARIANT[/] {escape(violation.invariant)}: {escape(violation.table)} "
+            f"{violation.command.upper()} {escape(violation.case)} as {escape(violation.principal)}: "
+            f"{escape(violation.detail)}"
         )
-    status = "[green]all cells as expected[/]" if not failures else f"[bold red]{len(failures)} mismatching cells[/]"
-    console.print(f"{escape(result.where)}: {len(result.cells)} cells, {status}")
+    for case in result.case_failures:
+        console.print(f"[red]CASE[/] {escape(case.name)} ({escape(case.where)}): {escape(case.detail)}")
+    problems = len(failures) + len(result.violations) + len(result.case_failures)
+    judged = sum(1 for cell in result.cells if cell.judged)
+    status = (
+        "[green]all cells as expected[/]" if not problems
+        else f"[bold red]{len(failures)} mismatching cells, {len(result.violations)} invariant violations, "
+        f"{len(result.case_failures)} failing cases[/]"
+    )  # fmt: skip
+    console.print(f"{escape(result.where)}: {len(result.cells)} cells ({judged} judged by expectations), {status}")
+
+
+def describe(cell: Cell) -> str:
+    """One mismatch: table, command, row, principal, what was expected, what the database did,
+    and which of the role's policies let the row through."""
+    expected = "allowed" if cell.expected else "denied"
+    decided = (
+        f"; policies that admitted it: {', '.join(cell.decided_by)}" if cell.decided_by
+        else "; no policy of the role admitted it" if cell.actual.allowed is False else ""
+    )  # fmt: skip
+    return (
+        f"{cell.table} {cell.command.upper()} {cell.case} as {cell.principal}: expected {expected}, "
+        f"database gave {cell.actual.detail}{decided}"
+    )
+
+
+def _print_coverage(result: MatrixResult, console: Console) -> None:
+    covered = result.coverage
+    if covered is None:
+        return
+    console.print(f"[dim]{escape(covered.summary())}[/]")
+    for policy in covered.uncovered_policies:
+        console.print(f"[yellow]UNCOVERED[/] policy {escape(policy)}: no allowed cell went through it")
+    for branch in covered.uncovered_branches:
+        if branch.policy in covered.uncovered_policies:
+            continue
+        where = f"branch {branch.index} of {escape(branch.policy)} ({branch.part})"
+        console.print(f"[yellow]UNCOVERED[/] {where}: {escape(branch.text)}")
 
 
 def to_json(result: MatrixResult) -> str:
     data = {
         "database": result.where,
-        "summary": {"cells": len(result.cells), "mismatches": len(result.failures)},
+        "summary": {
+            "cells": len(result.cells),
+            "judged": sum(1 for cell in result.cells if cell.judged),
+            "mismatches": len(result.failures),
+            "invariant_violations": len(result.violations),
+            "failing_cases": len(result.case_failures),
+        },
+        "notices": list(result.notices),
+        "coverage": result.coverage.as_json() if result.coverage is not None else None,
+        "violations": [vars(violation) for violation in result.violations],
+        "case_failures": [vars(case) for case in result.case_failures],
         "principals": [
             {"name": p.name, "role": p.role, "has_identity": p.user_id is not None} for p in result.principals
         ],
@@ -74,8 +127,9 @@ def to_json(result: MatrixResult) -> str:
                 "command": cell.command,
                 "case": cell.case,
                 "principal": cell.principal,
-                "expected": "allowed" if cell.expected else "denied",
+                "expected": None if cell.expected is None else "allowed" if cell.expected else "denied",
                 "expected_detail": cell.expected_detail,
+                "decided_by": list(cell.decided_by),
                 "actual": "allowed" if cell.actual.allowed else "denied",
                 "actual_detail": cell.actual.detail,
                 "ok": cell.ok,
@@ -87,8 +141,7 @@ def to_json(result: MatrixResult) -> str:
 
 
 def _mismatch(cell: Cell) -> str:
-    expected = "allowed" if cell.expected else "denied"
-    return f"{cell.case}: expected {expected} ({cell.expected_detail}), got {cell.actual.detail}"
+    return describe(cell)
 
 
 def to_junit(result: MatrixResult) -> str:
@@ -116,5 +169,61 @@ def to_junit(result: MatrixResult) -> str:
             if bad:
                 failure = ET.SubElement(case, "failure", message=f"{len(bad)} of {len(cells)} cases differ")
                 failure.text = "\n".join(_mismatch(c) for c in bad)
+    if result.violations or result.case_failures:
+        suite = ET.SubElement(
+            root, "testsuite", name="invariants and cases",
+            tests=str(len(result.violations) + len(result.case_failures) or 1),
+            failures=str(len(result.violations) + len(result.case_failures)),
+        )  # fmt: skip
+        for violation in result.violations:
+            case = ET.SubElement(suite, "testcase", classname="rlsctl.invariants", name=violation.invariant)
+            failure = ET.SubElement(case, "failure", message=violation.detail)
+            failure.text = f"{violation.table} {violation.command} {violation.case} as {violation.principal}"
+        for named in result.case_failures:
+            case = ET.SubElement(suite, "testcase", classname="rlsctl.cases", name=named.name)
+            ET.SubElement(case, "failure", message=named.detail).text = named.where
+        root.set("failures", str(int(root.get("failures", "0")) + len(result.violations) + len(result.case_failures)))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+# -- rlsctl verify ---------------------------------------------------------------------------------
+
+
+def print_verify(result: VerifyResult, console: Console) -> None:
+    console.print(
+        f"{result.worlds} worlds ({result.examples} explored), {result.cells} cells, {result.seconds:.1f}s"
+        + (f"; {result.rejected} drawn worlds refused by the schema's constraints" if result.rejected else "")
+    )
+    for notice in result.notices:
+        console.print(f"[bold yellow]NOTICE[/] {escape(notice)}")
+    if not result.findings:
+        console.print("[green]no finding[/]: every world held the invariants and the expectations")
+        return
+    assert result.minimal is not None
+    world = escape(describe_world(result.minimal))
+    console.print(f"[red]{len(result.findings)} findings[/] in the minimal failing world: {world}")
+    for finding in result.findings:
+        console.print(
+            f"[red]{escape(finding.kind.upper() if finding.kind == 'expectation' else finding.kind)}[/] "
+            f"{escape(finding.table)} {finding.command} {escape(finding.case)} as {escape(finding.principal)}: "
+            f"{escape(finding.detail)}"
+        )
+    console.print("\n[bold]Reproduce the first in psql (rolled back):[/]")
+    console.print(escape(result.findings[0].script), markup=False, highlight=False)
+
+
+def verify_json(result: VerifyResult) -> str:
+    data = {
+        "summary": {"worlds": result.worlds, "explored": result.examples, "cells": result.cells,
+                    "findings": len(result.findings), "seconds": round(result.seconds, 2),
+                    "rejected_worlds": result.rejected},
+        "notices": list(result.notices),
+        "minimal_world": describe_world(result.minimal) if result.minimal is not None else None,
+        "findings": [
+            {"kind": f.kind, "table": f.table, "command": f.command, "case": f.case, "principal": f.principal,
+             "detail": f.detail, "sql": f.script}
+            for f in result.findings
+        ],
+    }  # fmt: skip
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

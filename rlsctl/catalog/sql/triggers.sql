@@ -1,9 +1,9 @@
 -- User triggers on the tables of a schema, with everything that decides when
 -- they fire: timing, level, events, UPDATE OF columns, WHEN, arguments, state.
 -- tgtype bits: 1 ROW, 2 BEFORE, 64 INSTEAD OF (else AFTER); 4 INSERT, 8 DELETE,
--- 16 UPDATE, 32 TRUNCATE. The WHEN condition is read from pg_get_triggerdef
--- (tgqual refers to OLD and NEW, which pg_get_expr cannot print); when that
--- fails the whole definition stands in, so a WHEN is never read as absent.
+-- 16 UPDATE, 32 TRUNCATE. The WHEN condition is read from the definition's
+-- parse tree (rlsctl.pg.sql.trigger_when): tgqual refers to OLD and NEW, which
+-- pg_get_expr cannot print.
 SELECT c.relname AS table_name,
        t.tgname AS name,
        fn_ns.nspname AS function_schema,
@@ -22,11 +22,7 @@ SELECT c.relname AS table_name,
              FROM pg_catalog.unnest(t.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_catalog.pg_attribute AS a ON a.attrelid = t.tgrelid AND a.attnum = k.attnum
              ORDER BY k.ord) AS columns,
-       CASE WHEN t.tgqual IS NOT NULL THEN
-           COALESCE(pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid),
-                                         ' WHEN \((.*)\) EXECUTE (?:FUNCTION|PROCEDURE) '),
-                    pg_catalog.pg_get_triggerdef(t.oid))
-       END AS "when",
+       t.tgqual IS NOT NULL AS has_when,
        pg_catalog.encode(t.tgargs, 'escape') AS args,
        pg_catalog.pg_get_triggerdef(t.oid) AS definition
 FROM pg_catalog.pg_trigger AS t

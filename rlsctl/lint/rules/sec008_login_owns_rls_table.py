@@ -49,7 +49,9 @@ class LoginOwnsRlsTable(Rule):
             if not table.rls:
                 continue
             if table.owner not in members:
-                members[table.owner] = {table.owner} | model.members_of(table.owner)
+                # Not through memberships rlsctl grants on purpose: the migration login of a
+                # managed host is a member of the owner role it created (apply does that).
+                members[table.owner] = {table.owner} | model.members_of(table.owner, intended=False)
             for name in members[table.owner]:
                 role = model.roles.get(name)
                 if role is None or not role.login or role.superuser:

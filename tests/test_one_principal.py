@@ -1,0 +1,191 @@
+"""A transaction acts for one principal, and a key reads nothing outside its scopes (SPEC s6).
+
+Attacks from the application's login on a database secured by `migrate && apply`:
+an outsider who sets up a team of their own, then mixes their user identity
+with a team A API key in one transaction; and key sessions calling the API-key
+helpers directly with scopes the key was not given for. The fixture matrix
+(test_access_matrix.py) checks every table and command for mixed sessions in
+both orders; these tests follow the attacks end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+import pytest
+from psycopg import errors as pgerrors
+
+from tests.conftest import migrate_and_apply
+
+WRITE_A, READ_A, AUDIT_A = "pc_attack_write_a", "pc_attack_read_a", "pc_attack_audit_a"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def attacked(make_module_db):
+    """Team A (owner u_a, author u_author) with prompt pa1 and pa2; an outsider u_out who creates
+    team C as the app and adds pa1's author to it, as any user may."""
+    database = make_module_db()
+    migrate_and_apply(database)
+    with database.connect() as conn:
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES
+                        ('u_a', 'a@x', now()), ('u_author', 'author@x', now()), ('u_out', 'out@x', now())""")
+        conn.execute("""INSERT INTO "Team"(id, name, "ownerId", "updatedAt") VALUES ('team_a', 'A', 'u_a', now())""")
+        conn.execute("""INSERT INTO "TeamMember"(id, "teamId", "userId", role) VALUES
+                        ('m_author', 'team_a', 'u_author', 'MEMBER')""")
+        conn.execute("""INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt") VALUES
+                        ('pa1', 'one', 'secret one', 'u_author', 'team_a', now()),
+                        ('pa2', 'two', 'secret two', 'u_a', 'team_a', now())""")
+        conn.execute("""INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy") VALUES
+                        ('va1', 'pa1', 1, 'v1', 'u_author')""")
+        conn.execute(
+            """INSERT INTO "ApiKey"(id, "teamId", name, "hashedKey", scopes) VALUES
+               ('kw', 'team_a', 'write', %s, '{prompts:write}'),
+               ('kr', 'team_a', 'read', %s, '{prompts:read}'),
+               ('ka', 'team_a', 'audit', %s, '{audit:read}')""",
+            (sha256(WRITE_A), sha256(READ_A), sha256(AUDIT_A)),
+        )
+    with database.connect(autocommit=False) as conn:
+        as_user(conn, database, "u_out")
+        conn.execute("""INSERT INTO "Team"(id, name, "ownerId", "updatedAt") VALUES ('team_c', 'C', 'u_out', now())""")
+        conn.execute("""INSERT INTO "TeamMember"(id, "teamId", "userId", role) VALUES
+                        ('m_c_author', 'team_c', 'u_author', 'MEMBER')""")
+        conn.commit()
+    return database
+
+
+def as_app(conn: psycopg.Connection, database) -> None:
+    conn.execute("SELECT set_config('role', %s, true)", (database.role("app"),))
+
+
+def as_user(conn: psycopg.Connection, database, user: str) -> None:
+    as_app(conn, database)
+    conn.execute("SELECT set_config('app.user_id', %s, true)", (user,))
+
+
+def authenticate(conn: psycopg.Connection, raw: str) -> bool:
+    return conn.execute("SELECT rlsctl.authenticate_api_key(%s)", (raw,)).fetchone()[0]
+
+
+def key_then_user(conn: psycopg.Connection, database, raw: str, user: str) -> None:
+    as_app(conn, database)
+    assert authenticate(conn, raw) is True
+    conn.execute("SELECT set_config('app.user_id', %s, true)", (user,))
+
+
+def prompt_teams(database) -> dict[str, str | None]:
+    with database.connect() as conn:
+        return dict(conn.execute('SELECT id, "teamId" FROM "Prompt" ORDER BY id').fetchall())
+
+
+def test_a_user_session_cannot_also_authenticate_a_key(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        as_user(conn, attacked, "u_out")
+        with pytest.raises(pgerrors.InsufficientPrivilege, match="already acts for a user"):
+            authenticate(conn, WRITE_A)
+
+
+def test_a_key_session_ignores_a_user_identity_set_afterwards(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, WRITE_A, "u_out")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.tenant_ids('MEMBER')").fetchone()[0] == []
+        # The outsider's own team is invisible: the session is team A's key, nothing else.
+        assert [r[0] for r in conn.execute('SELECT id FROM "Team" ORDER BY id')] == []
+        assert [r[0] for r in conn.execute('SELECT id FROM "Prompt" ORDER BY id')] == ["pa1", "pa2"]
+
+
+def test_the_mixed_session_cannot_move_a_prompt_to_the_attackers_team(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, WRITE_A, "u_out")
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""UPDATE "Prompt" SET "teamId" = 'team_c' WHERE id = 'pa1'""")
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+
+
+def test_the_mixed_session_cannot_make_the_teams_prompts_private(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, WRITE_A, "u_out")
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""UPDATE "Prompt" SET "teamId" = NULL""")
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+
+
+def test_a_read_key_and_a_user_cannot_insert_metrics(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, READ_A, "u_out")
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success)
+                            VALUES ('pm_forged', 'pa1', 1, true)""")
+
+
+def test_the_mixed_session_cannot_add_a_version_authored_by_the_outsider(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, WRITE_A, "u_out")
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""INSERT INTO "PromptVersion"(id, "promptId", version, content, "createdBy")
+                            VALUES ('v_forged', 'pa1', 2, 'forged', 'u_out')""")
+
+
+def test_an_admin_cannot_unshare_the_teams_prompts_without_a_where_clause(attacked):
+    """PostgreSQL applies SELECT policies to an UPDATE's new row only when the statement reads
+    the table; the UPDATE check itself keeps the row visible to its writer, WHERE or not."""
+    with attacked.connect(autocommit=False) as conn:
+        as_user(conn, attacked, "u_a")  # OWNER of team A, author of pa2 only
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""UPDATE "Prompt" SET "teamId" = NULL""")
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+    with attacked.connect(autocommit=False) as conn:
+        as_user(conn, attacked, "u_author")  # the author may unshare their own prompt
+        assert conn.execute("""UPDATE "Prompt" SET "teamId" = NULL WHERE id = 'pa1'""").rowcount == 1
+        conn.rollback()
+
+
+# -- a key reads nothing outside its scopes, helpers included (issue: helpers that ignore the scope)
+
+
+def test_an_audit_key_gets_no_members_and_no_prompt_ids_from_the_helpers(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, AUDIT_A) is True
+        assert conn.execute("SELECT rlsctl.api_key_members()").fetchone()[0] == []
+        for scope in ("audit:read", "prompts:read", "analytics:read", None):
+            rows = conn.execute('SELECT rlsctl."api_key_rows_Prompt"(%s)', (scope,)).fetchone()[0]
+            assert rows == [], scope
+
+
+def test_a_read_key_gets_no_members(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True
+        assert conn.execute("SELECT rlsctl.api_key_members()").fetchone()[0] == []
+
+
+def test_the_write_key_still_gets_the_members_its_rules_need(attacked):
+    """The allowed side: prompts:write checks that a prompt's author is a member of its team."""
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, WRITE_A) is True
+        assert sorted(conn.execute("SELECT rlsctl.api_key_members()").fetchone()[0]) == ["u_a", "u_author"]
+        conn.execute("""INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt")
+                        VALUES ('p_by_key', 't', 'c', 'u_author', 'team_a', now())""")
+        conn.rollback()
+
+
+def test_settings_changed_inside_a_statement_cannot_mix_the_principals(attacked):
+    """The key session is a row of the keys role's temp table, not a setting: switching the user
+    identity in the middle of a statement (between the USING and the CHECK of the policies) gives
+    the key's session no user, in either order."""
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, WRITE_A, "u_out")
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute(
+                """UPDATE "Prompt" SET "teamId" = CASE
+                       WHEN set_config('app.user_id', 'u_out', true) IS NULL THEN NULL ELSE 'team_c' END
+                   WHERE id = 'pa1' RETURNING id"""
+            )
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
