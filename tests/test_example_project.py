@@ -142,8 +142,10 @@ def app_allows(c: CellContext, o: Orgs, me: str | None) -> bool:
             assignee = row.get("assignee_id")
             return o.editor(me, org) and (assignee is None or o.member(assignee, org))
         if command == "update":
-            if "project_id" in changed:
-                return False  # R8: a task never leaves its project, so never its organisation
+            if "project_id" in changed:  # R8: by an editor, to a project of the same organisation
+                target = o.projects.get((c.new or {}).get("project_id"))
+                if not (o.editor(me, org) and target is not None and target["org_id"] == org):
+                    return False
             if not o.member(me, org):
                 return False  # R2: invisible, even to a former member still named as assignee
             if not (o.editor(me, org) or row.get("assignee_id") == me):
@@ -308,8 +310,13 @@ def test_example_matrix_matches_the_rules(db):
     assert allowed(matrix, "task", "update", "assign_a_viewer:t_a1_open", "a_editor")
     assert not allowed(matrix, "task", "update", "assign_b_viewer:t_a1_open", "a_editor")
 
-    # Moving a task to a project of the other organisation is denied, even for someone in both (R8).
-    for principal in ("a_admin", "a_editor", "a_viewer", "consultant", "b_admin"):
+    # Moving a task to a project of the other organisation is denied, even for someone in both (R8);
+    # an editor moves it within the organisation, the assignee (a viewer) may not.
+    assert allowed(matrix, "task", "update", "move_within_a:t_a1_open", "a_editor")
+    assert allowed(matrix, "task", "update", "move_within_a:t_a1_open", "ab_editor")
+    assert not allowed(matrix, "task", "update", "move_within_a:t_a1_viewer", "a_viewer")
+    assert not allowed(matrix, "task", "update", "move_within_a:t_a1_open", "b_editor")
+    for principal in ("a_admin", "a_editor", "a_viewer", "consultant", "b_admin", "ab_editor"):
         for task in ("t_a1_viewer", "t_a1_open", "t_a2_editor"):
             assert not allowed(matrix, "task", "update", f"move_to_b:{task}", principal)
     assert not allowed(matrix, "project", "update", "move_to_b:proj_a1", "a_admin")

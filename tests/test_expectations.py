@@ -68,6 +68,18 @@ def test_every_organisation_reading_every_task_fails_the_example(db, tmp_path):
     assert report["summary"]["invariant_violations"] > 0  # and tenant isolation says so independently
 
 
+def test_a_guard_that_forgets_the_organisation_fails_the_example(db, tmp_path):
+    """R8 without `same`: an editor of both organisations carries a task across, and the
+    expectations (same_tenant) say that cell is wrong; nothing else is."""
+    root = copy_of(EXAMPLE, tmp_path, "work.yaml", "            - same: project_id.org_id\n", "")
+    applied(db, root)
+    result = rlsctl_test(db, root, "--format", "json")
+    assert result.exit_code == 1, result.output
+    wrong = [c for c in json.loads(result.stdout)["cells"] if not c["ok"]]
+    assert wrong and {(c["table"], c["command"]) for c in wrong} == {("task", "update")}, wrong[:3]
+    assert {c["principal"] for c in wrong} == {"ab_editor"}, wrong[:3]
+
+
 PROMPTCRAFT_EDITS = {
     "any MEMBER may delete the team": (
         "teams.yaml", "        delete: {tenant_role: OWNER}\n", "        delete: {tenant_role: MEMBER}\n",

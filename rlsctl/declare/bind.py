@@ -34,6 +34,8 @@ class Binder:
     schema: Schema
     role: str
     next_alias: int = 1
+    # A guard's conditions may compare its old and new row (`same`); a policy's may not.
+    in_guard: bool = False
     _stack: list[tuple[str, str]] = field(default_factory=list)
 
     # -- entry points -----------------------------------------------------------
@@ -263,6 +265,28 @@ class Binder:
     def _bind_UserSession(self, cond: c.UserSession, table: str, alias: int) -> e.Pred:
         return e.not_(e.IsNull(e.Identity()))
 
+    def _bind_Same(self, cond: c.Same, table: str, alias: int) -> e.Pred:
+        if not self.in_guard or alias != 0:
+            raise BindError(f"same on {table!r} compares a guard's old and new row: only in a guard's require")
+        return self._reach(
+            table,
+            e.OLD_ROW,
+            cond.old,
+            lambda old: self._reach(table, e.NEW_ROW, cond.new, lambda new: e.compare(old, "=", new)),
+        )
+
+    def _reach(self, table: str, alias: int, steps: tuple[str, ...], build: Callable[[e.Operand], e.Pred]) -> e.Pred:
+        """`build` applied to the value `steps` reach from the row: each step but the last follows
+        a foreign key through a subquery (so the role's RLS decides what it sees)."""
+        if len(steps) == 1:
+            return build(self.col(table, alias, steps[0]))
+        parent, key = self.parent_of(table, steps[0], None, None)
+        if not self.schema.has_table(parent):
+            return e.FALSE
+        inner = self._alias()
+        link = e.compare(e.Col(inner, key), "=", self.col(table, alias, steps[0]))
+        return e.exists(parent, inner, e.and_(link, self._reach(parent, inner, steps[1:], build)))
+
     def _bind_AnyOf(self, cond: c.AnyOf, table: str, alias: int) -> e.Pred:
         return e.or_(*(self.bind(item, table, alias) for item in cond.items))
 
@@ -324,6 +348,6 @@ def api_keys_exist(project: Project, schema: Schema) -> bool:
     return all(schema.has_column(keys.table, column) for column in columns)
 
 
-def bind(project: Project, schema: Schema, role: str, cond: c.Cond, table: str) -> e.Pred:
-    """Bind one condition of `table`'s policies for `role`, NULL constants settled."""
-    return e.settle(Binder(project, schema, role).bind(cond, table))
+def bind(project: Project, schema: Schema, role: str, cond: c.Cond, table: str, in_guard: bool = False) -> e.Pred:
+    """Bind one condition of `table`'s policies (or guards) for `role`, NULL constants settled."""
+    return e.settle(Binder(project, schema, role, in_guard=in_guard).bind(cond, table))

@@ -431,10 +431,10 @@ def _merged(grants: list[GrantSpec]) -> list[GrantSpec]:
 
 def _guard(project: Project, schema: Schema, table: str, guard: Guard) -> GuardSpec:
     roles = tuple(project.role_name(key) for key in guard.roles)
-    require = bind(project, schema, guard.roles[0], guard.require, table)
+    require = bind(project, schema, guard.roles[0], guard.require, table, in_guard=True)
     require_new = e.TRUE
     if guard.require_new is not None:
-        require_new = bind(project, schema, guard.roles[0], guard.require_new, table)
+        require_new = bind(project, schema, guard.roles[0], guard.require_new, table, in_guard=True)
     changed = tuple(c for c in guard.changed if schema.has_column(table, c))
     return GuardSpec(changed, require, require_new, guard.message, roles)
 

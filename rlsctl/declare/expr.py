@@ -29,9 +29,14 @@ class Operand:
         return type(self).__name__.lower()
 
 
+# Aliases of a guard's two rows, whichever of them alias 0 names: `same` compares them.
+OLD_ROW = -2
+NEW_ROW = -1
+
+
 @dataclass(frozen=True)
 class Col(Operand):
-    """A column of the row named by `alias` (0: the policy's own row)."""
+    """A column of the row named by `alias` (0: the policy's own row; OLD_ROW, NEW_ROW in a guard)."""
 
     alias: int
     name: str

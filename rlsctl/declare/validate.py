@@ -104,9 +104,10 @@ def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
             _column(project, known, name, column, (*path, "guards", index, "changed"))
         for role in guard.roles:
             _role(project, role, (*path, "guards", index, "roles"))
-        _condition(project, known, name, decl, guard.require, (*path, "guards", index, "require"))
+        where = (*path, "guards", index)
+        _condition(project, known, name, decl, guard.require, (*where, "require"), in_guard=True)
         if guard.require_new is not None:
-            _condition(project, known, name, decl, guard.require_new, (*path, "guards", index, "require_new"))
+            _condition(project, known, name, decl, guard.require_new, (*where, "require_new"), in_guard=True)
     for column, readers in decl.secrets.items():
         _column(project, known, name, column, (*path, "secrets", column))
         for role in readers:
@@ -201,11 +202,22 @@ def _via_target(
 
 
 def _condition(
-    project: Project, known: Schema, table: str, decl: TableDecl, cond: c.Cond, path: tuple[str | int, ...]
+    project: Project,
+    known: Schema,
+    table: str,
+    decl: TableDecl,
+    cond: c.Cond,
+    path: tuple[str | int, ...],
+    in_guard: bool = False,
 ) -> None:
     for column in sorted(c.columns_of(cond)):
         _column(project, known, table, column, path)
     for node in c.walk(cond):
+        if isinstance(node, c.Same):
+            if not in_guard:
+                raise project.error(path, "same compares the old and the new row: use it in a guard's require")
+            _same_path(project, known, table, node.old, path)
+            _same_path(project, known, table, node.new, path)
         if isinstance(node, c.TenantRole | c.TenantMember | c.CoMember):
             _needs_tenancy(project, table, decl, node, path)
         if isinstance(node, c.Via):
@@ -223,6 +235,16 @@ def _condition(
             raise project.error(path, f"api_key needs a tenant mapping on {table!r}")
         if isinstance(node, c.Expired) and decl.retention is None:
             raise project.error(path, f"expired needs a retention declaration on {table!r}")
+
+
+def _same_path(
+    project: Project, known: Schema, table: str, steps: tuple[str, ...], path: tuple[str | int, ...]
+) -> None:
+    """Every step but the last is a foreign key to follow; the last is a column of the table reached."""
+    for step in steps[:-1]:
+        _column(project, known, table, step, path)
+        table = _via_target(project, known, table, step, None, None, path)
+    _column(project, known, table, steps[-1], path)
 
 
 def _needs_tenancy(project: Project, table: str, decl: TableDecl, node: c.Cond, path: tuple[str | int, ...]) -> None:

@@ -17,6 +17,9 @@ A rule in a policy file is a condition on a row, written in YAML:
     {api_key: SCOPE}                an API-key session whose key has SCOPE, for the row's tenant
     {api_key_member: COLUMN}        the user named in COLUMN belongs to the API key's tenant
     {user_session: true}            the session has a user identity
+    {same: PATH}                    guards only: the old and the new row reach the same value
+    {same: {old: PATH, new: PATH}}  (PATH: a column, or foreign-key columns then a column:
+                                    project_id.org_id)
     {any: [...]}, {all: [...]}, {not: CONDITION}
     [...]                           a list is `any`
 
@@ -129,6 +132,20 @@ class ApiKeyMember(Cond):
 @dataclass(frozen=True)
 class UserSession(Cond):
     """The session has a user identity (not an API-key session, not anonymous)."""
+
+
+@dataclass(frozen=True)
+class Same(Cond):
+    """Guards only: the value reached from the old row along `old` equals the one reached
+    from the new row along `new`.
+
+    A path is a column of the row, or foreign-key columns followed by a column of the
+    last table reached (`project_id.org_id`). Each hop reads the related row as the
+    session's role sees it; a NULL or an unseen row anywhere means "not the same".
+    """
+
+    old: tuple[str, ...]
+    new: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -264,6 +281,21 @@ def _user_session(value: Any, path: tuple[str | int, ...]) -> Cond:
     return UserSession()
 
 
+def _path(value: Any, path: tuple[str | int, ...]) -> tuple[str, ...]:
+    if not isinstance(value, str) or not value or any(not part for part in value.split(".")):
+        raise ConditionSyntaxError(path, f"expected a column or a path such as project_id.org_id, got {value!r}")
+    return tuple(value.split("."))
+
+
+def _parse_same(value: Any, path: tuple[str | int, ...]) -> Cond:
+    if isinstance(value, str):
+        both = _path(value, path)
+        return Same(both, both)
+    if not isinstance(value, dict) or set(value) != {"old", "new"}:
+        raise ConditionSyntaxError(path, "expected a path, or {old: PATH, new: PATH}")
+    return Same(_path(value["old"], (*path, "old")), _path(value["new"], (*path, "new")))
+
+
 def _parse_items(value: Any, path: tuple[str | int, ...]) -> tuple[Cond, ...]:
     if not isinstance(value, list) or not value:
         raise ConditionSyntaxError(path, "expected a non-empty list of conditions")
@@ -284,6 +316,7 @@ _PARSERS: dict[str, Parser] = {
     "api_key": lambda v, p: ApiKeyScope(_scope(v, p)),
     "api_key_member": lambda v, p: ApiKeyMember(_column(v, p)),
     "user_session": lambda v, p: _user_session(v, p),
+    "same": _parse_same,
     "any": lambda v, p: AnyOf(_parse_items(v, p)),
     "all": lambda v, p: AllOf(_parse_items(v, p)),
     "not": lambda v, p: Not(parse_condition(v, p)),
@@ -298,6 +331,8 @@ def columns_of(cond: Cond) -> set[str]:
         return {cond.column}
     if isinstance(cond, Exists):
         return {ours for _, ours in cond.match}
+    if isinstance(cond, Same):
+        return {cond.old[0], cond.new[0]}
     if isinstance(cond, AnyOf | AllOf):
         return set().union(*(columns_of(item) for item in cond.items))
     if isinstance(cond, Not):

@@ -322,7 +322,11 @@ class Evaluator:
             changed = any(not _same(old.get(c), new.get(c)) for c in guard.changed)
             if not changed:
                 continue
-            if self.truth(guard.require, {0: old}) is not True or self.truth(guard.require_new, {0: new}) is not True:
+            both = {e.OLD_ROW: old, e.NEW_ROW: new}
+            if (
+                self.truth(guard.require, {0: old, **both}) is not True
+                or self.truth(guard.require_new, {0: new, **both}) is not True
+            ):
                 return guard.message
         return None
 

@@ -29,7 +29,8 @@ with no entry is not judged (and `rlsctl test` says so). Conditions are the
 policy files' condition language (docs/policy-format.md) plus `{allows:
 COMMAND}` (the row passes this table's expectation for COMMAND) and
 `{older_than: {column: C, days: N}}`; an UPDATE takes `old`, `new`, `unchanged`
-(columns that must not change), `changes` ({COLUMN: condition on the old row}
+(columns that must not change), `same_tenant: true` (the row stays in its
+tenant, wherever its `tenant:` mapping leads), `changes` ({COLUMN: condition on the old row}
 that must hold when COLUMN changes) and `sets` (the only columns it may set).
 The row's tenant comes from the project's `tenant:` mappings and `tenancy`
 section: structure, not access rules.
@@ -74,6 +75,8 @@ class UpdateExpectation:
     unchanged: tuple[str, ...] = ()
     changes: tuple[tuple[str, c.Cond], ...] = ()
     sets: tuple[str, ...] | None = None
+    # The row's tenant (through its `tenant:` mapping) is the same after the update.
+    same_tenant: bool = False
 
 
 Rule = c.Cond | UpdateExpectation
@@ -209,10 +212,14 @@ class _Reader:
         return found
 
     def rule(self, table: str, command: str, raw: Any, path: tuple[str | int, ...]) -> Rule:
-        if command == "update" and isinstance(raw, dict) and set(raw) & {"old", "new", "unchanged", "changes", "sets"}:
-            unknown = set(raw) - {"old", "new", "unchanged", "changes", "sets"}
+        fields = {"old", "new", "unchanged", "changes", "sets", "same_tenant"}
+        if command == "update" and isinstance(raw, dict) and set(raw) & fields:
+            unknown = set(raw) - fields
             if unknown:
-                raise self.error((*path, sorted(unknown)[0]), "an update takes old, new, unchanged, changes, sets")
+                raise self.error((*path, sorted(unknown)[0]), f"an update takes {', '.join(sorted(fields))}")
+            same_tenant = raw.get("same_tenant", False)
+            if not isinstance(same_tenant, bool) or (same_tenant and self.project.tables[table].tenant is None):
+                raise self.error((*path, "same_tenant"), "same_tenant is true or false, on a table with a tenant")
             changes = tuple(
                 (column, self.condition(table, cond, (*path, "changes", column)))
                 for column, cond in self.mapping(raw.get("changes", {}), (*path, "changes")).items()
@@ -227,6 +234,7 @@ class _Reader:
                 unchanged=unchanged,
                 changes=changes,
                 sets=sets,
+                same_tenant=same_tenant,
             )
         return self.condition(table, raw, path)
 
@@ -240,6 +248,8 @@ class _Reader:
 
     def check_condition(self, table: str, cond: c.Cond, path: tuple[str | int, ...]) -> None:
         for node in c.walk(cond):
+            if isinstance(node, c.Same):
+                raise self.error(path, "same belongs to guards; an expected update says same_tenant: true")
             for column in sorted(c.columns_of(node) if not isinstance(node, c.AnyOf | c.AllOf | c.Not) else ()):
                 self.column(table, column, path)
             if isinstance(node, OlderThan):
@@ -439,6 +449,8 @@ class Judge:
         if rule.sets is not None and not set(sets) <= set(rule.sets):
             return False
         if any(differ(old.get(column), new.get(column)) for column in rule.unchanged):
+            return False
+        if rule.same_tenant and not same(self.domain.tenant_of(table, old), self.domain.tenant_of(table, new)):
             return False
         for column, cond in rule.changes:
             if differ(old.get(column), new.get(column)) and not self.holds(who, table, cond, old):
