@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,65 @@ def test_an_extension_in_a_schema_others_may_write_is_refused(db, tmp_path, monk
     assert "no drift" in ok(cli(host, "drift")).output
 
 
+def run_as_dba(database: TestDatabase, script: Path) -> None:
+    """The DBA runs the script the way DBAs do: psql -f, default (autocommit) mode, stop on error."""
+    subprocess.run(["psql", "-d", database.dsn, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(script)],
+                   check=True, capture_output=True, text=True)  # fmt: skip
+
+
+def test_a_pgcrypto_the_login_created_in_public_is_moved_by_the_dba(db, tmp_path, monkeypatch):
+    """RDS habit: the login ran CREATE EXTENSION pgcrypto (trusted) in public before rlsctl. The
+    extension is the login's but its functions the bootstrap superuser's, so the login cannot move
+    it, and owning public it cannot be kept from creating an overload there. apply refuses,
+    changing nothing; the DBA script moves it (psql -f as is); then everything converges."""
+    monkeypatch.setenv("PGOPTIONS", f"-c rlsctl.master_key={KEK}")
+    host = managed(db, "rds")
+    with host.connect() as conn:
+        conn.execute("CREATE EXTENSION pgcrypto")
+    ok(cli(host, "migrate"))
+    refused = cli(host, "apply")
+    assert refused.exit_code == 2, refused.output
+    assert "ALTER EXTENSION pgcrypto SET SCHEMA rlsctl" in refused.output and "nothing was changed" in refused.output
+    assert "take CREATE" not in refused.output  # revoking cannot help the schema's owner
+    with db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_policy").fetchone() == (0,)
+    script = tmp_path / "dba.sql"
+    ok(cli(host, "plan", "--dba-script", str(script)))
+    assert 'ALTER EXTENSION "pgcrypto" SET SCHEMA "rlsctl";' in script.read_text()
+    run_as_dba(db, script)
+    ok(cli(host, "apply"))
+    again = json.loads(ok(cli(host, "apply", "--format", "json")).stdout)
+    assert again["changed"] is False and again["statements"] == 0
+    assert "no drift" in ok(cli(host, "drift")).output
+
+
+def test_a_dba_script_revoking_another_roles_grant_works_under_plain_psql(db, tmp_path, monkeypatch):
+    """A grant the platform's admin made can only be revoked as that admin (SET LOCAL ROLE): the
+    script is one transaction, so plain `psql -f` runs it as written."""
+    monkeypatch.setenv("PGOPTIONS", f"-c rlsctl.master_key={KEK}")
+    host = managed(db, "supabase")
+    ok(cli(host, "migrate"))
+    ok(cli(host, "apply"))
+    admin = db.role("platform_admin")
+    with db.connect() as conn:  # the platform's admin opens rlsctl's table to the app
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(admin)))
+        conn.execute(sql.SQL("GRANT SELECT ON \"ApiKey\" TO {} WITH GRANT OPTION").format(sql.Identifier(admin)))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(admin)))
+        conn.execute(sql.SQL("GRANT SELECT ON \"ApiKey\" TO {}").format(sql.Identifier(db.role("analyst"))))
+        conn.execute("RESET ROLE")
+    drift = cli(host, "drift")
+    assert drift.exit_code == 1, drift.output
+    script = tmp_path / "dba.sql"
+    ok(cli(host, "plan", "--dba-script", str(script)))
+    assert "BEGIN;" in script.read_text() and "COMMIT;" in script.read_text()
+    run_as_dba(db, script)
+    with db.connect() as conn:
+        granted = conn.execute(
+            "SELECT has_table_privilege(%s, 'public.\"ApiKey\"', 'SELECT')", (db.role("analyst"),)
+        ).fetchone()
+    assert granted == (False,)
+
+
 def test_an_acknowledged_dba_item_does_not_fail_drift_but_a_new_one_does(db, tmp_path, monkeypatch):
     monkeypatch.setenv("PGOPTIONS", f"-c rlsctl.master_key={KEK}")
     host = managed(db, "rds")
@@ -167,3 +227,15 @@ def test_an_acknowledged_dba_item_does_not_fail_drift_but_a_new_one_does(db, tmp
     with db.connect() as conn:  # a new one still fails
         conn.execute(sql.SQL('GRANT TRUNCATE ON "Prompt" TO {}').format(sql.Identifier(db.role("app"))))
     assert cli(host, "drift", project=project).exit_code == 1
+
+
+def test_a_wrong_key_encryption_key_is_refused_where_the_platform_put_pgcrypto(db, monkeypatch):
+    """The key check runs with pgcrypto in the platform's schema too (it used to need it in rlsctl's)."""
+    monkeypatch.setenv("PGOPTIONS", f"-c rlsctl.master_key={KEK}")
+    host = managed(db, "supabase")
+    ok(cli(host, "migrate"))
+    ok(cli(host, "apply"))
+    monkeypatch.setenv("PGOPTIONS", f"-c rlsctl.master_key={'w' * 40}")
+    refused = cli(host, "apply")
+    assert refused.exit_code == 2, refused.output
+    assert "does not unwrap the data keys" in refused.output and "nothing was changed" in refused.output

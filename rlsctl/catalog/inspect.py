@@ -96,7 +96,7 @@ def live_objects(
     schemas = sorted({scope.helper_schema, scope.schema})
     managed_roles = list(scope.managed_role_names)
     queries: dict[str, dict[str, Any]] = {
-        "roles": {"prefix": "", "names": managed_roles},
+        "roles": {"prefix": "", "names": list(scope.created_role_names)},
         "memberships": {"names": managed_roles},
         "schemas": {"schemas": schemas},
         "schema_privileges": {"schemas": schemas},
@@ -142,7 +142,13 @@ def _load(
     _default_privileges(found, rows["default_privileges"], scope)
     installed = {row["name"]: row for row in rows["extension_sites"]}
     found.managed.extend(
-        Extension(name, installed[name]["schema"], installed[name]["movable"], tuple(installed[name]["writers"]))
+        Extension(
+            name,
+            installed[name]["schema"],
+            installed[name]["movable"],
+            tuple(installed[name]["writers"]),
+            installed[name]["owner_is_session"],
+        )
         for name in scope.extensions
         if name in installed
     )
@@ -262,11 +268,14 @@ def _memberships(found: _Sorted, rows: list[dict[str, Any]], scope: ManagedScope
     replace helpers or read the key store. The roles listed in a role's `members:`
     are expected there: neither drift nor reported. Other roles' memberships in the
     other managed roles (the app's login role in the app role) are unmanaged, even
-    with pruning: they are how the application connects."""
+    with pruning: they are how the application connects. Memberships in the platform's
+    roles (`external`) are the platform's: not read at all."""
     roles = {role.name: role for role in scope.roles}
     for row in rows:
         membership = Membership(row["role"], row["member"])
         role = roles.get(row["role"])
+        if role is not None and role.external:
+            continue
         if row["member"] in roles:
             found.add(membership, True)
         elif role is not None and row["member"] not in role.members:
@@ -295,8 +304,10 @@ def _default_privileges(found: _Sorted, rows: list[dict[str, Any]], scope: Manag
     """The creator roles' defaults are managed by grantee. Another role's defaults are read
     only where they give a managed role or PUBLIC something (a migration tool's role opening
     every table it creates before apply runs): all managed, so extra, except PostgreSQL's
-    built-in EXECUTE on functions for PUBLIC, which every role has."""
+    built-in EXECUTE on functions for PUBLIC, which every role has, and what another role's
+    defaults give the platform's roles (Supabase's, for what its own login creates): unmanaged."""
     creators = set(scope.creators)
+    external = set(scope.external_role_names)
     for row in rows:
         if row["objtype"] not in MANAGED_DEFAULT_TYPES:
             continue
@@ -305,6 +316,8 @@ def _default_privileges(found: _Sorted, rows: list[dict[str, Any]], scope: Manag
         )
         if row["creator"] in creators:
             found.add(default, _managed_grantee(row["grantee"], scope))
+        elif row["grantee"] in external:
+            found.unmanaged.append(default)
         elif default != DefaultPrivilege(row["creator"], "f", None, "PUBLIC", "EXECUTE"):
             found.managed.append(default)
 

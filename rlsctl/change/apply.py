@@ -81,8 +81,11 @@ def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -
 def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int | None = None) -> Plan:
     schema = live_schema(conn, project, phase)
     validate(project, project.migrated_schema().union(schema))
-    installed = _check_extensions(conn, project, where)
+    found = _check_extensions(conn, project, where)
     state = declare(project, schema)
+    # Installed where rlsctl's functions call them (the helper schema, or the platform's safe one):
+    # one elsewhere comes back with this plan, and the next apply checks the key.
+    installed = all(found.get(name) == state.schema_of_extension(name) for name in state.extensions)
     _check_master_key(conn, state, where, project.root / "templates", installed)
     plan = plan_for_database(conn, state, project.root / "templates")
     pending = tuple((name, phase_creating(project.phases, name, project.schema_name)) for name in state.pending)
@@ -103,13 +106,12 @@ def _role_names(project: Project, text: str) -> str:
     return text
 
 
-def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> bool:
+def _check_extensions(conn: psycopg.Connection, project: Project, where: str) -> dict[str, str | None]:
     """Every extension the project needs is available on the server (else exit 2); returns
-    whether they are all installed in this database already, in the helper schema (where
-    rlsctl's functions call them: one moved elsewhere comes back with this plan)."""
+    the schema each is installed in here (None: available, not installed)."""
     wanted = list(project.settings.extensions)
     if not wanted:
-        return True
+        return {}
     found = catalog.extensions(conn, wanted)
     missing = [name for name in wanted if name not in found]
     if missing:
@@ -117,7 +119,7 @@ def _check_extensions(conn: psycopg.Connection, project: Project, where: str) ->
             f"{where}: extension {missing[0]!r} is not installed on the server "
             f"(the project needs it: install its package, e.g. postgresql-15-{missing[0]} or postgresql-contrib)"
         )
-    return all(found[name] == project.helper_schema for name in wanted)
+    return found
 
 
 WEAK_MASTER_KEY = (

@@ -31,7 +31,13 @@ class DbaItem:
 def dba_items(plan: Plan, templates: Path | None) -> list[DbaItem]:
     found: list[DbaItem] = []
     for op in plan.operations:
-        fixes = _fixes(op, plan.state.keys)
+        fixes = _fixes(op, plan.state.keys, plan.state.schema)
+        moved = fixes[0].new if fixes and isinstance(op.old, Extension) and fixes[0].action == "alter" else None
+        if isinstance(moved, Extension) and moved.schema not in plan.live_schemas:
+            # The schema it belongs in is apply's to create (with rlsctl's owner): the DBA drops the
+            # extension instead (IF EXISTS, no CASCADE: anything built on it makes this fail), and
+            # apply creates it there. The login that created a trusted extension may drop it too.
+            fixes = [d.Operation("drop", op.old, None, op.effect)]
         if fixes is None:
             continue
         rendered = tuple(s.sql for s in render_operations(fixes, plan.state, templates))
@@ -39,7 +45,7 @@ def dba_items(plan: Plan, templates: Path | None) -> list[DbaItem]:
     return found
 
 
-def _fixes(op: d.Operation, keys: str | None) -> list[d.Operation] | None:
+def _fixes(op: d.Operation, keys: str | None, project_schema: str) -> list[d.Operation] | None:
     """The operations a DBA runs for `op`; [] when only a comment can say it; None when apply
     does it."""
     if op.action == "needs_dba":
@@ -48,7 +54,7 @@ def _fixes(op: d.Operation, keys: str | None) -> list[d.Operation] | None:
         return [d.Operation("grant" if op.new is not None else "revoke", op.old, op.new, op.effect)]
     if op.action != "refuse":
         return None
-    if isinstance(op.old, Extension) and op.old.writers:
+    if isinstance(op.old, Extension) and op.old.writers and _revoking_helps(op.old, project_schema):
         # The platform's extension stays where it is: CREATE on its schema goes instead, and
         # the keys role, which will call it there, gets USAGE (the next plan would ask for it).
         fixes = [d.Operation("revoke", SchemaPrivilege(op.old.schema, who, "CREATE"), None, "narrows")
@@ -61,6 +67,13 @@ def _fixes(op: d.Operation, keys: str | None) -> list[d.Operation] | None:
     if isinstance(op.new, FunctionGrant | SchemaPrivilege) and op.old is None:
         return [d.Operation("grant", None, op.new, op.effect)]
     return []
+
+
+def _revoking_helps(extension: Extension, project_schema: str) -> bool:
+    """Taking CREATE away makes the extension's schema safe, unless the session owns that schema
+    (RDS's `public`, through pg_database_owner: no REVOKE removes an owner's rights) or it is the
+    project's schema (the owner role creates the tables there): then the DBA moves the extension."""
+    return not extension.owner_is_session and extension.schema != project_schema
 
 
 def dba_script(plan: Plan, where: str, templates: Path | None) -> str:

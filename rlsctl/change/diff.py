@@ -126,8 +126,10 @@ class Operation:
             return (
                 f"extension {self.old.name} lives in schema {self.old.schema}, where {who} may create objects: "
                 f"an overload planted there would run in the keys role's code, and this session cannot move it; "
-                f"a DBA must run `ALTER EXTENSION {self.old.name} SET SCHEMA {self.new.schema}` (or take CREATE "
-                f"on {self.old.schema} away from {who}): see `rlsctl plan --dba-script`"
+                f"a DBA must run `ALTER EXTENSION {self.old.name} SET SCHEMA {self.new.schema}`"
+                # The owner of a schema keeps CREATE whatever is revoked: only moving helps then.
+                + ("" if self.old.owner_is_session else f" (or take CREATE on {self.old.schema} away from {who})")
+                + ": see `rlsctl plan --dba-script`"
             )
         return ""
 

@@ -25,6 +25,7 @@ from rlsctl.state.objects import (
     ENCRYPT_TRIGGER,
     Obj,
     Objects,
+    Schema,
     Trigger,
     builtin_defaults,
     grants_of_foreign_functions,
@@ -50,6 +51,7 @@ class Plan:
     pending: tuple[tuple[str, int | None], ...] = ()  # declared tables not present, with their phase
     pending_columns: tuple[tuple[str, str, int | None], ...] = ()  # (table, column, phase) named but not present
     acknowledged: tuple[tuple[str, str], ...] = ()  # (object key, reason): DBA items the project accepts
+    live_schemas: frozenset[str] = frozenset()  # schemas (but public) that exist in the database
 
     def acknowledgement(self, op: d.Operation) -> str | None:
         """The reason the project gave for leaving this difference to a DBA, if it did."""
@@ -159,4 +161,5 @@ def plan_for_database(
     # What a CASCADE removes is not left alone: the statement that removes it names it instead.
     cascaded = {obj.key for op in ops for obj in op.cascades}
     unmanaged = tuple(obj for obj in live.unmanaged if obj.key not in cascaded)
-    return Plan(state, ops, render_operations(list(ops), state, templates), unmanaged)
+    schemas = frozenset(obj.name for obj in live.objects.values() if isinstance(obj, Schema))
+    return Plan(state, ops, render_operations(list(ops), state, templates), unmanaged, live_schemas=schemas)

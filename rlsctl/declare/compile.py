@@ -49,7 +49,7 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
     tenancy = _tenancy(project, schema)
     tables = tuple(_table(project, schema, name, tenancy) for name in managed)
     roles = tuple(
-        RoleSpec(key, project.role_name(key), decl.kind, decl.description, decl.members)
+        RoleSpec(key, project.role_name(key), decl.kind, decl.description, decl.members, decl.external)
         for key, decl in sorted(project.roles.items())
     )
     identity = project.settings.identity

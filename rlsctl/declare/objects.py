@@ -59,6 +59,8 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     """
     found: list[Obj] = []
     for role in state.roles:
+        if role.external:  # the platform's: neither created nor joined, only granted to
+            continue
         comment = f"rlsctl {state.project_name}: {role.description}"
         found.append(Role(role.name, comment=comment))
         if operator is not None:

@@ -25,6 +25,7 @@ class RoleSpec:
     kind: str
     description: str
     members: tuple[str, ...] = ()  # roles outside the project expected to be its members
+    external: bool = False  # the platform's role: granted to, never created, altered or dropped
 
     @property
     def privileged(self) -> bool:
@@ -325,7 +326,7 @@ class DeclaredState:
         return ManagedScope(
             schema=self.schema,
             helper_schema=self.helper_schema,
-            roles=tuple(ScopeRole(role.name, role.privileged, role.members) for role in self.roles),
+            roles=tuple(ScopeRole(role.name, role.privileged, role.members, role.external) for role in self.roles),
             creators=self.creators,
             tables=tuple(table.name for table in self.tables),
             extensions=self.extensions,

@@ -68,7 +68,7 @@ def _intended_memberships(conn: psycopg.Connection, project: Project) -> set[tup
     me = catalog.current_role(conn)
     if me.superuser:
         return set()
-    return {(project.role_name(key), me.name) for key in project.roles}
+    return {(project.role_name(key), me.name) for key, decl in project.roles.items() if not decl.external}
 
 
 def _key_settings(project: Project | None) -> tuple[str, ...]:

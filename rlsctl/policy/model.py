@@ -101,15 +101,44 @@ class ApiKeys(Frozen):
 class Acknowledgement(Frozen):
     """A difference only a DBA can remove, accepted for now: drift reports it without failing.
 
-    `object` is the difference's key as drift prints it; `{role}` stands for a declared role's
-    name (with its prefix), e.g. "EXECUTE on pg_catalog.pg_read_file(text) to {keys}"."""
+    `object` is the difference's key as drift prints it; `{KEY}` (a role key such as `{app}`)
+    stands for that declared role's name (with its prefix), e.g.
+    "EXECUTE on pg_catalog.pg_read_file(text) to {keys}"."""
 
     object: str = Field(min_length=1)
     reason: str = Field(min_length=10)
 
 
+Platform = Literal["none", "supabase"]
+
+
+class LintSettings(Frozen):
+    """What lint takes as the platform's design (docs/supabase.md#lint). Unset: the platform's defaults."""
+
+    # Schemas whose functions belong to the platform (Supabase: auth, storage): not reported for
+    # PUBLIC's EXECUTE or their search_path.
+    trusted_schemas: tuple[str, ...] | None = None
+    # Schemas the platform serves over its HTTP API (Supabase: public): a SECURITY DEFINER function
+    # there that an anonymous role may execute is an error.
+    exposed_schemas: tuple[str, ...] | None = None
+    # Role keys of the platform's anonymous callers (Supabase: anon, when declared).
+    anonymous_roles: tuple[str, ...] | None = None
+
+
+# The lint defaults of each platform (`project.platform`); a setting given in `project.lint` wins.
+PLATFORM_LINT: dict[str, LintSettings] = {
+    "none": LintSettings(trusted_schemas=(), exposed_schemas=(), anonymous_roles=()),
+    "supabase": LintSettings(
+        trusted_schemas=("auth", "storage"), exposed_schemas=("public",), anonymous_roles=("anon",)
+    ),
+}
+
+
 class ProjectSettings(Frozen):
     name: str
+    # The host the project targets: `supabase` sets the lint defaults of docs/supabase.md.
+    platform: Platform = "none"
+    lint: LintSettings = LintSettings()
     schema_name: str = Field("public", alias="schema")
     helper_schema: str = "rlsctl"
     role_prefix: str = ""
@@ -124,6 +153,11 @@ class ProjectSettings(Frozen):
     api_keys: ApiKeys | None = None
     # Differences that need a DBA (`rlsctl plan --dba-script`), accepted with a reason.
     acknowledged: tuple[Acknowledgement, ...] = ()
+
+    def lint_setting(self, name: Literal["trusted_schemas", "exposed_schemas", "anonymous_roles"]) -> tuple[str, ...]:
+        """A `lint:` setting as given, else the platform's default."""
+        value: tuple[str, ...] | None = getattr(self.lint, name)
+        return value if value is not None else getattr(PLATFORM_LINT[self.platform], name) or ()
 
 
 # -- roles --------------------------------------------------------------------
@@ -140,6 +174,17 @@ class RoleDecl(Frozen):
     # tool's login in the owner role), as literal role names. Any other member of
     # an owner, definer or keys role is drift that apply revokes (docs/diff.md).
     members: tuple[str, ...] = ()
+    # Created and administered by the platform (Supabase's anon, authenticated, service_role):
+    # apply never creates, alters or drops it, nor manages memberships in it; it only grants to it.
+    external: bool = False
+
+    @model_validator(mode="after")
+    def _external_kind(self) -> RoleDecl:
+        if self.external and self.kind in ("owner", "definer", "keys"):
+            raise ValueError(f"a role of kind {self.kind} is rlsctl's own: it cannot be external")
+        if self.external and self.members:
+            raise ValueError("members: the platform manages the members of an external role")
+        return self
 
     @field_validator("members")
     @classmethod

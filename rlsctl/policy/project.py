@@ -93,6 +93,12 @@ class Project:
                 return key
         raise UsageError(f"the project declares no role of kind {kind!r}")
 
+    @property
+    def anonymous_role_names(self) -> tuple[str, ...]:
+        """The platform's anonymous roles (`lint.anonymous_roles`, by key), those the project declares."""
+        keys = self.settings.lint_setting("anonymous_roles")
+        return tuple(self.role_name(key) for key in keys if key in self.roles)
+
     @cached_property
     def role_names(self) -> dict[str, str]:
         return {key: self.role_name(key) for key in sorted(self.roles)}
@@ -257,6 +263,7 @@ def _assemble(directory: Path, merged: dict[str, Any], sources: dict[tuple[str, 
         every_table=merged.get("every_table"),
     )
     _check_role_kinds(project, policies_dir)
+    _check_anonymous_roles(project)
     return project
 
 
@@ -285,6 +292,15 @@ def _check_role_kinds(project: Project, policies_dir: Path) -> None:
     keys = [key for key, decl in project.roles.items() if decl.kind == "keys"]
     if len(keys) > 1:
         raise project.source("roles", keys[1]).error("declare at most one role of kind 'keys'")
+
+
+def _check_anonymous_roles(project: Project) -> None:
+    """Anonymous roles given explicitly must be declared (the platform's default need not be)."""
+    for key in project.settings.lint.anonymous_roles or ():
+        if key not in project.roles:
+            raise project.error(
+                ("project", "lint", "anonymous_roles"), f"anonymous_roles: {key!r} is not a declared role key"
+            )
 
 
 def _check_members(project: Project) -> None:

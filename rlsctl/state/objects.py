@@ -167,6 +167,7 @@ class Extension(Obj):
     # may create objects in its schema (why it is moved: see catalog/sql/extension_sites.sql).
     movable: bool = field(default=True, compare=False)
     writers: tuple[str, ...] = field(default=(), compare=False)
+    owner_is_session: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -18,6 +18,8 @@ class ScopeRole:
     # Owns objects or holds key material: any membership in it is managed (docs/diff.md).
     privileged: bool
     members: tuple[str, ...] = ()  # roles outside the project expected to be its members
+    # The platform's role (role.external): its attributes and the memberships in it are not rlsctl's.
+    external: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,3 +49,12 @@ class ManagedScope:
     @property
     def managed_role_names(self) -> tuple[str, ...]:
         return tuple(role.name for role in self.roles)
+
+    @property
+    def created_role_names(self) -> tuple[str, ...]:
+        """The roles rlsctl creates (all the declared ones but the platform's)."""
+        return tuple(role.name for role in self.roles if not role.external)
+
+    @property
+    def external_role_names(self) -> tuple[str, ...]:
+        return tuple(role.name for role in self.roles if role.external)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -248,13 +248,23 @@ def _valid_identity(conn: psycopg.Connection, project: Project, value: str) -> b
     return True
 
 
-def refuse_false_greens(conn: psycopg.Connection, project: Project, state: DeclaredState, roles: list[str]) -> None:
-    """Exit 2 rather than test a role for which RLS proves nothing."""
+def refuse_false_greens(
+    conn: psycopg.Connection,
+    project: Project,
+    state: DeclaredState,
+    roles: list[str],
+    principals: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Exit 2 rather than test a role for which RLS proves nothing. `principals`: the fixture
+    principals acting as each role, named in the message."""
     tables = [table.name for table in state.tables]
     for row in statements.run(conn, "role_risks", schema=project.schema_name, tables=tables, roles=roles):
         if row["superuser"] or row["bypassrls"]:
             kind = "SUPERUSER" if row["superuser"] else "BYPASSRLS"
-            raise UsageError(f"refusing to test as {row['role']}: it is {kind}, so RLS would not apply to it")
+            raise UsageError(
+                f"refusing to test as {row['role']}{_acting(principals, row['role'])}: it is {kind}, so RLS "
+                f"would not apply to it{_bypass_meaning(state, row['role'], kind)}"
+            )
         if row["owns_unforced"]:
             raise UsageError(
                 f"refusing to test as {row['role']}: it owns {row['owns_unforced'][0]}, whose RLS is not "
@@ -267,7 +277,27 @@ def refuse_false_greens(conn: psycopg.Connection, project: Project, state: Decla
         for row in statements.run(conn, "role_risks", schema=project.schema_name, tables=tables, roles=roles)
     }
     if missing:
-        raise UsageError(f"role {sorted(missing)[0]} does not exist: run `rlsctl apply` first")
+        name = sorted(missing)[0]
+        if name in {role.name for role in state.roles if role.external}:
+            raise UsageError(f"role {name} does not exist: it is the platform's (external), rlsctl does not create it")
+        raise UsageError(f"role {name} does not exist: run `rlsctl apply` first")
+
+
+def _acting(principals: Mapping[str, Sequence[str]] | None, role: str) -> str:
+    names = sorted((principals or {}).get(role, ()))
+    if not names:
+        return ""
+    return f" (fixture principal{'s' if len(names) > 1 else ''} {', '.join(names)})"
+
+
+def _bypass_meaning(state: DeclaredState, role: str, kind: str) -> str:
+    """What a BYPASSRLS platform role (Supabase's service_role) means, in the refusal."""
+    if kind != "BYPASSRLS" or role not in {spec.name for spec in state.roles if spec.external}:
+        return ""
+    return (
+        "; it is the platform's server-side role: every query made as it (with its key) ignores every policy, "
+        "so it is never a tenant principal: test the tenant roles, and make server-side code check the tenant itself"
+    )
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -371,7 +401,10 @@ def run_matrix(
     resolved = resolve(project.fixtures, schema)
     # API-key principals only where the key table exists in this phase.
     principals = tuple(p for p in principals_of(project, resolved) if p.api_key is None or state.api_keys is not None)
-    refuse_false_greens(conn, project, state, sorted({p.role for p in principals}))
+    acting: dict[str, list[str]] = {}
+    for principal in principals:
+        acting.setdefault(principal.role, []).append(principal.name)
+    refuse_false_greens(conn, project, state, sorted(acting), acting)
     _check_literal_ids(conn, project)
     principals = _valid_settings(conn, project, principals)
     managed = [table.name for table in state.tables]

@@ -19,7 +19,19 @@ SELECT e.extname AS name,
        (NOT owner.rolsuper
         AND NOT (SELECT s.rolsuper FROM pg_catalog.pg_roles AS s WHERE s.rolname = current_user)
         AND pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER')) AS owner_is_session,
-       (pg_catalog.pg_has_role(current_user, e.extowner, 'MEMBER')
+       -- ALTER EXTENSION ... SET SCHEMA needs the extension and each member function and type:
+       -- a trusted extension created by a non-superuser (pgcrypto on RDS) is the login's, but
+       -- its functions are the bootstrap superuser's, so only a DBA can move it.
+       ((pg_catalog.pg_has_role(current_user, e.extowner, 'MEMBER')
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                         LEFT JOIN pg_catalog.pg_proc AS p
+                                ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.objid
+                         LEFT JOIN pg_catalog.pg_type AS t
+                                ON d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t.oid = d.objid
+                         WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                           AND d.refobjid = e.oid AND d.deptype = 'e'
+                           AND NOT pg_catalog.pg_has_role(current_user, COALESCE(p.proowner, t.typowner, e.extowner),
+                                                          'MEMBER')))
         OR (SELECT s.rolsuper FROM pg_catalog.pg_roles AS s WHERE s.rolname = current_user)) AS movable
 FROM pg_catalog.pg_extension AS e
 JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
