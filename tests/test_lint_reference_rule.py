@@ -95,6 +95,24 @@ def test_the_good_example_refuses_the_link_and_keeps_the_legitimate_one(db):
             assert _visible_items(conn) == {21}  # what is shared with her, nothing of bob's
 
 
+def test_an_exists_in_each_direction_recurses_which_is_why_the_good_example_uses_a_helper(db):
+    """The docstring's caveat: item's policy reading collection_item through EXISTS, and collection_item's check
+    reading item, make PostgreSQL's policy expansion recurse (RLS017 says so offline)."""
+    good = ReferenceToUnreadableRow.example("Good")
+    helper = "id = ANY ((SELECT collected_items())::int[])"
+    assert helper in good
+    recursive = good.replace(helper, "EXISTS (SELECT 1 FROM collection_item AS ci WHERE ci.item_id = item.id)")
+    model = sqlfiles.replay(LintModel(source="sql"), recursive, "recursive.sql")
+    assert {f.object for f in run([model], select=["RLS017"]).findings} >= {"public.collection_item.add_to_mine"}
+    with db.connect() as conn:
+        conn.execute(prefixed(recursive + ROWS, db.prefix).encode())
+        with conn.transaction(force_rollback=True):
+            conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
+            _as(conn, ALICE)
+            with pytest.raises(psycopg.errors.InvalidObjectDefinition, match="infinite recursion"):
+                conn.execute("INSERT INTO collection_item VALUES (10, 20)")
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_the_examples_are_told_apart_and_the_message_names_the_leak(mode, make_db):
     (finding,) = findings(mode, ReferenceToUnreadableRow.example("Bad"), make_db)
@@ -146,10 +164,13 @@ INSERT = "CREATE POLICY p ON collection_item FOR INSERT TO app_role WITH CHECK (
 REPORTED = {
     "collection only": MINE,
     "an OR branch that tests no item": f"({MINE} AND {VISIBLE_ITEM}) OR {MINE}",
-    "null or the collection": f"item_id IS NULL OR {MINE}",
     "not visible": f"{MINE} AND NOT {VISIBLE_ITEM}",
     "item compared with a constant": f"{MINE} AND item_id IN (1, 2)",
     "item compared with another column": f"{MINE} AND item_id = collection_id",
+    "a match the subquery may skip": (
+        f"{MINE} AND EXISTS (SELECT 1 FROM item AS i WHERE i.id = collection_item.item_id OR i.owner_id = {ME})"
+    ),
+    "a match the subquery negates": f"{MINE} AND EXISTS (SELECT 1 FROM item AS i WHERE NOT i.id = collection_item.item_id)",
     "a subquery over another table that does not read the session": (
         f"{MINE} AND EXISTS (SELECT 1 FROM collection AS o WHERE o.id = collection_item.item_id)"
     ),
@@ -157,13 +178,13 @@ REPORTED = {
 QUIET = {
     "via": f"{MINE} AND {VISIBLE_ITEM}",
     "via, null allowed": f"{MINE} AND (item_id IS NULL OR {VISIBLE_ITEM})",
-    "via in each branch": f"({MINE} AND {VISIBLE_ITEM}) OR ({VISIBLE_ITEM} AND item_id > 100)",
+    "each branch vouches": f"({MINE} AND {VISIBLE_ITEM}) OR ({MINE} AND item_id = ANY ((SELECT my_items())::int[]))",
     "IN over the referenced table": f"{MINE} AND item_id IN (SELECT i.id FROM item AS i)",
     "the referenced table joined": (
         "EXISTS (SELECT 1 FROM collection AS c JOIN item AS i ON i.id = collection_item.item_id "
         f"WHERE c.id = collection_item.collection_id AND c.owner_id = {ME})"
     ),
-    "compared with the identity through a helper": f"{MINE} AND item_id = ANY ((SELECT my_items()))",
+    "compared with the identity through a helper": f"{MINE} AND item_id = ANY ((SELECT my_items())::int[])",
     "passed to a helper": f"{MINE} AND can_read_item(item_id)",
     "a share of it with me": (
         f"{MINE} AND EXISTS (SELECT 1 FROM collection_item AS s WHERE s.item_id = collection_item.item_id "
@@ -220,17 +241,23 @@ def test_an_update_that_cannot_change_the_column_is_quiet(mode, protection, make
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_restrictive_policy_that_vouches_covers_the_permissive_ones(mode, make_db):
+def test_a_restrictive_policy_that_vouches_covers_the_permissive_ones_of_its_roles(mode, make_db):
+    restrictive = (
+        "CREATE POLICY visible_item ON collection_item AS RESTRICTIVE FOR INSERT TO {to} "
+        f"WITH CHECK ({VISIBLE_ITEM});\n"
+    )
     sql = SCHEMA + INSERT.format(check=MINE)
-    sql += f"CREATE POLICY visible_item ON collection_item AS RESTRICTIVE FOR INSERT TO app_role WITH CHECK ({VISIBLE_ITEM});"
-    assert not findings(mode, sql, make_db)
+    assert not findings(mode, sql + restrictive.format(to="app_role"), make_db)
+    other = "CREATE ROLE other_role;\n" + restrictive.format(to="other_role")  # binds other_role, not app_role
+    (finding,) = findings(mode, sql + other, make_db)
+    assert finding.object == "public.collection_item.p"
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_open_check_is_left_to_the_rule_that_owns_it(mode, make_db):
-    sql = SCHEMA + INSERT.format(check="item_id IS NOT NULL")
-    model_findings = findings(mode, sql, make_db)
-    assert not model_findings  # RLS012 reports the check that scopes nothing; one cause, one rule
+    # RLS012 reports a check that scopes nothing, or an OR branch that does not: one cause, one rule
+    for check in ("item_id IS NOT NULL", f"item_id IS NULL OR {MINE}"):
+        assert not findings(mode, SCHEMA + INSERT.format(check=check), make_db)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -256,15 +283,42 @@ GRANT SELECT ON org TO app_role;
 GRANT SELECT, INSERT ON invite TO app_role;
 CREATE FUNCTION my_orgs() RETURNS int[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
     AS $$ SELECT ARRAY[1] $$;
-CREATE POLICY mine ON org FOR SELECT TO app_role USING (id = ANY ((SELECT my_orgs())));
+CREATE POLICY mine ON org FOR SELECT TO app_role USING (id = ANY ((SELECT my_orgs())::int[]));
 CREATE POLICY p ON invite FOR INSERT TO app_role WITH CHECK (inviter = {ME});
 """
     (finding,) = findings(mode, sql, make_db)
     assert "may point org_id at a public.org row it cannot read" in finding.message
     fixed = sql.replace(
-        f"WITH CHECK (inviter = {ME})", f"WITH CHECK (inviter = {ME} AND org_id = ANY ((SELECT my_orgs())))"
+        f"WITH CHECK (inviter = {ME})", f"WITH CHECK (inviter = {ME} AND org_id = ANY ((SELECT my_orgs())::int[]))"
     )
     assert not findings(mode, fixed, make_db)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_composite_key_is_vouched_for_by_its_tenant_column(mode, make_db):
+    """(tenant_id, item_id) -> item (tenant_id, id): a check keeping tenant_id among the user's tenants keeps the
+    referenced item in one of them."""
+    sql = f"""
+CREATE ROLE app_role;
+CREATE TABLE item (tenant_id int NOT NULL, id int NOT NULL, PRIMARY KEY (tenant_id, id));
+CREATE TABLE pin (id int PRIMARY KEY, tenant_id int NOT NULL, item_id int NOT NULL, pinned_by int NOT NULL,
+    FOREIGN KEY (tenant_id, item_id) REFERENCES item (tenant_id, id));
+ALTER TABLE item ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pin ENABLE ROW LEVEL SECURITY;
+GRANT SELECT ON item TO app_role;
+GRANT SELECT, INSERT ON pin TO app_role;
+CREATE FUNCTION my_tenants() RETURNS int[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT ARRAY[1] $$;
+CREATE POLICY mine ON item FOR SELECT TO app_role USING (tenant_id = ANY ((SELECT my_tenants())::int[]));
+CREATE POLICY p ON pin FOR INSERT TO app_role WITH CHECK (pinned_by = {ME});
+"""
+    (finding,) = findings(mode, sql, make_db)
+    assert "may point (tenant_id, item_id) at a public.item row it cannot read" in finding.message
+    scoped = sql.replace(
+        f"WITH CHECK (pinned_by = {ME})",
+        f"WITH CHECK (pinned_by = {ME} AND tenant_id = ANY ((SELECT my_tenants())::int[]))",
+    )
+    assert not findings(mode, scoped, make_db)
 
 
 # -- 3. the policy files: the fix is {via: item_id} -------------------------------------------------------

@@ -10,8 +10,7 @@ import psycopg
 from rlsctl.catalog import queries as catalog
 from rlsctl.lint import live, sqlfiles
 from rlsctl.lint.model import LintModel
-from rlsctl.lint.project import declared_secrets, project_model, project_suppressions
-from rlsctl.lint.report import Locations
+from rlsctl.lint.project import declared_secrets, platform_design, project_model, project_suppressions
 from rlsctl.lint.runner import LintResult, Suppression, run
 from rlsctl.policy.project import Project
 
@@ -29,10 +28,11 @@ def lint(
     select: tuple[str, ...] = (),
     ignore: tuple[str, ...] = (),
     baseline: set[str] | None = None,
-) -> tuple[LintResult, Locations]:
+) -> LintResult:
+    """The findings, each with where its object is declared (`Finding.location`): the statement of a SQL
+    file, or the policy-file line or migration statement of the project; live findings have none."""
     models: list[LintModel] = []
     suppressions: list[Suppression] = []
-    locations: Locations = {}
     project = inputs.project
     if inputs.files:
         model = LintModel(source="sql")
@@ -52,14 +52,16 @@ def lint(
         secrets = declared_secrets(project)
         for model in models:
             model.secrets.update(secrets)
-        locations = _declarations(project)
+            platform_design(model, project)
     result = run(models, select=select, ignore=ignore, suppressions=suppressions, baseline=baseline)
     if inputs.conn is not None and project is not None and any(t.encrypted for t in project.tables.values()):
         encryption = project.settings.encryption
         where = encryption.master_key_file or encryption.master_key_setting
         mode = "file" if encryption.master_key_file else "setting"
         result = replace(result, notes=(f"key-encryption key: {mode} {where} (docs/encryption.md)",))
-    return result, locations
+    if project is not None:
+        result = replace(result, root=str(project.root))
+    return result
 
 
 def _intended_memberships(conn: psycopg.Connection, project: Project) -> set[tuple[str, str]]:
@@ -77,15 +79,6 @@ def _key_settings(project: Project | None) -> tuple[str, ...]:
         return ()
     encryption = project.settings.encryption
     return () if encryption.master_key_file is not None else (encryption.master_key_setting,)
-
-
-def _declarations(project: Project) -> Locations:
-    found: Locations = {}
-    for table in project.tables:
-        source = project.source("tables", table)
-        if source is not None:
-            found[f"{project.schema_name}.{table}"] = (source.document.path, source.line())
-    return found
 
 
 __all__ = ["LintInputs", "lint"]

@@ -73,23 +73,27 @@ def _statements(language: str, body: str, returns: str) -> list[Any] | None:
 
 
 def _plpgsql_queries(body: str, returns: str) -> list[str]:
-    """The SQL a PL/pgSQL body runs. Its parameters are unknown here (the model keeps types, not names), so a
-    variable the parser cannot resolve is declared in an enclosing block and the parse retried."""
+    """The SQL a PL/pgSQL body runs."""
+    return [_as_statement(expr) for expr in _plpgsql_exprs(_plpgsql_tree(body, returns))]
+
+
+def _plpgsql_tree(body: str, returns: str) -> Any:
+    """pglast's PL/pgSQL tree of a body. Its parameters are unknown here (the model keeps types, not names), so
+    a variable the parser cannot resolve is declared in an enclosing block and the parse retried."""
     declared: list[str] = []
     for _ in range(20):
-        block = body if not declared else f"DECLARE {' '.join(f'{v} text;' for v in declared)} BEGIN {body}; END"
+        names = " ".join(f"{v} pg_catalog.text;" for v in declared)
+        block = body if not declared else f"DECLARE {names} BEGIN {body}; END"
         source = (
             f"CREATE FUNCTION pg_temp.lint_body() RETURNS {returns} LANGUAGE plpgsql AS $lint_body${block}$lint_body$"
         )
         try:
-            tree = pglast.parse_plpgsql(source)
+            return pglast.parse_plpgsql(source)
         except pglast.parser.ParseError as exc:
             unknown = _UNKNOWN_VARIABLE.search(str(exc))
             if unknown is None or "$lint_body$" in body:
                 raise
             declared.append('"' + unknown.group(1).replace('"', '""') + '"')
-            continue
-        return [_as_statement(expr) for expr in _plpgsql_exprs(tree)]
     raise pglast.parser.ParseError("too many unknown variables", 0)
 
 
@@ -139,6 +143,116 @@ def _setting_name(arg: Any) -> str:
     if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String):
         return arg.val.sval
     return pglast.stream.RawStream()(arg)
+
+
+# -- names without a schema -----------------------------------------------------------------------------
+
+# PL/pgSQL statements whose SQL is a string built at run time: lint cannot see what they name.
+_DYNAMIC = ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors")
+
+
+@dataclass(frozen=True)
+class Unqualified:
+    """The relations and types a body names without a schema: with pg_temp not on the search_path, PostgreSQL
+    looks each up in the caller's temporary schema first. `unsure`: why lint could not read the whole body."""
+
+    relations: tuple[str, ...]
+    types: tuple[str, ...]
+    unsure: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.relations + self.types
+
+
+def unqualified_names(function: Function) -> Unqualified:
+    """What a SQL or PL/pgSQL body names without a schema (conservative: unsure when it cannot tell)."""
+    if function.language not in ("sql", "plpgsql"):
+        return Unqualified((), (), f"it is written in {function.language}")
+    if not function.body.strip():
+        return Unqualified((), ())  # a SQL-standard body (BEGIN ATOMIC): names were bound at creation
+    returns = "trigger" if function.is_trigger else function.returns or "void"
+    found = _unqualified(function.language, function.body, returns)
+    if found.unsure is not None and returns != "void":  # a return type the parser cannot take as written
+        found = _unqualified(function.language, function.body, "void")
+    return found
+
+
+@lru_cache(maxsize=1024)
+def _unqualified(language: str, body: str, returns: str) -> Unqualified:
+    try:
+        if language == "sql":
+            statements = [raw.stmt for raw in pglast.parse_sql(body)]
+            declared: list[str] = []
+        else:
+            tree = _plpgsql_tree(body, returns)
+            if any(_has_key(tree, key) for key in _DYNAMIC) or _opens_dynamic_cursor(tree):
+                return Unqualified((), (), "it runs dynamic SQL (EXECUTE), whose names lint cannot see")
+            statements = [raw.stmt for expr in _plpgsql_exprs(tree) for raw in pglast.parse_sql(_as_statement(expr))]
+            declared = _declared_types(tree)
+    except pglast.parser.ParseError:
+        return Unqualified((), (), "lint could not parse its body")
+    ctes = {n.ctename for n in walk(statements) if isinstance(n, ast.CommonTableExpr)}
+    relations = [n.relname for n in walk(statements) if isinstance(n, ast.RangeVar) and n.schemaname is None]
+    relations = [name for name in relations if name not in ctes]
+    types = [_type_text(n) for n in walk(statements) if isinstance(n, ast.TypeName) and len(n.names or ()) == 1]
+    for text in declared:
+        relation, type_name = _declared_name(text)
+        relations += [relation] if relation else []
+        types += [type_name] if type_name else []
+    return Unqualified(tuple(dict.fromkeys(relations)), tuple(dict.fromkeys(types)))
+
+
+def _has_key(tree: Any, key: str) -> bool:
+    if isinstance(tree, dict):
+        return key in tree or any(_has_key(value, key) for value in tree.values())
+    if isinstance(tree, list):
+        return any(_has_key(item, key) for item in tree)
+    return False
+
+
+def _opens_dynamic_cursor(tree: Any) -> bool:
+    if isinstance(tree, dict):
+        opened = tree.get("PLpgSQL_stmt_open")
+        if isinstance(opened, dict) and "dynquery" in opened:
+            return True
+        return any(_opens_dynamic_cursor(value) for value in tree.values())
+    if isinstance(tree, list):
+        return any(_opens_dynamic_cursor(item) for item in tree)
+    return False
+
+
+def _declared_types(tree: Any) -> list[str]:
+    """The types of the variables the body declares (parameters and implicit variables have no line)."""
+    found: list[str] = []
+    for function in tree if isinstance(tree, list) else [tree]:
+        for datum in function.get("PLpgSQL_function", {}).get("datums", []):
+            var = datum.get("PLpgSQL_var") or datum.get("PLpgSQL_rec") or {}
+            typname = var.get("datatype", {}).get("PLpgSQL_type", {}).get("typname")
+            if "lineno" in var and typname:
+                found.append(typname)
+    return found
+
+
+def _declared_name(text: str) -> tuple[str | None, str | None]:
+    """(relation, type) a declared variable's type names without a schema: `team%ROWTYPE` and `team.id%TYPE`
+    name the relation team, `uuid` the type uuid; `x%TYPE` (another variable) nothing."""
+    base, _, suffix = text.partition("%")
+    parts = base.split(".")
+    if suffix.upper() == "ROWTYPE":
+        return (parts[0], None) if len(parts) == 1 else (None, None)
+    if suffix.upper() == "TYPE":
+        return (parts[0], None) if len(parts) == 2 else (None, None)
+    try:
+        cast = pglast.parse_sql(f"SELECT NULL::{text}")[0].stmt
+    except pglast.parser.ParseError:
+        return None, text
+    names = [n for n in walk([cast]) if isinstance(n, ast.TypeName)]
+    return (None, text) if names and len(names[0].names or ()) == 1 else (None, None)
+
+
+def _type_text(node: ast.TypeName) -> str:
+    return "".join(n.sval for n in node.names or () if isinstance(n, ast.String)) + ("[]" if node.arrayBounds else "")
 
 
 # -- resolved against the model ------------------------------------------------------------------

@@ -161,6 +161,16 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Location:
+    """Where an object is declared: a file (absolute, or relative to the working directory) and, when known,
+    the 1-based line and column (in characters) of the statement or policy-file key that declares it."""
+
+    path: str
+    line: int | None = None
+    column: int | None = None
+
+
+@dataclass(frozen=True)
 class OpenCreate:
     """A statement in SQL files that adopts an object if it already exists (CREATE OR REPLACE, IF NOT EXISTS),
     run while roles other than the schema's owner and the running user could create in its schema."""
@@ -196,10 +206,27 @@ class LintModel:
     # (group, member) memberships rlsctl grants on purpose (live, with a project): a managed
     # host's migration login is made a member of the roles it creates (docs/managed-postgres.md).
     intended_memberships: set[tuple[str, str]] = field(default_factory=set)
+    # The platform's design, from the project (`project.platform`, `project.lint`; docs/supabase.md):
+    # schemas whose functions are the platform's, schemas it serves over its API, its anonymous roles.
+    trusted_schemas: set[str] = field(default_factory=set)
+    exposed_schemas: set[str] = field(default_factory=set)
+    anonymous_roles: set[str] = field(default_factory=set)
+    # Where each object was declared (SQL files, the project's migrations and policy files; never live):
+    # the qualified name lint reports -> its statement or policy-file line. The runner gives each finding
+    # the location of its object or of the nearest object containing it (a policy's table).
+    locations: dict[str, Location] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
         return self.source == "live"
+
+    def trusted(self, function: Function) -> bool:
+        """A function of the platform's (in a trusted schema): its grants and search_path are the platform's design."""
+        return function.schema in self.trusted_schemas
+
+    def anonymous_executors(self, function: Function) -> list[str]:
+        """The anonymous roles that may execute `function` (directly, as PUBLIC or through a membership)."""
+        return sorted(role for role in self.anonymous_roles if self.holders(role) & function.executors)
 
     # -- lookups the rules share --------------------------------------------------
 
@@ -355,6 +382,19 @@ class LintModel:
                     found[called] = f"{found[caller.qualified]}, through {caller.qualified}"
                     frontier.append(called)
         return found
+
+
+def bypass_meaning(role: str) -> str:
+    """What a BYPASSRLS role means for the server-side code that runs as it (Supabase's service_role)."""
+    return (
+        f"every query run as {role} ignores every policy, so server-side code that uses it (on Supabase: whatever "
+        "holds the service key) reads and writes every tenant's rows and must scope each query to the tenant itself"
+    )
+
+
+def shown_search_path(text: str) -> str:
+    """A fixed search_path as messages print it: the empty one (`SET search_path = ''`) as ''."""
+    return "''" if not parse_search_path(text) else repr(text)
 
 
 def parse_search_path(text: str) -> list[str]:

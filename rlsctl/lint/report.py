@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.markup import escape
 
+from rlsctl.lint.model import Location
 from rlsctl.lint.rule import LEVELS, Finding
-from rlsctl.lint.runner import LintResult
+from rlsctl.lint.runner import LintResult, Suppression
 
 COLOURS = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
-Locations = dict[str, tuple[str, int | None]]  # object -> (file, line) where it is declared
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SRCROOT = "%SRCROOT%"  # the uriBaseId of every path: the repository holding the project (see source_root)
+FINGERPRINT = "rlsctl/v1"  # the partialFingerprints key: Finding.fingerprint
 
 
 def rlsctl_version() -> str:
@@ -70,8 +75,11 @@ def to_json(result: LintResult) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def to_sarif(result: LintResult, locations: Locations | None = None) -> str:
-    locations = locations or {}
+def to_sarif(result: LintResult) -> str:
+    """SARIF 2.1.0. Each result has the object's qualified name as its logical location and, when lint knows
+    where the object is declared, its file (relative to the repository, `%SRCROOT%`), line and column as its
+    physical location; and a fingerprint that does not depend on the line (`partialFingerprints`)."""
+    root = source_root(result.root)
     rules = [
         {
             "id": rule.id,
@@ -84,13 +92,13 @@ def to_sarif(result: LintResult, locations: Locations | None = None) -> str:
         for rule in result.rules
     ]
     index = {rule.id: number for number, rule in enumerate(result.rules)}
-    results = [_sarif_result(f, index, locations) for f in result.findings]
+    results = [_sarif_result(f, index, root) for f in result.findings]
     results += [
-        {**_sarif_result(f, index, locations), "suppressions": [{"kind": "external", "justification": s.reason}]}
-        for f, s in result.suppressed
+        {**_sarif_result(f, index, root), "suppressions": [_sarif_suppression(s, root)]} for f, s in result.suppressed
     ]
+    root_uri = root.as_uri()
     log = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [
             {
@@ -102,6 +110,13 @@ def to_sarif(result: LintResult, locations: Locations | None = None) -> str:
                         "rules": rules,
                     }
                 },
+                "originalUriBaseIds": {
+                    SRCROOT: {
+                        "uri": root_uri if root_uri.endswith("/") else root_uri + "/",
+                        "description": {"text": "The repository (or directory) holding the linted project."},
+                    }
+                },
+                "columnKind": "unicodeCodePoints",
                 "results": results,
             }
         ],
@@ -109,31 +124,53 @@ def to_sarif(result: LintResult, locations: Locations | None = None) -> str:
     return json.dumps(log, indent=2, sort_keys=True) + "\n"
 
 
-def _sarif_result(finding: Finding, index: dict[str, int], locations: Locations) -> dict[str, object]:
+def source_root(project_root: str | None) -> Path:
+    """The directory SARIF paths are relative to: the git repository holding the project (code scanning reads
+    paths relative to the repository's root), else the project's directory; without a project, the same
+    search from the working directory."""
+    start = Path(project_root).resolve() if project_root else Path.cwd().resolve()
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return start
+
+
+def _sarif_result(finding: Finding, index: dict[str, int], root: Path) -> dict[str, object]:
     location: dict[str, object] = {
         "logicalLocations": [{"fullyQualifiedName": finding.object, "kind": "object"}],
     }
-    declared = _declared_at(finding.object, locations)
-    if declared is not None:
-        path, line = declared
-        physical: dict[str, object] = {"artifactLocation": {"uri": path}}
-        if line:
-            physical["region"] = {"startLine": line}
-        location["physicalLocation"] = physical
+    if finding.location is not None:
+        location["physicalLocation"] = _physical(finding.location, root)
     return {
         "ruleId": finding.rule,
         "ruleIndex": index[finding.rule],
         "level": SARIF_LEVEL[finding.level],
         "message": {"text": f"{finding.message}. Fix: {finding.hint}"},
         "locations": [location],
+        "partialFingerprints": {FINGERPRINT: finding.fingerprint},
     }
 
 
-def _declared_at(obj: str, locations: Locations) -> tuple[str, int | None] | None:
-    """The declaration of the object or of the nearest object containing it (a policy's table)."""
-    probe = obj
-    while probe:
-        if probe in locations:
-            return locations[probe]
-        probe = probe.rpartition(".")[0]
-    return None
+def _physical(location: Location, root: Path) -> dict[str, object]:
+    path = Path(location.path)
+    absolute = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    try:
+        artifact = {"uri": quote(absolute.relative_to(root).as_posix()), "uriBaseId": SRCROOT}
+    except ValueError:  # outside the repository: an absolute URI
+        artifact = {"uri": absolute.as_uri()}
+    physical: dict[str, object] = {"artifactLocation": artifact}
+    if location.line:
+        region: dict[str, int] = {"startLine": location.line}
+        if location.column:
+            region["startColumn"] = location.column
+        physical["region"] = region
+    return physical
+
+
+def _sarif_suppression(suppression: Suppression, root: Path) -> dict[str, object]:
+    """An accepted finding: the reason, and the policy-file line of the `suppress:` entry (`where`)."""
+    found: dict[str, object] = {"kind": "external", "justification": suppression.reason}
+    path, _, line = suppression.where.rpartition(":")
+    if path and line.isdigit():
+        found["location"] = {"physicalLocation": _physical(Location(path, int(line)), root)}
+    return found

@@ -9,16 +9,19 @@ produce the rule's finding, the good one must not).
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import LintModel, Location
 
 LEVELS = ("info", "warning", "error")
+# "file.sql:12", "file.yaml:3:7", "line 12": positions a message may quote, left out of fingerprints
+_POSITIONS = re.compile(r"(\.sql|\.ya?ml)(?::\d+){1,2}\b|\blines? \d+(?:-\d+)?\b")
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,20 @@ class Finding:
     object: str  # the qualified name of the object at fault
     message: str
     hint: str
+    # Where the object is declared (a statement of a SQL file, a key of a policy file); set by the runner from
+    # the model, or by a rule that knows better. None for the live catalog. Not part of a finding's identity.
+    location: Location | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.rule}:{self.object}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable identity across runs (SARIF partialFingerprints): the rule, the object and the message
+        without the positions it may quote, so moving the declaration to another line keeps it."""
+        message = " ".join(_POSITIONS.sub(r"\1", self.message).split())
+        return hashlib.sha256("\0".join((self.rule, self.object, message)).encode("utf-8")).hexdigest()
 
 
 class Rule:
@@ -45,8 +58,9 @@ class Rule:
     def check(self, model: LintModel) -> Iterator[Finding]:
         raise NotImplementedError
 
-    def finding(self, obj: str, message: str) -> Finding:
-        return Finding(self.id, self.level, obj, message, self.hint)
+    def finding(self, obj: str, message: str, level: str | None = None, hint: str | None = None) -> Finding:
+        """A finding at the rule's level, or at `level` where the rule says a case is graver."""
+        return Finding(self.id, level or self.level, obj, message, hint or self.hint)
 
     @classmethod
     def doc(cls) -> str:

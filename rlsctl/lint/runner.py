@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsctl.errors import UsageError
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import LintModel, Location
 from rlsctl.lint.rule import LEVELS, Finding, Rule
 from rlsctl.lint.rules import all_rules
 
@@ -51,6 +51,7 @@ class LintResult:
     rules: tuple[type[Rule], ...]
     unused_suppressions: tuple[Suppression, ...] = ()
     notes: tuple[str, ...] = ()  # facts worth a line that are no finding (where the key-encryption key lives)
+    root: str | None = None  # the project's directory: SARIF paths are relative to its repository (lint.report)
 
     def at_or_above(self, level: str) -> tuple[Finding, ...]:
         threshold = LEVELS.index(level)
@@ -82,6 +83,8 @@ def run(
             if model.source not in rule_class.sources:
                 continue
             for finding in rule_class().check(model):
+                if finding.location is None and model.locations:
+                    finding = replace(finding, location=locate(finding.object, model.locations))
                 raw.setdefault(finding.key, finding)  # the same finding from project and live counts once
     suppressions = tuple(suppressions)
     active: list[Finding] = []
@@ -104,6 +107,17 @@ def run(
     }
     unused = tuple(unused_by_place.values())
     return LintResult(tuple(active), tuple(suppressed), tuple(baselined), rules, unused)
+
+
+def locate(obj: str, locations: Mapping[str, Location]) -> Location | None:
+    """Where `obj` is declared, or the nearest object containing it: a policy, trigger or column falls back
+    on its table (`schema.table.policy` -> `schema.table`), a table or function on its schema."""
+    probe = obj
+    while probe:
+        if probe in locations:
+            return locations[probe]
+        probe = probe.partition("(")[0].rpartition(".")[0]  # `schema.f(a.b)` -> `schema`
+    return None
 
 
 def read_baseline(path: Path) -> set[str]:

@@ -12,10 +12,17 @@ CREATE on schema public. Default privileges the running user sets
 (ALTER DEFAULT PRIVILEGES without FOR ROLE) apply to what it creates later.
 Column comments containing `rlsctl:secret readers=a_role,b_role` declare
 secret columns (LintModel.secrets).
+
+Each object is located (LintModel.locations) at the statement that declares
+it: its file, and the line and column of the statement's first word. pglast
+gives statements as character offsets that start after the previous
+semicolon, so the blanks and comments before the first word are skipped.
 """
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +39,7 @@ from rlsctl.lint.model import (
     Grant,
     Index,
     LintModel,
+    Location,
     OpenCreate,
     Policy,
     Relation,
@@ -40,7 +48,7 @@ from rlsctl.lint.model import (
     Trigger,
     parse_secret_comment,
 )
-from rlsctl.lint.renames import Renames
+from rlsctl.lint.renames import RELATIONS, Renames
 
 RUNNER = "CURRENT_USER"  # who runs the script; unknown offline
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -72,6 +80,24 @@ class Replay(Renames):
             (RUNNER, "f", None): {PUBLIC: {"EXECUTE"}},
             (RUNNER, "T", None): {PUBLIC: {"USAGE"}},
         }
+        self.here: Location | None = None  # the statement being replayed, when its file is worth naming
+
+    def _declared(self, name: str) -> None:
+        """The statement being replayed declares `name` (a later CREATE of the same name replaces it)."""
+        if self.here is not None:
+            self.model.locations[name] = self.here
+
+    def _touched(self, name: str) -> None:
+        """The statement names an object the files did not create (a grant on it, ALTER ROLE): the best place
+        to point at until a statement declares it."""
+        if self.here is not None:
+            self.model.locations.setdefault(name, self.here)
+
+    def _moved(self, old: str, new: str) -> None:
+        """A rename: the object and what belongs to it (`old.policy`, `old.column`) keep their declaration."""
+        locations = self.model.locations
+        for key in [k for k in locations if k == old or k.startswith(old + ".")]:
+            locations[new + key[len(old) :]] = locations.pop(key)
 
     # -- names ------------------------------------------------------------------
 
@@ -115,6 +141,7 @@ class Replay(Renames):
             elif isinstance(element, ast.Constraint):
                 self._constraint(relation, element, tuple(_names(element.keys) or _names(element.fk_attrs)))
         self.model.relations[name] = relation
+        self._declared(name)
         self._default_grants("r", schema, table)
         for element in stmt.tableElts or ():
             if isinstance(element, ast.ColumnDef) and _draws_from_sequence(element):
@@ -123,6 +150,7 @@ class Replay(Renames):
     def _implicit_sequence(self, schema: str, name: str) -> None:
         """The sequence a serial or identity column owns (named as PostgreSQL names it, without truncation)."""
         self.model.relations.setdefault(f"{schema}.{name}", Relation(schema, name, "S", RUNNER))
+        self._declared(f"{schema}.{name}")
         self._default_grants("S", schema, name)
 
     def _CreateForeignTableStmt(self, stmt: ast.CreateForeignTableStmt) -> None:
@@ -135,6 +163,7 @@ class Replay(Renames):
         creators = frozenset(found.creators - {found.owner, RUNNER}) if found else frozenset()
         if creators:
             self.model.open_creates.append(OpenCreate(statement, name, schema, creators))
+            self._declared(name)  # SEC017 is about this statement
 
     def _constraint(self, relation: Relation, constraint: ast.Constraint, columns: tuple[str, ...]) -> None:
         kind = constraint.contype
@@ -176,6 +205,7 @@ class Replay(Renames):
         self.model.relations[name] = Relation(
             schema, view, "v", RUNNER, security_invoker=invoker, sources=self._sources(stmt.query)
         )
+        self._declared(name)
         if not replaced:
             self._default_grants("r", schema, view)
 
@@ -184,6 +214,7 @@ class Replay(Renames):
         schema, _, view = name.partition(".")
         kind = "m" if stmt.objtype == OBJ.OBJECT_MATVIEW else "r"
         self.model.relations[name] = Relation(schema, view, kind, RUNNER, sources=self._sources(stmt.query))
+        self._declared(name)
         self._default_grants("r", schema, view)
 
     def _CreateSeqStmt(self, stmt: ast.CreateSeqStmt) -> None:
@@ -194,6 +225,7 @@ class Replay(Renames):
             if name in self.model.relations:
                 return
         self.model.relations[name] = Relation(schema, sequence, "S", RUNNER)
+        self._declared(name)
         self._default_grants("S", schema, sequence)
 
     def _default_grants(self, objtype: str, schema: str, name: str) -> None:
@@ -225,6 +257,7 @@ class Replay(Renames):
         relation = self.model.relations.get(name)
         if relation is None:
             return
+        self._touched(name)
         for cmd in stmt.cmds or ():
             subtype = cmd.subtype
             if subtype == AT.AT_EnableRowSecurity:
@@ -293,6 +326,7 @@ class Replay(Renames):
                 deparse(stmt.with_check) if stmt.with_check is not None else None,
             )
         )
+        self._declared(self.model.policies[-1].qualified)
 
     def _AlterPolicyStmt(self, stmt: ast.AlterPolicyStmt) -> None:
         table = self.qualified(stmt.table)
@@ -358,6 +392,7 @@ class Replay(Renames):
         if kind == "schema" and privilege == "CREATE":
             target = self.model.schemas.setdefault(name, Schema(name, RUNNER))
             (target.creators.add if is_grant else target.creators.discard)(grantee)
+        self._touched(name if kind == "schema" else f"{schema}.{name}")
         grants = (
             [Grant("column", schema, name, grantee, privilege, c) for c in columns]
             if columns
@@ -396,6 +431,7 @@ class Replay(Renames):
         if "ALL" in privileges:
             privileges = set(DEFAULT_PRIVILEGES.get(objtype, ()))
         for creator in creators:
+            self._touched(creator)
             for schema in schemas:
                 current = self.defaults.setdefault((creator, objtype, schema), {})
                 for grantee in grantees:
@@ -456,6 +492,7 @@ class Replay(Renames):
             self.model.grants |= {Grant("function", schema, signature, e, "EXECUTE") for e in function.executors}
         self._function_options(function, stmt.options)
         self.model.functions[function.qualified] = function
+        self._declared(function.qualified)
 
     def _function_options(self, function: Function, options: Any) -> None:
         for option in options or ():
@@ -500,10 +537,12 @@ class Replay(Renames):
         role = Role(stmt.role, login=stmt.stmt_type == enums.RoleStmtType.ROLESTMT_USER)
         self._role_options(role, stmt.options)
         self.model.roles[role.name] = role
+        self._declared(role.name)
 
     def _AlterRoleStmt(self, stmt: ast.AlterRoleStmt) -> None:
         role = self.model.roles.get(self.role(stmt.role))
         if role is not None:
+            self._touched(role.name)
             self._role_options(role, stmt.options)
 
     def _role_options(self, role: Role, options: Any) -> None:
@@ -522,6 +561,7 @@ class Replay(Renames):
         granted = [getattr(r, "priv_name", None) for r in stmt.granted_roles or ()]
         for grantee in stmt.grantee_roles or ():
             member = self.model.roles.setdefault(self.role(grantee), Role(self.role(grantee)))
+            self._touched(member.name)
             for name in granted:
                 if name:
                     (member.member_of.add if stmt.is_grant else member.member_of.discard)(name)
@@ -529,6 +569,7 @@ class Replay(Renames):
     def _CreateSchemaStmt(self, stmt: ast.CreateSchemaStmt) -> None:
         owner = self.role(stmt.authrole) if stmt.authrole is not None else RUNNER
         self.model.schemas.setdefault(stmt.schemaname, Schema(stmt.schemaname, owner))
+        self._declared(stmt.schemaname)
 
     def _CreateExtensionStmt(self, stmt: ast.CreateExtensionStmt) -> None:
         schema = self.schema
@@ -536,6 +577,7 @@ class Replay(Renames):
             if option.defname == "schema":
                 schema = option.arg.sval
         self.model.extensions.setdefault(stmt.extname, schema)
+        self._declared(stmt.extname)
 
     def _CommentStmt(self, stmt: ast.CommentStmt) -> None:
         if stmt.objtype != OBJ.OBJECT_COLUMN:
@@ -550,12 +592,32 @@ class Replay(Renames):
             self.model.secrets.pop(key, None)
         else:
             self.model.secrets[key] = readers
+            self._declared(key)
 
     def _CreateTrigStmt(self, stmt: ast.CreateTrigStmt) -> None:
         schema, _, table = self.qualified(stmt.relation).partition(".")
         names = _names(stmt.funcname)
         function = ".".join(names) if len(names) > 1 else f"{self.schema}.{names[0]}"
         self.model.triggers.append(Trigger(schema, table, stmt.trigname, function))
+        self._declared(f"{schema}.{table}.{stmt.trigname}")
+
+    # -- renames: the declaration follows the object --------------------------------------
+
+    def _RenameStmt(self, stmt: ast.RenameStmt) -> None:
+        super()._RenameStmt(stmt)
+        if stmt.relation is None:
+            return
+        table = self.qualified(stmt.relation)
+        if stmt.renameType in RELATIONS:
+            self._moved(table, f"{table.partition('.')[0]}.{stmt.newname}")
+        elif stmt.renameType in (OBJ.OBJECT_POLICY, OBJ.OBJECT_COLUMN):
+            self._moved(f"{table}.{stmt.subname}", f"{table}.{stmt.newname}")
+
+    def _AlterObjectSchemaStmt(self, stmt: ast.AlterObjectSchemaStmt) -> None:
+        super()._AlterObjectSchemaStmt(stmt)
+        if stmt.objectType in RELATIONS and stmt.relation is not None:
+            old = self.qualified(stmt.relation)
+            self._moved(old, f"{stmt.newschema}.{old.partition('.')[2]}")
 
 
 def walk(node: Any) -> Iterator[Any]:
@@ -607,15 +669,60 @@ def _type(node: ast.TypeName | None) -> str:
     }.get(text, text)
 
 
-def replay(model: LintModel, text: str, path: str, default_schema: str = "public") -> LintModel:
+def replay(
+    model: LintModel, text: str, path: str, default_schema: str = "public", *, located: bool = True
+) -> LintModel:
+    """Replay the statements of `text` (read from `path`) into `model`. With `located`, each object is located
+    at its statement in `path`; without (SQL that is no file, such as the rendered SQL), it is not."""
     try:
         statements = pglast.parse_sql(text)
     except pglast.parser.ParseError as exc:
-        line = text.count("\n", 0, max(exc.location - 1, 0)) + 1 if exc.location else None
+        # pglast gives the 0-based character offset of the error as the second argument
+        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        line = Positions(text).at(offset)[0] if offset is not None else None
         raise UsageError(
             f"{path}:{line}: SQL syntax error: {exc.args[0]}" if line else f"{path}: {exc.args[0]}"
         ) from None
     player = Replay(model, default_schema)
+    positions = Positions(text) if located else None
     for raw in statements:
+        if positions is not None:
+            player.here = Location(path, *positions.at(statement_start(text, raw.stmt_location or 0)))
         player.statement(raw.stmt)
     return model
+
+
+class Positions:
+    """Character offsets of a text into 1-based (line, column), columns counted in characters."""
+
+    def __init__(self, text: str) -> None:
+        self.newlines = [match.start() for match in re.finditer("\n", text)]
+
+    def at(self, offset: int) -> tuple[int, int]:
+        line = bisect_right(self.newlines, offset - 1)  # newlines before the offset
+        start = self.newlines[line - 1] + 1 if line else 0
+        return line + 1, offset - start + 1
+
+
+def statement_start(text: str, offset: int) -> int:
+    """The offset of the first word of the statement pglast says starts at `offset`: past blanks, `--` comments
+    and (nested) `/* */` comments."""
+    end = len(text)
+    while offset < end:
+        if text[offset].isspace():
+            offset += 1
+        elif text.startswith("--", offset):
+            newline = text.find("\n", offset)
+            offset = end if newline < 0 else newline + 1
+        elif text.startswith("/*", offset):
+            depth, offset = 1, offset + 2
+            while offset < end and depth:
+                if text.startswith("/*", offset):
+                    depth, offset = depth + 1, offset + 2
+                elif text.startswith("*/", offset):
+                    depth, offset = depth - 1, offset + 2
+                else:
+                    offset += 1
+        else:
+            break
+    return min(offset, end)

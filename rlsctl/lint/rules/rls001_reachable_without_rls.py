@@ -11,6 +11,8 @@ class ReachableWithoutRls(Rule):
 
     Every row is then visible to (and changeable by) everyone holding a
     privilege on it; in a multi-tenant schema that is every tenant's data.
+    REFERENCES alone reads and writes no row (a foreign key to Supabase's
+    auth.users needs it) and does not count.
 
     Bad:
 
@@ -39,7 +41,13 @@ class ReachableWithoutRls(Rule):
         for table in model.tables():
             if table.rls or self._under_rls_parent(model, table):  # such partitions are RLS019's
                 continue
-            holders = sorted(model.grantees_of(table.qualified))
+            holders = sorted(
+                {
+                    g.grantee
+                    for g in model.grants
+                    if g.kind in ("table", "column") and g.qualified == table.qualified and g.privilege != "REFERENCES"
+                }
+            )
             if holders:
                 yield self.finding(
                     table.qualified,

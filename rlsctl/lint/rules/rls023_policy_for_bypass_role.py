@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import LintModel, bypass_meaning
 from rlsctl.lint.rule import Finding, Rule
 
 
@@ -43,13 +43,17 @@ class PolicyForBypassRole(Rule):
     def check(self, model: LintModel) -> Iterator[Finding]:
         for policy in model.policies:
             bypassing = []
+            meanings = []
             for name in policy.roles:
                 role = model.roles.get(name)
                 if role is not None and (role.superuser or role.bypassrls):
                     bypassing.append(f"{name} ({'SUPERUSER' if role.superuser else 'BYPASSRLS'})")
+                if role is not None and role.bypassrls and not role.superuser:
+                    meanings.append(bypass_meaning(name))
             if bypassing:
                 yield self.finding(
                     policy.qualified,
                     f"policy {policy.name} on {policy.table_qualified} is for {', '.join(bypassing)}, which "
-                    "skips row-level security: the policy never applies and the role reads every row",
+                    "skips row-level security: the policy never applies and the role reads every row"
+                    + "".join(f"; {meaning}" for meaning in meanings),
                 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from rlsctl.lint import bodies, exprs, scope
-from rlsctl.lint.model import PUBLIC, ForeignKey, LintModel, Policy, Relation
+from rlsctl.lint.model import PUBLIC, ForeignKey, Grant, LintModel, Policy, Relation
 from rlsctl.lint.rule import Finding, Rule
 
 
@@ -19,23 +19,54 @@ class ReferenceToUnreadableRow(Rule):
     ("the collection is mine") lets a user attach someone else's private
     row (`item_id`) to their own collection. When the referenced table's
     SELECT policy shows rows through the join table, everyone the collection
-    is shared with now reads that private row; even when it does not, the
-    user has linked a row they cannot see (and learned that it exists). The
-    check must also require the referenced row to be visible: an `EXISTS`
-    over the referenced table (which reads it under the role's own
-    policies), a comparison of the column with the session's identity or a
-    helper of it, or a helper taking the column. Not reported: columns that
-    reference a table without row-level security, a table whose every row
-    the role reads, or the principals' own table (a table whose key a
-    policy compares with the session's identity, such as the users table:
-    naming a user reads none of their rows; whether they must share a
-    tenant is `tenant_member`/`co_member`'s question); policies whose check
-    is open altogether (RLS006, RLS007, RLS012); UPDATE policies for columns
-    the role may not update, or that a trigger refuses to change (raising
-    when `NEW.col IS DISTINCT FROM OLD.col`, as rlsctl's `guards:` do).
-    Checks made by triggers are not seen. Read from the policies' SQL, so
-    it works offline and live alike. In the policy files the fix is
-    `{via: item_id}` in the insert (and update check) rule.
+    is shared with now reads that private row (a test shows it on the
+    server); when it does not, the user has still linked a row they cannot
+    see, into their tenant or their collection, and learned that it exists.
+    The message says which of the two it is.
+
+    The check vouches for the reference when every way it can be true
+    leaves the column NULL or requires one of: an `EXISTS` (or `IN`, or a
+    join) over the referenced table matching the column, which reads it
+    under the role's own policies; a comparison of the column with the
+    session's identity (`item_id = ANY ((SELECT my_items())::int[])`,
+    `team_id = ANY (<my teams>)`); a subquery matching the column with a
+    row read for the session (`share.user_id = <me>`); a helper taking the
+    column (`can_read_item(item_id)`). For a composite key, one column is
+    enough. For UPDATE the check is WITH CHECK, or USING when there is none.
+
+    Not reported: keys to a table without row-level security, or whose every
+    row the role reads (an open SELECT policy, BYPASSRLS, an owner the
+    policies do not bind); keys to the principals' own table, whose key its
+    policies compare with the session's identity as one value (`"User".id =
+    <me>`, `auth.uid() = id`): naming a user reads none of their data, and
+    whether they must share a tenant is a question of its own
+    (`tenant_member`, `co_member`), while a tenants table (`id = ANY (<my
+    teams>)`) is reported; policies whose check is open altogether (RLS006,
+    RLS007 or RLS012 report those); columns the role may not write (column
+    grants), and, for UPDATE, columns a trigger refuses to change (raising
+    when `NEW.col IS DISTINCT FROM OLD.col`, as rlsctl's `guards:` do;
+    rlsctl does not judge the trigger's own condition). Checks made in
+    triggers are not seen: suppress the finding with the reason. The rule
+    reads the policies' SQL, so it works the same offline (policy files,
+    migrations, SQL files) and on a live database.
+
+    In the policy files the fix is `via` on the column:
+
+        tables:
+          collection_item:
+            tenant: {via: collection_id}
+            policies:
+              app:
+                select: {via: collection_id}
+                insert:
+                  all:
+                    - via: {column: collection_id, rule: update}  # a collection the user may change...
+                    - via: item_id                                # ...and an item the user can read
+
+    When the referenced table's own SELECT policy reads the join table, as
+    `item` does below, an `EXISTS` in each direction makes PostgreSQL's
+    policy expansion recurse (RLS017): the good example lets `item` see
+    through the join table with a SECURITY DEFINER helper instead.
 
     Bad:
 
@@ -72,7 +103,7 @@ class ReferenceToUnreadableRow(Rule):
         GRANT EXECUTE ON FUNCTION collected_items() TO app_role;
         CREATE POLICY mine_or_collected ON item FOR SELECT TO app_role
             USING (owner_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int)
-                   OR id = ANY ((SELECT collected_items())));
+                   OR id = ANY ((SELECT collected_items())::int[]));
         CREATE POLICY add_to_mine ON collection_item FOR INSERT TO app_role
             WITH CHECK (EXISTS (SELECT 1 FROM collection AS c WHERE c.id = collection_item.collection_id
                 AND c.owner_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int)));
@@ -112,7 +143,7 @@ class ReferenceToUnreadableRow(Rule):
         GRANT EXECUTE ON FUNCTION collected_items() TO app_role;
         CREATE POLICY mine_or_collected ON item FOR SELECT TO app_role
             USING (owner_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int)
-                   OR id = ANY ((SELECT collected_items())));
+                   OR id = ANY ((SELECT collected_items())::int[]));
         CREATE POLICY add_to_mine ON collection_item FOR INSERT TO app_role
             WITH CHECK (EXISTS (SELECT 1 FROM collection AS c WHERE c.id = collection_item.collection_id
                 AND c.owner_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int))
@@ -177,14 +208,14 @@ def _gaps(
         check = _effective_check(policy, command)
         if check is None or scope.opening(check, row, model, policy.roles) is not None:
             continue  # no check to read, or one open altogether: RLS006, RLS007 or RLS012's
-        if not _writable(model, policy, command, key.columns):
-            continue
-        if command == "update" and _guarded(model, policy, key.columns):
-            continue
         tree = exprs.parse(check)
         if tree is None or _constrains(tree, columns, parent, row, model):
             continue
-        if any(_restricted(other, command, columns, parent, row, model) for other in policies):
+        if any(_restricted(policy, other, command, columns, parent, row, model) for other in policies):
+            continue
+        if not _writable(model, policy, command, key.columns):
+            continue
+        if command == "update" and _guarded(model, policy, key.columns):
             continue
         blind = tuple(r for r in policy.roles if not _reads_every_row(model, r, parent, by_table))
         if blind:
@@ -230,10 +261,13 @@ def _writable(model: LintModel, policy: Policy, command: str, columns: tuple[str
     at all says no on a live catalog only (SQL files may rely on grants made elsewhere, such as a host's default
     privileges)."""
     names = _subject_names(model, policy.roles)
+    table = model.relations.get(policy.table_qualified)
+    if table is not None and (table.owner in names if names is not None else table.forced):
+        return True  # the owner (and its members) hold every privilege without a grant
     privilege = command.upper()
     table_level, column_level = False, set()
-    for grant in model.grants:
-        if grant.qualified != policy.table_qualified or grant.privilege != privilege:
+    for grant in _grants_on(model, policy.table_qualified):
+        if grant.privilege != privilege:
             continue
         if names is not None and grant.grantee not in names:
             continue
@@ -246,6 +280,19 @@ def _writable(model: LintModel, policy: Policy, command: str, columns: tuple[str
     if column_level:
         return bool(column_level & set(columns))
     return not model.live
+
+
+def _grants_on(model: LintModel, table: str) -> list[Grant]:
+    """The table and column grants on a table (indexed once per model: a catalog holds thousands)."""
+    key = (id(model.grants), len(model.grants))
+    cached = model.__dict__.get("_grants_by_relation")
+    if cached is None or cached[0] != key:
+        index: dict[str, list[Grant]] = {}
+        for grant in model.grants:
+            if grant.kind in ("table", "column"):
+                index.setdefault(grant.qualified, []).append(grant)
+        cached = model.__dict__["_grants_by_relation"] = (key, index)
+    return cached[1].get(table, [])
 
 
 def _guarded(model: LintModel, policy: Policy, columns: tuple[str, ...]) -> bool:
@@ -326,10 +373,22 @@ def _identity(node: exp.Expression, model: LintModel) -> bool:
 def _reads(node: exp.Expression, parent: Relation, row: exprs.Row, model: LintModel) -> bool:
     """Whether a subquery in the expression reads the referenced table."""
     return any(
-        _is_parent(source, parent, row, model)
-        for select in node.find_all(exp.Select)
-        for source in exprs.select_sources(select)
+        _is_parent(source, parent, row, model) for select in node.find_all(exp.Select) for source in _sources(select)
     )
+
+
+def _sources(select: exp.Select) -> list[exp.Expression]:
+    """The FROM items of a subquery, with a parenthesized join (`FROM (a JOIN b ON ...)`, as pg_get_expr writes
+    it) taken apart."""
+    found: list[exp.Expression] = []
+    frontier = list(exprs.select_sources(select))
+    while frontier:
+        source = frontier.pop(0)
+        if isinstance(source, exp.Subquery | exp.Paren) and isinstance(source.this, exp.Table):
+            source = source.this
+            frontier.extend(join.this for join in source.args.get("joins") or ())
+        found.append(source)
+    return found
 
 
 def _is_parent(source: exp.Expression, parent: Relation, row: exprs.Row, model: LintModel) -> bool:
@@ -347,14 +406,25 @@ def _correlates(compare: exp.Expression, columns: set[str], parent: Relation, ro
         if not _is_key(mine, columns, row) or not isinstance(theirs, exp.Column) or exprs.is_row_ref(theirs, row):
             continue
         select = compare.find_ancestor(exp.Select)
+        if select is None or _optional(compare, select):
+            continue
         while select is not None:
-            sources = exprs.select_sources(select)
-            bound = [s for s in sources if _provides(s, theirs, row, model)]
+            bound = [s for s in _sources(select) if _provides(s, theirs, row, model)]
             if bound:
                 if any(_is_parent(s, parent, row, model) for s in bound) or _identity(select, model):
                     return True
                 break
             select = select.find_ancestor(exp.Select)
+    return False
+
+
+def _optional(node: exp.Expression, select: exp.Select) -> bool:
+    """Whether a condition inside a subquery can be skipped or negated there (under OR, NOT or CASE)."""
+    parent = node.parent
+    while parent is not None and parent is not select:
+        if isinstance(parent, exp.Or | exp.Not | exp.Case | exp.If):
+            return True
+        parent = parent.parent
     return False
 
 
@@ -370,14 +440,15 @@ def _provides(source: exp.Expression, column: exp.Column, row: exprs.Row, model:
 
 
 def _restricted(
-    policy: Policy, command: str, columns: set[str], parent: Relation, row: exprs.Row, model: LintModel
+    policy: Policy, other: Policy, command: str, columns: set[str], parent: Relation, row: exprs.Row, model: LintModel
 ) -> bool:
-    """A restrictive policy for the command whose check vouches for the key: it applies on top of every permissive
-    one. (Applied to any role: a restrictive policy for other roles only never quiets a finding it should not,
-    since the permissive policy of those roles is checked the same way.)"""
-    if policy.permissive or command not in exprs.commands(policy.command):
+    """Whether a restrictive policy for the command, applying to every role of `policy`, vouches for the key: it
+    is AND-ed with every permissive policy of those roles."""
+    if other.permissive or command not in exprs.commands(other.command):
         return False
-    tree = exprs.parse(_effective_check(policy, command))
+    if PUBLIC not in other.roles and any(not set(other.roles) & model.holders(role) for role in policy.roles):
+        return False
+    tree = exprs.parse(_effective_check(other, command))
     return tree is not None and _constrains(tree, columns, parent, row, model)
 
 
@@ -388,10 +459,11 @@ def _reads_every_row(model: LintModel, role: str, parent: Relation, by_table: di
     """Whether `role` reads every row of the referenced table: it bypasses its policies, or a SELECT policy
     applying to it is open (true, or unscoped in some branch)."""
     names = {PUBLIC} if role == PUBLIC else model.holders(role)
-    if any((r := model.roles.get(name)) is not None and (r.superuser or r.bypassrls) for name in names):
+    attributes = model.roles.get(role)  # SUPERUSER and BYPASSRLS are the role's own, never inherited
+    if attributes is not None and (attributes.superuser or attributes.bypassrls):
         return True
     if parent.owner in names and not parent.forced:
-        return True
+        return True  # ownership is inherited: the owner's members bypass the policies too
     row = _row(model, parent)
     for policy in by_table.get(parent.qualified, ()):
         if not policy.permissive or "select" not in exprs.commands(policy.command):
@@ -456,7 +528,7 @@ def _message(model: LintModel, policy: Policy, gaps: list[Gap], by_table: dict[s
         label, text = "USING (which checks the new row too)", policy.using
     message = (
         f"{policy.table_qualified}.{policy.name}: {', '.join(roles)} may point {pointed} it cannot read: "
-        f"its {commands} {label} ({exprs.short(text, 60)}) does not require the referenced row to be visible"
+        f"its {commands} {label} ({_shown(text)}) does not require the referenced row to be visible"
     )
     for gap in keys:
         if _shows_through(model, gap.parent, policy.table_qualified, by_table):
@@ -466,6 +538,12 @@ def _message(model: LintModel, policy: Policy, gaps: list[Gap], by_table: dict[s
             )
     vias = ", ".join(f"{{via: {gap.key.columns[-1]}}}" for gap in keys)
     return message + f"; add a check that the referenced row is visible (e.g. {vias})"
+
+
+def _shown(text: str | None, width: int = 60) -> str:
+    """The condition as the catalog or the SQL has it, on one line and cut (cheaper than re-generating it)."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _columns(key: ForeignKey) -> str:

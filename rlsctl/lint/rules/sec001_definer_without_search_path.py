@@ -13,7 +13,9 @@ class DefinerWithoutSearchPath(Rule):
     names through the caller's search_path. A caller who can create objects in
     any schema on that path (their own temporary schema always qualifies)
     can make the function call their function or read their table, running
-    code or feeding data with the owner's rights.
+    code or feeding data with the owner's rights. Functions in the platform's
+    trusted schemas (`project.lint.trusted_schemas`; auth and storage on
+    Supabase) are its design and not reported.
 
     Bad:
 
@@ -35,6 +37,8 @@ class DefinerWithoutSearchPath(Rule):
 
     def check(self, model: LintModel) -> Iterator[Finding]:
         for function in model.functions.values():
+            if model.trusted(function):
+                continue
             if function.security_definer and not function.from_extension and function.search_path is None:
                 yield self.finding(
                     function.qualified,

@@ -13,7 +13,15 @@ class DefinerExecutableByPublic(Rule):
     DEFINER function that means every role in the cluster, including ones
     created later, can run code with the owner's privileges. Trigger
     functions are left out (they cannot be called directly); extensions'
-    functions too (their grants are the extension's design).
+    functions too (their grants are the extension's design), and those of the
+    platform's trusted schemas (`project.lint.trusted_schemas`).
+
+    In a schema the platform serves over its HTTP API
+    (`project.lint.exposed_schemas`: public on Supabase), a SECURITY DEFINER
+    function that an anonymous role (`project.lint.anonymous_roles`: anon)
+    may execute, directly, as PUBLIC or through a membership, is an error:
+    anyone holding the anon key, which ships in every browser, calls it over
+    the API with its owner's privileges.
 
     Bad:
 
@@ -38,14 +46,29 @@ class DefinerExecutableByPublic(Rule):
 
     def check(self, model: LintModel) -> Iterator[Finding]:
         for function in model.functions.values():
-            if (
-                function.security_definer
-                and not function.from_extension
-                and not function.is_trigger
-                and PUBLIC in function.executors
-            ):
+            if not function.security_definer or function.from_extension or function.is_trigger:
+                continue
+            if model.trusted(function):
+                continue
+            anonymous = model.anonymous_executors(function) if function.schema in model.exposed_schemas else []
+            if anonymous:
+                yield self.finding(
+                    function.qualified,
+                    f"{function.qualified} is SECURITY DEFINER (runs as {function.owner}) in schema "
+                    f"{function.schema}, which the platform serves over its API, and {', '.join(anonymous)} may "
+                    "execute it: anyone with the anon key can call it over the API with its owner's privileges",
+                    level="error",
+                    hint=ANONYMOUS_HINT,
+                )
+            elif PUBLIC in function.executors:
                 yield self.finding(
                     function.qualified,
                     f"{function.qualified} is SECURITY DEFINER (runs as {function.owner}) and executable by PUBLIC: "
                     "every role can run it with its owner's privileges",
                 )
+
+
+ANONYMOUS_HINT = (
+    "REVOKE EXECUTE ON FUNCTION ... FROM PUBLIC, anon; GRANT EXECUTE to authenticated (or the roles that need it), "
+    "or move the function to a schema the API does not serve"
+)

@@ -16,7 +16,10 @@ class PublicFunctionExecute(Rule):
     it to the roles the policies apply to instead. Functions no policy or
     guarded-table trigger uses are application code and are not reported;
     SECURITY DEFINER functions are SEC003's, trigger functions cannot be
-    called directly, and extensions' functions follow the extension's design.
+    called directly, and extensions' functions follow the extension's design,
+    as do the functions of the platform's trusted schemas
+    (`project.lint.trusted_schemas`: Supabase's auth.uid() is executable by
+    PUBLIC on purpose).
 
     Bad:
 
@@ -57,6 +60,7 @@ class PublicFunctionExecute(Rule):
             function = model.functions[qualified]
             if (
                 function.from_extension
+                or model.trusted(function)
                 or function.security_definer  # SEC003
                 or function.is_trigger
                 or PUBLIC not in function.executors

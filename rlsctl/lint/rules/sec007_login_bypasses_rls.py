@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import LintModel, bypass_meaning
 from rlsctl.lint.rule import Finding, Rule
 
 
@@ -61,7 +61,7 @@ class LoginBypassesRls(Rule):
                     yield self.finding(
                         role.name,
                         f"{role.name} can log in and has BYPASSRLS: the policies of {shown} (RLS enabled, and "
-                        "reachable by it) never apply to its sessions",
+                        f"reachable by it) never apply to its sessions; {bypass_meaning(role.name)}",
                     )
                 elif model.tied_to_database(role.name):
                     yield self.finding(

@@ -16,7 +16,9 @@ class MutableSearchPath(Rule):
     say) and decide what the policy answers; a role that can create objects
     in a schema it can put on its search_path can shadow the functions it
     calls. SECURITY DEFINER functions are SEC001's; functions no policy or
-    guarded-table trigger runs are not reported.
+    guarded-table trigger runs are not reported, nor those of the platform's
+    trusted schemas (`project.lint.trusted_schemas`: auth and storage on
+    Supabase).
 
     Bad:
 
@@ -59,6 +61,8 @@ class MutableSearchPath(Rule):
         for qualified, why in sorted(model.security_functions().items()):
             function = model.functions[qualified]
             if function.from_extension or function.security_definer or function.language in ("c", "internal"):
+                continue
+            if model.trusted(function):
                 continue
             if function.search_path is None:
                 yield self.finding(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import LintModel, bypass_meaning
 from rlsctl.lint.rule import Finding, Rule
 
 
@@ -13,7 +13,11 @@ class LoginReachesBypassRole(Rule):
     applies to the session: the attribute is not inherited, but one
     statement turns it on. Reported when the membership matters here: the
     member or the granted role has a part in this database, or the BYPASSRLS
-    role reaches an RLS-enabled table of it (see SEC007).
+    role reaches an RLS-enabled table of it (see SEC007). On Supabase the
+    platform's login (authenticator) is a member of service_role, which has
+    BYPASSRLS: every request made with the service key runs without any
+    policy, and the finding says what that means for the server-side code
+    holding the key.
 
     Bad:
 
@@ -49,6 +53,7 @@ class LoginReachesBypassRole(Rule):
             if not member.login or member.superuser:  # a superuser gains nothing (SEC007)
                 continue
             reasons: list[str] = []
+            bypassing: list[str] = []
             for name in sorted(model.reachable_roles(member.name)):
                 target = model.roles.get(name)
                 if target is None or name == member.name:
@@ -61,11 +66,13 @@ class LoginReachesBypassRole(Rule):
                     if tables:
                         shown = ", ".join(tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
                         reasons.append(f"BYPASSRLS role {name} (which reaches RLS-enabled {shown})")
+                        bypassing.append(name)
                     elif model.tied_to_database(member.name) or model.tied_to_database(name):
                         reasons.append(f"BYPASSRLS role {name}")
+                        bypassing.append(name)
             if reasons:
                 yield self.finding(
                     member.name,
                     f"login role {member.name} is a member of {'; '.join(reasons)}: it can SET ROLE and run "
-                    "without row-level security",
+                    "without row-level security" + "".join(f"; {bypass_meaning(name)}" for name in bypassing),
                 )

@@ -1,0 +1,2 @@
+-- Rollback of step 02: documents.
+DROP TABLE public.document;
