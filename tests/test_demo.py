@@ -62,6 +62,8 @@ def check_output(result: subprocess.CompletedProcess) -> None:
     for phase in ("0 current_schema", "1 team_management", "2 version_control", "3 analytics", "4 enterprise_security"):
         assert phase in result.stdout
     assert "phase 4 (enterprise_security): test" in result.stderr  # visible progress
+    # Piped: one plain line per phase, no box for an 80-column pipe to break
+    assert "phase 1 team_management: " in result.stdout and "┃" not in result.stdout and "│" not in result.stdout
 
 
 @pytest.fixture
@@ -110,6 +112,8 @@ def stop_demo_midway(args: list[str], cwd: Path, tmpdir: Path, signum: int) -> s
     text = "".join(progress)
     assert demo.returncode != 0, text
     assert "phase 4" not in text, "the signal came too late to test anything"
+    # One line says what happened: no warning of a connection left open, no traceback.
+    assert "Warning" not in text and "Traceback" not in text and "psycopg" not in text, text
     return text
 
 

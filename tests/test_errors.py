@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from rlsctl.catalog import queries as catalog
 from rlsctl.change.txn import LOCK_CLASS, LOCK_ID
 from rlsctl.cli.main import main
+from rlsctl.migrate import run as migrating
 from tests.conftest import ROOT, migrate_and_apply
 
 
@@ -159,11 +160,17 @@ def test_missing_extension_leaves_the_database_untouched(db, tmp_path):
 def test_lock_held_past_lock_timeout(db):
     migrate_and_apply(db, phase=0)
     before = fingerprint(db)
+    options = ["--dsn", db.dsn, "--role-prefix", db.prefix, "--project", str(ROOT)]
     with db.connect() as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, LOCK_ID))
-        code, _, err = run(
-            "apply", "--dsn", db.dsn, "--role-prefix", db.prefix, "--project", str(ROOT), "--lock-timeout", "0.5"
-        )
+        # apply tries in short attempts until --lock-wait-total, then names who holds the lock
+        code, _, err = run("apply", *options, "--lock-timeout", "0.2", "--lock-wait-total", "0.5")
+        assert code == 2
+        assert_one_clean_line(err)
+        assert "another rlsctl run (apply, migrate or rollback) held rlsctl's lock" in err
+        assert f"blocked by pid {holder.info.backend_pid} (idle): SELECT pg_advisory_lock" in err
+        # migrate waits once, --lock-timeout
+        code, _, err = run("migrate", *options, "--lock-timeout", "0.5")
     assert code == 2
     assert_one_clean_line(err)
     assert "held the lock for longer than --lock-timeout 0.5s" in err
@@ -278,7 +285,7 @@ def test_encrypting_an_unread_column_is_accepted(tmp_path):
     path.write_text(path.read_text().replace("# encrypted: [content]", "encrypted: [content]", 1))
     code, out, err = run("render", "--project", str(project))
     assert code == 0, err
-    assert "trigger PromptVersion.rlsctl_encrypt" in out
+    assert "trigger PromptVersion.zz_rlsctl_encrypt" in out
 
 
 def test_members_must_be_roles_outside_the_project(db, tmp_path):
@@ -302,3 +309,50 @@ def test_members_must_be_roles_outside_the_project(db, tmp_path):
     assert code == 2
     assert_one_clean_line(err)
     assert "project.yaml:" in err and "a role name is 1 to 63 bytes" in err
+
+
+# -- usage errors raised inside a command, and a reader that goes away ----------------------------
+
+
+def test_a_bad_value_checked_inside_a_command_is_one_line(db):
+    """click's BadParameter, raised by the command itself (not by click's parser): one line, exit 2."""
+    code, out, err = run("keys", "create-api-key", "--team", "t", "--scope", "prompts:read", "--expires", "90x",
+                         "--dsn", db.dsn, "--project", str(ROOT), "--role-prefix", db.prefix)  # fmt: skip
+    assert code == 2 and out == ""
+    assert_one_clean_line(err)
+    assert "--expires" in err and "'90x'" in err and "internal error" not in err and "Usage:" not in err
+
+
+def test_a_click_usage_error_inside_a_command_is_one_line():
+    code, _, err = run("test", "--policy-snapshot", "--project", str(ROOT))
+    assert code == 2
+    assert_one_clean_line(err)
+    assert "--policy-snapshot goes with --format pgtap" in err and "Usage:" not in err
+
+
+def rlsctl_into_head(args: str, cwd: Path) -> tuple[int, str, str]:
+    """`rlsctl ARGS | head -1` through a real shell pipe: (rlsctl's exit status, what head printed, rlsctl's stderr)."""
+    rlsctl = Path(sys.executable).parent / "rlsctl"
+    script = f'"{rlsctl}" {args} 2>rlsctl.err | head -1; echo "status=${{PIPESTATUS[0]}}"'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=cwd, check=True, timeout=120)
+    *printed, status = result.stdout.splitlines()
+    return int(status.removeprefix("status=")), "\n".join(printed), (cwd / "rlsctl.err").read_text()
+
+
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path):
+    """render prints far more than a pipe holds: head leaves after one line, rlsctl ends like a
+    program SIGPIPE stops (141, what `set -o pipefail` reports), without a message or traceback."""
+    code, printed, err = rlsctl_into_head(f'render --project "{ROOT}"', tmp_path)
+    assert printed == "-- ===== phase 0 ====="
+    assert code == 141 and err == ""
+
+
+def test_drift_json_into_head_ends_quietly(db, tmp_path):
+    """The issue's case: drift on a migrated database without its security layer prints a long JSON."""
+    with db.connect() as conn:
+        migrating.migrate(conn, db.project(), db.target)
+    code, printed, err = rlsctl_into_head(
+        f'drift --format json --dsn "{db.dsn}" --project "{ROOT}" --role-prefix {db.prefix}', tmp_path
+    )
+    assert printed == "{"
+    assert code == 141 and err == ""

@@ -126,8 +126,8 @@ def test_the_plugin_is_installed_and_its_fixtures_and_options_are_prefixed(pytes
     help_text = pytester.runpytest_subprocess("--help").stdout.str()
     options = set(re.findall(r"--rlsctl-[\w-]+", help_text))
     assert options == {"--rlsctl-project", "--rlsctl-dsn", "--rlsctl-database", "--rlsctl-role-prefix"}
-    # --rlsctl-project's default ends, as the docs say, with the project bundled with rlsctl.
-    assert "has policies/, else the PromptCraft project bundled with rlsctl" in " ".join(help_text.split())
+    # --rlsctl-project's default never falls back to the example bundled with rlsctl.
+    assert "if it has policies/; no project is an error" in " ".join(help_text.split())
 
 
 def create_roles_of_another_deployment(database: TestDatabase, prefix: str) -> None:

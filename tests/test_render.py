@@ -143,8 +143,9 @@ def test_no_promptcraft_names_in_the_package():
             assert not re.search(rf"\b{name}\b", text), f"{path.relative_to(ROOT)} names {name}"
 
 
-def test_the_project_comes_from_the_option_the_environment_the_directory_or_the_bundle(tmp_path, monkeypatch):
-    """SPEC s5: --project DIR, else RLSCTL_PROJECT, else the current directory with policies/, else bundled."""
+def test_the_project_comes_from_the_option_the_environment_or_the_directory(tmp_path, monkeypatch):
+    """--project DIR, else RLSCTL_PROJECT, else the current directory with policies/; else exit 2,
+    never the bundled example (docs/cli.md, "Which project")."""
     from click.testing import CliRunner
 
     from rlsctl.cli.main import main
@@ -157,8 +158,9 @@ def test_the_project_comes_from_the_option_the_environment_the_directory_or_the_
         return result.stdout
 
     monkeypatch.delenv("RLSCTL_PROJECT", raising=False)
-    monkeypatch.chdir(tmp_path)  # no policies/ here: the bundled PromptCraft project
-    assert '"public"."User"' in rendered()
+    monkeypatch.chdir(tmp_path)  # no policies/ here: no project, and not the bundled one either
+    refused = CliRunner().invoke(main, ["render", "--phase", "0"])
+    assert refused.exit_code == 2 and "no rlsctl project here" in refused.stderr, refused.output
     monkeypatch.chdir(example)  # a project directory
     from_cwd = rendered()
     assert '"User"' not in from_cwd and from_cwd != rendered("--project", str(ROOT))

@@ -34,6 +34,8 @@ def test_wheel_contains_templates_and_the_bundled_project(wheel):
     assert "rlsctl/_bundled/project/policies/fixtures.yaml" in names
     assert "rlsctl/_bundled/project/migrations/1_team_management/01_seed_plan.up.sql" in names
     assert "rlsctl/catalog/sql/policies.sql" in names and "rlsctl/pg/statements/impersonate.sql" in names
+    # The licence the metadata declares travels with the wheel (.dist-info/licenses/LICENSE).
+    assert any(n.endswith("/LICENSE") and ".dist-info/" in n for n in names), sorted(names)[-8:]
 
 
 def test_installed_wheel_runs_the_demo_from_an_empty_directory(wheel, tmp_path):

@@ -13,7 +13,25 @@ HEADER = """# CLI reference
 
 Generated from `rlsctl --help` by `python -m rlsctl.cli.clidoc > docs/cli.md`; a test
 checks it is current. Exit status everywhere: 0 clean, 1 findings, failures or
-drift, 2 usage or connection error.
+drift, 2 usage or connection error, 141 when the reader of the output goes away
+(`rlsctl drift --format json | head`: no message, and never mistaken for a clean run).
+
+## Which project
+
+Every command that reads a project (`render`, `plan`, `apply`, `drift`, `migrate`,
+`rollback`, `test`, `verify`, `keys ...`) takes it from `--project DIR`, else the
+`RLSCTL_PROJECT` environment variable, else the current directory when it has a
+`policies/` folder. Outside a project it exits 2 with `error: no rlsctl project here
+(...)` and touches no database: the PromptCraft example bundled with rlsctl is never
+picked up by accident. Only `rlsctl demo` uses it when no project is named (or name
+it: `--project` with the path of a checkout). `rlsctl lint` outside a project lints
+what it is given: `lint FILE.sql ...` the files, `lint --dsn DSN` the live database
+alone (no policy files, so no suppressions); with neither, it exits 2 as well.
+
+`--role-prefix PREFIX` (or `RLSCTL_ROLE_PREFIX`) replaces the project's role prefix and is
+used as written: `acme_` makes `acme_app`, `acme` makes `acmeapp`. `demo --dsn` creates
+its roles as `PREFIXdemo_<random>_...` (default prefix `rlsctl_`), so that dropping them
+afterwards can never touch roles of yours.
 """
 
 

@@ -105,13 +105,35 @@ def migrate(
 @_options_dsn
 @_options_project
 @click.option("--to", "to", type=click.IntRange(min=0), required=True, help="Phase to return to (it stays applied).")
+@click.option("--dry-run", is_flag=True, help="Say what would be reverted and which data would go; change nothing.")
+@click.option("--yes", is_flag=True, help="Drop tables and columns that hold data without asking.")
+@click.option(
+    "--backup-dir", type=click.Path(file_okay=False, path_type=Path), help="pg_dump (custom format) before reverting."
+)
+@click.option(
+    "--audit-exported", is_flag=True, help="The audit log was exported by other means: let the rollback drop it."
+)
 @_lock_timeout
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
 def rollback(
-    dsn: str | None, project: str | None, role_prefix: str | None, to: int, lock_timeout: float, fmt: str
+    dsn: str | None,
+    project: str | None,
+    role_prefix: str | None,
+    to: int,
+    dry_run: bool,
+    yes: bool,
+    backup_dir: Path | None,
+    audit_exported: bool,
+    lock_timeout: float,
+    fmt: str,
 ) -> None:
-    """Revert phases after N in reverse order and re-secure the tables that remain."""
+    """Revert phases after N in reverse order and re-secure the tables that remain.
+
+    Tables and columns that hold data are dropped only when confirmed: on a terminal it asks,
+    elsewhere it needs --yes. A table declared `audit_log: true` goes only after an export
+    (--backup-dir, or --audit-exported once you dumped it yourself).
+    """
     from rlsctl.cli import output
     from rlsctl.migrate import run as migrating
     from rlsctl.pg import db
@@ -120,9 +142,25 @@ def rollback(
     target = db.resolve_dsn(dsn)
     with db.session(target) as conn:
         report = migrating.rollback(
-            conn, loaded, target.where, to=to, lock_timeout=lock_timeout, progress=output.progress
-        )
+            conn, loaded, target.where, to=to, lock_timeout=lock_timeout, progress=output.progress,
+            dry_run=dry_run, confirm=_confirm_losses(yes), backup_dir=backup_dir, target=target,
+            audit_exported=audit_exported,
+        )  # fmt: skip
     output.rollback_report(report, fmt)
+
+
+def _confirm_losses(yes: bool) -> Any:
+    """--yes confirms; a terminal asks; anything else (CI, a pipe) refuses: None."""
+    if yes:
+        return lambda losses: True
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def ask(losses: list[Any]) -> bool:
+        listed = "\n".join(f"  {loss}" for loss in losses)
+        return click.confirm(f"the rollback drops data:\n{listed}\ncontinue?", default=False, err=True)
+
+    return ask
 
 
 @click.command(name="apply")
@@ -130,7 +168,17 @@ def rollback(
 @_options_project
 @click.option("--phase", type=click.IntRange(min=0), help="Manage only what migrations up to this phase create.")
 @click.option("--dry-run", is_flag=True, help="Run everything in a transaction, then roll it back.")
-@_lock_timeout
+# Apply's own lock options (docs/locking.md): short attempts, retried; the defaults are
+# rlsctl.change.txn's ATTEMPT_SECONDS and TOTAL_SECONDS, not imported so --help stays light.
+@click.option(
+    "--lock-timeout", type=click.FloatRange(min=0.001), default=0.2, show_default=True, metavar="S",
+    help="Seconds one attempt waits for a lock; the table's other users queue behind it meanwhile. "
+    "A busy lock rolls the attempt back, and apply tries again after a growing pause.",
+)  # fmt: skip
+@click.option(
+    "--lock-wait-total", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="S",
+    help="Seconds to keep trying; then exit 2 with nothing changed, naming the sessions that held the lock.",
+)  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
 def apply_command(
@@ -140,6 +188,7 @@ def apply_command(
     phase: int | None,
     dry_run: bool,
     lock_timeout: float,
+    lock_wait_total: float,
     fmt: str,
 ) -> None:
     """Bring roles, grants, RLS and helpers to the declared state, in one transaction."""
@@ -150,7 +199,10 @@ def apply_command(
     loaded = _project(project, role_prefix)
     target = db.resolve_dsn(dsn)
     with db.session(target) as conn:
-        report = applying.apply(conn, loaded, target.where, phase=phase, dry_run=dry_run, lock_timeout=lock_timeout)
+        report = applying.apply(
+            conn, loaded, target.where, phase=phase, dry_run=dry_run, lock_timeout=lock_timeout,
+            lock_wait_total=lock_wait_total,
+        )  # fmt: skip
     output.apply_report(report, fmt)
 
 
@@ -247,19 +299,24 @@ def lint(
     from contextlib import nullcontext
 
     from rlsctl.cli import output
+    from rlsctl.errors import UsageError
     from rlsctl.lint import LintInputs
     from rlsctl.lint import lint as run_lint
     from rlsctl.lint.report import print_text, to_json, to_sarif
     from rlsctl.lint.runner import read_baseline
     from rlsctl.lint.runner import write_baseline as save_baseline
     from rlsctl.pg import db
+    from rlsctl.policy.project import NO_PROJECT, find_project_dir
 
-    chosen = project or None
-    loaded = _project(chosen, role_prefix) if (not files or chosen) else None
     connect = dsn is not None or live
+    # FILES alone, or a live database outside any project: nothing else is linted.
+    found = find_project_dir(project) if (not files or project) else None
+    if found is None and not files and not connect:
+        raise UsageError(NO_PROJECT.format(cwd=Path.cwd()))
+    loaded = _project(str(found), role_prefix) if found is not None else None
     target = db.resolve_dsn(dsn) if connect else None
     with db.session(target) if target is not None else nullcontext() as conn:
-        result, locations = run_lint(
+        result = run_lint(
             LintInputs(project=loaded, files=list(files), conn=conn),
             select=_ids(select),
             ignore=_ids(ignore),
@@ -274,7 +331,7 @@ def lint(
         if fmt == "json":
             text = to_json(result)
         elif fmt == "sarif":
-            text = to_sarif(result, locations)
+            text = to_sarif(result)
         else:
             from io import StringIO
 
@@ -342,8 +399,8 @@ def test_command(
     if base is not None:
         _test_diff(loaded, target, base, role_prefix, fmt, out_file)
         return
-    with db.session(target) as conn:
-        result = run_matrix(conn, loaded, target.where, tables=tables)
+    with db.session(target) as conn, output.cells_progress() as progress:
+        result = run_matrix(conn, loaded, target.where, progress=progress, tables=tables)
         # The pgTAP file is written from the expectations, whatever the database did just now.
         tap = to_pgtap(conn, loaded, result, tables, policy_snapshot) if fmt == "pgtap" else None
     if fmt == "text" and out_file is None:
@@ -438,7 +495,7 @@ def demo(dsn: str | None, project: str | None, role_prefix: str | None) -> None:
     from rlsctl.cli import output
     from rlsctl.cli.demo import run_demo
 
-    loaded = _project(project, role_prefix)
-    result = run_demo(loaded, dsn, output.progress)
+    loaded = _project(project, role_prefix, bundled=True)
+    result = run_demo(loaded, dsn, output.progress, role_prefix)
     output.demo_report(result)
     sys.exit(0 if result.ok else 1)

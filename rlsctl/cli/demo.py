@@ -49,7 +49,9 @@ class DemoResult:
 
 
 @contextmanager
-def _database(dsn: str | None, project: Project, progress: Progress) -> Iterator[tuple[db.Target, Project, str]]:
+def _database(
+    dsn: str | None, project: Project, progress: Progress, role_prefix: str | None = None
+) -> Iterator[tuple[db.Target, Project, str]]:
     if dsn is None:
         progress("starting a throw-away PostgreSQL cluster (initdb + pg_ctl)")
         with localpg.temporary_cluster(secret_settings=_demo_master_key(project)) as cluster:
@@ -62,7 +64,8 @@ def _database(dsn: str | None, project: Project, progress: Progress) -> Iterator
     suffix = secrets.token_hex(3)
     name = f"rlsctl_demo_{suffix}"
     server = db.resolve_dsn(dsn)
-    prefix = f"rlsctl_demo_{suffix}_"
+    # The given prefix starts the demo's own: the roles dropped afterwards are only the demo's.
+    prefix = f"{role_prefix or 'rlsctl_'}demo_{suffix}_"
     scoped = project.with_role_prefix(prefix)
     try:  # from the CREATE on: a signal right after it still drops the database
         progress(f"creating temporary database {name} on {server.where}")
@@ -94,11 +97,11 @@ def _with_master_key(dsn: str, database: str, project: Project) -> str:
     return conninfo.make_conninfo(dsn, dbname=database, options=options)
 
 
-def run_demo(project: Project, dsn: str | None, progress: Progress) -> DemoResult:
+def run_demo(project: Project, dsn: str | None, progress: Progress, role_prefix: str | None = None) -> DemoResult:
     summaries: list[PhaseSummary] = []
     with (
         localpg.termination_unwinds(),  # a stopped demo still drops what it made
-        _database(dsn, project, progress) as (target, scoped, server),
+        _database(dsn, project, progress, role_prefix) as (target, scoped, server),
         db.session(target) as conn,
     ):
         for phase in scoped.phases:

@@ -14,14 +14,14 @@ import click
 from rlsctl.cli.options import handle_errors, load_project_option, options_dsn, options_project
 
 if TYPE_CHECKING:
-    from rlsctl.keys import Keys, KeysRun, KeysStatus, Observer
+    from rlsctl.keys import ApiKeyInfo, Keys, KeysRun, KeysStatus, Observer
 
 DURATION = re.compile(r"^(\d+)([dh])$")
 
 
 @click.group(name="keys")
 def keys_group() -> None:
-    """Rotate data keys, backfill or decrypt encrypted columns, create API keys (docs/encryption.md)."""
+    """Rotate data keys, backfill or decrypt encrypted columns; create, list, revoke API keys (docs/encryption.md)."""
 
 
 @contextmanager
@@ -256,12 +256,62 @@ def create_api_key(
     from rlsctl.cli import output
     from rlsctl.pg import db
 
+    expiry = _expiry(expires)  # a bad value is refused before anything connects
     loaded = load_project_option(project, role_prefix)
     target = db.resolve_dsn(dsn)
     with db.session(target) as conn:
-        raw = keying.create_api_key(conn, loaded, target.where, tenant, name, scopes, _expiry(expires), as_user)
+        raw = keying.create_api_key(conn, loaded, target.where, tenant, name, scopes, expiry, as_user)
     output.info("the raw key is shown once; store it now (only its SHA-256 is kept)")
     click.echo(raw)
+
+
+@keys_group.command(name="list-api-keys")
+@click.option("--team", "tenant", metavar="ID", help="Only this team's keys.")
+@click.option("--as", "as_user", metavar="USER_ID",
+              help="List as the app role with this user identity (its policies decide: an admin sees "
+                   "the keys of their teams, anyone else none); default: as the owner role, every team's.")  # fmt: skip
+@options_dsn
+@options_project
+@_format_option
+@handle_errors
+def list_api_keys(
+    tenant: str | None, as_user: str | None, dsn: str | None, project: str | None, role_prefix: str | None, fmt: str
+) -> None:
+    """List API keys: id, team, name, scopes, dates; never the hash, never the raw key."""
+    from rlsctl import keys as keying
+    from rlsctl.pg import db
+
+    loaded = load_project_option(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        found = keying.list_api_keys(conn, loaded, target.where, tenant, as_user)
+    _api_keys_report(found, target.where, fmt, "the owner role" if as_user is None else repr(as_user))
+
+
+@keys_group.command(name="revoke-api-key")
+@click.argument("key_id", metavar="ID")
+@click.option("--as", "as_user", metavar="USER_ID",
+              help="Revoke as the app role with this user identity (its policies decide: only an admin of "
+                   "the key's team may); default: the owner of the key's team.")  # fmt: skip
+@options_dsn
+@options_project
+@handle_errors
+def revoke_api_key(
+    key_id: str, as_user: str | None, dsn: str | None, project: str | None, role_prefix: str | None
+) -> None:
+    """Revoke an API key: its row is deleted, so the key no longer authenticates."""
+    from rlsctl import keys as keying
+    from rlsctl.cli import output
+    from rlsctl.pg import db
+
+    loaded = load_project_option(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        gone = keying.revoke_api_key(conn, loaded, target.where, key_id, as_user)
+    label = f" ({gone.name})" if gone.name else ""
+    output.stdout.print(
+        f"revoked API key {output.escape(gone.id)}{output.escape(label)} of team {output.escape(gone.team)}"
+    )
 
 
 def _expiry(value: str | None) -> dt.datetime | None:
@@ -285,6 +335,36 @@ def _expiry(value: str | None) -> dt.datetime | None:
 
 
 # -- reports ------------------------------------------------------------------------------------------
+
+
+def _api_keys_report(found: list[ApiKeyInfo], where: str, fmt: str, reader: str) -> None:
+    from rlsctl.cli import output
+
+    if fmt == "json":
+        output.emit_json({"database": where, "api_keys": [vars(key) for key in found]})
+        return
+    if not found:  # the policies decide, so "none" may mean "none that this reader may see"
+        output.stdout.print(output.escape(f"{where}: no API keys that {reader} may see"))
+        return
+    for key in found:
+        output.stdout.print(output.escape(_api_key_line(key)))
+
+
+def _api_key_line(key: ApiKeyInfo) -> str:
+    parts = [f"team {key.team}"]
+    if key.name is not None:
+        parts.append(f"name {key.name!r}")
+    parts.append(f"scopes {','.join(key.scopes) or '(none)'}")
+    if key.created is not None:
+        parts.append(f"created {_when(key.created)}")
+    parts.append(f"expires {_when(key.expires)}")
+    if key.last_used is not None:
+        parts.append(f"last used {_when(key.last_used)}")
+    return f"{key.id}: " + ", ".join(parts)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return "never" if value is None else f"{value:%Y-%m-%d %H:%M}"
 
 
 def _run_report(run: KeysRun, fmt: str) -> None:

@@ -11,12 +11,14 @@ click, and `rlsctl --help` only the light modules that declare the commands
 from __future__ import annotations
 
 import importlib
+import logging
 
 import click
 
 # name -> (module, attribute): where each command is declared.
 COMMANDS = {
     "apply": ("rlsctl.cli.commands", "apply_command"),
+    "audit": ("rlsctl.cli.audit", "audit_group"),
     "demo": ("rlsctl.cli.commands", "demo"),
     "drift": ("rlsctl.cli.commands", "drift"),
     "keys": ("rlsctl.cli.keys", "keys_group"),
@@ -24,6 +26,7 @@ COMMANDS = {
     "migrate": ("rlsctl.cli.commands", "migrate"),
     "plan": ("rlsctl.cli.commands", "plan"),
     "render": ("rlsctl.cli.commands", "render"),
+    "retention": ("rlsctl.cli.retention", "retention_group"),
     "rollback": ("rlsctl.cli.commands", "rollback"),
     "test": ("rlsctl.cli.commands", "test_command"),
     "verify": ("rlsctl.cli.commands", "verify"),
@@ -50,6 +53,10 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="rlsctl")
 def main() -> None:
     """rlsctl: declare, render, apply and prove PostgreSQL row-level security."""
+    # psycopg logs what it could not do while unwinding (the rollback of a transaction whose
+    # query a Ctrl-C interrupted): Python would print that warning on stderr, next to rlsctl's
+    # own one line (the server drops the transaction with the connection anyway).
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 
 if __name__ == "__main__":  # pragma: no cover

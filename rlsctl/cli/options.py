@@ -28,15 +28,17 @@ def options_project(func: F) -> F:
     func = click.option(
         "--project",
         metavar="DIR",
-        help="Project folder (policies/, migrations/); default RLSCTL_PROJECT, the current "
-        "directory when it has policies/, else the bundled PromptCraft project.",
+        help="Project folder (policies/, migrations/); default RLSCTL_PROJECT, else the current "
+        "directory when it has policies/ (no project: exit 2).",
     )(func)
     func = click.option(
         "--role-prefix",
         metavar="PREFIX",
         envvar="RLSCTL_ROLE_PREFIX",
-        help="Override the project's role prefix (roles are cluster-wide: staging and "
-        "production sharing a cluster need different prefixes).",
+        show_envvar=True,
+        help="Override the project's role prefix, used as written: 'acme_' makes acme_app, 'acme' "
+        "makes acmeapp (roles are cluster-wide: staging and production sharing a cluster need "
+        "different prefixes).",
     )(func)
     return func
 
@@ -52,13 +54,26 @@ def lock_timeout_option(func: F) -> F:
     )(func)
 
 
+# The status of a program SIGPIPE ends (128 + 13), what shells and `set -o pipefail` report:
+# the reader of stdout went away (`rlsctl drift --format json | head -1`), so the output was
+# cut short. Never 0: a truncated report of drift must not read as "no drift".
+EXIT_CLOSED_PIPE = 141
+
+
 def handle_errors(func: F) -> F:
-    """Turn `RlsctlError` into its message and exit status; anything else is a bug."""
+    """Turn `RlsctlError` and click's usage errors into one line and exit status 2, a closed
+    stdout into a quiet exit 141; anything else is a bug."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                # What is still buffered goes now, so that a reader that left is seen here
+                # and not at interpreter exit (where Python prints "Exception ignored").
+                if sys.stdout is not None:  # None: started with stdout closed
+                    sys.stdout.flush()
         except BaseException as exc:  # every way out: one line and an exit status
             _exit_for(exc)
 
@@ -70,7 +85,15 @@ def _exit_for(exc: BaseException) -> None:
     # Imported here, once something went wrong: listing the commands stays light.
     from rlsctl.cli import output
 
-    if isinstance(exc, SystemExit | click.exceptions.Exit | click.ClickException | click.exceptions.Abort):
+    if isinstance(exc, BrokenPipeError):
+        _detach_stdout()
+        sys.exit(EXIT_CLOSED_PIPE)
+    if isinstance(exc, click.ClickException):
+        # Raised by the command itself (a value it checks): one line like every other error,
+        # not click's usage text; click's own parser errors never reach this wrapper.
+        output.error(exc.format_message())
+        sys.exit(EXIT_USAGE)
+    if isinstance(exc, SystemExit | click.exceptions.Exit | click.exceptions.Abort):
         raise exc
     if isinstance(exc, RlsctlError):
         output.error(str(exc))
@@ -89,13 +112,24 @@ def _exit_for(exc: BaseException) -> None:
     sys.exit(EXIT_USAGE)
 
 
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush would hit the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file behind stdout (a test runner's buffer): nothing to flush
+        pass
+
+
 def _is_database_error(exc: BaseException) -> bool:
     """A psycopg error, recognised without importing psycopg (a command that raised one loaded it)."""
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
-def load_project_option(project: str | None, role_prefix: str | None) -> Any:
+def load_project_option(project: str | None, role_prefix: str | None, bundled: bool = False) -> Any:
+    """The project the options name (exit 2 when there is none; `bundled`: the demo's example)."""
     from rlsctl.policy.project import load_project, resolve_project_dir
 
-    return load_project(resolve_project_dir(project), role_prefix=role_prefix)
+    return load_project(resolve_project_dir(project, bundled=bundled), role_prefix=role_prefix)

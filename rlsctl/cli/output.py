@@ -7,6 +7,8 @@ output stays parseable.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -32,6 +34,27 @@ def info(message: str) -> None:
 
 def progress(message: str) -> None:
     stderr.print(f"[dim]…[/] {escape(message)}")
+
+
+@contextmanager
+def cells_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar of probed cells on stderr when it is a terminal (`rlsctl test` can take
+    seconds before the first line of its report); nothing in a pipe or a CI log."""
+    if not stderr.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("probing cells"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=stderr, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("cells", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 def emit_json(data: Any) -> None:
@@ -128,17 +151,47 @@ def migrate_report(report: MigrateReport, fmt: str) -> None:
 
 def rollback_report(report: RollbackReport, fmt: str) -> None:
     if fmt == "json":
-        emit_json({"database": report.where, "reverted": list(report.reverted), "reapplied": report.reapplied})
+        emit_json({
+            "database": report.where, "reverted": list(report.reverted), "reapplied": report.reapplied,
+            "dry_run": report.dry_run, "backup": str(report.backup) if report.backup else None,
+            "drops": [{"table": loss.table, "column": loss.column, "held": loss.held, "audit_log": loss.audit,
+                       "rows_deleted_only": loss.deleted_only}
+                      for loss in report.losses],
+        })  # fmt: skip
         return
     if not report.reverted:
         stdout.print(f"{escape(report.where)}: nothing to roll back")
         return
-    stdout.print(f"reverted phases {list(report.reverted)} on {escape(report.where)}")
+    verb = "would revert" if report.dry_run else "reverted"
+    stdout.print(f"{verb} phases {list(report.reverted)} on {escape(report.where)}")
+    for loss in report.losses:
+        stdout.print(f"  {'would drop' if report.dry_run else 'dropped'} {escape(str(loss))}")
+    if report.dry_run and not report.losses:
+        stdout.print("  no table or column holding data would be dropped")
+    if report.backup is not None:
+        stdout.print(f"  backup before the rollback: {escape(str(report.backup))}")
     if report.reapplied:
         stdout.print("  security layer re-applied for the tables that remain")
 
 
 def demo_report(result: DemoResult) -> None:
+    if stdout.is_terminal:
+        _demo_grid(result)
+    else:  # a log or a pipe: one plain line per phase, nothing for an 80-column box to break
+        stdout.print(f"rlsctl demo on {escape(result.server)}")
+        previous: set[str] = set()
+        for phase in result.phases:
+            new = [name for name in phase.tables if name not in previous]
+            previous = set(phase.tables)
+            stdout.print(
+                f"phase {phase.phase} {escape(phase.name)}: {len(phase.tables)} tables secured"
+                f"{' (new: ' + escape(', '.join(new)) + ')' if new else ''}, {len(phase.pending)} pending, "
+                f"{phase.statements} statements, {phase.cells} cells, {phase.mismatches} mismatches"
+            )
+    _demo_footer(result)
+
+
+def _demo_grid(result: DemoResult) -> None:
     from rich.table import Table
 
     grid = Table(title=f"rlsctl demo on {escape(result.server)}", title_justify="left")
@@ -159,6 +212,9 @@ def demo_report(result: DemoResult) -> None:
             "[green]0[/]" if not phase.mismatches else f"[bold red]{phase.mismatches}[/]",
         )
     stdout.print(grid)
+
+
+def _demo_footer(result: DemoResult) -> None:
     stdout.print(
         "cells: one per principal x table x command x fixture row, impersonated with SET LOCAL ROLE and "
         f"{escape(result.identity_setting)} inside a rolled-back transaction, compared with what the policy files allow"

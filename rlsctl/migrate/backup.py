@@ -30,12 +30,14 @@ def check_can_dump(conn: psycopg.Connection, schema: str, where: str) -> None:
         )
 
 
-def dump(target: Target, conn: psycopg.Connection, directory: Path, phase: int) -> Path:
-    """A custom-format dump of the whole database, named after the phase about to run."""
+def dump(target: Target, conn: psycopg.Connection, directory: Path, phase: int | str) -> Path:
+    """A custom-format dump of the whole database, named after the phase about to run (or what is
+    about to happen: "rollback-to-2")."""
     directory.mkdir(parents=True, exist_ok=True)
     dbname = conn.info.dbname
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = directory / f"{dbname}-before-phase-{phase}-{stamp}.dump"
+    before = f"phase-{phase}" if isinstance(phase, int) else phase
+    path = directory / f"{dbname}-before-{before}-{stamp}.dump"
     params = conninfo.conninfo_to_dict(target.dsn) if target.dsn else {}
     env = dict(os.environ)
     password = params.pop("password", None)
@@ -56,5 +58,5 @@ def dump(target: Target, conn: psycopg.Connection, directory: Path, phase: int) 
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["pg_dump failed"])[-1]
-        raise UsageError(f"backup before phase {phase} failed: {reason}; no phase was run")
+        raise UsageError(f"backup before {before} failed: {reason}; nothing was changed")
     return path

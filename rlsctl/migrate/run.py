@@ -23,10 +23,12 @@ from psycopg import IsolationLevel
 from rlsctl.catalog import queries as catalog
 from rlsctl.change import apply as applying
 from rlsctl.change.plan import plan_for_database
+from rlsctl.change.record import record_operation, state_digest
 from rlsctl.change.txn import locked_transaction
 from rlsctl.declare.compile import declare
 from rlsctl.errors import UsageError
 from rlsctl.migrate import backup
+from rlsctl.migrate.losses import Loss, grown, probe
 from rlsctl.pg import statements
 from rlsctl.pg.db import Target
 from rlsctl.pg.sql import ident, qualified
@@ -234,6 +236,16 @@ def _record(conn: psycopg.Connection, project: Project, phase: Phase, baseline: 
     )
 
 
+def _audit_phase(conn: psycopg.Connection, project: Project, phase: Phase) -> None:
+    """system:migrate in the audit log, in the phase's transaction, once apply has made the log's
+    recording function (docs/audit.md): a database migrated before its first apply records nothing."""
+    if project.settings.audit is None:
+        return
+    state = declare(project, catalog.read_schema(conn, project.schema_name))
+    details = {"phase": phase.number, "name": phase.name, "checksum": phase.checksum()}
+    record_operation(conn, state, "migrate", "migrate", details, project.root / "templates")
+
+
 def _run_phase(
     conn: psycopg.Connection, project: Project, phase: Phase, where: str, lock_timeout: float, dumped: Path | None
 ) -> PhaseResult:
@@ -254,6 +266,7 @@ def _run_phase(
                 count += len(step_statements)
             _validate_phase(conn, project, phase, before, unverified)
             _record(conn, project, phase, baseline=False)
+            _audit_phase(conn, project, phase)
     finally:
         conn.isolation_level = previous
     return PhaseResult(phase.number, phase.name, count, dumped, tuple(sorted(unverified)))
@@ -317,6 +330,19 @@ class RollbackReport:
     where: str
     reverted: tuple[int, ...]
     reapplied: bool
+    losses: tuple[Loss, ...] = ()  # tables and columns dropped while holding data
+    dry_run: bool = False
+    backup: Path | None = None
+
+
+Confirm = Callable[[list[Loss]], bool]
+
+AUDIT_EXPORT = (
+    "{where}: rolling back to phase {to} would drop {tables}, the audit history; export it first: "
+    "rerun with --backup-dir DIR (rlsctl dumps the database there before reverting), or dump it "
+    "yourself (pg_dump --data-only --table=... DB > audit.sql) and pass --audit-exported; "
+    "nothing was changed"
+)
 
 
 def rollback(
@@ -327,39 +353,106 @@ def rollback(
     to: int,
     lock_timeout: float = 10.0,
     progress: Progress = lambda message: None,
+    dry_run: bool = False,
+    confirm: Confirm | None = None,
+    backup_dir: Path | None = None,
+    target: Target | None = None,
+    audit_exported: bool = False,
 ) -> RollbackReport:
+    """Revert the phases after `to`. What the down scripts would drop while it holds data is found
+    first (in a savepoint, rolled back): `dry_run` stops there; otherwise `confirm` must accept
+    it (None: refuse), and an audit log goes only once exported (`backup_dir` or `audit_exported`)."""
     recorded = applied_phases(conn, project)
     _check_recorded(project, recorded)
     done = sorted((row.phase for row in recorded), reverse=True)
     to_revert = [number for number in done if number > to]
     if not to_revert:
-        return RollbackReport(where, (), reapplied=False)
-    by_number = {phase.number: phase for phase in project.phases}
-    owner = project.role_name(project.role_of_kind("owner"))
+        return RollbackReport(where, (), reapplied=False, dry_run=dry_run)
+    def revert_quietly() -> None:
+        _revert(conn, project, where, to_revert, lock_timeout, _quiet)
+
     with locked_transaction(conn, lock_timeout, where):
+        found = probe(conn, project, revert_quietly)
+    if dry_run:
+        return RollbackReport(where, tuple(to_revert), reapplied=False, losses=tuple(found), dry_run=True)
+    _check_losses(found, where, to, confirm, exported=audit_exported or backup_dir is not None)
+    dumped = None
+    if backup_dir is not None:
+        backup.check_can_dump(conn, project.schema_name, where)
+        progress(f"backing up {conn.info.dbname} before the rollback")
+        dumped = backup.dump(target or Target("", where), conn, backup_dir, f"rollback-to-{to}")
+    with locked_transaction(conn, lock_timeout, where):
+        _recheck(conn, project, where, found, revert_quietly, lock_timeout)
         secured = _is_secured(conn, project)
-        _drop_security_objects(conn, project, where, lock_timeout)
-        for number in to_revert:
-            phase = by_number[number]
-            progress(f"reverting phase {phase.label}")
-            statements.run(conn, "set_role", role=owner)
-            statements.run(conn, "search_path", path=ident(project.schema_name))
-            for step in reversed(phase.steps):
-                step_statements = tuple(split_statements(step.down_sql(), str(step.down)))
-                applying.execute_statements(conn, step_statements, f"{where} rollback {step.down.name}", lock_timeout)
-            # Still as the owner role, which owns applied_phase: code the owner put on its own
-            # table must never run as the connecting role (a superuser, often).
-            conn.execute(
-                _render(project, "ops/unrecord_phase.sql.j2", helper_schema=project.helper_schema).encode(),
-                {"phase": number},
-            )
-            statements.run(conn, "reset_role")
-            statements.run(conn, "secure_path")
+        _revert(conn, project, where, to_revert, lock_timeout, progress)
         if secured:
             progress("re-applying the security layer for the tables that remain")
             plan = applying.make_plan(conn, project, where)
             applying.execute_statements(conn, plan.sql, where, lock_timeout)
-    return RollbackReport(where, tuple(to_revert), reapplied=secured)
+            templates = project.root / "templates"
+            details = {"to": to, "reverted": to_revert, "state": state_digest(plan.state, templates)}
+            record_operation(conn, plan.state, "rollback", "rollback", details, templates)
+    return RollbackReport(where, tuple(to_revert), reapplied=secured, losses=tuple(found), backup=dumped)
+
+
+def _recheck(
+    conn: psycopg.Connection, project: Project, where: str, confirmed: list[Loss], revert: Callable[[], None],
+    lock_timeout: float,
+) -> None:  # fmt: skip
+    """Between the question and now, rows may have been written to what goes: the tables are
+    locked against writers, counted again, and anything beyond what was confirmed stops it."""
+    for schema, name in sorted({loss.at for loss in confirmed}):
+        sql = _render(project, "ops/rollback_lock.sql.j2", schema=schema, table=name)
+        applying.execute_statements(conn, (sql,), where, lock_timeout)
+    more = grown(confirmed, probe(conn, project, revert))
+    if more:
+        listed = "; ".join(str(loss) for loss in more)
+        raise UsageError(f"{where}: data changed since the rollback was confirmed: {listed}; nothing was changed")
+
+
+def _quiet(message: str) -> None:
+    """The probe runs the down scripts once without telling: only the real run reports progress."""
+
+
+def _check_losses(found: list[Loss], where: str, to: int, confirm: Confirm | None, exported: bool) -> None:
+    audit = [loss.table for loss in found if loss.audit]
+    if audit and not exported:
+        raise UsageError(AUDIT_EXPORT.format(where=where, to=to, tables=", ".join(audit)))
+    if found and (confirm is None or not confirm(found)):
+        listed = "; ".join(str(loss) for loss in found)
+        raise UsageError(
+            f"{where}: rolling back to phase {to} drops data: {listed}. Confirm with --yes (see it first with "
+            "--dry-run; keep a copy with --backup-dir DIR); nothing was changed"
+        )
+
+
+def _revert(
+    conn: psycopg.Connection, project: Project, where: str, to_revert: list[int], lock_timeout: float,
+    progress: Progress,
+) -> None:  # fmt: skip
+    """The down scripts of `to_revert`, newest first, as the owner role (rlsctl's policies and guard
+    triggers go first: they depend on what the scripts drop)."""
+    by_number = {phase.number: phase for phase in project.phases}
+    owner = project.role_name(project.role_of_kind("owner"))
+    _drop_security_objects(conn, project, where, lock_timeout)
+    for number in to_revert:
+        phase = by_number[number]
+        progress(f"reverting phase {phase.label}")
+        statements.run(conn, "set_role", role=owner)
+        statements.run(conn, "search_path", path=ident(project.schema_name))
+        for step in reversed(phase.steps):
+            step_statements = tuple(split_statements(step.down_sql(), str(step.down)))
+            # As in migrate: a statement writing rows fails loudly instead of silently changing
+            # nothing under the tables' forced RLS (data copied back before a drop, say).
+            _run_step(conn, step_statements, f"{where} rollback {step.down.name}", lock_timeout)
+        # Still as the owner role, which owns applied_phase: code the owner put on its own
+        # table must never run as the connecting role (a superuser, often).
+        conn.execute(
+            _render(project, "ops/unrecord_phase.sql.j2", helper_schema=project.helper_schema).encode(),
+            {"phase": number},
+        )
+        statements.run(conn, "reset_role")
+        statements.run(conn, "secure_path")
 
 
 def _is_secured(conn: psycopg.Connection, project: Project) -> bool:

@@ -6,6 +6,7 @@ The DSN comes from `--dsn`, else `DATABASE_URL`, else the libpq environment
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,8 +43,9 @@ def describe(params: dict[str, object]) -> str:
     """host:port/dbname from DSN parameters, falling back to the libpq environment."""
     host = str(params.get("host") or os.environ.get("PGHOST") or "local socket")
     port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
-    user = str(params.get("user") or os.environ.get("PGUSER") or "")
-    dbname = str(params.get("dbname") or os.environ.get("PGDATABASE") or user or "")
+    # libpq's defaults: the user is the operating-system user, the database is named after the user
+    user = str(params.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    dbname = str(params.get("dbname") or os.environ.get("PGDATABASE") or user)
     return f"{host}:{port}/{dbname}"
 
 

@@ -84,7 +84,7 @@ class RlsctlDatabase:
 
 
 def load(project_dir: str | None, role_prefix: str | None = None) -> Project:
-    """The project in `project_dir` (else RLSCTL_PROJECT, the working directory, the bundled one)."""
+    """The project in `project_dir` (else RLSCTL_PROJECT, else the working directory: never the bundled example)."""
     return load_project(resolve_project_dir(project_dir), role_prefix=role_prefix)
 
 

@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Settings:
-    project_dir: str | None  # None: RLSCTL_PROJECT, the working directory, the bundled project
+    project_dir: str | None  # None: RLSCTL_PROJECT, else the working directory (it must have policies/)
     server_dsn: str | None  # None: DATABASE_URL, else the libpq environment
     database_dsn: str | None  # a prepared database to use instead of a throw-away one
     role_prefix: str | None  # the prepared database's role prefix (None: the project's)
@@ -49,8 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--rlsctl-project", metavar="DIR",
         help="rlsctl project (policies/, migrations/) that rlsctl_db migrates and applies "
-        "(ini rlsctl_project; default: RLSCTL_PROJECT, the rootdir or working directory if it has policies/, "
-        "else the PromptCraft project bundled with rlsctl)",
+        "(ini rlsctl_project; default: RLSCTL_PROJECT, else the rootdir or working directory if it has "
+        "policies/; no project is an error)",
     )  # fmt: skip
     group.addoption(
         "--rlsctl-dsn", metavar="DSN",
