@@ -7,8 +7,9 @@ run can stop at any point and simply be started again: it picks up every value
 not yet under the active key (or, decrypting, every ciphertext left).
 
 Batch sizes adapt so that a batch holds its row locks about `target` seconds
-(100 ms by default): the locks a batch takes are on its own rows only, never
-on the table (the app keeps reading and writing them meanwhile).
+(100 ms by default; rlsctl/pg/walker.py, shared with retention): the locks a
+batch takes are on its own rows only, never on the table (the app keeps
+reading and writing them meanwhile).
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from psycopg import errors as pgerrors
 from rlsctl.errors import RetireBlocked, UsageError
 from rlsctl.keys.registry import forget_decrypted, retire_unused
 from rlsctl.keys.session import Column, ColumnRun, Keys, KeysRun, Observer
+from rlsctl.pg.walker import BUSY_RETRIES, FIRST_BATCH, MIN_BATCH, next_size
 
-MIN_BATCH, MAX_BATCH, FIRST_BATCH = 50, 50_000, 500
 PASSES = 3  # rows another transaction held are skipped, and retried by a later pass
-BUSY_RETRIES = 20  # consecutive batches refused by the key lock before a run gives up
 
 
 def rewrite(
@@ -167,19 +167,11 @@ class _Walk:
             if self.observer is not None:
                 self.observer(self.column.label, rows, self.done.pending_before)
             if self.batch_size is None:
-                size = _next_size(size, elapsed, self.target)
+                size = next_size(size, elapsed, self.target)
 
 
 class VerificationFailed(UsageError):
     """A batch's values did not decrypt back to their plaintext: the batch was rolled back."""
-
-
-def _next_size(size: int, elapsed: float, target: float) -> int:
-    """Aim the next batch at `target` seconds, changing by at most 2x at a time."""
-    if elapsed <= 0:
-        return min(MAX_BATCH, size * 2)
-    wanted = size * target / elapsed
-    return int(max(MIN_BATCH, min(MAX_BATCH, size * 2, max(size / 2, wanted))))
 
 
 # -- the commands --------------------------------------------------------------------------------
@@ -195,7 +187,7 @@ def rotate(keys: Keys, observer: Observer | None = None, batch_size: int | None 
     """
     keys.check_master_key()
     columns = keys.columns()
-    with keys.exclusive():
+    with keys.exclusive("rotate"):
         interrupted = any(pending(keys, column, "older") for column in columns)
         run = KeysRun("rotate", keys.active_key(), resumed=interrupted)
         if not interrupted:
@@ -215,7 +207,7 @@ def encrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
     """Backfill: every value of the declared encrypted columns not under the active key gets encrypted."""
     keys.check_master_key()
     run = KeysRun("encrypt", keys.active_key())
-    with keys.exclusive():
+    with keys.exclusive("encrypt"):
         rewrite(keys, keys.columns(selected), "encrypt", run, observer, batch_size)
     return run
 
@@ -231,7 +223,7 @@ def decrypt(keys: Keys, selected: tuple[str, ...] = (), observer: Observer | Non
             "in the policy files and run rlsctl apply first (so new writes stay plaintext)"
         )
     run = KeysRun("decrypt", keys.active_key())
-    with keys.exclusive():
+    with keys.exclusive("decrypt"):
         rewrite(keys, columns, "decrypt", run, observer, batch_size)
         forget_decrypted(keys, [c for c, done in zip(columns, run.columns, strict=True) if done.remaining == 0])
     return run

@@ -127,7 +127,7 @@ def retire_unused(keys: Keys) -> tuple[str, ...]:
 def retire(keys: Keys) -> KeysRun:
     keys.check_master_key()
     run = KeysRun("retire", keys.active_key())
-    with keys.exclusive():
+    with keys.exclusive("retire"):
         run.retired = retire_unused(keys)
     return run
 
@@ -135,7 +135,7 @@ def retire(keys: Keys) -> KeysRun:
 def forget(keys: Keys, label: str, renamed_to: str | None = None) -> None:
     """Drop the record of an encrypted column that no longer exists, or move it to the name
     the column was renamed to (docs/encryption.md)."""
-    with keys.exclusive():
+    with keys.exclusive("forget"):
         if renamed_to is None:
             forget_vanished(keys, label)
         else:

@@ -36,7 +36,8 @@ def rewrap(keys: Keys) -> RewrapRun:
     columns = [*keys.columns(), *keys.columns(decrypting=True)]
     tables = tuple(sorted({column.table for column in columns}))
     context = {"new_setting": new_setting, "crypto_schema": encryption.crypto_schema}
-    with keys.exclusive(), keys.as_keys_role(10.0, tables=tables) as conn, conn.cursor(row_factory=dict_row) as cur:
+    rewrapping = keys.exclusive("rewrap")
+    with rewrapping, keys.as_keys_role(10.0, tables=tables) as conn, conn.cursor(row_factory=dict_row) as cur:
         found = cur.execute(keys.sql("keys_rewrap_check", **context)).fetchone()
         assert found is not None
         if not found["present"]:
@@ -65,7 +66,7 @@ def finish(keys: Keys) -> RewrapRun:
     """Keep only the wrappings under the next key-encryption key, now this session's key."""
     encryption = keys.encryption
     context = {"crypto_schema": encryption.crypto_schema}
-    with keys.exclusive():
+    with keys.exclusive("rewrap-finish"):
         with keys.as_keys_role(10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
             state = cur.execute(keys.sql("keys_rewrap_state", unwrap=False, **context)).fetchone()
         assert state is not None

@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 from rlsctl.catalog import kek, queries
 from rlsctl.catalog.inspect import untrusted_code_params
 from rlsctl.change.apply import live_schema, require_master_key
+from rlsctl.change.record import record_operation, state_digest
 from rlsctl.declare.compile import declare
 from rlsctl.declare.state import DeclaredState, EncryptedColumn, EncryptionSpec
 from rlsctl.declare.validate import validate
@@ -319,13 +320,17 @@ class Keys:
         return found
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """One `rlsctl keys` run per database at a time (a session lock, released on exit)."""
+    def exclusive(self, action: str = "run") -> Iterator[None]:
+        """One `rlsctl keys` run per database at a time (a session lock, released on exit); a run
+        that finished is recorded in the audit log as system:keys `action` (docs/audit.md)."""
         lock = {"lock_class": locks.CLASS, "lock_id": locks.KEYS_RUN}
         if not statements.run(self.conn, "keys_run_lock", **lock)[0]["locked"]:
             raise UsageError(f"{self.where}: another rlsctl keys run is working on this database; try again later")
         try:
             yield
+            # With the state it ran under, as apply's record: the keys a run touched belong to it.
+            details = {"run": action, "state": state_digest(self.state, self.templates)}
+            record_operation(self.conn, self.state, "keys", action, details, self.templates)
         finally:
             statements.run(self.conn, "keys_run_unlock", **lock)
 

@@ -106,20 +106,27 @@ def termination_unwinds() -> Iterator[None]:
 
 @contextmanager
 def temporary_cluster(
-    settings: dict[str, str] | None = None, port: int = 54329, secret_settings: dict[str, str] | None = None
+    settings: dict[str, str] | None = None,
+    port: int = 54329,
+    secret_settings: dict[str, str] | None = None,
+    cron_database: str | None = None,
 ) -> Iterator[LocalCluster]:
     """Start a fresh cluster; stop it and delete its files on exit.
 
     `settings` go on the server's command line; `secret_settings` (a key-encryption
     key) into its postgresql.conf, readable only by the server's user, so they
-    never show in a process listing.
+    never show in a process listing. `cron_database`: pg_cron is preloaded and keeps
+    its jobs there (it must still be created there: CREATE EXTENSION pg_cron).
     """
     binaries = bin_dir()
     if binaries is None or not (binaries / "initdb").exists():
         raise UsageError("initdb not found: install the PostgreSQL server binaries (e.g. postgresql-15)")
     run_as = _service_user()
+    wanted = dict(settings or {})
+    if cron_database is not None:
+        wanted |= {"shared_preload_libraries": "pg_cron", "cron.database_name": cron_database}
     with termination_unwinds():
-        yield from _cluster_lifetime(binaries, run_as, port, settings or {}, secret_settings or {})
+        yield from _cluster_lifetime(binaries, run_as, port, wanted, secret_settings or {})
 
 
 def _cluster_lifetime(
@@ -148,6 +155,9 @@ def _cluster_lifetime(
         )
         _write_settings(cluster.data / "postgresql.conf", secret_settings)
         options = ["-c listen_addresses=''", f"-k {root}", f"-p {port}", "-c fsync=off", "-c full_page_writes=off"]
+        if "cron.database_name" in settings:
+            # pg_cron runs each job through a libpq connection to this server: the socket, no TCP here.
+            options.append(f"-c cron.host={root}")
         options += [f"-c {name}={value}" for name, value in settings.items()]
         _run(
             run_as,

@@ -33,7 +33,7 @@ KEYWORDS = frozenset(
         "sql", "plpgsql", "IMMUTABLE", "STABLE", "VOLATILE",
         "MAINTAIN", "TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS",
         "LOGIN", "NOLOGIN", "CREATEDB", "NOCREATEDB", "CREATEROLE", "NOCREATEROLE",
-        "BEFORE", "ROW",
+        "BEFORE", "AFTER", "ROW", "STATEMENT",
     }
 )  # fmt: skip
 
