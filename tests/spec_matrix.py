@@ -1,14 +1,14 @@
-"""SPEC s3-s4 written as code, by hand, independent of policies/.
+"""The roles and the access matrix of docs/access-matrix.md written as code, by hand, independent of policies/.
 
 Each function answers one cell: may this principal run this command on this
 row? It reads only the fixture rows (the `world`), never the policy files or
 the catalog, so `rlsctl test` driven by it checks the shipped policies
-against the specification rather than against themselves.
+against the matrix rather than against themselves.
 
 Two refinements, both written down in docs/access-matrix.md:
 - An UPDATE whose WHERE clause reads the table must leave a row the actor can
-  still see (PostgreSQL applies SELECT policies to the new row; SPEC s4's last
-  paragraph says so for RETURNING).
+  still see (PostgreSQL applies SELECT policies to the new row, and to RETURNING rows:
+  docs/access-matrix.md, decision 1).
 - "the version" an approval names must be a version of the approved prompt.
 """
 
@@ -39,7 +39,7 @@ class World:
         return None
 
     def rank(self, user: str | None, team: str | None) -> str | None:
-        """SPEC s3: the TeamMember role, and Team.ownerId counts as OWNER."""
+        """The TeamMember role, and Team.ownerId counts as OWNER (docs/access-matrix.md)."""
         if user is None or team is None:
             return None
         found = None
@@ -90,12 +90,12 @@ def _changed(old: dict[str, Any], new: dict[str, Any], column: str) -> bool:
     return old.get(column) != new.get(column)
 
 
-# -- the app role: SPEC s4 row by row ----------------------------------------------------
+# -- the app role: docs/access-matrix.md row by row ---------------------------------------
 
 
 def app_cell(c: CellContext, w: World, u: str | None) -> bool:
     if u is None:
-        return False  # SPEC s3: no identity, no access to any tenant row
+        return False  # no identity, no access to any tenant row (docs/identity.md)
     old, new = c.row, c.new
     t, cmd = c.table, c.command
     if t == "User":
@@ -197,10 +197,10 @@ def app_cell(c: CellContext, w: World, u: str | None) -> bool:
         if cmd == "insert":
             return old["userId"] == u and (old.get("teamId") is None or w.member(u, old["teamId"]))
         return False  # never: append-only
-    raise AssertionError(f"SPEC s4 has no row for {t}")
+    raise AssertionError(f"the access matrix has no row for {t}")
 
 
-# -- the other roles: SPEC s3 ------------------------------------------------------------
+# -- the other roles: docs/access-matrix.md, Roles -----------------------------------------
 
 
 def other_role_cell(c: CellContext, role: str) -> bool:
@@ -212,10 +212,10 @@ def other_role_cell(c: CellContext, role: str) -> bool:
         return c.table in ("UsageAnalytics", "PerformanceMetrics") and c.command == "select"
     if role == "retention":
         return c.table in RETENTION_DAYS and c.command in ("select", "delete") and _expired(c.table, c.row)
-    raise AssertionError(f"SPEC s3 has no role {role}")
+    raise AssertionError(f"the access matrix has no role {role}")
 
 
-# -- API-key sessions: SPEC s3 -------------------------------------------------------------
+# -- API-key sessions: docs/identity.md, API-key sessions --------------------------------
 
 ENCRYPTED = {"PerformanceMetrics": {"errorMessage"}, "UsageAnalytics": {"metadata"}}
 
@@ -285,7 +285,7 @@ def keys_role_cell(c: CellContext) -> bool:
 
 def expectation(c: CellContext) -> bool:
     world = World(c.world)
-    # SPEC s6: a transaction acts for one principal. A session that set a user cannot
+    # docs/threat-model.md, Guarantees: a transaction acts for one principal. A session that set a user cannot
     # authenticate a key (nothing runs); one that authenticated a key first acts as the key.
     if c.principal.first == "user":
         return False

@@ -1,6 +1,6 @@
-"""The shipped PromptCraft policies against SPEC s4, cell by cell, on a real server.
+"""The shipped PromptCraft policies against their access matrix (docs/access-matrix.md), cell by cell, on a real server.
 
-`spec_matrix.expectation` is written from the specification by hand; the
+`spec_matrix.expectation` is written from the matrix by hand; the
 tester impersonates every principal on the fixture rows and compares. Both
 sides of every rule are covered: the cells list every principal, including
 other teams, lower ranks, outsiders and sessions without identity.
@@ -35,7 +35,7 @@ CONTEXTS: dict[tuple[str, str, str, str], CellContext] = {}
 
 
 def recording_expectation(context: CellContext) -> bool:
-    """The SPEC oracle, keeping each cell's rows for the tests below."""
+    """The hand-written oracle, keeping each cell's rows for the tests below."""
     CONTEXTS[(context.table, context.command, context.case, context.principal.name)] = context
     return spec_matrix.expectation(context)
 
@@ -51,7 +51,7 @@ def matrix(make_module_db):
 @pytest.mark.parametrize("phase", [0, 1, 2, 3])
 def test_every_cell_of_an_earlier_phase_matches_the_specification(make_db, phase):
     """The hand-written oracle at every phase, not only the last: a policy is rendered for the
-    columns that exist (phase 0's Prompt knows nothing of teams), and must still meet SPEC s4."""
+    columns that exist (phase 0's Prompt knows nothing of teams), and must still meet the access matrix."""
     database = make_db()
     project = migrate_and_apply(database, phase)
     with database.connect() as conn:
@@ -136,7 +136,7 @@ def test_other_team_is_invisible(matrix):
 
 
 def test_denial_forms(secured_db):
-    """SPEC s4 'How a denial looks': empty reads, raising inserts, zero-row updates, missing privileges."""
+    """docs/access-matrix.md, 'How a denial looks': empty reads, raising inserts, zero-row updates, missing privileges."""
     project = secured_db.project()
     app = secured_db.role("app")
     with secured_db.connect(autocommit=False) as conn:

@@ -1,4 +1,4 @@
-"""API keys (SPEC s3): sessions only authenticate_api_key can open, per-scope access, raw keys shown once.
+"""API keys (docs/identity.md, API-key sessions): sessions only authenticate_api_key can open, per-scope access, raw keys shown once.
 
 The access matrix (test_access_matrix.py) checks every table for seven key
 principals; these tests try to break the session itself.

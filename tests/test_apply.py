@@ -43,7 +43,7 @@ def test_phase_by_phase_every_table_is_forced_and_later_tables_are_pending(db):
                 assert table.owner == db.role("owner"), (phase, name)
             pending = dict(report.plan.pending)
             assert pending == {name: p for name, p in LATER.items() if p > phase}
-            # SPEC s2: declared columns of present tables that a later phase adds are reported too
+            # docs/migrations.md (--baseline N): declared columns of present tables that a later phase adds are reported too
             expected_columns = {("Prompt", "teamId", 1)} if phase == 0 else set()
             assert set(report.plan.pending_columns) == expected_columns, phase
 
@@ -142,6 +142,7 @@ KEYS_FUNCTIONS = {
     "api_key_tenant",
     "api_key_members",
     "api_key_rows_Prompt",
+    "api_key_session_id",  # which key acts in a key session: the audit log's actor (docs/audit.md)
     "create_api_key",
     "master_key",
     "data_key",
@@ -156,6 +157,9 @@ KEYS_FUNCTIONS = {
 }
 
 
+RETENTION_BATCHES = {"retention_AuditLog", "retention_PerformanceMetrics", "retention_UsageAnalytics"}
+
+
 def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(secured_db):
     definer = secured_db.role("definer")
     with secured_db.connect() as conn:
@@ -163,13 +167,19 @@ def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(s
         assert {"current_user_id", "tenant_ids"} <= set(functions)
         assert set(functions) >= KEYS_FUNCTIONS
         for function in functions.values():
-            # Encryption and API-key functions belong to the keys role, the policy helpers to the definer.
-            assert function.owner == (secured_db.role("keys") if function.name in KEYS_FUNCTIONS else definer)
+            # Encryption and API-key functions belong to the keys role, each table's retention batches
+            # to the retention role (docs/retention.md), the policy helpers and the holds to the definer.
+            owner = definer
+            if function.name in KEYS_FUNCTIONS:
+                owner = secured_db.role("keys")
+            elif function.name in RETENTION_BATCHES:
+                owner = secured_db.role("retention")
+            assert function.owner == owner, function.name
             assert "search_path=pg_catalog, pg_temp" in function.config
             assert "PUBLIC" not in function.executors
         assert functions["tenant_ids"].security_definer and functions["tenant_ids"].volatility == "s"
         assert not functions["current_user_id"].security_definer and functions["current_user_id"].volatility == "s"
-        for owner in (definer, secured_db.role("keys")):
+        for owner in (definer, secured_db.role("keys"), secured_db.role("retention")):
             role = conn.execute(
                 "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole FROM pg_roles WHERE rolname = %s", (owner,)
             ).fetchone()
@@ -177,7 +187,7 @@ def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(s
 
 
 def test_a_table_a_migration_creates_is_closed_until_apply(db):
-    """SPEC s3: default privileges give the app roles and PUBLIC nothing on new tables."""
+    """docs/access-matrix.md (Roles): default privileges give the app roles and PUBLIC nothing on new tables."""
     project = db.project()
     with db.connect() as conn:
         migrating.migrate(conn, project, db.target, to=0)

@@ -726,7 +726,7 @@ def test_a_forgery_planted_while_a_column_was_plaintext_stops_its_first_encrypti
     code, out = cli(database, "apply", root=root)
     assert code == 2 and "PromptVersion.content is being encrypted for the first time" in out and "v7" in out
     with database.connect() as conn:  # nothing was changed: still plaintext, not recorded
-        assert not conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'rlsctl_encrypt' AND tgrelid = "
+        assert not conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'zz_rlsctl_encrypt' AND tgrelid = "
                                 """'"PromptVersion"'::regclass""").fetchone()[0]  # fmt: skip
     assert ("PromptVersion", "content") not in recorded_columns(database)
     with database.connect() as conn:

@@ -1,7 +1,7 @@
 """The fixtures can tell a right policy from a wrong one.
 
 Each case weakens one rule of the shipped policy files in a copy of the
-project and checks that the hand-written SPEC oracle then reports the cells
+project and checks that the hand-written oracle (tests/spec_matrix.py) then reports the cells
 that prove the weakening. A clause that no fixture row can decide would pass
 both ways; these tests keep such a clause from hiding.
 """

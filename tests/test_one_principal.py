@@ -1,4 +1,5 @@
-"""A transaction acts for one principal, and a key reads nothing outside its scopes (SPEC s6).
+"""A transaction acts for one principal, and a key reads nothing outside its scopes
+(docs/threat-model.md, Guarantees).
 
 Attacks from the application's login on a database secured by `migrate && apply`:
 an outsider who sets up a team of their own, then mixes their user identity

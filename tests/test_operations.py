@@ -29,6 +29,7 @@ from rlsctl.state.objects import (
     TableGrant,
     TableSecurity,
     Trigger,
+    UndeclaredTable,
     UntrustedCode,
 )
 from tests.conftest import ROOT
@@ -57,14 +58,14 @@ FUNCTION = Function("rlsctl", "f", "text", "text", "sql", "s", True, (SEARCH_PAT
 POLICY = Policy("Prompt", "p", "select", True, ("app",), "true", None)
 RESTRICTIVE = Policy("Prompt", "p", "select", False, ("app",), "false", None)
 TABLE = TableSecurity("Prompt", "owner", True, True)
-TRIGGER = Trigger("Team", "rlsctl_guard", "rlsctl", "guard_Team")
+TRIGGER = Trigger("Team", "zz_rlsctl_guard", "rlsctl", "guard_Team")
 GRANT = TableGrant("Prompt", "app", "SELECT")
 COLUMN = ColumnGrant("Prompt", "title", "app", "UPDATE")
 DEFAULT = DefaultPrivilege("owner", "r", "public", "app", "SELECT")
 CREATE_ON_HELPERS = SchemaPrivilege("rlsctl", "definer", "CREATE")
 KEY_TABLE = TableSecurity("encryption_key", "keys", True, False, "rlsctl")
 BOOKKEEPING = TableSecurity("applied_phase", "owner", False, False, "rlsctl")
-AFTER = 'CREATE TRIGGER rlsctl_guard AFTER UPDATE ON public."Team" FOR EACH ROW EXECUTE FUNCTION rlsctl."guard_Team"()'
+AFTER = 'CREATE TRIGGER zz_rlsctl_guard AFTER UPDATE ON public."Team" FOR EACH ROW EXECUTE FUNCTION rlsctl."guard_Team"()'
 
 # (forward operation, in its SQL, in the SQL of its reverse)
 CASES = [
@@ -80,6 +81,7 @@ CASES = [
     (op("create", None, Schema("s", "owner")), 'CREATE SCHEMA "s" AUTHORIZATION "owner"', 'DROP SCHEMA "s"'),
     (op("refuse", Schema("s", "x"), Schema("s", "owner")), "", ""),
     (op("needs_dba", UntrustedCode("T", "trigger", "steal", "runs public.steal()"), None), "", ""),
+    (op("needs_dba", UndeclaredTable("scratch", "table", False, ("app: SELECT",)), None), "", ""),
     # What only a DBA can do renders nothing: refused (apply stops) or left to the DBA script.
     (op("refuse", None, SchemaPrivilege("extensions", "keys", "USAGE", repairable=False, required=True)), "", ""),
     (op("needs_dba", SchemaPrivilege("extensions", "app", "CREATE", repairable=False), None), "", ""),
@@ -88,7 +90,7 @@ CASES = [
     (op("refuse", None, FunctionGrant("extensions", "digest", "text, text", "keys", repairable=False, required=True)),
      "", ""),
     (
-        op("owner", Schema("s", "owner"), Schema("s", "keys", adopt_from="owner")),
+        op("owner", Schema("s", "owner"), Schema("s", "keys", adopt_from=("owner",))),
         'ALTER SCHEMA "s" OWNER TO "keys"',
         'ALTER SCHEMA "s" OWNER TO "owner"',
     ),
@@ -159,16 +161,16 @@ CASES = [
         'REVOKE GRANT OPTION FOR UPDATE ("title")',
         'GRANT UPDATE ("title") ON TABLE "public"."Prompt" TO "app" WITH GRANT OPTION',
     ),
-    (op("create", None, TRIGGER), 'CREATE TRIGGER "rlsctl_guard"', 'DROP TRIGGER "rlsctl_guard"'),
+    (op("create", None, TRIGGER), 'CREATE TRIGGER "zz_rlsctl_guard"', 'DROP TRIGGER "zz_rlsctl_guard"'),
     (op("enable", replace(TRIGGER, enabled="D"), TRIGGER), "ENABLE TRIGGER", "DISABLE TRIGGER"),
     (op("enable", replace(TRIGGER, enabled="R"), TRIGGER), " ENABLE TRIGGER", "ENABLE REPLICA TRIGGER"),
     (op("enable", replace(TRIGGER, enabled="A"), TRIGGER), " ENABLE TRIGGER", "ENABLE ALWAYS TRIGGER"),
     (op("recreate", replace(TRIGGER, events="INSERT OR UPDATE"), TRIGGER), "BEFORE UPDATE", "INSERT OR UPDATE"),
-    (op("drop", replace(TRIGGER, enabled="D"), None), 'DROP TRIGGER "rlsctl_guard"', "DISABLE TRIGGER"),
+    (op("drop", replace(TRIGGER, enabled="D"), None), 'DROP TRIGGER "zz_rlsctl_guard"', "DISABLE TRIGGER"),
     (
         op("recreate", replace(TRIGGER, timing="AFTER", definition=AFTER), TRIGGER),
-        'DROP TRIGGER "rlsctl_guard" ON "public"."Team";\nCREATE TRIGGER "rlsctl_guard" BEFORE UPDATE',
-        "CREATE TRIGGER rlsctl_guard AFTER UPDATE",
+        'DROP TRIGGER "zz_rlsctl_guard" ON "public"."Team";\nCREATE TRIGGER "zz_rlsctl_guard" BEFORE UPDATE',
+        "CREATE TRIGGER zz_rlsctl_guard AFTER UPDATE",
     ),
     (op("create", None, KeyTable("rlsctl", "encryption_key", "keys")), "CREATE TABLE", 'DROP TABLE "rlsctl"."encryption_key"'),
     (

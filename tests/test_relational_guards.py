@@ -153,6 +153,8 @@ def copy_example(tmp_path: Path) -> Path:
         ("            - same: project_id.org_id", "            - same: title.org_id", "task.title has no foreign key"),
         # a path ending on a column the related table does not have
         ("            - same: project_id.org_id", "            - same: project_id.team_id", "project.team_id"),
+        # negated: an unseen project would make `not same` pass
+        ("            - same: project_id.org_id", "            - not: {same: project_id.org_id}", "cannot be negated"),
     ],
 )
 def test_misused_same_is_one_clear_error(tmp_path, old, new, says):
@@ -165,3 +167,64 @@ def test_misused_same_is_one_clear_error(tmp_path, old, new, says):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "work.yaml:" in lines[0] and says in lines[0], result.stderr
+
+
+def test_a_setting_principal_in_another_spelling_is_the_same_user(db, tmp_path):
+    """'C4908D2E-...' is the uuid 'c4908d2e-...' to the server; the tester's evaluator must agree
+    (it used to keep the raw text and count the admin's own rows as leaks)."""
+    import uuid
+
+    from rlsctl.tester.fixtures import NAMESPACE
+    from rlsctl.tester.run import run_matrix
+
+    root = copy_example(tmp_path)
+    admin = str(uuid.uuid5(NAMESPACE, "account/acc_a_admin")).upper()
+    fixtures = root / "policies" / "fixtures.yaml"
+    text = fixtures.read_text()
+    shouting = "    shouting_admin: {setting: '{" + admin + "}'}\n"  # braces and capitals: still the uuid
+    fixtures.write_text(text.replace("    owner:       {role: owner}\n", shouting + "    owner:       {role: owner}\n"))
+    project = load_project(root, role_prefix=db.prefix)
+    migrate_and_apply(db, project=project)
+    with db.connect() as conn:
+        result = run_matrix(conn, project, "spelling")
+    assert not result.failures, result.failures[:3]
+    cells = [cell for cell in result.cells if cell.principal == "shouting_admin"]
+    assert any(cell.actual.allowed for cell in cells)  # the admin's rights, not no identity
+
+
+def test_a_trigger_that_rewrites_the_row_cannot_slip_past_the_guard(orgs_db):
+    """BEFORE triggers fire in name order. Found by a review: a "helpful" trigger that sets
+    project_id from a parent task, sorting after a guard named rlsctl_guard, carried a task across
+    organisations after the guard said yes. rlsctl's triggers are named zz_rlsctl_... and come
+    after the application's: the guard judges the row as the trigger left it."""
+    with orgs_db.connect() as conn:
+        conn.execute(
+            "CREATE FUNCTION public.to_b1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"NEW.project_id := '{PROJECTS['b1']}'; RETURN NEW; END $$; "
+            "CREATE TRIGGER task_parent_project BEFORE UPDATE ON task FOR EACH ROW EXECUTE FUNCTION public.to_b1()"
+        )
+    try:
+        assert move(orgs_db, "both", "a2") == MOVE_MESSAGE  # asked for A2, the trigger made it B1
+    finally:
+        with orgs_db.connect() as conn:
+            conn.execute("DROP TRIGGER task_parent_project ON task; DROP FUNCTION public.to_b1()")
+
+
+def test_a_trigger_that_still_fires_after_the_guard_is_drift(db, tmp_path):
+    root = copy_example(tmp_path)
+    migrate_and_apply(db, project=load_project(root, role_prefix=db.prefix))
+    with db.connect() as conn:
+        conn.execute(
+            "CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; "
+            "CREATE TRIGGER zzz_late BEFORE UPDATE ON task FOR EACH ROW EXECUTE FUNCTION public.touch(); "
+            "CREATE TRIGGER set_updated_at BEFORE UPDATE ON task FOR EACH ROW EXECUTE FUNCTION public.touch()"
+        )
+    result = CliRunner().invoke(
+        main, ["drift", "--format", "json", "--project", str(root), "--dsn", db.dsn, "--role-prefix", db.prefix]
+    )
+    assert result.exit_code == 1, result.output
+    import json
+
+    items = {item["object"]: item["detail"] for item in json.loads(result.stdout)["drift"]}
+    assert list(items) == ["trigger zzz_late on task"], items  # set_updated_at fires before the guard
+    assert "fires after zz_rlsctl_guard" in items["trigger zzz_late on task"]

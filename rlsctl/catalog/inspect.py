@@ -37,11 +37,13 @@ from rlsctl.pg import statements
 from rlsctl.pg.templates import render_template
 from rlsctl.state.objects import (
     BUILTIN_FUNCTIONS,
+    ENCRYPT_TRIGGER,
+    GUARD_TRIGGER,
     HELPER_TABLES,
     KEY_REGISTRY_TABLE,
     KEY_STORE_TABLE,
-    KEY_TABLES,
     MANAGED_DEFAULT_TYPES,
+    OWN_TABLES,
     TRIGGER_NAMES,
     ActiveKey,
     ColumnGrant,
@@ -60,6 +62,8 @@ from rlsctl.state.objects import (
     SchemaPrivilege,
     TableGrant,
     TableSecurity,
+    Trigger,
+    UndeclaredTable,
     UntrustedCode,
 )
 from rlsctl.state.scope import ManagedScope
@@ -108,6 +112,11 @@ def live_objects(
         "table_privileges": {"schemas": schemas},
         "column_privileges": {"schemas": schemas},
         "triggers": {"schema": scope.schema},
+        "undeclared_tables": {
+            "schema": scope.schema,
+            "tables": list(scope.declared_tables or scope.tables),
+            "roles": [role for role in managed_roles if role != scope.owner_role],
+        },
     }
     if scope.keys_role is not None:
         queries["untrusted_code"] = untrusted_code_params(scope, scope.keys_tables, scope.keys_read_tables)
@@ -164,11 +173,15 @@ def _load(
     found.managed.extend(policy for policy, _ in policies)
     live_grants = [catalog.live_grant(row) for row in rows["table_privileges"] + rows["column_privileges"]]
     _grants(found, [g for g in live_grants if (g.schema, g.table) in ours], scope)
-    for row in rows["triggers"]:
-        if row["table_name"] in managed_tables:
-            trigger = catalog.live_trigger(row, scope.helper_schema)
-            # rlsctl's by name (whatever they call) or by what they call; others' are reported only.
-            found.add(trigger, trigger.name in TRIGGER_NAMES or trigger.ours)
+    live_triggers = [
+        catalog.live_trigger(row, scope.helper_schema)
+        for row in rows["triggers"]
+        if row["table_name"] in managed_tables
+    ]
+    for trigger in live_triggers:
+        # rlsctl's by name (whatever they call) or by what they call; others' are reported only.
+        found.add(trigger, trigger.name in TRIGGER_NAMES or trigger.ours)
+    found.managed.extend(_triggers_after_ours(live_triggers))
     if key_data is not None and key_data["found"]:
         found.managed.append(ActiveKey(scope.helper_schema))
     if key_data is not None:
@@ -178,6 +191,10 @@ def _load(
     found.managed.extend(
         UntrustedCode(row["table_name"], row["what"], row["name"], row["detail"])
         for row in rows.get("untrusted_code", [])
+    )
+    found.managed.extend(
+        UndeclaredTable(row["name"], row["what"], row["rls"], tuple(row["reached_by"]))
+        for row in rows["undeclared_tables"]
     )
     builtin = rows.get("builtin_function_grants", [])
     found.managed.extend(
@@ -235,7 +252,7 @@ def _helper_tables(found: _Sorted, rows: list[dict[str, Any]], scope: ManagedSco
     for row in rows:
         table = TableSecurity(row["name"], row["owner"], row["rls_enabled"], row["rls_forced"], scope.helper_schema)
         found.add(table, row["name"] in HELPER_TABLES)
-        if row["name"] in KEY_TABLES:
+        if row["name"] in OWN_TABLES:
             found.managed.append(KeyTable(scope.helper_schema, row["name"], row["owner"]))
 
 
@@ -254,6 +271,31 @@ def _key_store_data(
     row = conn.execute(sql.encode()).fetchone()
     assert row is not None
     return {"found": bool(row[0]), "recorded": [tuple(pair) for pair in row[1]]}
+
+
+def _triggers_after_ours(triggers: list[Trigger]) -> list[UntrustedCode]:
+    """BEFORE row triggers fire in name order, and rlsctl's are named to come last (zz_...):
+    another's that still sorts after one of them may change the row after the guard judged it
+    (a task moved across organisations by a "helpful" trigger) or put plaintext back after
+    encryption."""
+    ours: dict[str, list[str]] = {}
+    for trigger in triggers:
+        if trigger.name in (GUARD_TRIGGER, ENCRYPT_TRIGGER):  # the ones that judge or rewrite NEW
+            ours.setdefault(trigger.table, []).append(trigger.name)
+    found: list[UntrustedCode] = []
+    for trigger in triggers:
+        passed = sorted(name for name in ours.get(trigger.table, ()) if name < trigger.name)
+        writes = "INSERT" in trigger.events or "UPDATE" in trigger.events
+        if trigger.name in TRIGGER_NAMES or trigger.ours or not passed or not writes:
+            continue
+        if trigger.timing != "BEFORE" or trigger.level != "ROW" or trigger.enabled == "D":
+            continue
+        detail = (
+            f"fires after {', '.join(passed)} (BEFORE triggers run in name order) and may change the row "
+            f"after rlsctl judged or encrypted it: rename it to sort before {passed[0]}, or drop it"
+        )
+        found.append(UntrustedCode(trigger.table, "trigger", trigger.name, detail, runs_in_keys_sessions=False))
+    return found
 
 
 def _role(role: catalog.LiveRole) -> Role:

@@ -11,6 +11,10 @@ another database of the cluster may create or change the same roles at the
 same moment. PostgreSQL then fails one of the two transactions ("tuple
 concurrently updated", or a duplicate in pg_authid / pg_auth_members); that
 apply starts over and plans afresh, up to a few times.
+
+Locks are taken in short attempts (`txn.LockRetry`): a lock not granted within
+`lock_timeout` rolls the whole transaction back and apply tries again later,
+so the table's other users never queue behind apply for longer than that.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from psycopg import errors as pgerrors
 
 from rlsctl.catalog import queries as catalog
 from rlsctl.change.plan import Plan, plan_for_database
-from rlsctl.change.txn import lock_wait_message, locked_transaction
+from rlsctl.change.record import record_operation, state_digest
+from rlsctl.change.txn import (
+    ATTEMPT_SECONDS,
+    TOTAL_SECONDS,
+    LockRetry,
+    LockWaits,
+    TableLockBusy,
+    lock_wait_message,
+)
 from rlsctl.declare.compile import declare
 from rlsctl.declare.state import DeclaredState, EncryptionSpec
 from rlsctl.declare.validate import validate
@@ -41,6 +53,8 @@ from rlsctl.state.objects import KEY_REGISTRY_TABLE, EncryptedColumnRecord, KeyT
 T = TypeVar("T")
 ATTEMPTS = 5
 SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_shdescription")
+# A statement that waited its lock_timeout, or that a deadlock with the application ended.
+LOCK_ERRORS = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected)
 
 
 class ConcurrentCatalogChange(UsageError):
@@ -81,6 +95,7 @@ def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -
 def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int | None = None) -> Plan:
     schema = live_schema(conn, project, phase)
     validate(project, project.migrated_schema().union(schema))
+    _refuse_bypassing_app(conn, project, where)
     found = _check_extensions(conn, project, where)
     state = declare(project, schema)
     # Installed where rlsctl's functions call them (the helper schema, or the platform's safe one):
@@ -97,6 +112,24 @@ def make_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
         (_role_names(project, item.object), item.reason) for item in project.settings.acknowledged
     )
     return replace(plan, pending=pending, pending_columns=pending_columns, acknowledged=acknowledged)
+
+
+def _refuse_bypassing_app(conn: psycopg.Connection, project: Project, where: str) -> None:
+    """The app role's policies are the product: a platform's (external) app role that is
+    SUPERUSER or BYPASSRLS skips every one of them. rlsctl does not manage an external role's
+    attributes, so it cannot repair this, and will not pretend the database is secured."""
+    for key, decl in sorted(project.roles.items()):
+        if decl.kind != "app" or not decl.external:
+            continue
+        name = project.role_name(key)
+        rows = statements.run(conn, "role_attributes", name=name)
+        flags = [flag for flag in ("superuser", "bypassrls") if rows and rows[0][flag]]
+        if flags:
+            raise UsageError(
+                f"{where}: role {name} (role {key!r}, kind app, external) is {' and '.join(f.upper() for f in flags)}: "
+                "every policy is skipped for it; a DBA must take that away (ALTER ROLE ... NOBYPASSRLS) "
+                "before rlsctl can secure anything; nothing was changed"
+            )
 
 
 def _role_names(project: Project, text: str) -> str:
@@ -217,22 +250,35 @@ def apply(
     *,
     phase: int | None = None,
     dry_run: bool = False,
-    lock_timeout: float = 10.0,
+    lock_timeout: float = ATTEMPT_SECONDS,
+    lock_wait_total: float = TOTAL_SECONDS,
 ) -> ApplyReport:
+    """`lock_timeout`: the longest one lock request queues (the table's users queue behind it);
+    `lock_wait_total`: how long to keep trying before giving up (exit 2, nothing changed)."""
+    locking = LockRetry(conn, LockWaits(lock_timeout, lock_wait_total), where)
+
     def attempt() -> ApplyReport:
         try:
-            with locked_transaction(conn, lock_timeout, where):
+            with locking.transaction():
                 plan = make_plan(conn, project, where, phase)
                 refuse_if_needed(plan)
                 execute_statements(conn, plan.sql, where, lock_timeout)
                 _refuse_lookalikes(conn, plan, where, project.root / "templates")
+                if not dry_run and plan.sql:
+                    _record(conn, plan, project.root / "templates")
                 if dry_run:
                     raise _DryRunDone(plan)
             return ApplyReport(where, plan, dry_run=False)
         except _DryRunDone as done:
             return ApplyReport(where, done.plan, dry_run=True)
 
-    return retrying(attempt)
+    return locking.run(lambda: retrying(attempt))
+
+
+def _record(conn: psycopg.Connection, plan: Plan, templates: Path) -> None:
+    """In the audit log, in apply's transaction: system:apply, and the state it applied (docs/audit.md)."""
+    details = {"state": state_digest(plan.state, templates), "statements": len(plan.sql)}
+    record_operation(conn, plan.state, "apply", "apply", details, templates)
 
 
 def _refuse_lookalikes(conn: psycopg.Connection, plan: Plan, where: str, templates: Path) -> None:
@@ -292,15 +338,24 @@ class _DryRunDone(Exception):
 def execute_statements(
     conn: psycopg.Connection, sql_statements: tuple[str, ...], where: str, lock_timeout: float
 ) -> None:
-    """Run statements in one round trip; if that fails, one by one, so the error names the statement."""
+    """Run statements in one round trip; if that fails, one by one, so the error names the statement.
+
+    Not when a lock was busy (or a role changed under us): rolling back to the
+    savepoint released the locks the batch had, so running the statements
+    again would queue for them a second time. The caller's transaction ends
+    instead (`TableLockBusy`), and apply retries all of it after a pause."""
     if not sql_statements:
         return
     try:
         with conn.transaction():
             conn.execute(";\n".join(sql_statements).encode())
         return
-    except psycopg.Error:
-        pass  # rolled back to the savepoint: find and report the statement that fails
+    except LOCK_ERRORS as exc:
+        raise TableLockBusy(lock_wait_message(exc, where, lock_timeout)) from None
+    except psycopg.Error as exc:
+        if _concurrent_catalog_change(exc):
+            raise ConcurrentCatalogChange(f"{where}: a concurrent change to the same role; retrying") from None
+        # rolled back to the savepoint: find and report the statement that fails
     _execute_one_by_one(conn, sql_statements, where, lock_timeout)
 
 
@@ -310,8 +365,8 @@ def _execute_one_by_one(
     for number, statement in enumerate(sql_statements, start=1):
         try:
             conn.execute(statement.encode())
-        except pgerrors.LockNotAvailable as exc:
-            raise UsageError(lock_wait_message(exc, where, lock_timeout)) from None
+        except LOCK_ERRORS as exc:
+            raise TableLockBusy(lock_wait_message(exc, where, lock_timeout)) from None
         except psycopg.Error as exc:
             if _concurrent_catalog_change(exc):
                 raise ConcurrentCatalogChange(f"{where}: a concurrent change to the same role; retrying") from None

@@ -17,7 +17,7 @@ from pathlib import Path
 from rlsctl.change import diff as d
 from rlsctl.change.plan import Plan, render_operations
 from rlsctl.pg.templates import render_template
-from rlsctl.state.objects import Extension, FunctionGrant, Role, SchemaPrivilege, UntrustedCode
+from rlsctl.state.objects import Extension, FunctionGrant, Role, SchemaPrivilege, UndeclaredTable, UntrustedCode
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def _fixes(op: d.Operation, keys: str | None, project_schema: str) -> list[d.Ope
     """The operations a DBA runs for `op`; [] when only a comment can say it; None when apply
     does it."""
     if op.action == "needs_dba":
-        if isinstance(op.obj, UntrustedCode):
-            return []
+        if isinstance(op.obj, UntrustedCode | UndeclaredTable):
+            return []  # what to drop or revoke is the DBA's (and the team's) call
         return [d.Operation("grant" if op.new is not None else "revoke", op.old, op.new, op.effect)]
     if op.action != "refuse":
         return None

@@ -8,6 +8,7 @@ states the order statements run in.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from rlsctl.state.objects import (
     TableGrant,
     TableSecurity,
     Trigger,
+    UndeclaredTable,
     UntrustedCode,
 )
 
@@ -146,7 +148,11 @@ class Operation:
             return trigger_change(self.old, self.new)
         if isinstance(self.old, Extension) and isinstance(self.new, Extension):
             return f"in schema {self.old.schema}, not {self.new.schema}"
-        return ""
+        if self.old is not None and self.new is not None:
+            return fields_changed(self.old, self.new)
+        if self.new is not None:
+            return "declared, not in the database"
+        return "in the database, not declared"
 
     def reverse(self) -> Operation:
         """The operation that undoes this one: the inverse action, old and new swapped, its own effect.
@@ -165,6 +171,21 @@ class Operation:
         return Operation(action, old, new, effect_of(action, old, new))
 
 
+def fields_changed(old: Obj, new: Obj) -> str:
+    """`field: live -> declared` for each compared field that differs (long values shortened)."""
+    found = [
+        f"{field.name.replace('_', ' ')}: {_short(getattr(old, field.name))} -> {_short(getattr(new, field.name))}"
+        for field in dataclasses.fields(old)
+        if field.compare and getattr(old, field.name) != getattr(new, field.name)
+    ]
+    return "; ".join(found)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _target(obj: FunctionGrant | SchemaPrivilege) -> str:
     if isinstance(obj, FunctionGrant):
         return f"{obj.schema}.{obj.name}({obj.arg_types})"
@@ -179,10 +200,18 @@ def _grant_sql(obj: FunctionGrant | SchemaPrivilege) -> str:
 
 def _needs_dba(obj: Obj, action: str) -> str:
     """Why apply leaves a difference to a DBA: it cannot act as the role that decides it."""
+    if isinstance(obj, UntrustedCode) and not obj.runs_in_keys_sessions:
+        return obj.detail
     if isinstance(obj, UntrustedCode):
         return (
             f"{obj.detail}: it would run in rlsctl keys sessions, where the key-encryption key is a "
             "session setting; rlsctl keys refuses this table until a DBA removes it"
+        )
+    if isinstance(obj, UndeclaredTable):
+        rls = "row-level security on" if obj.rls else "row-level security OFF"
+        return (
+            f"no policy file declares it, yet {', '.join(obj.reached_by)} ({rls}): declare it under "
+            "tables: so rlsctl manages its grants and policies, or revoke the grants; apply leaves it alone"
         )
     role = obj.creator if isinstance(obj, DefaultPrivilege) else getattr(obj, "grantor", None)
     if isinstance(obj, FunctionGrant):
@@ -354,7 +383,7 @@ def operations(
 
 
 def _removed(obj: Obj) -> Operation:
-    if isinstance(obj, UntrustedCode):
+    if isinstance(obj, UntrustedCode | UndeclaredTable):
         return _operation("needs_dba", obj, None)  # the tables' owner made it: apply never drops others' code
     if obj.kind not in GRANT_KINDS:
         return _operation("drop", obj, None)
@@ -413,8 +442,8 @@ def _modified(old: Obj, new: Obj, declared: Objects) -> list[Operation]:
         return [_operation("alter" if old.movable else "refuse", old, new)]
     if isinstance(new, Schema):
         assert isinstance(old, Schema)
-        if old.owner == new.adopt_from:
-            # The owner role, which held the helper schema before it moved to the keys role:
+        if old.owner in new.adopt_from:
+            # A role of rlsctl's that held the helper schema before it moved to the keys role:
             # rlsctl made everything in it (and inspects it: extra functions are dropped).
             return [_operation("owner", old, new)]
         # Someone else's schema (or one given away) may hold objects rlsctl does not inspect.
@@ -548,6 +577,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("column_grant", "revoke"),
     ("column_grant", "revoke_grant_option"),
     ("untrusted_code", "needs_dba"),
+    ("undeclared_table", "needs_dba"),
     ("trigger", "drop"),
     ("trigger", "disable"),
     ("policy", "drop"),

@@ -25,6 +25,7 @@ from rlsctl.state.objects import (
     ENCRYPT_TRIGGER,
     Obj,
     Objects,
+    Role,
     Schema,
     Trigger,
     builtin_defaults,
@@ -149,13 +150,23 @@ def plan_for_empty(state: DeclaredState, templates: Path | None) -> Plan:
     return Plan(state, ops, render_operations(list(ops), state, templates))
 
 
+def _with_defaults_of_new_roles(live: Live, state: DeclaredState) -> Live:
+    """A creator role this plan creates will have PostgreSQL's built-in default privileges (PUBLIC
+    executes its functions) the moment it exists: plan for them now, so one apply converges."""
+    existing = {obj.name for obj in live.objects.values() if isinstance(obj, Role)}
+    missing = tuple(creator for creator in state.creators if creator not in existing)
+    if not missing:
+        return live
+    return replace(live, objects={**builtin_defaults(missing), **live.objects})
+
+
 def plan_for_database(
     conn: psycopg.Connection, state: DeclaredState, templates: Path | None, kinds: set[str] | None = None
 ) -> Plan:
     operator_role = catalog.current_role(conn)
     operator = None if operator_role.superuser else operator_role.name
     declared = declared_objects(state, render_bodies(state, templates), operator)
-    live = live_objects(conn, state.scope, operator, templates)
+    live = _with_defaults_of_new_roles(live_objects(conn, state.scope, operator, templates), state)
     declared = normalise_policies(conn, state, declared, live.objects, templates)
     ops = plan_changes(state, declared, live, templates, kinds)
     # What a CASCADE removes is not left alone: the statement that removes it names it instead.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rlsctl.declare import expr as e
+from rlsctl.declare.audit import audit_spec, audit_writer
 from rlsctl.declare.bind import (
     Binder,
     BindError,
@@ -21,6 +22,7 @@ from rlsctl.declare.bind import (
     tenancy_exists,
 )
 from rlsctl.declare.functions import catalogue
+from rlsctl.declare.retention import retention_spec
 from rlsctl.declare.state import (
     PRIVILEGE,
     ApiKeyParent,
@@ -60,7 +62,7 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         helper_schema=project.helper_schema,
         identity_setting=identity.setting,
         identity_expression=identity.expression,
-        identity_type=identity.type,
+        identity_type=canonical_type(identity.type),
         extensions=project.settings.extensions,
         extension_schemas=tuple(
             (name, extension_schema(schema, name, project.helper_schema)) for name in project.settings.extensions
@@ -78,6 +80,8 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         encryption=_encryption(project, schema, tables),
         api_keys=_api_keys(project, schema),
         api_key_parents=_api_key_parents(project, schema),
+        retention=retention_spec(project, schema),
+        audit=audit_spec(project, schema),
     )
     return replace(state, helper_functions=catalogue(state))
 
@@ -209,6 +213,9 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
     keys_policies, keys_grants = _keys_role(project, schema, name, decl, table, tenancy)
     policies += keys_policies
     grants += keys_grants
+    audit_policies, audit_grants = audit_writer(project, name, table)
+    policies += audit_policies
+    grants += audit_grants
     guards = tuple(
         _guard(project, schema, name, guard)
         for guard in decl.guards
@@ -301,7 +308,7 @@ def _grant(decl: TableDecl, table: Table, role_key: str, role: str, command: str
 
 
 def _definer_policies(project: Project, schema: Schema, table: str, tenancy: TenancySpec | None) -> list[PolicySpec]:
-    """The helper owner reads only the session user's own tenancy rows (SPEC s6)."""
+    """The helper owner reads only the session user's own tenancy rows (docs/threat-model.md, Guarantees)."""
     if tenancy is None:
         return []
     definer_key = project.role_of_kind("definer")
@@ -334,7 +341,12 @@ def _definer_grants(project: Project, table: str, tenancy: TenancySpec | None) -
 def _retention(
     project: Project, schema: Schema, name: str, decl: TableDecl, table: Table
 ) -> tuple[list[PolicySpec], list[GrantSpec]]:
-    """The retention role may see and delete expired rows, and nothing younger."""
+    """The retention role may see and delete expired rows, and nothing younger.
+
+    It may also lock them (`retention_lock`): a batch takes its rows with FOR UPDATE SKIP
+    LOCKED, which PostgreSQL allows only to a role with UPDATE privilege and an UPDATE
+    policy. That policy's check is false, so no UPDATE of the role ever succeeds: it
+    locks expired rows and changes none (docs/retention.md)."""
     retention = decl.retention
     if retention is None or retention.legal_hold or not table.has_column(retention.column):
         return [], []
@@ -346,10 +358,14 @@ def _retention(
         PolicySpec(name, f"{retention.role}_{command}", command, retention.role, role, expired, None)
         for command in ("select", "delete")
     ]
-    readable = (*table.primary_key, retention.column)
+    policies.append(PolicySpec(name, f"{retention.role}_lock", "update", retention.role, role, expired, e.FALSE))
+    # The batches read the tenant column too: rows of a tenant on hold stay.
+    tenant = (decl.tenant,) if isinstance(decl.tenant, str) and table.has_column(decl.tenant) else ()
+    readable = (*table.primary_key, retention.column, *tenant)
     grants = [
         GrantSpec(name, "SELECT", retention.role, role, tuple(dict.fromkeys(readable))),
         GrantSpec(name, "DELETE", retention.role, role, None),
+        GrantSpec(name, "UPDATE", retention.role, role, (retention.column,)),
     ]
     return policies, grants
 
@@ -437,6 +453,18 @@ def _guard(project: Project, schema: Schema, table: str, guard: Guard) -> GuardS
         require_new = bind(project, schema, guard.roles[0], guard.require_new, table, in_guard=True)
     changed = tuple(c for c in guard.changed if schema.has_column(table, c))
     return GuardSpec(changed, require, require_new, guard.message, roles)
+
+
+# The names the catalog prints (pg_get_function_result) for the spellings a project may use:
+# a helper declared to return `varchar` is live as `character varying`, and would otherwise be
+# replaced on every apply (never converging).
+TYPE_NAMES = {
+    "varchar": "character varying", "int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
+}  # fmt: skip
+
+
+def canonical_type(name: str) -> str:
+    return TYPE_NAMES.get(name.strip().lower(), name)
 
 
 __all__ = ["declare"]

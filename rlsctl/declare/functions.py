@@ -11,6 +11,10 @@
 | decrypt(text or jsonb) | keys | DEFINER | the roles declared as readers |
 | encrypt_<table>() (trigger) | keys | INVOKER | nobody (triggers only) |
 | master_key(), data_key(id), active_key_id(), key_of, encrypt_with, decrypt_with | keys | INVOKER | their owner |
+| retention_<table>(...) (one batch of expired rows) | the table's retention role | DEFINER | its owner (and members) |
+| retention_holds(table), retention_record(...) | definer | DEFINER | the retention roles |
+| retention_hold(table, tenant, reason), retention_release(...) | definer | DEFINER | the hold roles |
+| audit_<table>(), audit_guard_<log>(), audit_record(...), ... | definer | | see rlsctl/declare/audit.py |
 
 Every function has `search_path = pg_catalog, pg_temp` and qualifies every
 other name; the bodies are the macros of templates/objects/bodies.sql.j2
@@ -22,6 +26,7 @@ of each query for the session.
 
 from __future__ import annotations
 
+from rlsctl.declare.audit import audit_functions
 from rlsctl.declare.state import DeclaredState, HelperFn, helper_name
 
 TIMESTAMP = "timestamp without time zone"
@@ -39,6 +44,8 @@ def catalogue(state: DeclaredState) -> tuple[HelperFn, ...]:
     ]  # fmt: skip
     found += _api_key_functions(state)
     found += _encryption_functions(state)
+    found += _retention_functions(state)
+    found += audit_functions(state)
     return tuple(found)
 
 
@@ -163,3 +170,54 @@ def _encryption_functions(state: DeclaredState) -> list[HelperFn]:
     ]  # fmt: skip
     return found
 
+
+
+RETENTION_BODIES = "objects/retention_bodies.sql.j2"
+# The batch function's signature: every argument has a default, so a pg_cron job or a person
+# can call `SELECT * FROM rlsctl.retention_<table>()` for one batch of the default size.
+RETENTION_BATCH_ARGS = "text, text, integer, boolean, text"
+RETENTION_BATCH_DECL = (
+    "cutoff text DEFAULT NULL, after text DEFAULT NULL, batch_size integer DEFAULT 1000, "
+    "dry_run boolean DEFAULT false, lock_wait text DEFAULT '2s', "
+    "OUT removed bigint, OUT last_seen text, OUT cutoff_used text, OUT held text, OUT skipped bigint"
+)
+
+
+def _retention_functions(state: DeclaredState) -> list[HelperFn]:
+    """Retention (docs/retention.md): one batch function per table, owned by its retention role (so
+    its policies decide what goes), and the hold register's functions, owned by the definer."""
+    spec = state.retention
+    if spec is None:
+        return []
+    found = [
+        HelperFn(
+            table.function, RETENTION_BATCH_ARGS, policy_helper=False, arg_decl=RETENTION_BATCH_DECL,
+            returns="record", language="plpgsql", volatility="v", security_definer=True, owner=table.role,
+            body="retention_batch", table=table.table, template=RETENTION_BODIES,
+        )
+        for table in spec.tables
+        if table.primary_key
+    ]  # fmt: skip
+    found += [
+        HelperFn(
+            "retention_holds", "text", policy_helper=False, arg_decl="table_name text", returns="text[]",
+            language="plpgsql", security_definer=True, owner=spec.owner, executors=spec.deleters,
+            body="retention_holds", template=RETENTION_BODIES,
+        ),
+        HelperFn(
+            "retention_record", "text, text, bigint, double precision, boolean, text", policy_helper=False,
+            arg_decl="table_name text, cutoff text, removed bigint, seconds double precision, dry_run boolean, "
+            "held text",
+            returns="void", language="plpgsql", volatility="v", security_definer=True, owner=spec.owner,
+            executors=spec.deleters, body="retention_record", template=RETENTION_BODIES,
+        ),
+    ]  # fmt: skip
+    found += [
+        HelperFn(
+            name, "text, text, text", policy_helper=False, arg_decl="table_name text, tenant text, reason text",
+            returns="boolean", language="plpgsql", volatility="v", security_definer=True, owner=spec.owner,
+            executors=spec.hold_roles, body=name, template=RETENTION_BODIES,
+        )
+        for name in ("retention_hold", "retention_release")
+    ]  # fmt: skip
+    return found

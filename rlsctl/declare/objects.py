@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlsctl.declare.audit import audit_objects
 from rlsctl.declare.state import PGCRYPTO, DeclaredState, HelperFn, TableSpec, helper_name
 from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
@@ -18,6 +19,7 @@ from rlsctl.state.objects import (
     GUARD_TRIGGER,
     KEY_TABLES,
     READ_SERVER_FILES,
+    RETENTION_TABLES,
     SEARCH_PATH,
     ActiveKey,
     ColumnGrant,
@@ -55,7 +57,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     Some kinds are declared by their absence: managed roles are members of no
     role (the operator's memberships in them are the only ones declared), and
     default privileges of the roles that create objects give nobody anything
-    (SPEC s3). What the catalog has of those kinds is extra.
+    (docs/access-matrix.md, Roles). What the catalog has of those kinds is extra.
     """
     found: list[Obj] = []
     for role in state.roles:
@@ -76,6 +78,8 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
             for role in dict.fromkeys((helper.owner, *helper.executors))
         ]
     found += helper_tables(state)
+    if state.retention is not None:
+        found += [KeyTable(state.helper_schema, name, state.retention.owner) for name in RETENTION_TABLES]
     if state.encryption is not None and state.keys is not None:
         found += [
             *(KeyTable(state.helper_schema, name, state.keys) for name in KEY_TABLES),
@@ -99,6 +103,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
             ]
     for table in state.tables:
         found += _table_objects(state, table, bodies)
+    found += audit_objects(state)
     return {obj.key: obj for obj in found}
 
 
@@ -108,11 +113,17 @@ def helper_tables(state: DeclaredState) -> list[Obj]:
     found: list[Obj] = [TableSecurity(BOOKKEEPING_TABLE, state.owner, False, False, state.helper_schema)]
     if state.keys is not None:
         found += [TableSecurity(name, state.keys, True, False, state.helper_schema) for name in KEY_TABLES]
+    if state.retention is not None:
+        owner = state.retention.owner
+        found += [TableSecurity(name, owner, True, False, state.helper_schema) for name in RETENTION_TABLES]
     return found
 
 
 def _schemas(state: DeclaredState) -> list[Obj]:
-    found: list[Obj] = [Schema(state.helper_schema, state.helper_owner, adopt_from=state.owner)]
+    # rlsctl's own roles that held the helper schema before: the owner role (older versions), the
+    # definer (a project that had no keys role until it declared encrypted columns or API keys).
+    previous = tuple(role for role in (state.owner, state.definer) if role != state.helper_owner)
+    found: list[Obj] = [Schema(state.helper_schema, state.helper_owner, adopt_from=previous)]
     if state.schema != "public":
         found.append(Schema(state.schema, state.owner))
     for name in state.grantee_role_names:
@@ -185,9 +196,7 @@ def render_bodies(state: DeclaredState, templates: Path | None) -> Bodies:
         args: tuple[object, ...] = (state,)
         if helper.table is not None:
             args = (state, state.table(helper.table))
-        functions[f"{helper.name}({helper.args})"] = "\n" + call_macro(
-            "objects/bodies.sql.j2", helper.body, templates, *args
-        )
+        functions[f"{helper.name}({helper.args})"] = "\n" + call_macro(helper.template, helper.body, templates, *args)
     using: dict[tuple[str, str], str | None] = {}
     check: dict[tuple[str, str], str | None] = {}
     for table in state.tables:

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from rlsctl.declare import expr as e
+from rlsctl.declare.audit_spec import AuditSpec
 from rlsctl.pg.sql import SqlText, ident
 from rlsctl.schema.tables import Schema
 from rlsctl.state.scope import ManagedScope, ScopeRole
@@ -135,8 +136,9 @@ class HelperFn:
     security_definer: bool = False
     owner: str = ""
     executors: tuple[str, ...] = ()  # roles granted EXECUTE (policy helpers: computed from the policies)
-    body: str = ""  # the macro of objects/bodies.sql.j2 that writes its body
-    table: str | None = None  # for per-table functions (guards, encryption triggers)
+    body: str = ""  # the macro of `template` that writes its body
+    table: str | None = None  # for per-table functions (guards, encryption triggers, retention)
+    template: str = "objects/bodies.sql.j2"  # the macro library holding `body`
 
     @property
     def signature_args(self) -> SqlText:
@@ -187,6 +189,55 @@ class EncryptionSpec:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted({c.kind for c in self.columns}))
+
+
+@dataclass(frozen=True)
+class RetentionTable:
+    """A table with `retention:` that exists, and what its batch function needs (docs/retention.md)."""
+
+    table: str
+    column: str  # the row's age: rows older than `days` days by it (UTC) are expired
+    column_type: str
+    days: int
+    role_key: str
+    role: str  # deletes expired rows (its policies let it delete nothing younger)
+    hold_role: str | None  # may set and lift runtime holds on this table
+    static_hold: bool  # `legal_hold: true` in the policy file: no retention policy at all
+    primary_key: tuple[str, ...]  # batches lock their rows, then delete them by it
+    tenant: str | None  # the row's own tenant column: tenant holds keep that tenant's rows
+    tenant_via: bool = False  # the tenant is reached through another table: a tenant hold holds all
+
+    @property
+    def function(self) -> str:
+        return helper_name("retention_", self.table)
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    """Retention in the helper schema: the hold register, its change log and the run log (owned by
+    `owner`), the per-table batch functions (owned by each table's retention role)."""
+
+    tables: tuple[RetentionTable, ...]  # those that exist
+    owner: str
+    lock_id: int  # advisory lock: batches take it shared, a hold change exclusively
+    # The retention roles of every table declaring retention, whether it exists yet or not: they
+    # own batch functions (now or after a later phase), so their default privileges are managed
+    # from the start and a rollback leaves what a fresh apply would.
+    creators: tuple[str, ...] = ()
+
+    @property
+    def deleters(self) -> tuple[str, ...]:
+        return tuple(sorted({t.role for t in self.tables if not t.static_hold}))
+
+    @property
+    def hold_roles(self) -> tuple[str, ...]:
+        return tuple(sorted({t.hold_role for t in self.tables if t.hold_role is not None}))
+
+    def table(self, name: str) -> RetentionTable:
+        for table in self.tables:
+            if table.table == name:
+                return table
+        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -258,6 +309,8 @@ class DeclaredState:
     api_key_parents: tuple[ApiKeyParent, ...] = ()
     encryption: EncryptionSpec | None = None
     api_keys: ApiKeySpec | None = None
+    retention: RetentionSpec | None = None  # any table declares `retention:` (existing or not)
+    audit: AuditSpec | None = None  # the project declares `audit:` (docs/audit.md)
     # Functions rlsctl owns in the helper schema (rlsctl.declare.functions.catalogue):
     # computed once by `declare`, from the policies that call them.
     helper_functions: tuple[HelperFn, ...] = ()
@@ -315,7 +368,10 @@ class DeclaredState:
     @property
     def creators(self) -> tuple[str, ...]:
         """Managed roles that own (and so create) objects: their default privileges are managed."""
-        return tuple(sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else [])}))
+        retention = self.retention.creators if self.retention is not None else ()
+        return tuple(
+            sorted({self.owner, self.definer, *self.function_owners, *([self.keys] if self.keys else []), *retention})
+        )
 
     def schema_of_extension(self, name: str) -> str:
         return dict(self.extension_schemas).get(name, self.helper_schema)
@@ -342,6 +398,8 @@ class DeclaredState:
             ),
             required_functions=self._required_functions,
             required_schemas=self._required_schemas,
+            declared_tables=(*(table.name for table in self.tables), *self.pending),
+            owner_role=self.owner,
         )
 
     @property

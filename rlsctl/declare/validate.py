@@ -20,19 +20,39 @@ TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
 
 
 def validate(project: Project, known: Schema) -> None:
-    _identity(project)
+    _identity(project, known)
     _tenancy(project, known)
     _api_keys(project, known)
     _encryption(project)
+    _retention_settings(project)
     for name, decl in project.tables.items():
         _table(project, known, name, decl)
     _fixtures(project, known)
 
 
-def _identity(project: Project) -> None:
+# Types a session's user id is written in (the setting is text; the helpers cast it). Checked
+# offline, so that `identity.type: uuidd` fails at render and plan, not halfway into apply.
+# Only types whose cast from text either keeps the value or fails: `char`, `name`, `numeric`
+# and any length limit (`varchar(8)`) truncate or round without an error, so a setting of
+# 'u-victim-and-more' would become the identity 'u-victim'.
+IDENTITY_TYPES = frozenset({"text", "varchar", "character varying", "citext", "uuid",
+                            "smallint", "int2", "integer", "int", "int4", "bigint", "int8"})  # fmt: skip
+
+
+def _identity(project: Project, known: Schema) -> None:
     identity = project.settings.identity
+    where = ("project", "identity", "type")
     if not TYPE_NAME.match(identity.type):
-        raise project.error(("project", "identity", "type"), f"not a type name: {identity.type!r}")
+        raise project.error(where, f"not a type name: {identity.type!r}")
+    base = identity.type.strip().lower()
+    enums = {name.lower() for name, _ in known.enums}
+    if base not in IDENTITY_TYPES and base not in enums:
+        raise project.error(
+            where,
+            f"identity.type {identity.type!r} is not a type an identity can have here "
+            f"(one of {', '.join(sorted(IDENTITY_TYPES))}, or an enum the migrations create; "
+            "no length limits: they truncate)",
+        )
 
 
 def _tenancy(project: Project, known: Schema) -> None:
@@ -115,6 +135,8 @@ def _table(project: Project, known: Schema, name: str, decl: TableDecl) -> None:
     if decl.retention is not None:
         _column(project, known, name, decl.retention.column, (*path, "retention", "column"))
         _role(project, decl.retention.role, (*path, "retention", "role"))
+        if decl.retention.hold_role is not None:
+            _role(project, decl.retention.hold_role, (*path, "retention", "hold_role"))
     _encrypted_columns(project, known, name, decl, path)
 
 
@@ -175,6 +197,11 @@ def _encryption(project: Project) -> None:
         _role(project, role, ("project", "encryption", "readers", index))
 
 
+def _retention_settings(project: Project) -> None:
+    if project.settings.retention.hold_role is not None:
+        _role(project, project.settings.retention.hold_role, ("project", "retention", "hold_role"))
+
+
 def _role(project: Project, role: str, path: tuple[str | int, ...]) -> None:
     if role not in project.roles:
         known = ", ".join(sorted(project.roles))
@@ -213,6 +240,10 @@ def _condition(
     for column in sorted(c.columns_of(cond)):
         _column(project, known, table, column, path)
     for node in c.walk(cond):
+        if isinstance(node, c.Not) and any(isinstance(inner, c.Same) for inner in c.walk(node.item)):
+            # `same` fails closed (an unseen or NULL row is "not the same"); negated, that would
+            # turn into passing exactly when nothing could be checked.
+            raise project.error(path, "same cannot be negated: an unseen row would then pass")
         if isinstance(node, c.Same):
             if not in_guard:
                 raise project.error(path, "same compares the old and the new row: use it in a guard's require")

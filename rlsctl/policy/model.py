@@ -41,7 +41,7 @@ Condition = Annotated[Cond, BeforeValidator(_condition)]
 
 
 class Identity(Frozen):
-    """How policies read the session's user (SPEC s3)."""
+    """How policies read the session's user (docs/identity.md)."""
 
     setting: str = "app.user_id"
     # SQL expression that yields the user id; default reads `setting`, and an
@@ -85,8 +85,16 @@ class Encryption(Frozen):
         return value
 
 
+class RetentionSettings(Frozen):
+    """Project-wide retention settings (docs/retention.md)."""
+
+    # The role key whose members may set and lift runtime holds, on every table declaring
+    # `retention:` that names no hold_role of its own.
+    hold_role: str | None = None
+
+
 class ApiKeys(Frozen):
-    """The table of API keys and what rlsctl.authenticate_api_key checks (SPEC s3)."""
+    """The table of API keys and what rlsctl.authenticate_api_key checks (docs/encryption.md, API keys)."""
 
     table: str
     key: str = "id"
@@ -107,6 +115,62 @@ class Acknowledgement(Frozen):
 
     object: str = Field(min_length=1)
     reason: str = Field(min_length=10)
+
+
+class AuditLogColumns(Frozen):
+    """Which column of the audit log holds what (docs/audit.md). `tenant` and `metadata` may be absent."""
+
+    id: str = "id"
+    actor: str
+    tenant: str | None = None
+    action: str
+    resource_type: str
+    resource_id: str
+    metadata: str | None = None
+    created_at: str
+
+
+class AuditChain(Frozen):
+    """The hash chain's columns, added to the audit log by a migration of the project's
+    (docs/audit.md, Tamper evidence). `lanes`: how many chains inserts may spread over, so
+    that concurrent transactions do not queue behind each other's commit."""
+
+    seq: str
+    lane: str
+    prev: str
+    hash: str
+    lanes: int = Field(16, ge=1, le=256)
+
+
+class AuditSettings(Frozen):
+    # The audit log table; default: the one table declared with `audit_log: true`.
+    log: str | None = None
+    columns: AuditLogColumns
+    chain: AuditChain | None = None
+    # Role keys that may read the chain's anchors (lanes, checkpoints) for `rlsctl audit
+    # verify`; the owner role always may.
+    readers: tuple[str, ...] = ()
+
+
+AuditAction = Literal["insert", "update", "delete"]
+
+
+class TableAudit(Frozen):
+    """This table's changes are written to the audit log (docs/audit.md)."""
+
+    # The allow-list: only these columns' values are copied into the log's metadata.
+    # Never a secret, an encrypted column or an API key's hash (refused).
+    columns: tuple[str, ...] = ()
+    actions: tuple[AuditAction, ...] = ("insert", "update", "delete")
+    key: str | None = None  # the resource id; default: the primary key
+    tenant: str | None = None  # the team column; default: the table's `tenant:` column
+
+    @field_validator("actions")
+    @classmethod
+    def _some_action(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("actions is a non-empty list of distinct actions: insert, update, delete")
+        return value
 
 
 Platform = Literal["none", "supabase"]
@@ -151,8 +215,11 @@ class ProjectSettings(Frozen):
     prune_unmanaged_grants: bool = False
     encryption: Encryption = Encryption()
     api_keys: ApiKeys | None = None
+    # The audit log and how its columns are used (docs/audit.md); tables opt in with `audit:`.
+    audit: AuditSettings | None = None
     # Differences that need a DBA (`rlsctl plan --dba-script`), accepted with a reason.
     acknowledged: tuple[Acknowledgement, ...] = ()
+    retention: RetentionSettings = RetentionSettings()
 
     def lint_setting(self, name: Literal["trusted_schemas", "exposed_schemas", "anonymous_roles"]) -> tuple[str, ...]:
         """A `lint:` setting as given, else the platform's default."""
@@ -311,10 +378,17 @@ class Guard(Frozen):
 
 
 class Retention(Frozen):
+    """Rows older than `days` days by `column` (UTC) are deleted by `role` (docs/retention.md)."""
+
     column: str
     days: int = Field(gt=0)
     role: str = "retention"
+    # Static hold: the retention role gets no policy on the table at all, so nothing is deleted.
     legal_hold: bool = False
+    # The role key whose members may set and lift runtime holds (per table, or per tenant) through
+    # rlsctl.retention_hold()/retention_release(); default `project.retention.hold_role`; neither:
+    # only the static switch above.
+    hold_role: str | None = None
 
 
 class Suppression(Frozen):
@@ -345,6 +419,10 @@ class TableDecl(Frozen):
     decrypting: tuple[str, ...] = ()
     suppress: tuple[Suppression, ...] = ()
     description: str = ""
+    # The table holds the audit history: a rollback never drops it before it is exported.
+    audit_log: bool = False
+    # Changes to this table are recorded in the project's audit log (docs/audit.md).
+    audit: TableAudit | None = None
 
 
 class EveryTable(Frozen):

@@ -142,7 +142,16 @@ class Project:
         )
 
 
-def resolve_project_dir(option: str | None) -> Path:
+NO_PROJECT = (
+    "no rlsctl project here ({cwd} has no policies/ directory): run it in a project folder, "
+    "or pass --project DIR or set RLSCTL_PROJECT (`rlsctl demo` runs the bundled example)"
+)
+
+
+def find_project_dir(option: str | None) -> Path | None:
+    """The project named by `option`, else RLSCTL_PROJECT, else the working directory when it
+    has policies/; None when there is none. Never the bundled example: a command run in the
+    wrong folder must not plan PromptCraft's tables into someone's database."""
     chosen = option or os.environ.get("RLSCTL_PROJECT")
     if chosen:
         path = Path(chosen).expanduser()
@@ -150,9 +159,18 @@ def resolve_project_dir(option: str | None) -> Path:
             raise UsageError(f"project {path}: no policies/ directory")
         return path.resolve()
     cwd = Path.cwd()
-    if (cwd / "policies").is_dir():
-        return cwd
-    return bundled_project_dir()
+    return cwd if (cwd / "policies").is_dir() else None
+
+
+def resolve_project_dir(option: str | None, bundled: bool = False) -> Path:
+    """As find_project_dir, but a missing project is exit 2; `bundled`: fall back to the bundled
+    example (only `rlsctl demo` does)."""
+    found = find_project_dir(option)
+    if found is not None:
+        return found
+    if bundled:
+        return bundled_project_dir()
+    raise UsageError(NO_PROJECT.format(cwd=Path.cwd()))
 
 
 def load_project(directory: Path, role_prefix: str | None = None) -> Project:
@@ -303,9 +321,29 @@ def _check_anonymous_roles(project: Project) -> None:
             )
 
 
+# Names no declared role may take: PostgreSQL's pseudo-roles and its own roles.
+RESERVED_ROLE_NAMES = frozenset({"public", "current_user", "current_role", "session_user", "none"})
+
+
+def _check_role_names(project: Project) -> None:
+    """One PostgreSQL role per key: a second key naming a role of rlsctl's own (say, an
+    `external` alias of the owner role) would hide the memberships in it from drift."""
+    seen: dict[str, str] = {}
+    for key, name in sorted(project.role_names.items()):
+        lowered = name.lower()
+        if lowered in RESERVED_ROLE_NAMES or lowered.startswith("pg_"):
+            raise project.error(("roles", key), f"role {key!r} is named {name!r}, a name PostgreSQL reserves")
+        if name in seen:
+            raise project.error(
+                ("roles", key), f"roles {seen[name]!r} and {key!r} are both {name!r}: one role per key"
+            )
+        seen[name] = key
+
+
 def _check_members(project: Project) -> None:
     """`members:` names roles outside the project: a declared role's memberships are
     declared by their absence (and the operator's are implied)."""
+    _check_role_names(project)
     declared = set(project.role_names.values())
     for key, decl in sorted(project.roles.items()):
         for member in decl.members:

@@ -15,7 +15,8 @@ from typing import ClassVar
 
 from rlsctl.pg.sql import SqlText, catalog_expression, catalog_statement, literal
 
-# Every function rlsctl owns runs with this setting (SPEC: a fixed search_path, pg_temp last).
+# Every function rlsctl owns runs with this setting (docs/threat-model.md, Guarantees: a fixed
+# search_path, pg_temp last).
 SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 
 # Tables rlsctl creates in the helper schema. The key store's (objects/key_table.sql.j2:
@@ -28,12 +29,36 @@ KEY_STORE_TABLE, KEY_REGISTRY_TABLE, KEY_REWRAP_TABLE = "encryption_key", "encry
 # name -> what drift calls it, in the order they are created (the rewrap table refers to the store)
 KEY_TABLES = {KEY_STORE_TABLE: "key store", KEY_REWRAP_TABLE: "key rewrap", KEY_REGISTRY_TABLE: "key registry"}
 BOOKKEEPING_TABLE = "applied_phase"
+# Retention's tables (objects/retention_table.sql.j2): the holds in force, every change of a hold,
+# every run. Shaped like the key store's (owned by the definer role, RLS on, no policy, no grant:
+# read and written only through its SECURITY DEFINER functions), created whenever a table declares
+# `retention:` and never dropped (a hold's history is evidence).
+RETENTION_HOLD_TABLE, RETENTION_HOLD_CHANGE_TABLE, RETENTION_RUN_TABLE = (
+    "retention_hold", "retention_hold_change", "retention_run",
+)  # fmt: skip
+RETENTION_TABLES = {
+    RETENTION_HOLD_TABLE: "retention holds",
+    RETENTION_HOLD_CHANGE_TABLE: "retention hold changes",
+    RETENTION_RUN_TABLE: "retention runs",
+}
+# The audit chain's tables (objects/audit_table.sql.j2, docs/audit.md), shaped like retention's
+# (owned by the definer role, RLS on, no policy, no grant): the head of each lane, what retention
+# trimmed off the old end of each lane, rows it removed ahead of an older row it kept. Created
+# whenever the project declares a chain and never dropped: they anchor the chain.
+AUDIT_LANE_TABLE, AUDIT_CHECKPOINT_TABLE, AUDIT_TRIMMED_TABLE = "audit_lane", "audit_checkpoint", "audit_trimmed"
+AUDIT_TABLES = {
+    AUDIT_LANE_TABLE: "audit chain lanes",
+    AUDIT_CHECKPOINT_TABLE: "audit chain checkpoints",
+    AUDIT_TRIMMED_TABLE: "audit rows trimmed",
+}
+# What drift calls each of rlsctl's own tables of the helper schema (KeyTable), in creation order.
+OWN_TABLES = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES}
 # PostgreSQL's functions rlsctl may grant (pg_read_file to the keys role, which reads the key
 # file in file mode through its membership in pg_read_server_files): their grants to
 # managed roles are read and compared like those of rlsctl's own functions.
 READ_SERVER_FILES = "pg_read_server_files"
 BUILTIN_FUNCTIONS = ("pg_catalog.pg_read_file(text)",)
-HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES)
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES, *RETENTION_TABLES, *AUDIT_TABLES)
 
 
 @dataclass(frozen=True)
@@ -98,9 +123,9 @@ class Schema(Obj):
     kind: ClassVar[str] = "schema"
     name: str
     owner: str
-    # A previous owner apply takes the schema from (the owner role held the helper schema
-    # before it moved to the keys role); any other owner is refused.
-    adopt_from: str | None = field(default=None, compare=False)
+    # Previous owners apply takes the schema from (rlsctl's owner or definer role held the helper
+    # schema before it moved to the keys role); any other owner is refused.
+    adopt_from: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
@@ -351,10 +376,13 @@ class ColumnGrant(Obj):
         return (self.schema, self.table, self.privilege)
 
 
-ENCRYPT_TRIGGER = "rlsctl_encrypt"  # encrypts declared columns on write (docs/encryption.md)
-GUARD_TRIGGER = "rlsctl_guard"  # refuses the changes guards forbid (docs/policy-format.md)
+ENCRYPT_TRIGGER = "zz_rlsctl_encrypt"  # encrypts declared columns on write (docs/encryption.md)
+GUARD_TRIGGER = "zz_rlsctl_guard"  # refuses the changes guards forbid (docs/policy-format.md)
 # rlsctl's trigger names: a trigger so named on a managed table is rlsctl's, whatever it calls.
-TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER)
+# The audit log's (docs/audit.md): a change copied into the log; the log's append-only guard
+# (and its UTC stamp), the same against TRUNCATE, the hash chain.
+AUDIT_TRIGGERS = ("rlsctl_audit", "rlsctl_append_only", "rlsctl_no_truncate", "rlsctl_chain")
+TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER, *AUDIT_TRIGGERS)
 
 
 @dataclass(frozen=True)
@@ -439,22 +467,23 @@ class Trigger(Obj):
 
 @dataclass(frozen=True)
 class KeyTable(Obj):
-    """One of the key store's tables in the helper schema (objects/key_table.sql.j2), owned by the
-    keys role: the wrapped data keys, or the registry of columns ever encrypted."""
+    """One of rlsctl's own data tables in the helper schema (objects/key_table.sql.j2): the key
+    store's, owned by the keys role (the wrapped data keys, the registry of columns ever
+    encrypted), or retention's, owned by the definer role (holds, their changes, runs)."""
 
     kind: ClassVar[str] = "key_table"
     schema: str
-    name: str  # one of KEY_TABLES
+    name: str  # one of OWN_TABLES
     # Compared through the table's own objects (helper_tables()): owner, RLS, policies, grants.
     owner: str = field(compare=False)
 
     @property
     def key(self) -> str:
-        return f"{KEY_TABLES[self.name]} {self.schema}.{self.name}"
+        return f"{OWN_TABLES[self.name]} {self.schema}.{self.name}"
 
     @property
     def sort_key(self) -> str:
-        return str(list(KEY_TABLES).index(self.name))  # the rewrap table refers to the store
+        return str(list(OWN_TABLES).index(self.name))  # the rewrap table refers to the store
 
 
 @dataclass(frozen=True)
@@ -495,10 +524,30 @@ class UntrustedCode(Obj):
     what: str  # trigger, policy, index, check constraint, generated column, rule, column
     name: str
     detail: str = field(default="", compare=False)  # what it runs
+    # False: reported for another reason its detail gives (a trigger firing after rlsctl's own)
+    runs_in_keys_sessions: bool = field(default=True, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.what} {self.name} on {self.table}"
+
+
+@dataclass(frozen=True)
+class UndeclaredTable(Obj):
+    """A relation of the project's schema that no policy file declares and that a managed role
+    (or PUBLIC) can reach (catalog/sql/undeclared_tables.sql): never declared, so always extra.
+    apply leaves it alone (it is not rlsctl's to drop, nor its grants to guess at); drift fails
+    on it until a policy file declares it, its grants go, or the project acknowledges it."""
+
+    kind: ClassVar[str] = "undeclared_table"
+    name: str
+    what: str = field(default="table", compare=False)  # table, view, materialized view, foreign table
+    rls: bool = field(default=False, compare=False)
+    reached_by: tuple[str, ...] = field(default=(), compare=False)  # "role: PRIVILEGE"
+
+    @property
+    def key(self) -> str:
+        return f"undeclared {self.what} {self.name}"
 
 
 Objects = dict[str, Obj]

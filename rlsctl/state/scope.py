@@ -45,6 +45,10 @@ class ManagedScope:
     # (pgcrypto's, where the platform installed it), and the schemas it needs USAGE on for them.
     required_functions: tuple[str, ...] = ()
     required_schemas: tuple[str, ...] = ()
+    # Every table a policy file declares, present or pending: any other relation of the schema
+    # that a managed role can reach is reported as undeclared.
+    declared_tables: tuple[str, ...] = ()
+    owner_role: str = ""  # the role that owns the tables and runs the migrations
 
     @property
     def managed_role_names(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ the principals to impersonate. Values may be:
 - a plain YAML scalar, list (SQL array) or mapping (JSON);
 - `"@name"`: the primary key of the fixture row called `name`;
 - `"@self"` (inserts only): the acting principal's user id;
-- `{ago: "100 days"}`: that long before now, in UTC (SPEC s2);
+- `{ago: "100 days"}`: that long before now, in UTC, as timestamp columns hold it (docs/migrations.md);
 - `{from_now: "30 days"}`: that long after now, in UTC (an expiry);
 - `{sha256: "raw"}`: the lowercase hex SHA-256 of a text (an API key's hash).
 

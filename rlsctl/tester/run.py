@@ -228,24 +228,24 @@ def _valid_settings(
     is not is no identity (the helpers treat it so: the cast is guarded)."""
     found: list[Principal] = []
     for principal in principals:
-        if principal.raw_setting is not None and _valid_identity(conn, project, principal.raw_setting):
-            principal = replace(principal, user_id=principal.raw_setting)
+        canonical = _valid_identity(conn, project, principal.raw_setting) if principal.raw_setting else None
+        if canonical is not None:
+            principal = replace(principal, user_id=canonical)
         found.append(principal)
     return tuple(found)
 
 
-def _valid_identity(conn: psycopg.Connection, project: Project, value: str) -> bool:
-    if value == "":
-        return False
+def _valid_identity(conn: psycopg.Connection, project: Project, value: str) -> str | None:
+    """The identity a raw setting is to the server (its canonical text), None when it is none."""
     check = render_template(
         "ops/cast_check.sql.j2", project.root / "templates", value=value, type=project.settings.identity.type
     )
     try:
         with conn.transaction(force_rollback=True):
-            conn.execute(check.encode())
+            row = conn.execute(check.encode()).fetchone()
     except psycopg.errors.DataError:
-        return False
-    return True
+        return None
+    return str(row[0]) if row and row[0] is not None else None
 
 
 def refuse_false_greens(
@@ -295,8 +295,9 @@ def _bypass_meaning(state: DeclaredState, role: str, kind: str) -> str:
     if kind != "BYPASSRLS" or role not in {spec.name for spec in state.roles if spec.external}:
         return ""
     return (
-        "; it is the platform's server-side role: every query made as it (with its key) ignores every policy, "
-        "so it is never a tenant principal: test the tenant roles, and make server-side code check the tenant itself"
+        "; it is the platform's server-side role: every query made as it (on Supabase: with the service key) "
+        "ignores every policy, so it is never a tenant principal: test the tenant roles, and make the server-side "
+        "code that uses it check the tenant itself"
     )
 
 
