@@ -1,0 +1,395 @@
+"""Benchmark PromptCraft's reads under rlsctl's policies against a hand-written WHERE (issue 15).
+
+    python benchmarks/policy_cost_bench.py [--server DSN] [--scale 1.0] [--runs 30] [--warmup 5]
+
+On a throw-away database migrated and applied with a unique role prefix, the
+script generates data as superuser (triggers off), then times typical
+application reads two ways, in the same run, on the same data:
+
+- **RLS**: the application's query as it sends it, run as the app role with its
+  identity set (SET LOCAL ROLE <prefix>app; set_config('app.user_id', ..., true));
+- **baseline**: the same query run by the superuser (no RLS) with the
+  equivalent hand-written WHERE: the team ids the application already knows
+  (the user's teams, and those where they are ADMIN or OWNER).
+
+Both must return the same rows (the script fails loudly when they differ). Each
+pair is timed as the median of --runs executions after --warmup, identity set
+once per batch inside one transaction, batches of the two ways interleaved.
+Prints the ratios, their geometric mean and the worst, also under the issue's
+rule (a query within 0.05 ms of its baseline counts as 1.0), and the plans of
+the worst query. Never asserts on time. The default scale (200 teams of 10, one
+of 300, 50k prompts, 100k versions, 100k audit rows) runs in about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import conninfo, sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlsctl.change import apply as applying  # noqa: E402
+from rlsctl.migrate import run as migrating  # noqa: E402
+from rlsctl.pg.db import Target  # noqa: E402
+from rlsctl.policy.project import load_project  # noqa: E402
+
+NEAR_MS = 0.05  # the issue's rule: within 0.05 ms of the baseline counts as 1.0
+
+
+@dataclass
+class Query:
+    """One application read: the SQL the app sends under RLS, and the baseline's extra WHERE."""
+
+    name: str
+    rls: str
+    baseline: str
+
+
+# {check} is replaced by the hand-written access check (empty under RLS).
+QUERIES = [
+    Query(
+        "prompt page",
+        """SELECT id, title, "userId", "updatedAt" FROM "Prompt"
+           WHERE "teamId" = %(team)s{check} ORDER BY "updatedAt" DESC, id LIMIT 50""",
+        """ AND ("userId" = %(user)s OR "teamId" = ANY(%(member_teams)s))""",
+    ),
+    Query(
+        "prompt + versions",
+        """SELECT p.id, p.title, v.id, v.version, v."createdAt" FROM "Prompt" p
+           JOIN "PromptVersion" v ON v."promptId" = p.id
+           WHERE p.id = %(prompt)s{check} ORDER BY v.version""",
+        """ AND (p."userId" = %(user)s OR p."teamId" = ANY(%(member_teams)s))""",
+    ),
+    Query(
+        "versions of 20",
+        """SELECT v.id, v."promptId", v.version FROM "PromptVersion" v
+           WHERE v."promptId" = ANY(%(prompts)s){check} ORDER BY v."promptId", v.version""",
+        """ AND EXISTS (SELECT 1 FROM "Prompt" p WHERE p.id = v."promptId"
+               AND (p."userId" = %(user)s OR p."teamId" = ANY(%(member_teams)s)))""",
+    ),
+    Query(
+        "audit page",
+        """SELECT id, "userId", action, "resourceId", "createdAt" FROM "AuditLog"
+           WHERE "teamId" = %(team)s{check} ORDER BY "createdAt" DESC, id LIMIT 50""",
+        """ AND ("userId" = %(user)s OR "teamId" = ANY(%(admin_teams)s))""",
+    ),
+    Query(
+        "member list",
+        """SELECT m.id, m."userId", m.role, u.email, u.name FROM "TeamMember" m
+           JOIN "User" u ON u.id = m."userId"
+           WHERE m."teamId" = %(team)s{check} ORDER BY m."joinedAt", m.id""",
+        """ AND m."teamId" = ANY(%(member_teams)s)""",
+    ),
+]
+
+
+@dataclass
+class Sizes:
+    small_teams: int
+    small_size: int
+    big_size: int
+    prompts: int
+    versions_per_prompt: int
+    audit: int
+
+    @classmethod
+    def scaled(cls, scale: float) -> Sizes:
+        return cls(
+            small_teams=max(2, round(200 * scale)),
+            small_size=10,
+            big_size=max(10, round(300 * scale)),
+            prompts=max(100, round(50_000 * scale)),
+            versions_per_prompt=2,
+            audit=max(100, round(100_000 * scale)),
+        )
+
+
+@dataclass
+class Timing:
+    query: str
+    user: str
+    rls: list[float] = field(default_factory=list)
+    base: list[float] = field(default_factory=list)
+
+    @property
+    def rls_ms(self) -> float:
+        return statistics.median(self.rls) * 1000
+
+    @property
+    def base_ms(self) -> float:
+        return statistics.median(self.base) * 1000
+
+    @property
+    def ratio(self) -> float:
+        return self.rls_ms / self.base_ms
+
+    @property
+    def ruled(self) -> float:
+        return 1.0 if self.rls_ms - self.base_ms <= NEAR_MS else self.ratio
+
+
+def generate(conn: psycopg.Connection, sizes: Sizes) -> None:
+    """Users, teams, memberships, prompts, versions and audit rows; as superuser, triggers off."""
+    small_users = sizes.small_teams * sizes.small_size
+    users = small_users + sizes.big_size
+    params = {
+        "small_teams": sizes.small_teams,
+        "small_size": sizes.small_size,
+        "small_users": small_users,
+        "big": sizes.big_size,
+        "users": users,
+        "prompts": sizes.prompts,
+        "versions": sizes.versions_per_prompt,
+        "audit": sizes.audit,
+    }
+    conn.execute("SET session_replication_role = replica")
+    steps = [
+        # User i: in small team (i-1)/small_size + 1 when i <= small_users, else in the big team.
+        """INSERT INTO "User"(id, email, name, "updatedAt")
+           SELECT 'u' || lpad(i::text, 7, '0'), 'user' || i || '@example.com', 'User ' || i, now()
+           FROM generate_series(1, %(users)s) AS i""",
+        """INSERT INTO "Team"(id, name, "ownerId", "updatedAt")
+           SELECT 't' || lpad(t::text, 6, '0'), 'Team ' || t,
+                  'u' || lpad(((t - 1) * %(small_size)s + 1)::text, 7, '0'), now()
+           FROM generate_series(1, %(small_teams)s) AS t
+           UNION ALL SELECT 'tbig', 'Big team', 'u' || lpad((%(small_users)s + 1)::text, 7, '0'), now()""",
+        # Rank: the first user of a team is its OWNER, the next (the next four in the big team) ADMIN.
+        """INSERT INTO "TeamMember"(id, "teamId", "userId", role, "joinedAt")
+           SELECT 'm' || i,
+                  CASE WHEN i <= %(small_users)s
+                       THEN 't' || lpad(((i - 1) / %(small_size)s + 1)::text, 6, '0') ELSE 'tbig' END,
+                  'u' || lpad(i::text, 7, '0'),
+                  (CASE WHEN i <= %(small_users)s
+                        THEN CASE (i - 1) %% %(small_size)s WHEN 0 THEN 'OWNER' WHEN 1 THEN 'ADMIN' ELSE 'MEMBER' END
+                        ELSE CASE WHEN i = %(small_users)s + 1 THEN 'OWNER'
+                                  WHEN i <= %(small_users)s + 5 THEN 'ADMIN' ELSE 'MEMBER' END
+                   END)::"TeamRole",
+                  timestamp '2025-01-01' + i * interval '1 minute'
+           FROM generate_series(1, %(users)s) AS i""",
+        # A fifth of the prompts in the big team, three fifths in the small teams, a fifth private.
+        """INSERT INTO "Prompt"(id, "userId", "teamId", title, content, "createdAt", "updatedAt")
+           SELECT 'p' || lpad(g::text, 8, '0'), 'u' || lpad(owner::text, 7, '0'), team,
+                  'Prompt ' || g, repeat('prompt text ', 20),
+                  timestamp '2025-01-01', timestamp '2026-01-01' - ((g::bigint * 7919) %% 525600) * interval '1 minute'
+           FROM (SELECT g,
+                        CASE WHEN g <= %(prompts)s / 5 THEN %(small_users)s + 1 + g %% %(big)s
+                             WHEN g <= %(prompts)s * 4 / 5
+                             THEN (g %% %(small_teams)s) * %(small_size)s + 1 + (g / %(small_teams)s) %% %(small_size)s
+                             ELSE 1 + g %% %(users)s END AS owner,
+                        CASE WHEN g <= %(prompts)s / 5 THEN 'tbig'
+                             WHEN g <= %(prompts)s * 4 / 5 THEN 't' || lpad((g %% %(small_teams)s + 1)::text, 6, '0')
+                        END AS team
+                 FROM generate_series(1, %(prompts)s) AS g) AS s""",
+        """INSERT INTO "PromptVersion"(id, "promptId", content, version, "createdBy", "createdAt")
+           SELECT p.id || '_v' || n, p.id, p.content, n, p."userId", p."createdAt" + n * interval '1 hour'
+           FROM "Prompt" p, generate_series(1, %(versions)s) AS n""",
+        # A tenth of the audit rows name no team; the rest are spread like the prompts.
+        """INSERT INTO "AuditLog"(id, "userId", "teamId", action, "resourceType", "resourceId", "createdAt")
+           SELECT 'a' || lpad(g::text, 8, '0'), 'u' || lpad(actor::text, 7, '0'), team, 'update', 'Prompt',
+                  'p' || lpad((1 + g %% %(prompts)s)::text, 8, '0'),
+                  timestamp '2026-01-01' - ((g::bigint * 104729) %% 525600) * interval '1 minute'
+           FROM (SELECT g,
+                        CASE WHEN g <= %(audit)s / 5 THEN %(small_users)s + 1 + g %% %(big)s
+                             WHEN g <= %(audit)s * 9 / 10
+                             THEN (g %% %(small_teams)s) * %(small_size)s + 1 + (g / %(small_teams)s) %% %(small_size)s
+                             ELSE 1 + g %% %(users)s END AS actor,
+                        CASE WHEN g <= %(audit)s / 5 THEN 'tbig'
+                             WHEN g <= %(audit)s * 9 / 10 THEN 't' || lpad((g %% %(small_teams)s + 1)::text, 6, '0')
+                        END AS team
+                 FROM generate_series(1, %(audit)s) AS g) AS s""",
+    ]
+    for step in steps:
+        conn.execute(step.encode(), params)  # type: ignore[arg-type]
+    conn.execute("RESET session_replication_role")
+    conn.execute("ANALYZE")
+
+
+def principal(conn: psycopg.Connection, user: str) -> dict[str, Any]:
+    """What the application knows of a user: its teams, and those it administers."""
+    member = [row[0] for row in conn.execute('SELECT "teamId" FROM "TeamMember" WHERE "userId" = %s', (user,))]
+    admin = [
+        row[0]
+        for row in conn.execute(
+            """SELECT "teamId" FROM "TeamMember" WHERE "userId" = %s AND role IN ('ADMIN', 'OWNER')
+               UNION SELECT id FROM "Team" WHERE "ownerId" = %s""",
+            (user, user),
+        )
+    ]
+    return {"user": user, "member_teams": member, "admin_teams": admin}
+
+
+def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]]:
+    """A small team's ADMIN and MEMBER, the big team's ADMIN and MEMBER, with their parameters."""
+    small_team = f"t{sizes.small_teams // 2:06d}"
+    picks = {
+        "small ADMIN": (small_team, "ADMIN"),
+        "small MEMBER": (small_team, "MEMBER"),
+        "big ADMIN": ("tbig", "ADMIN"),
+        "big MEMBER": ("tbig", "MEMBER"),
+    }
+    chosen: dict[str, dict[str, Any]] = {}
+    for label, (team, role) in picks.items():
+        row = conn.execute(
+            """SELECT "userId" FROM "TeamMember" WHERE "teamId" = %s AND role = %s ORDER BY "userId" DESC LIMIT 1""",
+            (team, role),
+        ).fetchone()
+        assert row, f"no {role} in {team}"
+        params = principal(conn, row[0])
+        prompts = [
+            r[0]
+            for r in conn.execute(
+                """SELECT id FROM "Prompt" WHERE "teamId" = %s ORDER BY "updatedAt" DESC, id LIMIT 20""", (team,)
+            )
+        ]
+        params.update(team=team, prompt=prompts[0], prompts=prompts)
+        chosen[label] = params
+    return chosen
+
+
+def batch(conn: psycopg.Connection, text: str, params: dict[str, Any], runs: int, app: str | None) -> tuple[list, list]:
+    """Run `text` `runs` times in one transaction (as `app` with its identity when given); the times and rows."""
+    times: list[float] = []
+    rows: list = []
+    with conn.transaction(force_rollback=True):
+        if app:
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
+            conn.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (params["user"],))
+        for _ in range(runs):
+            started = time.perf_counter()
+            rows = conn.execute(text.encode(), params).fetchall()  # type: ignore[arg-type]
+            times.append(time.perf_counter() - started)
+    return times, rows
+
+
+def measure(
+    conn: psycopg.Connection, query: Query, label: str, params: dict[str, Any], app: str, runs: int, warmup: int
+) -> Timing:
+    rls_sql, base_sql = query.rls.format(check=""), query.rls.format(check=query.baseline)
+    timing = Timing(query.name, label)
+    _, rls_rows = batch(conn, rls_sql, params, warmup, app)
+    _, base_rows = batch(conn, base_sql, params, warmup, None)
+    if rls_rows != base_rows:
+        raise SystemExit(
+            f"RESULTS DIFFER: {query.name} for {label}: "
+            f"{len(rls_rows)} rows under RLS, {len(base_rows)} in the baseline"
+            f"\n  RLS first rows: {rls_rows[:3]}\n  baseline first rows: {base_rows[:3]}"
+        )
+    if not rls_rows:
+        raise SystemExit(f"EMPTY RESULT: {query.name} for {label} returns no row; the comparison would prove nothing")
+    rounds = 3
+    for _ in range(rounds):  # interleaved, so a busy moment of the machine hits both alike
+        times, _ = batch(conn, rls_sql, params, math.ceil(runs / rounds), app)
+        timing.rls.extend(times)
+        times, _ = batch(conn, base_sql, params, math.ceil(runs / rounds), None)
+        timing.base.extend(times)
+    return timing
+
+
+def explain(conn: psycopg.Connection, text: str, params: dict[str, Any], app: str | None) -> str:
+    cursor = psycopg.ClientCursor(conn)
+    with conn.transaction(force_rollback=True):
+        if app:
+            cursor.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
+            cursor.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (params["user"],))
+        cursor.execute(("EXPLAIN (ANALYZE off, COSTS off) " + text).encode(), params)  # type: ignore[arg-type]
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def report(timings: list[Timing], sizes: Sizes, runs: int) -> Timing:
+    print(
+        f"PromptCraft reads, {sizes.small_teams} teams of {sizes.small_size} + one of {sizes.big_size}, "
+        f"{sizes.prompts} prompts, {sizes.prompts * sizes.versions_per_prompt} versions, {sizes.audit} audit rows; "
+        f"median of {runs} runs"
+    )
+    print(f"  {'query':<18} {'user':<13} {'RLS ms':>8} {'base ms':>8} {'ratio':>6} {'ruled':>6}")
+    for t in timings:
+        print(f"  {t.query:<18} {t.user:<13} {t.rls_ms:8.3f} {t.base_ms:8.3f} {t.ratio:6.2f} {t.ruled:6.2f}")
+    worst = max(timings, key=lambda t: t.ratio)
+    worst_ruled = max(timings, key=lambda t: t.ruled)
+    print(
+        f"  geometric mean ratio {geomean([t.ratio for t in timings]):.2f}, "
+        f"worst {worst.ratio:.2f} ({worst.query}, {worst.user})"
+    )
+    print(
+        f"  with the {NEAR_MS} ms rule: geometric mean {geomean([t.ruled for t in timings]):.2f}, "
+        f"worst {worst_ruled.ruled:.2f} ({worst_ruled.query}, {worst_ruled.user})"
+    )
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--server", default=os.environ.get("RLSCTL_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies teams, users and rows")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per query, user and way")
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    sizes = Sizes.scaled(args.scale)
+    name, prefix = f"rlsctl_bench_{secrets.token_hex(4)}", f"bench{secrets.token_hex(3)}_"
+    admin = conninfo.make_conninfo(args.server, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET rlsctl.master_key = {}").format(
+                sql.Identifier(name), sql.Literal(secrets.token_hex(32))
+            )
+        )
+    dsn = conninfo.make_conninfo(args.server, dbname=name)
+    try:
+        project = load_project(ROOT, role_prefix=prefix)
+        app = f"{prefix}app"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            started = time.perf_counter()
+            migrating.migrate(conn, project, Target(dsn, name))
+            applying.apply(conn, project, name)
+            generate(conn, sizes)
+            print(f"setup (migrate, apply, generate, analyze): {time.perf_counter() - started:.1f} s")
+            chosen = subjects(conn, sizes)
+            timings = [
+                measure(conn, query, label, params, app, args.runs, args.warmup)
+                for query in QUERIES
+                for label, params in chosen.items()
+            ]
+            worst = report(timings, sizes, args.runs)
+            query = next(q for q in QUERIES if q.name == worst.query)
+            params = chosen[worst.user]
+            print(f"\nPlan of the worst, {worst.query} for {worst.user}, under RLS (as {app}):")
+            print(explain(conn, query.rls.format(check=""), params, app))
+            print("\nand the baseline's (superuser, hand-written WHERE):")
+            print(explain(conn, query.rls.format(check=query.baseline), params, None))
+            print(f"\n{app}'s SELECT policies on the tables it reads (pg_policies):")
+            for table, policy, qual in conn.execute(
+                """SELECT tablename, policyname, qual FROM pg_catalog.pg_policies
+                   WHERE %s = ANY(roles) AND cmd IN ('SELECT', 'ALL') AND strpos(%s, '"' || tablename || '"') > 0
+                   ORDER BY tablename, policyname""",
+                (app, query.rls),
+            ):
+                print(f"  {table}.{policy}: {qual}")
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)):
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
