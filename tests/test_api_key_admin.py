@@ -229,3 +229,24 @@ def test_the_owner_role_lists_only_where_a_policy_lets_it(teams_db, tmp_path):
     assert result.exit_code == 2 and result.stdout == ""
     line = one_error_line(result.stderr)
     assert f"no policy lets the owner role ({teams_db.role('owner')}) read ApiKey" in line and "--as USER" in line
+
+
+def key_rows(database) -> int:
+    with database.connect() as conn:
+        return conn.execute('SELECT count(*) FROM "ApiKey"').fetchone()[0]
+
+
+def test_without_an_identity_a_team_with_no_owner_to_act_as_is_refused(teams_db):
+    """Without --as, rlsctl acts as the team's owner: when there is none, one line, nothing made."""
+    before = key_rows(teams_db)
+    code, _, err = cli(teams_db, "keys", "create-api-key", "--team", "t_none", "--scope", "prompts:read")
+    assert code == 2 and "no such team 't_none'" in err and len(err.strip().splitlines()) == 1, err
+    assert key_rows(teams_db) == before
+
+
+@pytest.mark.parametrize("who", ["um", "ub", "un"], ids=["a member", "another team's owner", "in no team"])
+def test_only_an_admin_of_the_team_creates_its_keys(teams_db, who):
+    before = key_rows(teams_db)
+    code, _, err = cli(teams_db, "keys", "create-api-key", "--team", "ta", "--scope", "prompts:read", "--as", who)
+    assert code == 2 and "not allowed to create a key for ta" in err, err
+    assert key_rows(teams_db) == before

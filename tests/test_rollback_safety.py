@@ -246,3 +246,15 @@ def test_on_a_terminal_it_asks_and_a_no_changes_nothing(with_rows):
     assert "the rollback drops data" in answered.stdout and "table Team (1 row)" in answered.stdout
     assert answered.returncode == 2, answered.stdout
     assert phases(with_rows) == [0, 1, 2, 3, 4] and exists(with_rows, "Team")
+
+
+def test_transaction_control_in_a_down_script_is_refused_before_anything_runs(db, tmp_path, monkeypatch):
+    """A COMMIT would end the rollback's (or its dry run's rolled-back probe's) transaction half-way."""
+    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=" + "k" * 40)
+    root, project = project_with_down(tmp_path, db, "4_enterprise_security", "COMMIT;")
+    migrate_and_apply(db, project=project)
+    for extra in (("--dry-run",), ("--yes",)):
+        result = rollback_cli(db, root, "--to", "3", *extra)
+        assert result.exit_code == 2, result.output
+        assert ".down.sql:1: transaction control" in result.stderr and "Traceback" not in result.output
+    assert phases(db) == [0, 1, 2, 3, 4] and exists(db, "AuditLog")

@@ -343,9 +343,9 @@ def test_a_definer_in_an_exposed_schema_that_anon_may_run_is_an_error(platform_d
     anon, authenticated = (sql.Identifier(platform_db.role(name)) for name in ("anon", "authenticated"))
     with platform_db.connect() as conn:
         for schema, name in (("public", "open"), ("public", "granted"), ("public", "closed"), ("private", "open")):
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            conn.execute(f"CREATE FUNCTION {schema}.{name}() RETURNS integer LANGUAGE sql STABLE SECURITY DEFINER "
-                         f"SET search_path = '' AS $$ SELECT 1 $$")  # fmt: skip
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("CREATE FUNCTION {}() RETURNS integer LANGUAGE sql STABLE SECURITY DEFINER "
+                                 "SET search_path = '' AS $$ SELECT 1 $$").format(sql.Identifier(schema, name)))
         # The platform's default privileges gave anon EXECUTE on them too (what postgres creates in public).
         conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION public.granted(), public.closed() FROM PUBLIC, {}").format(anon))
         conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.granted() TO {}").format(anon))

@@ -37,13 +37,12 @@ from rlsctl.pg import statements
 from rlsctl.pg.templates import render_template
 from rlsctl.state.objects import (
     BUILTIN_FUNCTIONS,
-    ENCRYPT_TRIGGER,
-    GUARD_TRIGGER,
     HELPER_TABLES,
     KEY_REGISTRY_TABLE,
     KEY_STORE_TABLE,
     MANAGED_DEFAULT_TYPES,
     OWN_TABLES,
+    ROW_JUDGING_TRIGGERS,
     TRIGGER_NAMES,
     ActiveKey,
     ColumnGrant,
@@ -280,7 +279,7 @@ def _triggers_after_ours(triggers: list[Trigger]) -> list[UntrustedCode]:
     encryption."""
     ours: dict[str, list[str]] = {}
     for trigger in triggers:
-        if trigger.name in (GUARD_TRIGGER, ENCRYPT_TRIGGER):  # the ones that judge or rewrite NEW
+        if trigger.name in ROW_JUDGING_TRIGGERS:  # the ones that judge, stamp, encrypt or hash NEW
             ours.setdefault(trigger.table, []).append(trigger.name)
     found: list[UntrustedCode] = []
     for trigger in triggers:

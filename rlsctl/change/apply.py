@@ -44,6 +44,7 @@ from rlsctl.declare.state import DeclaredState, EncryptionSpec
 from rlsctl.declare.validate import validate
 from rlsctl.errors import MissingExtension, UsageError
 from rlsctl.pg import statements
+from rlsctl.pg.sql import ident
 from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 from rlsctl.schema.phases import phase_adding_column, phase_creating
@@ -180,10 +181,11 @@ def require_master_key(
                 statements.run(conn, "reset_role")
     except pgerrors.InsufficientPrivilege:
         reader = as_role or "this session"
+        grantee = ident(as_role) if as_role else "<keys role>"  # quoted as the templates would
         raise UsageError(
             f"{where}: {reader} cannot read the key file {path}: a superuser runs `GRANT pg_read_server_files "
-            f"TO {as_role or '<keys role>'}` and `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO "
-            f"{as_role or '<keys role>'}` (rlsctl apply does so as a superuser); see docs/encryption.md{suffix}"
+            f"TO {grantee}` and `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO "
+            f"{grantee}` (rlsctl apply does so as a superuser); see docs/encryption.md{suffix}"
         ) from None
     except psycopg.Error as exc:
         detail = _message(exc)

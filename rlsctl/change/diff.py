@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsctl.change.effect import SAME, UNKNOWN, rows_admitted
+from rlsctl.pg.sql import ident, qualified
 from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
     ColumnGrant,
@@ -128,7 +129,7 @@ class Operation:
             return (
                 f"extension {self.old.name} lives in schema {self.old.schema}, where {who} may create objects: "
                 f"an overload planted there would run in the keys role's code, and this session cannot move it; "
-                f"a DBA must run `ALTER EXTENSION {self.old.name} SET SCHEMA {self.new.schema}`"
+                f"a DBA must run `ALTER EXTENSION {ident(self.old.name)} SET SCHEMA {ident(self.new.schema)}`"
                 # The owner of a schema keeps CREATE whatever is revoked: only moving helps then.
                 + ("" if self.old.owner_is_session else f" (or take CREATE on {self.old.schema} away from {who})")
                 + ": see `rlsctl plan --dba-script`"
@@ -193,9 +194,11 @@ def _target(obj: FunctionGrant | SchemaPrivilege) -> str:
 
 
 def _grant_sql(obj: FunctionGrant | SchemaPrivilege) -> str:
+    """The statement for a DBA, printed in a message (never run): names quoted as the templates
+    quote them, so what a DBA pastes is what `plan --dba-script` writes."""
     if isinstance(obj, FunctionGrant):
-        return f"GRANT EXECUTE ON FUNCTION {_target(obj)} TO {obj.grantee}"
-    return f"GRANT {obj.privilege} ON SCHEMA {obj.schema} TO {obj.grantee}"
+        return f"GRANT EXECUTE ON FUNCTION {qualified(obj.schema, obj.name)}({obj.arg_types}) TO {ident(obj.grantee)}"
+    return f"GRANT {obj.privilege} ON SCHEMA {ident(obj.schema)} TO {ident(obj.grantee)}"
 
 
 def _needs_dba(obj: Obj, action: str) -> str:

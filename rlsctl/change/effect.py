@@ -34,7 +34,7 @@ def rows_admitted(old: str | None, new: str | None) -> str:
         return UNKNOWN
     try:
         before, after = _parsed(old), _parsed(new)
-    except pglast.parser.ParseError:
+    except (pglast.parser.ParseError, ValueError):
         return UNKNOWN
     return _compare(before, after, old, new)
 
@@ -69,8 +69,12 @@ def _rank_change(old: str, new: str) -> str:
 
 
 def _parsed(expression: str) -> ast.Node:
-    statement = pglast.parse_sql(f"SELECT {expression}")[0].stmt
-    assert isinstance(statement, ast.SelectStmt) and statement.targetList
+    """The expression's tree, parsed as `SELECT <expression>` (never sent to a server); anything
+    but exactly one statement with one target is not an expression (ValueError)."""
+    parsed = pglast.parse_sql(f"SELECT {expression}")
+    statement = parsed[0].stmt if len(parsed) == 1 else None
+    if not isinstance(statement, ast.SelectStmt) or len(statement.targetList or ()) != 1:
+        raise ValueError(f"not one expression: {expression!r}")
     return statement.targetList[0].val
 
 

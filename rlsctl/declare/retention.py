@@ -51,4 +51,5 @@ def _table(project: Project, schema: Schema, name: str, decl: TableDecl) -> Rete
         primary_key=table.primary_key,
         tenant=tenant,
         tenant_via=isinstance(decl.tenant, TenantVia),
+        tenant_type=table.column(tenant).type if tenant is not None else "text",
     )

@@ -206,6 +206,7 @@ class RetentionTable:
     primary_key: tuple[str, ...]  # batches lock their rows, then delete them by it
     tenant: str | None  # the row's own tenant column: tenant holds keep that tenant's rows
     tenant_via: bool = False  # the tenant is reached through another table: a tenant hold holds all
+    tenant_type: str = "text"  # the tenant column's type: holds are compared as that type
 
     @property
     def function(self) -> str:

@@ -72,7 +72,7 @@ def create_api_key(
         schema=state.schema,
         helper_schema=state.helper_schema,
     ).encode()
-    as_user = as_user if as_user is not None else _tenant_owner(conn, project, where, tenant)
+    as_user = as_user if as_user is not None else _tenant_owner(conn, project, state, where, tenant)
     try:
         with conn.transaction():
             statements.run(conn, "impersonate", role=state.app, setting=state.identity_setting, user_id=as_user)
@@ -86,7 +86,9 @@ def create_api_key(
     return str(raw[0])
 
 
-def _tenant_owner(conn: psycopg.Connection, project: Project, where: str, tenant: str) -> str:
+def _tenant_owner(conn: psycopg.Connection, project: Project, state: DeclaredState, where: str, tenant: str) -> str:
+    """The user named in the tenant's owner column, read as the owner role (never as the
+    connecting login, which RLS often does not stop), in a transaction of its own."""
     tenancy = project.tenancy
     owner = tenancy.tenants.owner if tenancy is not None else None
     if tenancy is None or owner is None:
@@ -95,7 +97,8 @@ def _tenant_owner(conn: psycopg.Connection, project: Project, where: str, tenant
         "ops/tenant_owner.sql.j2", project.root / "templates", schema=project.schema_name,
         table=tenancy.tenants.table, key=tenancy.tenants.key, owner=owner,
     )  # fmt: skip
-    row = conn.execute(sql.encode(), {"tenant": tenant}).fetchone()
+    with _acting(conn, state, None, where, f"look up the owner of {tenant!r}"):
+        row = conn.execute(sql.encode(), {"tenant": tenant}).fetchone()
     if row is None or row[0] is None:
         raise UsageError(f"{where}: no such team {tenant!r} (or it names no owner: give --as USER)")
     return str(row[0])
@@ -169,7 +172,7 @@ def revoke_api_key(
             found = _read(conn, project, state, spec, table, tenant=None, key_id=key_id)
         if not found:
             raise UsageError(f"{where}: no API key {key_id!r}; nothing was revoked")
-        as_user = _tenant_owner(conn, project, where, found[0].team)
+        as_user = _tenant_owner(conn, project, state, where, found[0].team)
     sql = _sql(project, state, "keys_revoke_api_key", spec)
     with _acting(conn, state, as_user, where, f"revoke API key {key_id}"), conn.cursor(row_factory=dict_row) as cur:
         gone = cur.execute(sql, {"id": key_id}).fetchone()

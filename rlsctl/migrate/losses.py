@@ -101,7 +101,8 @@ def _lift_forced_rls(conn: psycopg.Connection, project: Project, snapshot: _Snap
         try:
             with conn.transaction():
                 conn.execute(sql.encode())
-        except psycopg.errors.InsufficientPrivilege:
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.LockNotAvailable):
+            # Not ours to lift, or busy: the table is not counted, so it counts as holding data.
             snapshot.counted[(schema, name)] = False
 
 

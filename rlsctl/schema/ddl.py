@@ -39,8 +39,16 @@ def split_rendered(text: str) -> list[str]:
 
 
 def split_statements(text: str, path: str) -> list[str]:
-    """The statements of a script as separate strings (comments kept with them)."""
-    parse_script(text, path)
+    """The statements of a script as separate strings (comments kept with them). Transaction
+    control is refused: a COMMIT would end the one transaction a phase (or a rollback, or the
+    rollback's rolled-back probe) runs in, half-way through."""
+    for raw in parse_script(text, path):
+        if isinstance(raw.stmt, ast.TransactionStmt):
+            line = text.count("\n", 0, raw.stmt_location or 0) + 1
+            raise UsageError(
+                f"{path}:{line}: transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) in a migration "
+                "script: rlsctl runs each phase in one transaction of its own; remove it"
+            )
     return [statement for statement in pglast.split(text) if statement.strip()]
 
 
