@@ -341,6 +341,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies teams, users and rows")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per query, user and way")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the database and roles (prints their names)")
     args = parser.parse_args()
     sizes = Sizes.scaled(args.scale)
     name, prefix = f"rlsctl_bench_{secrets.token_hex(4)}", f"bench{secrets.token_hex(3)}_"
@@ -384,6 +385,9 @@ def main() -> int:
             ):
                 print(f"  {table}.{policy}: {qual}")
     finally:
+        if args.keep:
+            print(f"\nkept: database {name}, roles {prefix}*")
+            return 0
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)):

@@ -305,6 +305,72 @@ def test_rows_another_transaction_holds_are_skipped_not_waited_for(retention_db)
         assert remaining(conn, "UsageAnalytics") == seeded("UsageAnalytics", ("young",))
 
 
+def seed_scattered(conn: psycopg.Connection, rows: int, expired_every: int) -> dict[str, set[str]]:
+    """`rows` UsageAnalytics rows in random order on disk, every `expired_every`-th one expired,
+    in teams ta, tb and none; ANALYZEd. Returns the ids by (expired|young)-(team)."""
+    seed(conn)
+    conn.execute("SET session_replication_role = replica")
+    conn.execute('TRUNCATE "UsageAnalytics"')
+    conn.execute(
+        """INSERT INTO "UsageAnalytics"(id, "userId", "teamId", feature, "lastUsedAt")
+           SELECT 's' || g, 'u', (ARRAY['ta', 'tb', NULL])[g %% 3 + 1], 'f',
+                  (now() AT TIME ZONE 'UTC') - interval '400 days'
+                  + CASE WHEN g %% %(every)s = 0 THEN -interval '1 day' - make_interval(secs => g)
+                         ELSE interval '1 day' + make_interval(secs => g) END
+           FROM generate_series(1, %(rows)s) AS g ORDER BY random()""",
+        {"rows": rows, "every": expired_every},
+    )
+    conn.execute("RESET session_replication_role")
+    conn.execute('ANALYZE "UsageAnalytics"')
+    groups: dict[str, set[str]] = {}
+    for g in range(1, rows + 1):
+        team = ("ta", "tb", "none")[g % 3]
+        groups.setdefault(f"{'expired' if g % expired_every == 0 else 'young'}-{team}", set()).add(f"s{g}")
+    return groups
+
+
+def test_scattered_expired_rows_are_walked_by_block_ranges_with_holds_and_locks_kept(retention_db):
+    project = retention_db.project()
+    with retention_db.connect() as conn:
+        groups = seed_scattered(conn, rows=6000, expired_every=2)
+    with as_login(retention_db, "alice") as conn:
+        conn.execute("SELECT rlsctl.retention_hold('UsageAnalytics', 'ta', 'litigation: team A')")
+    with retention_db.connect(autocommit=False) as holder:
+        holder.execute("""SELECT 1 FROM "UsageAnalytics" WHERE id = 's2' FOR UPDATE""")  # expired, no team
+        with retention_db.connect() as conn:
+            done = run(Retention(conn, project, "test"), ("UsageAnalytics",), lock_timeout=5.0).tables[0]
+        holder.rollback()
+    assert done.walk == "blocks"
+    expired_free = groups["expired-tb"] | groups["expired-none"]
+    assert (done.expired, done.removed, done.remaining) == (len(expired_free), len(expired_free) - 1, 1)
+    with retention_db.connect() as conn:
+        kept = groups["young-ta"] | groups["young-tb"] | groups["young-none"] | groups["expired-ta"] | {"s2"}
+        assert {row[0] for row in conn.execute('SELECT id FROM "UsageAnalytics"')} == kept
+    with as_login(retention_db, "alice") as conn:
+        conn.execute("SELECT rlsctl.retention_release('UsageAnalytics', 'ta', 'case closed')")
+
+
+def test_rows_stored_in_time_order_or_few_expired_are_walked_by_the_index(retention_db):
+    project = retention_db.project()
+    with retention_db.connect() as conn:
+        groups = seed_scattered(conn, rows=6000, expired_every=20)  # scattered, but a twentieth expired
+        done = run(Retention(conn, project, "test"), ("UsageAnalytics",)).tables[0]
+        assert (done.walk, done.removed) == ("index", 300)
+        conn.execute("SET session_replication_role = replica")
+        conn.execute('TRUNCATE "UsageAnalytics"')  # half expired, in the order they were written
+        conn.execute(
+            """INSERT INTO "UsageAnalytics"(id, "userId", "teamId", feature, "lastUsedAt")
+               SELECT 'o' || g, 'u', NULL, 'f', (now() AT TIME ZONE 'UTC') - interval '400 days'
+                      + make_interval(mins => g - 3000)
+               FROM generate_series(1, 6000) AS g ORDER BY g"""
+        )
+        conn.execute("RESET session_replication_role")
+        conn.execute('ANALYZE "UsageAnalytics"')
+        done = run(Retention(conn, project, "test"), ("UsageAnalytics",)).tables[0]
+        assert (done.walk, done.removed) == ("index", 3000)
+        assert len(groups["young-ta"]) == 1900  # the seeding itself: 6000 rows, 19 of 20 young, a third each team
+
+
 def test_a_hold_waits_for_the_batch_in_flight_and_stops_every_later_one(retention_db):
     with retention_db.connect() as conn:
         seed(conn)

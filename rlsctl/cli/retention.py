@@ -127,7 +127,10 @@ def _run_report(done: RetentionRun, fmt: str) -> None:
         elif table.expired == 0:
             line += "nothing to remove"
         else:
-            line += f"{table.removed} of {table.expired} rows removed in {table.batches} batches, {table.seconds:.1f} s"
+            line += (
+                f"{table.removed} of {table.expired} rows removed in {table.batches} batches "
+                f"(by {'block ranges' if table.walk == 'blocks' else 'the index'}), {table.seconds:.1f} s"
+            )
             if table.remaining:
                 line += f"; {table.remaining} left (held by other transactions: the next run takes them)"
         output.stdout.print(line)

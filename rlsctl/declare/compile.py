@@ -361,7 +361,8 @@ def _retention(
     policies.append(PolicySpec(name, f"{retention.role}_lock", "update", retention.role, role, expired, e.FALSE))
     # The batches read the tenant column too: rows of a tenant on hold stay.
     tenant = (decl.tenant,) if isinstance(decl.tenant, str) and table.has_column(decl.tenant) else ()
-    readable = (*table.primary_key, retention.column, *tenant)
+    # ctid: the block walk addresses its batch by block range (docs/retention.md, Speed).
+    readable = (*table.primary_key, retention.column, *tenant, "ctid")
     grants = [
         GrantSpec(name, "SELECT", retention.role, role, tuple(dict.fromkeys(readable))),
         GrantSpec(name, "DELETE", retention.role, role, None),

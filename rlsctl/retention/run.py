@@ -7,6 +7,11 @@ seconds of row locks per batch, rows others hold skipped, a batch refused for
 a lock tried again smaller. A run fixes its cutoff once (the first batch's),
 so it removes exactly the rows older than that instant and outside any hold.
 
+The first batch chooses how the batches walk the table: along the retention
+column's index (rows stored about in the order they were written), or by block
+ranges (many expired rows scattered over the table, where the index walk would
+read a random page per row); `walk` says which.
+
 Rows another transaction held are skipped, and taken by a later pass; what
 is still left after the passes is reported (`remaining`), never waited for.
 A dry run counts what would go and deletes nothing. Each table's run is
@@ -26,6 +31,8 @@ from rlsctl.retention.session import Retention
 # Called after each batch: (table, rows the batch removed).
 Observer = Callable[[str, int], None]
 
+# The batch function's cursor when it walks block ranges (the first batch chooses the walk).
+BLOCK_CURSOR = "blocks:"
 PASSES = 3  # rows another transaction held are skipped, and retried by a later pass
 # A batch deletes a range of the retention column's index with one statement, at well under a
 # microsecond a row: the keys' largest batch (50,000) would hold its locks only ~30 ms.
@@ -44,6 +51,7 @@ class TableRun:
     removed: int = 0
     remaining: int = 0  # expired rows still there after the last pass (held by other transactions)
     batches: int = 0
+    walk: str = "index"  # how the batches went: "index" (the column's index) or "blocks" (block ranges)
     seconds: float = 0.0
     held: str | None = None  # why rows stay: a hold, or legal_hold in the policy file
     skipped: str | None = None  # why the table was not walked at all
@@ -139,6 +147,8 @@ class _Batches:
         row = _call(self.retention, self.table, self.outcome.cutoff, after, size, False, self.wait)
         self.outcome.cutoff, self.outcome.held = row[2], row[3]
         self.skipped += int(row[4])
+        if row[1] is not None and row[1].startswith(BLOCK_CURSOR):
+            self.outcome.walk = "blocks"
         return Batch(int(row[0]), row[1])
 
     def progress(self, batch: Batch) -> None:
