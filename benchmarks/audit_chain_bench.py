@@ -8,7 +8,9 @@ transaction (a commit each, as an audit write usually is), for a fixed time; the
 rows per second over all sessions. Measured in the same run on the same database:
 
 - unchained: the chain trigger disabled (the append-only guard and its UTC stamp still run);
-- chained: rlsctl's chain with the bundled project's 16 lanes.
+- chained: rlsctl's chain with the bundled project's 16 lanes, while a sealer puts the committed
+  rows into the log's one order every half second (`rlsctl.audit_seal()`, docs/audit.md): its
+  work competes with the inserts for the same cores, so the ratio includes it.
 
 Each round runs unchained, chained, chained, unchained (so that a load that grows or fades
 during the round weighs on both alike) and its ratio is chained over unchained; the report
@@ -41,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c rlsctl.master_key=bench-{secrets.token_hex(16)}"
 
 from benchmarks.apply_bench import Server, migrated  # noqa: E402
-from rlsctl.audit import verify  # noqa: E402
+from rlsctl.audit import seal, verify  # noqa: E402
 from rlsctl.change import apply as applying  # noqa: E402
+from rlsctl.declare.audit import CHAIN_TRIGGER  # noqa: E402
 from rlsctl.policy.project import Project, load_project  # noqa: E402
 
 TARGET = 0.8
@@ -91,7 +94,29 @@ def rate(dsn: str, logins: list[str], seconds: float, label: str) -> float:
 
 def chain_trigger(dsn: str, enabled: bool) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'ALTER TABLE "AuditLog" {"ENABLE" if enabled else "DISABLE"} TRIGGER rlsctl_chain')
+        conn.execute(
+            sql.SQL('ALTER TABLE "AuditLog" {} TRIGGER {}').format(
+                sql.SQL("ENABLE" if enabled else "DISABLE"), sql.Identifier(CHAIN_TRIGGER)
+            )
+        )
+
+
+class Sealer(threading.Thread):
+    """Seals the committed rows into the one order every `every` seconds until stopped."""
+
+    def __init__(self, dsn: str, project: Project, every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.project, self.every = dsn, project, every
+        self.stop = threading.Event()
+        self.rows = 0
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop.wait(self.every):
+                started = time.perf_counter()
+                self.rows += seal(conn, self.project)
+                self.seconds += time.perf_counter() - started
 
 
 def one_lane_project(parent: Path, prefix: str) -> Project:
@@ -124,7 +149,11 @@ def main() -> None:
         dsn = migrated(server, project)
         apply(dsn, project)
         logins = seed(dsn, project.role_name("app"), args.sessions)
+        sealer = Sealer(dsn, project)
+        sealer.start()
         rounds = [one_round(dsn, logins, args.seconds, f"r{number}") for number in range(args.rounds)]
+        sealer.stop.set()
+        sealer.join()
         with tempfile.TemporaryDirectory() as parent:
             apply(dsn, one_lane_project(Path(parent), prefix))
             single = rate(dsn, logins, args.seconds, "single")
@@ -134,8 +163,16 @@ def main() -> None:
             conn.execute("SET session_replication_role = replica")  # the unchained rounds' rows go
             conn.execute("""DELETE FROM "AuditLog" WHERE "chainSeq" IS NULL""")
             conn.execute("RESET session_replication_role")
+            seal(conn, project)
             verdict, _ = verify(conn, project)
-        print(f"chain verified: {verdict.rows} rows in {len(verdict.heads)} lanes, ok={verdict.ok}")
+        print(
+            f"sealer meanwhile: {sealer.rows} rows into the one order in {sealer.seconds:.1f} s of sealing "
+            f"({sealer.rows / max(sealer.seconds, 1e-9):,.0f} rows/s while sealing)"
+        )
+        print(
+            f"chain verified: {verdict.rows} rows in {len(verdict.heads)} lanes, {verdict.sealed} in one order "
+            f"(position {verdict.order.pos if verdict.order else 0}), ok={verdict.ok}"
+        )
         if not verdict.ok or ratio < TARGET:
             sys.exit(1)
     finally:

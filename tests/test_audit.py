@@ -375,6 +375,7 @@ def chained(db) -> TestDatabase:
 
 
 def test_an_intact_chain_verifies_and_prints_its_head(chained):
+    seal(chained)  # export-head seals too: the same head, before and after
     result = verify(chained)
     assert result.exit_code == 0, result.output
     assert "chain intact" in result.stdout and "head " in result.stdout
@@ -447,6 +448,28 @@ def recompute_chain(database: TestDatabase) -> None:
                 heads[lane] = digest
                 conn.execute("UPDATE rlsctl.audit_lane SET seq = %s, hash = %s WHERE log = 'AuditLog' AND lane = %s",
                              (seq, digest, lane))  # fmt: skip
+            # ... and the one order over the recomputed rows (docs/audit.md, One order).
+            prev = bytes(32)
+            entries = conn.execute(
+                f"""SELECT o.pos, o.seq, r."chainHash" FROM rlsctl.audit_order o JOIN {LOG} r ON r."chainSeq" = o.seq
+                    WHERE o.log = 'AuditLog' ORDER BY o.pos"""
+            ).fetchall()
+            for pos, seq, row_hash in entries:
+                digest = hashlib.sha256(prev + seq.to_bytes(8, "big") + bytes(row_hash)).digest()
+                conn.execute("UPDATE rlsctl.audit_order SET prev = %s, hash = %s WHERE log = 'AuditLog' AND pos = %s",
+                             (prev, digest, pos))  # fmt: skip
+                prev = digest
+
+
+def recompute_lanes_only(database: TestDatabase) -> None:
+    """recompute_chain, with the order kept as it was."""
+    with database.connect() as conn:
+        saved = conn.execute("SELECT pos, prev, hash FROM rlsctl.audit_order WHERE log = 'AuditLog'").fetchall()
+    recompute_chain(database)
+    with database.connect() as conn:
+        for pos, prev, digest in saved:
+            conn.execute("UPDATE rlsctl.audit_order SET prev = %s, hash = %s WHERE log = 'AuditLog' AND pos = %s",
+                         (prev, digest, pos))  # fmt: skip
 
 
 def test_a_recomputed_chain_is_caught_by_the_exported_head(chained, tmp_path):
@@ -455,7 +478,7 @@ def test_a_recomputed_chain_is_caught_by_the_exported_head(chained, tmp_path):
     victim = rows(chained)[3]
     with triggers_off(chained) as conn:
         conn.execute(f"""UPDATE {LOG} SET "userId" = 'u3' WHERE id = %s""", (victim["id"],))
-    recompute_chain(chained)
+    recompute_chain(chained)  # the lanes and the order
     assert verify(chained).exit_code == 0  # the chain alone cannot tell
     result = verify(chained, "--expect-head", str(tmp_path / "head.json"))
     assert result.exit_code == 1 and "the chain was rewritten" in result.stdout, result.stdout
@@ -591,6 +614,142 @@ def test_concurrent_transactions_take_separate_lanes_and_the_chain_holds(chained
     for n in range(6):  # a transaction keeps its lane
         assert len({r["chainLane"] for r in rows(chained, "id LIKE %s", (f"conc-{n}-%",))}) == 1
     assert verify(chained).exit_code == 0
+
+
+# -- the one order --------------------------------------------------------------------------------
+
+
+def order(database: TestDatabase) -> list[tuple[int, int, int, bytes, bytes]]:
+    with database.connect() as conn:
+        return [
+            (pos, seq, lane, bytes(prev), bytes(digest))
+            for pos, seq, lane, prev, digest in conn.execute(
+                "SELECT pos, seq, lane, prev, hash FROM rlsctl.audit_order WHERE log = 'AuditLog' ORDER BY pos"
+            )
+        ]
+
+
+def seal(database: TestDatabase) -> Result:
+    result = audit_cli(database, "audit", "seal")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def expected_links(entries: list[tuple[int, int, int, bytes, bytes]], start: bytes = bytes(32)) -> list[bytes]:
+    """Each position's hash as docs/audit.md defines it, worked out here from the rows' own hashes."""
+    by_seq = {r["chainSeq"]: bytes(r["chainHash"]) for r in ROWS_CACHE}
+    found, prev = [], start
+    for _pos, seq, _lane, _prev, _digest in entries:
+        prev = hashlib.sha256(prev + seq.to_bytes(8, "big") + by_seq[seq]).digest()
+        found.append(prev)
+    return found
+
+
+ROWS_CACHE: list[dict[str, object]] = []
+
+
+def test_sealing_puts_the_rows_of_every_lane_into_one_order_each_covering_the_one_before(chained):
+    test_concurrent_transactions_take_separate_lanes_and_the_chain_holds(chained)  # rows in six lanes
+    ROWS_CACHE[:] = rows(chained)
+    assert f"sealed {len(ROWS_CACHE)} rows" in seal(chained).stdout  # every row of the log, all committed
+    entries = order(chained)
+    assert [e[0] for e in entries] == list(range(1, len(ROWS_CACHE) + 1))
+    assert sorted(e[1] for e in entries) == [r["chainSeq"] for r in ROWS_CACHE]
+    assert len({e[2] for e in entries}) >= 6
+    hashes = expected_links(entries)
+    assert [e[4] for e in entries] == hashes
+    assert [e[3] for e in entries] == [bytes(32), *hashes[:-1]]
+    assert "sealed 0 rows" in seal(chained).stdout  # nothing new: a seal is idempotent
+    result = verify(chained, "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["order"] == {"pos": len(entries), "hash": hashes[-1].hex(), "sealed": len(entries), "pending": 0}
+
+
+def test_a_row_still_in_flight_is_sealed_by_a_later_seal_after_the_rows_committed_before_it(chained):
+    seal(chained)
+    sealed_before = len(order(chained))
+    with chained.connect(autocommit=False) as slow:
+        slow.execute(f"""INSERT INTO {LOG}(id, "userId", action, "resourceType", "resourceId")
+                         VALUES ('slow', 'u1', 'x', 'User', 'u1')""")  # holds its lane, seq taken
+        with as_user(chained, "u1") as conn:  # another lane, a later seq, committed first
+            conn.execute("""UPDATE "Team" SET name = 'Quick' WHERE id = 't1'""")
+        seal(chained)
+        after = order(chained)
+        assert len(after) == sealed_before + 1 and after[-1][1] == rows(chained, "action = 'update'")[-1]["chainSeq"]
+        pending = json.loads(verify(chained, "--format", "json").stdout)
+        assert pending["ok"] and pending["order"]["pending"] == 0  # the slow row is not committed: unseen
+        slow.commit()
+    assert json.loads(verify(chained, "--format", "json").stdout)["order"]["pending"] == 1
+    seal(chained)
+    final = order(chained)
+    slow_seq = rows(chained, "id = 'slow'")[0]["chainSeq"]
+    assert final[-1][1] == slow_seq and slow_seq < final[-2][1]  # the order is the seal's, not the seq's
+    assert verify(chained).exit_code == 0
+
+
+def test_an_order_entry_edited_or_a_position_deleted_is_caught(chained):
+    seal(chained)
+    entries = order(chained)
+    with chained.connect() as conn:
+        conn.execute("UPDATE rlsctl.audit_order SET lane = lane + 1 WHERE log = 'AuditLog' AND pos = 3")
+    result = verify(chained)
+    assert result.exit_code == 1 and "position 3 names lane" in result.stdout, result.stdout
+    with chained.connect() as conn:
+        conn.execute("UPDATE rlsctl.audit_order SET lane = lane - 1 WHERE log = 'AuditLog' AND pos = 3")
+        conn.execute("DELETE FROM rlsctl.audit_order WHERE log = 'AuditLog' AND pos = 5")
+    result = verify(chained)
+    assert result.exit_code == 1 and "position 6 follows position 4" in result.stdout, result.stdout
+    assert f"of lane {entries[4][2]} is not in the order" in result.stdout  # its row is left out, later rows not
+
+
+def test_a_row_edited_after_its_seal_breaks_its_lane_and_its_position(chained):
+    seal(chained)
+    victim = rows(chained)[2]
+    with triggers_off(chained) as conn:
+        conn.execute(f"""UPDATE {LOG} SET action = 'forged' WHERE id = %s""", (victim["id"],))
+    recompute_lanes_only(chained)  # the lanes recomputed around the edit: only the order still knows
+    result = verify(chained, "--format", "json")
+    assert result.exit_code == 1
+    kinds = {(b["kind"], b["seq"]) for b in json.loads(result.stdout)["breaks"]}
+    assert ("order-edited", victim["chainSeq"]) in kinds
+
+
+def test_retention_trims_the_old_end_of_the_order_too(chained, tmp_path):
+    # The oldest rows of the log made a year old (and the lanes recomputed around that, which a
+    # test may do), then sealed: they are the first positions of the order.
+    oldest = [r["id"] for r in rows(chained)[:5]]
+    with triggers_off(chained) as conn:
+        conn.execute(f"""UPDATE {LOG} SET "createdAt" = "createdAt" - interval '400 days' WHERE id = ANY (%s)""",
+                     (oldest,))  # fmt: skip
+    recompute_chain(chained)
+    seal(chained)
+    head = tmp_path / "head.json"
+    assert audit_cli(chained, "audit", "export-head", "-o", str(head)).exit_code == 0
+    before = order(chained)
+    retention_deletes(chained, *oldest)
+    seal(chained)
+    after = order(chained)
+    assert after[0][:3] == (5, -1, -1) and after[0][4] == before[4][4]  # the start marker: position 5, its hash
+    assert after[1:] == before[5:]
+    result = verify(chained, "--expect-head", str(head))
+    assert result.exit_code == 0, result.output
+    with chained.connect() as conn:  # the marker is the start: an order rewritten from there is caught
+        conn.execute("UPDATE rlsctl.audit_order SET hash = sha256(hash) WHERE log = 'AuditLog' AND seq = -1")
+    result = verify(chained)
+    assert result.exit_code == 1 and "position 6 (seq" in result.stdout and "does not follow" in result.stdout
+
+
+def test_sealing_needs_the_owner_role(chained):
+    name = chained.role("reviewer2")
+    with chained.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(chained.role("auditor")), sql.Identifier(name)))
+    reviewer = TestDatabase(chained.name, chained.dsn + f" user={name}", chained.prefix)
+    refused = audit_cli(reviewer, "audit", "seal")
+    assert refused.exit_code == 2 and "owner role" in refused.stderr
+    with chained.connect(user=name) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT rlsctl.audit_seal('AuditLog')")
 
 
 def test_rollback_past_the_log_needs_the_history_exported(chained):

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlsctl.audit.order import OrderHead
 from rlsctl.declare.audit_spec import GENESIS
 
 HEAD_FORMAT = "rlsctl-audit-head/1"
@@ -94,6 +95,9 @@ class Verdict:
     trimmed: int
     breaks: tuple[Break, ...]
     notes: tuple[str, ...] = ()
+    order: OrderHead | None = None  # the one order's last position (rlsctl.audit.order)
+    sealed: int = 0  # rows in the order
+    pending: int = 0  # rows committed since the last seal: the next one takes them
 
     @property
     def ok(self) -> bool:
@@ -105,12 +109,14 @@ class Verdict:
 
     @property
     def head(self) -> str:
-        return head_digest(self.log, self.heads)
+        return head_digest(self.log, self.heads, self.order)
 
 
-def head_digest(log: str, heads: Iterable[LaneHead]) -> str:
-    """One hash for the ends of every lane: what `export-head` writes and verify prints."""
+def head_digest(log: str, heads: Iterable[LaneHead], order: OrderHead | None = None) -> str:
+    """One hash for the ends of every lane and of the order: what `export-head` writes and verify prints."""
     lines = "".join(f"{head.lane} {head.seq} {head.hash}\n" for head in sorted(heads, key=lambda h: h.lane))
+    if order is not None and order.pos:
+        lines += f"order {order.pos} {order.hash}\n"
     return hashlib.sha256(f"{HEAD_FORMAT}\n{log}\n{lines}".encode()).hexdigest()
 
 
@@ -202,6 +208,12 @@ class _Walk:
                                      "records", lane.seq, number, lane.id))  # fmt: skip
 
 
+def covered(anchors: Anchors) -> tuple[set[tuple[int, int]], dict[int, int]]:
+    """What retention removed: the rows it listed (lane, seq), and per lane the seq its checkpoint covers."""
+    listed = {(item.lane, item.seq) for item in anchors.trimmed}
+    return listed, {lane: checkpoint.seq for lane, checkpoint in anchors.checkpoints.items()}
+
+
 def walk(
     log: str,
     rows: Iterable[tuple[str, int | None, int | None, bytes | None, bytes | None, bytes]],
@@ -267,9 +279,14 @@ def compare_head(
             detail = (f"lane {lane} at seq {seq} has hash {found[0].hex()[:16]}…, the exported head says "
                       f"{str(digest)[:16]}…: the chain was rewritten")  # fmt: skip
             breaks.append(Break("rewritten", detail, seq, lane, found[1]))
-    if not breaks and expected.get("head") == head_digest(log, heads):
+    if not breaks and expected.get("head") == head_digest(log, heads, _order_of(expected)):
         notes.append("no row was added since the head was exported")
     return breaks, notes
+
+
+def _order_of(expected: dict[str, Any]) -> OrderHead | None:
+    order = expected.get("order")
+    return OrderHead(int(order[0]), str(order[1])) if isinstance(order, list) and len(order) == 2 else None
 
 
 def head_document(verdict: Verdict, where: str, exported_at: str) -> dict[str, Any]:
@@ -282,6 +299,7 @@ def head_document(verdict: Verdict, where: str, exported_at: str) -> dict[str, A
         "rows": verdict.rows,
         "head": verdict.head,
         "lanes": [[head.lane, head.seq, head.hash] for head in verdict.heads],
+        "order": [verdict.order.pos, verdict.order.hash] if verdict.order is not None and verdict.order.pos else None,
     }
 
 

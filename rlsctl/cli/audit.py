@@ -52,6 +52,22 @@ def verify(dsn: str | None, project: str | None, role_prefix: str | None, expect
         sys.exit(1)
 
 
+@audit_group.command()
+@options_dsn
+@options_project
+@handle_errors
+def seal(dsn: str | None, project: str | None, role_prefix: str | None) -> None:
+    """Put every committed row of the audit log into its one order (as the owner role); run it often."""
+    from rlsctl import audit
+    from rlsctl.pg import db
+
+    loaded = load_project_option(project, role_prefix)
+    target = db.resolve_dsn(dsn)
+    with db.session(target) as conn:
+        sealed = audit.seal(conn, loaded)
+    click.echo(f"sealed {sealed} row{'s' if sealed != 1 else ''} into the order on {target.where}")
+
+
 @audit_group.command("export-head")
 @options_dsn
 @options_project
@@ -66,7 +82,8 @@ def verify(dsn: str | None, project: str | None, role_prefix: str | None, expect
 )
 @handle_errors
 def export_head(dsn: str | None, project: str | None, role_prefix: str | None, output: str) -> None:
-    """Verify the chain, then write its head for safekeeping outside the database (exit 1: broken, nothing written)."""
+    """Seal, verify the chain, then write its head for safekeeping outside the database (exit 1: broken, nothing
+    written)."""
     from rlsctl import audit
     from rlsctl.pg import db
 
@@ -126,11 +143,21 @@ def _text(verdict: Verdict, where: str, bare_mismatch: bool) -> list[str]:
         lines += [f"  also {b.row}: {b.detail}" for b in verdict.breaks[1:SHOWN_BREAKS]]
         if len(verdict.breaks) > SHOWN_BREAKS:
             lines.append(f"  and {len(verdict.breaks) - SHOWN_BREAKS} more ({scope})")
+    if verdict.order is not None:
+        lines.append(f"  order: {verdict.sealed} rows sealed, up to position {verdict.order.pos}"
+                     + (f"; {verdict.pending} committed since the last seal (rlsctl audit seal)" if verdict.pending
+                        else ""))  # fmt: skip
     lines += [f"  note: {note}" for note in verdict.notes]
     if bare_mismatch:
         lines.append("  the head differs from the one expected (a bare hash only matches a chain nothing was added to)")
     lines.append(f"head {verdict.head}")
     return lines
+
+
+def _order_json(verdict: Verdict) -> dict[str, Any] | None:
+    if verdict.order is None:
+        return None
+    return {"pos": verdict.order.pos, "hash": verdict.order.hash, "sealed": verdict.sealed, "pending": verdict.pending}
 
 
 def _as_json(verdict: Verdict, where: str, bare_mismatch: bool) -> dict[str, Any]:
@@ -142,6 +169,7 @@ def _as_json(verdict: Verdict, where: str, bare_mismatch: bool) -> dict[str, Any
         "head": verdict.head,
         "lanes": [[head.lane, head.seq, head.hash] for head in verdict.heads],
         "checkpoints": [[c.lane, c.seq, c.hash.hex(), c.removed, c.cutoff] for c in verdict.checkpoints],
+        "order": _order_json(verdict),
         "breaks": [
             {"kind": b.kind, "row": b.id, "seq": b.seq, "lane": b.lane, "detail": b.detail} for b in verdict.breaks
         ],

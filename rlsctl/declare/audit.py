@@ -14,6 +14,9 @@ definer role's one policy on the log (it inserts the rows the triggers write).
 | audit_record(job, ...) (rlsctl's own operations) | definer | DEFINER | the owner and keys roles |
 | audit_trim(...) (retention removed a chained row) | definer | DEFINER | the log's retention role |
 | audit_anchors(log) (lanes, checkpoints: for verify) | definer | DEFINER | the owner role, `readers:` |
+| audit_seal(log) (the one order: seals committed rows) | definer | DEFINER | the owner role |
+| audit_chain_links(low, high) (the log's chain columns, for the seal) | owner | DEFINER | the definer |
+| audit_order_entries(log) (the order: for verify) | definer | DEFINER | the owner role, `readers:` |
 
 The triggers that write rows are SECURITY DEFINER so that nobody can write a row
 claiming a change that did not happen: a function the application could call would
@@ -38,6 +41,9 @@ AUDIT_BODIES = "objects/audit_bodies.sql.j2"
 AUDIT_TRIGGER, APPEND_ONLY_TRIGGER, NO_TRUNCATE_TRIGGER, CHAIN_TRIGGER = AUDIT_TRIGGERS
 RECORD_ARGS = "text, text, text, text, text, jsonb"
 TRIM_ARGS = "text, integer, bigint, bytea, bytea"
+# As pg_get_function_result() prints it, so that drift compares like with like.
+ORDER_ENTRIES = "TABLE(pos bigint, seq bigint, lane integer, prev bytea, hash bytea)"
+CHAIN_LINKS = "TABLE(seq bigint, lane integer, hash bytea)"
 
 
 def audit_spec(project: Project, schema: Schema) -> AuditSpec | None:
@@ -74,7 +80,7 @@ def _base(project: Project, settings: AuditSettings) -> AuditSpec:
     if declared is not None:
         chain = ChainSpec(declared.seq, declared.lane, declared.prev, declared.hash, declared.lanes)
     writer = project.role_name(project.role_of_kind("definer"))
-    return AuditSpec(writer=writer, recorders=(owner, *keys), readers=readers, log=None, chain=chain)
+    return AuditSpec(writer=writer, recorders=(owner, *keys), readers=readers, sealer=owner, log=None, chain=chain)
 
 
 def _deleter(project: Project, name: str, table: Table) -> dict[str, Any]:
@@ -231,6 +237,15 @@ def _chain_functions(spec: AuditSpec, log: str) -> list[HelperFn]:
         HelperFn("audit_anchors", "text", policy_helper=False, arg_decl="log text", returns="jsonb",
                  language="plpgsql", security_definer=True, owner=spec.writer, executors=spec.readers,
                  body="audit_anchors", template=AUDIT_BODIES),
+        HelperFn("audit_seal", "text", policy_helper=False, arg_decl="log text", returns="bigint",
+                 language="plpgsql", volatility="v", security_definer=True, owner=spec.writer,
+                 executors=(spec.sealer,), body="audit_seal", template=AUDIT_BODIES),
+        HelperFn("audit_chain_links", "bigint, bigint", policy_helper=False, arg_decl="low bigint, high bigint",
+                 returns=CHAIN_LINKS, language="sql", security_definer=True, owner=spec.sealer,
+                 executors=(spec.writer,), body="audit_chain_links", template=AUDIT_BODIES),
+        HelperFn("audit_order_entries", "text", policy_helper=False, arg_decl="log text", returns=ORDER_ENTRIES,
+                 language="sql", security_definer=True, owner=spec.writer, executors=spec.readers,
+                 body="audit_order_entries", template=AUDIT_BODIES),
     ]  # fmt: skip
     if spec.deleter is not None:
         found.append(

@@ -83,6 +83,7 @@ class AuditSpec:
     writer: str  # the definer role: owns the functions and the chain's tables, inserts the rows
     recorders: tuple[str, ...]  # may call audit_record(): rlsctl's own operations (the owner role)
     readers: tuple[str, ...]  # may call audit_anchors(): rlsctl audit verify (the owner role, `readers:`)
+    sealer: str  # the owner role: runs audit_seal(); owns audit_chain_links(), which reads the log for it
     log: AuditLogSpec | None
     chain: ChainSpec | None  # declared (its tables exist whenever it is)
     chained: bool = False  # the log exists with the chain's columns: rows are chained
@@ -94,6 +95,8 @@ class AuditSpec:
     chain_function: str = ""
     # The advisory lock (class rlsctl.pg.locks.CLASS) that lets one trim of the log's chain run at a time.
     trim_lock: int = 17
+    # The advisory lock that lets one seal of the log's order run at a time (audit_seal()).
+    seal_lock: int = 18
     # Lane n of the chain is the advisory lock (rlsctl.pg.locks.CLASS, lane_lock_base + n), held by the
     # transaction chaining rows in it until it ends (4096..4351: clear of rlsctl's other lock ids).
     lane_lock_base: int = 4096

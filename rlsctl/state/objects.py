@@ -45,11 +45,14 @@ RETENTION_TABLES = {
 # (owned by the definer role, RLS on, no policy, no grant): the head of each lane, what retention
 # trimmed off the old end of each lane, rows it removed ahead of an older row it kept. Created
 # whenever the project declares a chain and never dropped: they anchor the chain.
+# The order: every row sealed into one sequence after its commit, each link covering the one before.
 AUDIT_LANE_TABLE, AUDIT_CHECKPOINT_TABLE, AUDIT_TRIMMED_TABLE = "audit_lane", "audit_checkpoint", "audit_trimmed"
+AUDIT_ORDER_TABLE = "audit_order"
 AUDIT_TABLES = {
     AUDIT_LANE_TABLE: "audit chain lanes",
     AUDIT_CHECKPOINT_TABLE: "audit chain checkpoints",
     AUDIT_TRIMMED_TABLE: "audit rows trimmed",
+    AUDIT_ORDER_TABLE: "audit chain order",
 }
 # What drift calls each of rlsctl's own tables of the helper schema (KeyTable), in creation order.
 OWN_TABLES = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES}
