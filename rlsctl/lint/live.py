@@ -18,6 +18,7 @@ from rlsctl.lint.model import (
     Role,
     Schema,
     Trigger,
+    canonical_type,
     parse_secret_comment,
 )
 from rlsctl.pg import statements
@@ -54,6 +55,7 @@ def read_model(conn: psycopg.Connection, key_settings: tuple[str, ...] = ()) -> 
             security_invoker=row["security_invoker"],
             sources=set(row["sources"]),
             primary_key=tuple(row["primary_key"]),
+            types={c: canonical_type(t) for c, t in zip(row["columns"], row["column_types"], strict=True)},
         )
         model.relations[relation.qualified] = relation
     model.policies = [
@@ -99,7 +101,8 @@ def read_model(conn: psycopg.Connection, key_settings: tuple[str, ...] = ()) -> 
     }
     for r in indexes:
         if r["kind"] == "index":
-            model.indexes.append(Index(r["schema"], r["table_name"], r["name"], tuple(c for c in r["columns"] if c)))
+            columns = tuple(c for c in r["columns"] if c)
+            model.indexes.append(Index(r["schema"], r["table_name"], r["name"], columns, r["expression"]))
         else:
             model.foreign_keys.append(
                 ForeignKey(r["schema"], r["table_name"], r["name"], tuple(r["columns"]), r["ref_table"])

@@ -31,6 +31,7 @@ class Relation:
     security_invoker: bool = False
     sources: set[str] = field(default_factory=set)  # relations a view or materialized view reads
     primary_key: tuple[str, ...] = ()
+    types: dict[str, str] = field(default_factory=dict)  # column -> its type, as canonical_type() names it
 
     @property
     def qualified(self) -> str:
@@ -126,6 +127,27 @@ class Index:
     table: str
     name: str
     columns: tuple[str, ...]
+    expression: str | None = None  # the leading key, when it is an expression (lower(email)): its SQL
+
+
+# Type names as PostgreSQL's catalog (format_type), the SQL of a migration and sqlglot write them.
+_TYPE_ALIASES = {
+    "int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint", "bool": "boolean",
+    "character varying": "varchar", "character": "bpchar", "char": "bpchar",
+    "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz",
+    "time without time zone": "time", "time with time zone": "timetz",
+    "float8": "double precision", "double": "double precision", "float4": "real", "decimal": "numeric",
+}  # fmt: skip
+
+
+def canonical_type(text: str) -> str:
+    """One name per type: `pg_catalog.int4`, `integer` and `INT` are all `integer`; a type modifier
+    (`varchar(20)`, `timestamp(3)`) is dropped, an array keeps its `[]`."""
+    name = text.strip().lower().replace('"', "")
+    array = name.endswith("[]")
+    name = re.sub(r"\([^)]*\)", "", name.removesuffix("[]")).strip().removeprefix("pg_catalog.")
+    name = " ".join(name.split())
+    return _TYPE_ALIASES.get(name, name) + ("[]" if array else "")
 
 
 @dataclass

@@ -84,6 +84,8 @@ def rename_column(model: LintModel, table: str, old: str, new: str) -> None:
     for policy in policies:  # rewritten while the row still has the old column, so references resolve
         policy.using, policy.check = (_rename_refs(model, policy, t, old, new) for t in (policy.using, policy.check))
     relation.columns = [new if c == old else c for c in relation.columns]
+    if old in relation.types:
+        relation.types[new] = relation.types.pop(old)
     relation.primary_key = _renamed(relation.primary_key, old, new)
     for index in model.indexes:
         if (index.schema, index.table) == (relation.schema, relation.name):

@@ -46,6 +46,7 @@ from rlsctl.lint.model import (
     Role,
     Schema,
     Trigger,
+    canonical_type,
     parse_secret_comment,
 )
 from rlsctl.lint.renames import RELATIONS, Renames
@@ -136,6 +137,7 @@ class Replay(Renames):
         for element in stmt.tableElts or ():
             if isinstance(element, ast.ColumnDef):
                 relation.columns.append(element.colname)
+                relation.types[element.colname] = canonical_type(_type(element.typeName))
                 for constraint in element.constraints or ():
                     self._constraint(relation, constraint, (element.colname,))
             elif isinstance(element, ast.Constraint):
@@ -190,8 +192,10 @@ class Replay(Renames):
     def _IndexStmt(self, stmt: ast.IndexStmt) -> None:
         schema, _, table = self.qualified(stmt.relation).partition(".")
         columns = tuple(p.name for p in stmt.indexParams or () if p.name)
-        if columns:
-            self.model.indexes.append(Index(schema, table, stmt.idxname or "idx", columns))
+        first = stmt.indexParams[0] if stmt.indexParams else None
+        expression = deparse(first.expr) if first is not None and first.expr is not None else None
+        if columns or expression:
+            self.model.indexes.append(Index(schema, table, stmt.idxname or "idx", columns, expression))
 
     def _ViewStmt(self, stmt: ast.ViewStmt) -> None:
         name = self.qualified(stmt.view)
@@ -272,6 +276,9 @@ class Replay(Renames):
                 relation.owner = self.role(cmd.newowner)
             elif subtype == AT.AT_AddColumn:
                 relation.columns.append(cmd.def_.colname)
+                relation.types[cmd.def_.colname] = canonical_type(_type(cmd.def_.typeName))
+            elif subtype == AT.AT_AlterColumnType and isinstance(cmd.def_, ast.ColumnDef):
+                relation.types[cmd.name] = canonical_type(_type(cmd.def_.typeName))
             elif subtype == AT.AT_DropColumn:
                 relation.columns = [c for c in relation.columns if c != cmd.name]
             elif subtype == AT.AT_AddConstraint:

@@ -478,6 +478,77 @@ class Fixtures(Frozen):
     updates: dict[str, dict[str, Row]] = {}
 
 
+# -- representative queries for `rlsctl explain` -------------------------------------------
+
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TenantPick = Literal["largest", "typical"]
+
+
+class ExplainPrincipal(Frozen):
+    """Who `rlsctl explain` runs a query as, picked from the data it finds (docs/policy-format.md#explain).
+
+    A user holding exactly `rank` in a tenant, a literal `user_id`, an API-key session with the
+    scopes `api_key` lists (its key is created inside the rolled-back transaction), or none of
+    these: no identity. `tenant` picks the tenant (`largest`: the most members, `typical`: the
+    median), `tenant_id` names one; it is the query's `:tenant_id`."""
+
+    role: str = "app"
+    rank: str | None = None
+    user_id: str | None = None
+    api_key: tuple[str, ...] | None = None
+    tenant: TenantPick | None = None
+    tenant_id: str | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ExplainPrincipal:
+        given = [name for name in ("rank", "user_id", "api_key") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError("give one of rank (a member of the tenant), user_id (a literal user) or api_key (scopes)")
+        if self.tenant is not None and self.tenant_id is not None:
+            raise ValueError("give tenant (largest or typical) or tenant_id, not both")
+        if given and given[0] in ("rank", "api_key") and self.tenant is None and self.tenant_id is None:
+            raise ValueError(f"{given[0]}: say in which tenant, with tenant: largest|typical or tenant_id:")
+        return self
+
+
+def _param_names(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if not PARAM_NAME.match(name):
+            raise ValueError(f"parameter {name!r}: a name is letters, digits and _, not starting with a digit")
+    return value
+
+
+class ExplainQuery(Frozen):
+    """One query the application sends (`sql`, run as each principal under RLS) and the same query
+    with the filter the application would write without RLS (`baseline`, run by the connecting
+    role, which must bypass RLS). `:name` is a parameter: built in, or one of `params`."""
+
+    sql: str = Field(min_length=1)
+    baseline: str = Field(min_length=1)
+    as_: tuple[str, ...] | None = Field(None, alias="as")  # principal names; default: every principal
+    params: dict[str, str] = {}  # name -> a query, run by the connecting role, whose first value it is
+    description: str = ""
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, str]) -> dict[str, str]:
+        return _param_names(value)
+
+
+class Explain(Frozen):
+    """The representative queries `rlsctl explain` plans as each principal (docs/policy-format.md#explain)."""
+
+    principals: dict[str, ExplainPrincipal] = Field(min_length=1)
+    params: dict[str, str] = {}  # shared by every query, computed per principal in this order
+    queries: dict[str, ExplainQuery] = Field(min_length=1)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, str]) -> dict[str, str]:
+        return _param_names(value)
+
+
 # -- one file ---------------------------------------------------------------------------
 
 
@@ -490,6 +561,7 @@ class PolicyFile(Frozen):
     every_table: EveryTable | None = None
     tables: dict[str, TableDecl] | None = None
     fixtures: Fixtures | None = None
+    explain: Explain | None = None
 
     @field_validator("roles")
     @classmethod

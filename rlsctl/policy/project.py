@@ -21,6 +21,7 @@ from rlsctl.policy.conditions import COMMANDS
 from rlsctl.policy.model import (
     CommandRules,
     EveryTable,
+    Explain,
     Fixtures,
     PolicyFile,
     ProjectSettings,
@@ -33,7 +34,7 @@ from rlsctl.resources import bundled_project_dir
 from rlsctl.schema.phases import Phase, discover_phases, schema_at
 from rlsctl.schema.tables import Schema
 
-SECTIONS = ("project", "roles", "tenancy", "every_table", "tables", "fixtures")
+SECTIONS = ("project", "roles", "tenancy", "every_table", "tables", "fixtures", "explain")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Project:
     sources: dict[tuple[str, ...], Source] = field(default_factory=dict)
     role_prefix_override: str | None = None
     every_table: EveryTable | None = None
+    explain: Explain | None = None  # rlsctl explain's representative queries
 
     # -- names ------------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class Project:
             sources=self.sources,
             role_prefix_override=prefix,
             every_table=self.every_table,
+            explain=self.explain,
         )
 
 
@@ -233,7 +236,7 @@ def _merge(
     merged: dict[str, Any],
     sources: dict[tuple[str, ...], Source],
 ) -> None:
-    for section in ("project", "tenancy", "every_table", "fixtures"):
+    for section in ("project", "tenancy", "every_table", "fixtures", "explain"):
         value = getattr(parsed, section)
         if value is None:
             continue
@@ -279,6 +282,7 @@ def _assemble(directory: Path, merged: dict[str, Any], sources: dict[tuple[str, 
         phases=discover_phases(directory / "migrations"),
         sources=sources,
         every_table=merged.get("every_table"),
+        explain=merged.get("explain"),
     )
     _check_role_kinds(project, policies_dir)
     _check_anonymous_roles(project)

@@ -1,5 +1,5 @@
 -- Every relation in user schemas: kind, owner, RLS flags, partition parent,
--- columns, security_invoker, primary key, and what a view reads.
+-- columns and their types, security_invoker, primary key, and what a view reads.
 SELECT n.nspname AS schema,
        c.relname AS name,
        c.relkind AS kind,
@@ -12,6 +12,8 @@ SELECT n.nspname AS schema,
         WHERE i.inhrelid = c.oid LIMIT 1) AS parent,
        ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute AS a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
+       ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute AS a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS column_types,
        COALESCE('security_invoker=true' = ANY (c.reloptions) OR 'security_invoker=on' = ANY (c.reloptions), false)
            AS security_invoker,
        ARRAY(SELECT a.attname FROM pg_catalog.pg_constraint AS k

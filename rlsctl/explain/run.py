@@ -1,0 +1,236 @@
+"""`rlsctl explain`: the project's representative queries, planned as each declared principal
+under RLS and, with the hand-written filter, by the connecting role (which bypasses RLS); the
+plans compared (rlsctl/explain/plans.py).
+
+Everything happens in one transaction that is always rolled back, each plan in a savepoint of
+its own: the API keys principals present are created there, and with ANALYZE the statements run
+there, writes included, and are undone with it. The checks only mean something on a database
+with representative data and statistics (staging, a benchmark load): on a near-empty table
+every plan is a sequential scan, so the run notes every table the planner thinks has fewer than
+FEW_ROWS rows, or that was never analyzed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from rlsctl.errors import UsageError
+from rlsctl.explain import queries
+from rlsctl.explain.declarations import Declared, Param, Query, declarations
+from rlsctl.explain.declarations import where as declared_at
+from rlsctl.explain.plans import Finding, Limits, Plan, compare, relations
+from rlsctl.explain.principals import Acting, become, find
+from rlsctl.explain.statement import Statement
+from rlsctl.pg import sql, statements
+from rlsctl.policy.project import Project
+
+FEW_ROWS = Limits().min_table_rows  # below this the planner's choices say little about production
+STATEMENT_TIMEOUT = "60s"
+# With ANALYZE each statement runs this many times and the fastest run counts: the first run of
+# a session pays for caches (catalog, PL/pgSQL, buffers) that the application has long warmed.
+ANALYZE_RUNS = 3
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One query as one principal: both plans and what they showed."""
+
+    query: str
+    principal: str
+    where: str  # file:line of the query's declaration
+    rls: Plan
+    baseline: Plan
+    findings: tuple[Finding, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.findings)
+
+
+@dataclass(frozen=True)
+class TableStats:
+    name: str
+    rows: int  # the planner's estimate; -1: never analyzed or vacuumed
+    analyzed: Any  # the last ANALYZE (manual or automatic), None: never
+
+    @property
+    def note(self) -> str | None:
+        if self.analyzed is None and self.rows < 0:
+            return f"{self.name} was never analyzed: the planner has no statistics for it"
+        if self.rows < FEW_ROWS:
+            return f"{self.name} has about {max(self.rows, 0)} rows: plans on so few rows say little about production"
+        return None
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    where: str
+    analyze: bool
+    limits: Limits
+    principals: tuple[Acting, ...]
+    pairs: tuple[Pair, ...]
+    tables: tuple[TableStats, ...]
+
+    @property
+    def flagged(self) -> tuple[Pair, ...]:
+        return tuple(pair for pair in self.pairs if pair.flagged)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(note for table in self.tables if (note := table.note) is not None)
+
+
+def explain(
+    conn: psycopg.Connection,
+    project: Project,
+    where: str,
+    *,
+    queries_chosen: Collection[str] = (),
+    principals_chosen: Collection[str] = (),
+    analyze: bool = False,
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+) -> ExplainResult:
+    """Plan every declared query as each of its principals and compare with its baseline."""
+    declared = declarations(project, queries_chosen, principals_chosen)
+    limits = limits or Limits()
+    wanted = [name for name in declared.principals if any(name in q.principals for q in declared.queries)]
+    _check_roles(conn, project, declared, wanted)
+    pairs: list[Pair] = []
+    with conn.transaction(force_rollback=True):
+        path = ", ".join(("pg_catalog", sql.ident(project.schema_name), "pg_temp"))
+        queries.run(conn, "settings", timeout=STATEMENT_TIMEOUT, search_path=path)
+        acting = {name: _find(conn, project, name, declared) for name in wanted}
+        stats = _stats(conn, project)
+        sizes = {table.name: table.rows for table in stats}
+        total = sum(len(query.principals) for query in declared.queries)
+        if progress is not None:
+            mode = "EXPLAIN ANALYZE, rolled back" if analyze else "EXPLAIN"
+            count = len(declared.queries)
+            what = "query" if count == 1 else "queries"
+            progress(f"planning {count} {what} as their principals: {total} plans and their baselines ({mode})")
+        for query in declared.queries:
+            for name in query.principals:
+                pairs.append(_pair(conn, project, query, acting[name], analyze, limits, sizes))
+    read = {name for pair in pairs for plan in (pair.rls, pair.baseline) for name in relations(plan.tree)}
+    tables = tuple(table for table in stats if table.name in read)
+    return ExplainResult(where, analyze, limits, tuple(acting.values()), tuple(pairs), tables)
+
+
+def _check_roles(conn: psycopg.Connection, project: Project, declared: Declared, wanted: list[str]) -> None:
+    """The baselines' role must bypass RLS; the principals' roles must exist and must not."""
+    rows = queries.run(conn, "connecting_role")
+    me = rows[0] if rows else {"role": "?", "superuser": False, "bypassrls": False}
+    if not (me["superuser"] or me["bypassrls"]):
+        raise UsageError(
+            f"the baselines run as the connecting role {me['role']}, which must bypass RLS (SUPERUSER or "
+            "BYPASSRLS): connect as the database's administrator"
+        )
+    roles = sorted({project.role_name(declared.principals[name].role) for name in wanted})
+    found = statements.run(conn, "role_risks", schema=project.schema_name, tables=sorted(project.tables), roles=roles)
+    for row in found:
+        if row["superuser"] or row["bypassrls"]:
+            raise UsageError(f"refusing to explain as {row['role']}: it bypasses RLS, so no policy would be planned")
+        if row["owns_unforced"]:
+            raise UsageError(
+                f"refusing to explain as {row['role']}: it owns {row['owns_unforced'][0]}, whose RLS is not forced, "
+                "so its policies would not be planned"
+            )
+    missing = sorted(set(roles) - {row["role"] for row in found})
+    if missing:
+        raise UsageError(f"role {missing[0]} does not exist: run `rlsctl apply` first")
+
+
+def _find(conn: psycopg.Connection, project: Project, name: str, declared: Declared) -> Acting:
+    try:
+        with conn.transaction(force_rollback=True):
+            queries.run(conn, "bypass")
+            return find(conn, project, name, declared.principals[name])
+    except psycopg.Error as exc:
+        raise UsageError(f"{declared_at(project, 'principals', name)}: principal {name!r}: {_first(exc)}") from None
+
+
+def _pair(
+    conn: psycopg.Connection,
+    project: Project,
+    query: Query,
+    acting: Acting,
+    analyze: bool,
+    limits: Limits,
+    sizes: dict[str, int],
+) -> Pair:
+    """Both plans of one query for one principal, each in its own rolled-back savepoint."""
+    with conn.transaction(force_rollback=True):
+        queries.run(conn, "bypass")
+        params = _params(conn, query, acting)
+        baseline = _plan(conn, query, acting, "baseline", query.baseline, params, analyze)
+    with conn.transaction(force_rollback=True):
+        try:
+            with conn.transaction():
+                become(conn, project, acting)
+        except psycopg.Error as exc:
+            raise UsageError(f"{query.where}: query {query.name}: becoming {acting.name}: {_first(exc)}") from None
+        rls = _plan(conn, query, acting, "sql", query.sql, params, analyze)
+    findings, notes = compare(rls, baseline, limits, acting.anonymous, sizes)
+    return Pair(query.name, acting.name, query.where, rls, baseline, tuple(findings), tuple(notes))
+
+
+def _params(conn: psycopg.Connection, query: Query, acting: Acting) -> dict[str, Any]:
+    """The built-in parameters, then each declared one in order (it may use those before it)."""
+    values = dict(acting.params)
+    for param in query.params:
+        values[param.name] = _param(conn, query, acting, param, values)
+    return values
+
+
+def _param(conn: psycopg.Connection, query: Query, acting: Acting, param: Param, values: dict[str, Any]) -> Any:
+    try:
+        with conn.transaction(), psycopg.RawCursor(conn) as cursor:
+            cursor.execute(param.statement.text.encode(), param.statement.values(values))
+            row = cursor.fetchone()
+    except psycopg.Error as exc:
+        raise UsageError(
+            f"{param.where}: parameter {param.name!r} (query {query.name}, principal {acting.name}): {_first(exc)}"
+        ) from None
+    return row[0] if row else None
+
+
+def _plan(
+    conn: psycopg.Connection,
+    query: Query,
+    acting: Acting,
+    side: str,
+    statement: Statement,
+    params: dict[str, Any],
+    analyze: bool,
+) -> Plan:
+    text = queries.render("explain", statement=statement.text, analyze=analyze).encode()
+    found: list[Plan] = []
+    for _ in range(ANALYZE_RUNS if analyze else 1):
+        try:
+            # Its own savepoint, rolled back: with ANALYZE a write runs, and must not stay.
+            with conn.transaction(force_rollback=True), psycopg.RawCursor(conn) as cursor:
+                cursor.execute(text, statement.values(params))
+                row = cursor.fetchone()
+        except psycopg.Error as exc:
+            who = "the connecting role" if side == "baseline" else f"principal {acting.name}"
+            raise UsageError(f"{query.where}: query {query.name} ({side}, as {who}): {_first(exc)}") from None
+        assert row is not None
+        found.append(Plan.from_json(row[0]))
+    return min(found, key=lambda plan: plan.execution_ms or 0.0)
+
+
+def _stats(conn: psycopg.Connection, project: Project) -> tuple[TableStats, ...]:
+    rows = queries.run(conn, "table_stats", schema=project.schema_name)
+    return tuple(TableStats(row["name"], int(row["rows"]), row["analyzed"]) for row in rows)
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

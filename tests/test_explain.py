@@ -1,0 +1,588 @@
+"""rlsctl explain on a real server: the shipped projects pass on a representative load, a
+deliberately slow policy is flagged (query, principal and reason, text and JSON), bad declarations
+are exit 2 naming the file and line before anything is sent, and nothing stays in the database.
+
+The loads are small (seconds) but shaped like production: many small tenants and one big one, as
+superuser with triggers off, then ANALYZE, so that the planner has statistics to choose with. The
+principals' users and tenants below are worked out by hand from the loads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from rlsctl.change import apply as applying
+from rlsctl.cli.main import main
+from rlsctl.explain.plans import Limits, Plan, compare, subplans
+from rlsctl.explain.statement import StatementError, compile_statement
+from rlsctl.lint import LintInputs, lint
+from rlsctl.policy.project import load_project
+from tests.conftest import ROOT, TestDatabase, as_operator, migrate_and_apply
+
+ORGS = ROOT / "examples" / "orgs"
+SUPABASE = ROOT / "examples" / "supabase"
+NO_DATABASE = "postgresql://postgres@127.0.0.1:5432/rlsctl_explain_never_created"
+
+# PromptCraft: 40 teams of 10 (users 1..400: the first of each its OWNER, the second an ADMIN) and
+# one of 200 (users 401..600: 401 OWNER, 402..405 ADMIN); users 601..800 in no team. A fifth of the
+# prompts and audit rows in the big team, most of the rest in the small ones.
+PROMPTCRAFT_LOAD = [
+    """INSERT INTO "User"(id, email, name, "updatedAt")
+       SELECT 'u' || lpad(i::text, 5, '0'), 'user' || i || '@example.test', 'User ' || i, now()
+       FROM generate_series(1, 800) AS i""",
+    """INSERT INTO "Team"(id, name, "ownerId", "updatedAt")
+       SELECT 't' || lpad(t::text, 3, '0'), 'Team ' || t, 'u' || lpad(((t - 1) * 10 + 1)::text, 5, '0'), now()
+       FROM generate_series(1, 40) AS t
+       UNION ALL SELECT 'tbig', 'Big team', 'u00401', now()""",
+    """INSERT INTO "TeamMember"(id, "teamId", "userId", role, "joinedAt")
+       SELECT 'm' || i,
+              CASE WHEN i <= 400 THEN 't' || lpad(((i - 1) / 10 + 1)::text, 3, '0') ELSE 'tbig' END,
+              'u' || lpad(i::text, 5, '0'),
+              (CASE WHEN i <= 400 THEN CASE (i - 1) % 10 WHEN 0 THEN 'OWNER' WHEN 1 THEN 'ADMIN' ELSE 'MEMBER' END
+                    ELSE CASE WHEN i = 401 THEN 'OWNER' WHEN i <= 405 THEN 'ADMIN' ELSE 'MEMBER' END END)::"TeamRole",
+              timestamp '2025-01-01' + i * interval '1 minute'
+       FROM generate_series(1, 600) AS i""",
+    """INSERT INTO "Prompt"(id, "userId", "teamId", title, content, "createdAt", "updatedAt")
+       SELECT 'p' || lpad(g::text, 6, '0'),
+              'u' || lpad((CASE WHEN g <= 2000 THEN 401 + g % 200 WHEN g <= 8000 THEN 1 + g % 400
+                                ELSE 1 + g % 800 END)::text, 5, '0'),
+              CASE WHEN g <= 2000 THEN 'tbig' WHEN g <= 8000 THEN 't' || lpad((1 + (g % 400) / 10)::text, 3, '0') END,
+              'Prompt ' || g, 'text', timestamp '2025-01-01',
+              timestamp '2026-01-01' - ((g::bigint * 7919) % 525600) * interval '1 minute'
+       FROM generate_series(1, 10000) AS g""",
+    """INSERT INTO "PromptVersion"(id, "promptId", content, version, "createdBy", "createdAt")
+       SELECT p.id || 'v' || n, p.id, p.content, n, p."userId", p."createdAt" + n * interval '1 hour'
+       FROM "Prompt" AS p, generate_series(1, 2) AS n""",
+    """INSERT INTO "AuditLog"(id, "userId", "teamId", action, "resourceType", "resourceId", "createdAt")
+       SELECT 'a' || lpad(g::text, 6, '0'),
+              'u' || lpad((CASE WHEN g <= 4000 THEN 401 + g % 200 WHEN g <= 18000 THEN 1 + g % 400
+                                ELSE 1 + g % 800 END)::text, 5, '0'),
+              CASE WHEN g <= 4000 THEN 'tbig' WHEN g <= 18000 THEN 't' || lpad((1 + (g % 400) / 10)::text, 3, '0') END,
+              'prompt.update', 'Prompt', 'p' || lpad((1 + g % 10000)::text, 6, '0'),
+              timestamp '2026-01-01' - ((g::bigint * 104729) % 525600) * interval '1 minute'
+       FROM generate_series(1, 20000) AS g""",
+    """INSERT INTO "UsageAnalytics"(id, "userId", "teamId", feature, "usageCount", "lastUsedAt")
+       SELECT 'ua' || g, 'u' || lpad((1 + g % 800)::text, 5, '0'),
+              CASE WHEN g % 800 < 400 THEN 't' || lpad((1 + (g % 800) / 10)::text, 3, '0')
+                   WHEN g % 800 < 600 THEN 'tbig' END,
+              'feature ' || g % 7, g % 50, timestamp '2026-01-01' - (g % 1000) * interval '1 hour'
+       FROM generate_series(1, 8000) AS g""",
+]
+
+# orgs: 30 organisations of 8 accounts (the first of each an admin, the second an editor) and one of
+# 120 (accounts 241..360: three admins, seven editors); accounts 361..400 in none.
+ORGS_LOAD = [
+    """INSERT INTO account(id, email, display_name)
+       SELECT md5('account' || i)::uuid, 'account' || i || '@example.test', 'Account ' || lpad(i::text, 3, '0')
+       FROM generate_series(1, 400) AS i""",
+    """INSERT INTO organisation(id, name, slug)
+       SELECT md5('org' || o)::uuid, 'Org ' || o, 'org-' || o FROM generate_series(1, 31) AS o""",
+    """INSERT INTO org_membership(org_id, account_id, level)
+       SELECT md5('org' || CASE WHEN i <= 240 THEN (i - 1) / 8 + 1 ELSE 31 END)::uuid, md5('account' || i)::uuid,
+              (CASE WHEN i <= 240 THEN CASE (i - 1) % 8 WHEN 0 THEN 'admin' WHEN 1 THEN 'editor' ELSE 'viewer' END
+                    ELSE CASE WHEN i <= 243 THEN 'admin' WHEN i <= 250 THEN 'editor' ELSE 'viewer' END END)::org_level
+       FROM generate_series(1, 360) AS i""",
+    """INSERT INTO project(id, org_id, name, archived, created_at)
+       SELECT md5('project' || g)::uuid, md5('org' || (1 + g % 31))::uuid, 'Project ' || g, g % 5 = 0,
+              timestamptz '2025-01-01' + g * interval '1 hour'
+       FROM generate_series(1, 3000) AS g""",
+    """INSERT INTO task(project_id, assignee_id, title, state, created_at)
+       SELECT md5('project' || (1 + g % 3000))::uuid,
+              CASE WHEN g % 4 = 0 THEN NULL ELSE md5('account' || (1 + g % 360))::uuid END,
+              'Task ' || g, (ARRAY['todo', 'doing', 'done'])[1 + g % 3]::task_state,
+              timestamptz '2025-01-01' + g * interval '1 minute'
+       FROM generate_series(1, 30000) AS g""",
+]
+
+# examples/supabase: 20 teams of 10 users (the first of each owns it, the second is an admin) and one of
+# 100 (users 201..300: 201 owns it, 202..204 are admins); a tenth of the documents published.
+SUPABASE_LOAD = [
+    """INSERT INTO auth.users(id, email)
+       SELECT md5('user' || i)::uuid, 'user' || i || '@example.test' FROM generate_series(1, 300) AS i""",
+    """INSERT INTO public.profile(id, display_name)
+       SELECT md5('user' || i)::uuid, 'User ' || lpad(i::text, 3, '0') FROM generate_series(1, 300) AS i""",
+    """INSERT INTO public.team(id, name, owner_id)
+       SELECT md5('team' || t)::uuid, 'Team ' || t, md5('user' || ((t - 1) * 10 + 1))::uuid
+       FROM generate_series(1, 20) AS t
+       UNION ALL SELECT md5('team21')::uuid, 'Big team', md5('user201')::uuid""",
+    """INSERT INTO public.team_member(team_id, user_id, role)
+       SELECT md5('team' || CASE WHEN i <= 200 THEN (i - 1) / 10 + 1 ELSE 21 END)::uuid, md5('user' || i)::uuid,
+              (CASE WHEN i <= 200 THEN CASE (i - 1) % 10 WHEN 0 THEN 'owner' WHEN 1 THEN 'admin' ELSE 'member' END
+                    ELSE CASE WHEN i = 201 THEN 'owner' WHEN i <= 204 THEN 'admin' ELSE 'member' END END)::team_role
+       FROM generate_series(1, 300) AS i""",
+    """INSERT INTO public.document(team_id, author_id, title, body, published, created_at)
+       SELECT md5('team' || (1 + g % 21))::uuid, md5('user' || (1 + g % 300))::uuid, 'Document ' || g, 'text',
+              g % 10 = 0, timestamptz '2025-01-01' + g * interval '1 minute'
+       FROM generate_series(1, 12000) AS g""",
+]
+
+# What the deliberately slow project changes: AuditLog's SELECT policy looks up, per row, the prompt
+# the row names (a correlated subquery: nothing the query's indexes can use), and two queries that
+# rely on the policies alone.
+SLOW_POLICY = """        select:                       # deliberately slow: a correlated subquery per row
+          any:
+            - self: userId
+            - exists:
+                table: Prompt
+                match: {id: resourceId}
+"""
+SLOW_QUERIES = """
+    my_activity:
+      description: how many audit rows I may read (the application relies on the policy)
+      as: [big_admin, small_member]
+      sql: SELECT count(*) FROM "AuditLog"
+      baseline: SELECT count(*) FROM "AuditLog" WHERE "userId" = :user_id OR "teamId" = ANY (:tenants_ADMIN)
+
+    team_usage:
+      description: a team's latest usage rows
+      as: [big_admin]
+      sql: |
+        SELECT id, feature, "lastUsedAt" FROM "UsageAnalytics"
+        WHERE "teamId" = :tenant_id ORDER BY "lastUsedAt" DESC, id LIMIT 50
+      baseline: |
+        SELECT id, feature, "lastUsedAt" FROM "UsageAnalytics"
+        WHERE "teamId" = :tenant_id AND ("userId" = :user_id OR "teamId" = ANY (:tenants_ADMIN))
+        ORDER BY "lastUsedAt" DESC, id LIMIT 50
+"""
+# A hand-written policy (a database rlsctl did not write, or one edited by hand): a correlated scalar
+# subquery, which PostgreSQL cannot hash, so it runs once per row. rlsctl's own conditions never
+# render one (an EXISTS they render is hashed when that is cheaper).
+PER_ROW_POLICY = """ALTER POLICY app_select ON "UsageAnalytics" USING (
+    (SELECT m.role FROM "TeamMember" AS m
+     WHERE m."teamId" = "UsageAnalytics"."teamId" AND m."userId" = (SELECT rlsctl.current_user_id()) LIMIT 1)
+        IN ('ADMIN', 'OWNER')
+    OR "userId" = (SELECT rlsctl.current_user_id()))"""
+
+
+def load(database: TestDatabase, steps: list[str]) -> None:
+    """Generated rows as superuser with triggers off (no audit rows, no chain), then statistics."""
+    with database.connect() as conn:
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            for step in steps:
+                conn.execute(step.encode())
+        conn.execute("ANALYZE")
+
+
+def explain(database: TestDatabase, project: Path, *args: str, dsn: str | None = None) -> Result:
+    arguments = ["explain", "--dsn", dsn or database.dsn, "--project", str(project), "--role-prefix", database.prefix]
+    return CliRunner().invoke(main, [*arguments, *args])
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    for folder in ("policies", "migrations", "expectations"):
+        if (source / folder).is_dir():
+            shutil.copytree(source / folder, target / folder)
+    return target
+
+
+def counts(database: TestDatabase, *tables: str) -> dict[str, int]:
+    with database.connect() as conn:
+        return {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+
+def by_pair(data: dict) -> dict[tuple[str, str], dict]:
+    return {(result["query"], result["principal"]): result for result in data["results"]}
+
+
+@pytest.fixture(scope="module")
+def promptcraft(make_module_db) -> TestDatabase:
+    database = make_module_db()
+    migrate_and_apply(database)
+    load(database, PROMPTCRAFT_LOAD)
+    return database
+
+
+@pytest.fixture(scope="module")
+def slow(make_module_db, tmp_path_factory) -> tuple[TestDatabase, Path]:
+    """A copy of PromptCraft whose AuditLog policy is deliberately slow, on the same load."""
+    root = copy_project(ROOT, tmp_path_factory.mktemp("slow"))
+    security = root / "policies" / "security.yaml"
+    text = security.read_text()
+    start = text.index("        select:\n          any:\n            - self: userId\n            - tenant_role: ADMIN")
+    end = text.index("        insert:", start)
+    security.write_text(text[:start] + SLOW_POLICY + text[end:])
+    queries = root / "policies" / "explain.yaml"
+    queries.write_text(queries.read_text() + SLOW_QUERIES)
+    database = make_module_db()
+    migrate_and_apply(database, project=load_project(root, role_prefix=database.prefix))
+    load(database, PROMPTCRAFT_LOAD)
+    return database, root
+
+
+# -- the shipped projects pass -----------------------------------------------------------------------
+
+
+def test_the_shipped_project_passes_on_a_representative_load(promptcraft):
+    before = counts(promptcraft, "ApiKey", "AuditLog", "Prompt")
+    result = explain(promptcraft, ROOT, "--format", "json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, [r for r in data["results"] if r["flagged"]]
+    assert data["flagged"] == 0 and data["plans"] == 32
+    everyone = ["big_admin", "big_member", "small_admin", "small_member", "big_key", "anonymous"]
+    users = ["big_admin", "big_member", "small_admin", "small_member"]
+    expected = [(q, p) for q in ("prompt_page", "prompt_with_versions", "versions_of_page", "audit_page") for p in everyone]
+    expected += [(q, p) for q in ("member_list", "my_usage") for p in users]
+    assert sorted(by_pair(data)) == sorted(expected)
+    principals = {p["name"]: (p["user_id"], p["rank"], p["tenant"], p["tenant_members"]) for p in data["principals"]}
+    assert principals == {
+        "big_admin": ("u00402", "ADMIN", "tbig", 200),  # 401 owns the team, 402..405 are its ADMINs
+        "big_member": ("u00406", "MEMBER", "tbig", 200),
+        "small_admin": ("u00202", "ADMIN", "t021", 10),  # the median of 41 teams: the 21st of the forty of 10
+        "small_member": ("u00203", "MEMBER", "t021", 10),
+        "big_key": (None, None, "tbig", 200),
+        "anonymous": (None, None, "tbig", 200),
+    }
+    assert next(p for p in data["principals"] if p["name"] == "big_key")["api_key_scopes"] == ["prompts:read", "audit:read"]
+    # The tables the planner thinks are small are named: plans on them say little.
+    assert {t["table"] for t in data["tables"] if t["note"]} == {"Team", "TeamMember", "User"}
+    assert "Team has about 41 rows: plans on so few rows say little about production" in data["notes"]
+    # Nothing stays: not the API key the big_key principal presented, nor the audit row it wrote.
+    assert counts(promptcraft, "ApiKey", "AuditLog", "Prompt") == before
+
+
+def test_the_text_report_names_each_principal_and_plan(promptcraft):
+    result = explain(promptcraft, ROOT, "--query", "audit_page")
+    assert result.exit_code == 0, result.output
+    assert "big_admin: user u00402, ADMIN in tbig (200 members)" in result.stdout
+    assert "big_key: API key (prompts:read, audit:read) in tbig (200 members)" in result.stdout
+    assert "ok audit_page as small_member" in result.stdout
+    assert "no identity: estimated costs not compared" in result.stdout  # the anonymous principal
+    assert "no plan flagged" in result.stdout
+
+
+def test_the_orgs_example_passes_with_uuid_ids(make_db):
+    database = make_db()
+    migrate_and_apply(database, project=load_project(ORGS, role_prefix=database.prefix))
+    load(database, ORGS_LOAD)
+    result = explain(database, ORGS, "--format", "json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, [r for r in data["results"] if r["flagged"]]
+    assert data["plans"] == 14
+    principals = {p["name"]: p for p in data["principals"]}
+    # Ids are md5s: which account is first by id (and which organisation is the big one) the server works out.
+    with database.connect() as conn:
+        big, admin, viewer = conn.execute(
+            """SELECT md5('org31')::uuid::text,
+                      min(id::text COLLATE "C") FILTER (WHERE i BETWEEN 241 AND 243),
+                      min(id::text COLLATE "C") FILTER (WHERE i BETWEEN 251 AND 360)
+               FROM (SELECT md5('account' || i)::uuid AS id, i FROM generate_series(1, 400) AS i) AS a"""
+        ).fetchone()
+    assert (principals["big_admin"]["tenant"], principals["big_admin"]["tenant_members"]) == (big, 120)
+    assert (principals["big_admin"]["user_id"], principals["big_viewer"]["user_id"]) == (admin, viewer)
+    assert principals["small_editor"]["tenant_members"] == 8
+
+
+def test_the_supabase_example_passes_with_platform_roles(make_db, tmp_path):
+    from tests.test_supabase import dba_grants, example_copy, stand_in
+
+    database = make_db()
+    stand_in(database, users=False)
+    root = example_copy(database, tmp_path)
+    project = load_project(root, role_prefix=database.prefix)
+    with database.connect() as conn:  # rlsctl's roles first, then the DBA's grants on auth (docs/supabase.md)
+        applying.apply(conn, project, database.target.where)
+    dba_grants(database)
+    migrate_and_apply(database, project=project)
+    load(database, SUPABASE_LOAD)
+    result = explain(database, root, "--format", "json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, [r for r in data["results"] if r["flagged"]]
+    assert data["plans"] == 10
+    principals = {p["name"]: p for p in data["principals"]}
+    assert principals["visitor"]["role"] == database.prefix + "anon" and principals["visitor"]["user_id"] is None
+    with database.connect() as conn:
+        big, first_admin = conn.execute(
+            """SELECT md5('team21')::uuid::text,
+                      (SELECT min(md5('user' || i)::uuid::text COLLATE "C") FROM generate_series(202, 204) AS i)"""
+        ).fetchone()
+    assert (principals["big_admin"]["tenant"], principals["big_admin"]["tenant_members"]) == (big, 100)
+    assert principals["big_admin"]["user_id"] == first_admin
+
+
+def test_the_example_declarations_are_valid_offline():
+    from rlsctl.explain.declarations import declarations
+
+    for root, queries in ((ROOT, 6), (ORGS, 4), (SUPABASE, 3)):
+        assert len(declarations(load_project(root)).queries) == queries, root
+
+
+# -- a deliberately slow policy is flagged ----------------------------------------------------------------
+
+
+def test_a_slow_policy_is_flagged_with_query_principal_and_reason(slow):
+    database, root = slow
+    result = explain(database, root, "--format", "json", "--query", "my_activity", "--query", "audit_page")
+    assert result.exit_code == 1, result.output
+    data = by_pair(json.loads(result.stdout))
+    activity = data[("my_activity", "small_member")]
+    assert activity["flagged"] and activity["where"].endswith("policies/explain.yaml:99")
+    assert [(f["check"], f["table"]) for f in activity["findings"]] == [("seq_scan", "AuditLog"), ("cost", None)]
+    assert activity["findings"][0]["message"] == (
+        "AuditLog is read by a sequential scan under RLS; the baseline reads it through "
+        "AuditLog_teamId_idx, AuditLog_userId_idx"
+    )
+    assert activity["cost_ratio"] > 10
+    # The team's audit page: the query's own index, but the policy's lookup costs far more.
+    assert [f["check"] for f in data[("audit_page", "big_admin")]["findings"]] == ["cost"]
+    # No identity: the costs are not compared (the baseline filters on NULL), so nothing is claimed.
+    assert not data[("audit_page", "anonymous")]["flagged"]
+    text = explain(database, root, "--query", "my_activity", "--principal", "big_admin")
+    assert text.exit_code == 1
+    assert "FLAGGED my_activity as big_admin" in text.stdout
+    assert "seq_scan: AuditLog is read by a sequential scan under RLS" in text.stdout
+    assert "1 of 1 plans flagged" in text.stdout
+
+
+def test_a_per_row_subplan_a_policy_adds_is_flagged(slow):
+    database, root = slow
+    with database.connect() as conn:
+        conn.execute(PER_ROW_POLICY)
+    try:
+        result = explain(database, root, "--format", "json", "--query", "team_usage")
+        assert result.exit_code == 1, result.output
+        pair = by_pair(json.loads(result.stdout))[("team_usage", "big_admin")]
+        subplan = next(f for f in pair["findings"] if f["check"] == "subplan")
+        assert subplan["table"] == "UsageAnalytics"
+        # The bitmap index scan of the big team's 2000 usage rows feeds the filter that runs the SubPlan.
+        assert subplan["message"] == (
+            "a policy adds a per-row SubPlan 3 reading TeamMember runs for the rows of UsageAnalytics, "
+            "about 2,000 times (estimated) (--max-subplan-rows 1000)"
+        )
+        loose = explain(database, root, "--format", "json", "--query", "team_usage", "--max-subplan-rows", "5000")
+        checks = [f["check"] for f in by_pair(json.loads(loose.stdout))[("team_usage", "big_admin")]["findings"]]
+        assert "subplan" not in checks
+    finally:
+        with database.connect() as conn:  # apply puts the declared policy back
+            applying.apply(conn, load_project(root, role_prefix=database.prefix), database.target.where)
+
+
+def test_plans_of_flagged_queries_are_printed_on_request(slow):
+    database, root = slow
+    result = explain(database, root, "--query", "my_activity", "--principal", "small_member", "--plans")
+    assert "plan under RLS:" in result.stdout and "Seq Scan on AuditLog" in result.stdout
+    assert "Bitmap Index Scan using AuditLog_userId_idx" in result.stdout
+
+
+# -- ANALYZE: everything runs, nothing stays ------------------------------------------------------------
+
+
+def test_analyze_runs_writes_in_a_transaction_that_is_rolled_back(promptcraft, tmp_path):
+    root = copy_project(ROOT, tmp_path)
+    queries = root / "policies" / "explain.yaml"
+    queries.write_text(
+        queries.read_text()
+        + """
+    new_prompt:
+      as: [big_member, big_key]
+      sql: |
+        INSERT INTO "Prompt"(id, "userId", "teamId", title, content, "updatedAt")
+        VALUES ('explain-probe', coalesce(:user_id, 'u00406'), :tenant_id, 't', 'c', now())
+      baseline: |
+        INSERT INTO "Prompt"(id, "userId", "teamId", title, content, "updatedAt")
+        VALUES ('explain-probe', coalesce(:user_id, 'u00406'), :tenant_id, 't', 'c', now())
+"""
+    )
+    before = counts(promptcraft, "ApiKey", "AuditLog", "Prompt")
+    args = ("--analyze", "--query", "new_prompt")
+    result = explain(promptcraft, root, *args, "--format", "json", "--principal", "big_member")
+    data = json.loads(result.stdout)
+    assert data["analyze"] is True and data["plans"] == 1
+    member = by_pair(data)[("new_prompt", "big_member")]
+    assert member["rls"]["execution_ms"] > 0 and member["baseline"]["execution_ms"] > 0
+    assert member["rls"]["actual_rows"] == 0 and member["baseline"]["actual_rows"] == 0  # an INSERT returns none
+    # A prompts:read key may not write: under ANALYZE the insert runs and is refused, which is a
+    # declaration that asks the impossible: exit 2 naming the query and the principal.
+    refused = explain(promptcraft, root, *args, "--principal", "big_key")
+    assert refused.exit_code == 2
+    assert "query new_prompt (sql, as principal big_key): new row violates row-level security policy" in (
+        " ".join(refused.stderr.split())
+    )
+    # Nothing stays: not the prompt, not the key big_key presented, not the audit rows either wrote.
+    assert counts(promptcraft, "ApiKey", "AuditLog", "Prompt") == before
+    with promptcraft.connect() as conn:
+        assert conn.execute("""SELECT count(*) FROM "Prompt" WHERE id = 'explain-probe'""").fetchone()[0] == 0
+
+
+# -- bad input: exit 2, one line naming the file, line and query -----------------------------------------
+
+BAD = [
+    (
+        "q: {sql: 'SELECT id FROM \"Prompt\" WHERE \"teamId\" = :team', baseline: 'SELECT 1'}",
+        ":6: query 'q', sql: no parameter :team (parameters here: key_scopes, key_tenant, tenant_id, tenants, "
+        "tenants_ADMIN, tenants_MEMBER, tenants_OWNER, user_id)",
+    ),
+    ("q: {sql: 'SELECT FROM WHERE', baseline: 'SELECT 1'}", ":6: query 'q', sql: does not parse: syntax error"),
+    ("q: {sql: 'SELECT 1; SELECT 2', baseline: 'SELECT 1'}", ":6: query 'q', sql: holds 2 statements"),
+    ("q: {sql: 'SELECT 1', baseline: 'DROP TABLE \"Prompt\"'}", ":6: query 'q', baseline: is a Drop statement"),
+    ("q: {sql: 'SELECT $1', baseline: 'SELECT 1'}", ":6: query 'q', sql: uses the positional parameter $1"),
+    ("q: {sql: 'SELECT 1', baseline: 'SELECT 1', as: [nobody]}", ":6: query 'q': no principal 'nobody' is declared"),
+    ("q: {sql: 'SELECT 1'}", ":6: explain.queries.q.baseline: Field required"),
+    (
+        "q: {sql: 'SELECT 1', baseline: 'SELECT 1', params: {x: 'DELETE FROM \"Prompt\"'}}",
+        ":6: parameter 'x': its query is a SELECT, not DELETE",
+    ),
+]
+BAD_PRINCIPALS = [
+    ("{rank: BOSS, tenant: largest}", ":3: principal 'p': rank 'BOSS' is not one of the tenancy's ranks"),
+    ("{rank: ADMIN}", ":3: explain.principals.p: rank: say in which tenant"),
+    ("{role: nobody}", ":3: principal 'p': no role 'nobody' is declared"),
+    ("{api_key: [x], tenant: largest, role: auditor}", ":3: principal 'p': an API-key session acts as the app role"),
+]
+
+
+def write_explain(root: Path, principal: str, query: str) -> Path:
+    (root / "policies" / "explain.yaml").write_text(
+        f"explain:\n  principals:\n    p: {principal}\n  queries:\n    # the query\n    {query}\n"
+    )
+    return root / "policies" / "explain.yaml"
+
+
+@pytest.mark.parametrize("query, says", BAD)
+def test_a_bad_query_declaration_is_exit_2_naming_file_and_line(tmp_path, query, says):
+    path = write_explain(copy_project(ROOT, tmp_path), "{rank: ADMIN, tenant: largest}", query)
+    # No database exists at NO_DATABASE: the declaration is refused before any connection.
+    result = CliRunner().invoke(main, ["explain", "--dsn", NO_DATABASE, "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"error: {path}{says}" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("principal, says", BAD_PRINCIPALS)
+def test_a_bad_principal_is_exit_2_naming_file_and_line(tmp_path, principal, says):
+    path = write_explain(copy_project(ROOT, tmp_path), principal, "q: {sql: 'SELECT 1', baseline: 'SELECT 1'}")
+    result = CliRunner().invoke(main, ["explain", "--dsn", NO_DATABASE, "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"error: {path}{says}" in " ".join(result.stderr.split())
+
+
+def test_a_project_without_queries_has_nothing_to_explain(tmp_path):
+    root = copy_project(ROOT, tmp_path)
+    (root / "policies" / "explain.yaml").unlink()
+    result = CliRunner().invoke(main, ["explain", "--dsn", NO_DATABASE, "--project", str(root)])
+    assert result.exit_code == 2
+    assert "the project declares no explain section" in result.stderr
+
+
+def test_an_unknown_query_or_principal_on_the_command_line_is_exit_2():
+    result = CliRunner().invoke(main, ["explain", "--dsn", NO_DATABASE, "--project", str(ROOT), "--query", "nope"])
+    assert result.exit_code == 2
+    assert "no query 'nope' is declared in the explain section (queries: prompt_page," in result.stderr
+    result = CliRunner().invoke(main, ["explain", "--dsn", NO_DATABASE, "--project", str(ROOT), "--principal", "x"])
+    assert result.exit_code == 2
+    assert "no principal 'x' is declared in the explain section (principals: big_admin," in result.stderr
+
+
+def test_an_error_the_server_raises_names_the_query_and_changes_nothing(promptcraft, tmp_path):
+    path = write_explain(
+        copy_project(ROOT, tmp_path), "{rank: MEMBER, tenant: largest}",
+        "q: {sql: 'SELECT id FROM \"Prompt\"', baseline: 'SELECT nope FROM \"Prompt\"'}",
+    )  # fmt: skip
+    result = explain(promptcraft, tmp_path)
+    assert result.exit_code == 2
+    assert f'error: {path}:6: query q (baseline, as the connecting role): column "nope" does not exist' in " ".join(
+        result.stderr.split()
+    )
+
+
+def test_the_baselines_need_a_role_that_bypasses_rls(promptcraft):
+    operator = as_operator(promptcraft)
+    result = explain(promptcraft, ROOT, dsn=operator.dsn)
+    assert result.exit_code == 2
+    assert "the baselines run as the connecting role" in result.stderr and "must bypass RLS" in result.stderr
+
+
+# -- the library's pieces, by hand ------------------------------------------------------------------------
+
+
+def test_named_parameters_become_positional_ones():
+    statement = compile_statement(
+        "SELECT x::text, ':not_a_param' FROM t WHERE a = :user_id AND b = ANY (:tenants) OR a = :user_id -- :x"
+    )
+    assert statement.text == "SELECT x::text, ':not_a_param' FROM t WHERE a = $1 AND b = ANY ($2) OR a = $1 -- :x"
+    assert statement.names == ("user_id", "tenants") and statement.command == "SELECT"
+    assert statement.values({"user_id": "u1", "tenants": ["t"], "other": 0}) == ["u1", ["t"]]
+    with pytest.raises(StatementError, match="line 3 of the statement"):
+        compile_statement("SELECT a\nFROM t\nWHERE x x")
+
+
+def node(kind: str, rows: float, cost: float = 10.0, **more) -> dict:
+    return {"Node Type": kind, "Plan Rows": rows, "Total Cost": cost, **more}
+
+
+def test_initplans_and_hashed_subplans_are_not_per_row():
+    lookup = node("Index Scan", 1, 8, **{"Relation Name": "member", "Parent Relationship": "SubPlan"})
+    tree = node(
+        "Seq Scan", 500, 5000, **{
+            "Relation Name": "doc", "Filter": "((SubPlan 2) OR (hashed SubPlan 3))",
+            "Plans": [
+                node("Result", 1, 0.26, **{"Parent Relationship": "InitPlan", "Subplan Name": "InitPlan 1 (returns $0)"}),
+                {**lookup, "Subplan Name": "SubPlan 2"},
+                {**lookup, "Subplan Name": "SubPlan 3"},
+            ],
+        },
+    )  # fmt: skip
+    found = subplans(Plan.from_json([{"Plan": tree}]), {"doc": 20000})
+    assert [(s.name, s.filters, s.reads, s.rows) for s in found] == [("SubPlan 2", "doc", ("member",), 20000.0)]
+    baseline = Plan.from_json([{"Plan": node("Index Scan", 500, 40, **{"Relation Name": "doc", "Index Name": "doc_idx"})}])
+    findings, _ = compare(Plan.from_json([{"Plan": tree}]), baseline, Limits(), sizes={"doc": 20000})
+    assert [f.check for f in findings] == ["seq_scan", "subplan", "cost"]
+    # A small table scanned whole is the planner's choice, not a lost index.
+    findings, _ = compare(Plan.from_json([{"Plan": tree}]), baseline, Limits(), sizes={"doc": 300})
+    assert [f.check for f in findings] == ["cost"]
+
+
+# -- the lint rule for what a plan would show, offline --------------------------------------------------------
+
+WRAPPED = """
+CREATE ROLE app_role;
+CREATE TABLE invoice (id int PRIMARY KEY, tenant_id int NOT NULL, email varchar(80), code text);
+CREATE INDEX ON invoice (tenant_id);
+CREATE INDEX ON invoice (email);
+CREATE INDEX ON invoice (code);
+{extra}
+ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_read ON invoice FOR SELECT TO app_role USING ({using});
+"""
+TENANT = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::int)"
+SETTING = "(SELECT NULLIF(current_setting('app.tenant_id', true), ''))"
+
+
+@pytest.mark.parametrize(
+    "using, extra, message",
+    [
+        (f"tenant_id::text = {SETTING}", "", "through a cast to text"),
+        (f"lower(code) = {SETTING}", "", "compares code through lower()"),
+        (f"coalesce(tenant_id, 0) = {TENANT}", "", "compares tenant_id through coalesce()"),
+        (f"tenant_id = {TENANT} OR lower(code) = {SETTING}", "", "compares code through lower()"),
+        (f"tenant_id = {TENANT}", "", None),
+        (f"email::text = {SETTING}", "", None),  # varchar and text share their index
+        (f"tenant_id = {TENANT} AND lower(code) = 'x'", "", None),  # the tenant's index narrows the branch
+        (f"lower(code) = {SETTING}", "CREATE INDEX ON invoice (lower(code));", None),  # the expression is indexed
+    ],
+)
+def test_rls029_reports_a_column_its_index_cannot_serve(tmp_path, using, extra, message):
+    sql_file = tmp_path / "case.sql"
+    sql_file.write_text(WRAPPED.format(using=using, extra=extra))
+    findings = lint(LintInputs(files=[sql_file]), select=("RLS029",)).findings
+    if message is None:
+        assert findings == ()
+    else:
+        assert len(findings) == 1 and message in findings[0].message, findings
+
+
+@pytest.mark.parametrize("root", [ROOT, ORGS, SUPABASE], ids=["promptcraft", "orgs", "supabase"])
+def test_rls029_is_quiet_on_the_shipped_projects(root):
+    assert lint(LintInputs(project=load_project(root)), select=("RLS029",)).findings == ()
+
+
+def test_rls029_is_quiet_on_the_applied_database(promptcraft):
+    with psycopg.connect(promptcraft.dsn) as conn:
+        result = lint(LintInputs(project=promptcraft.project(), conn=conn), select=("RLS029",))
+    assert result.findings == ()
