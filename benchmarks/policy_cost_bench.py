@@ -387,12 +387,17 @@ def main() -> int:
     finally:
         if args.keep:
             print(f"\nkept: database {name}, roles {prefix}*")
-            return 0
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)):
-                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        else:
+            drop(admin, name, prefix)
     return 0
+
+
+def drop(admin: str, name: str, prefix: str) -> None:
+    """The throw-away database and roles, gone."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)):
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 if __name__ == "__main__":
