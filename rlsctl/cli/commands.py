@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,10 @@ from rlsctl.cli.options import (
     options_dsn,
     options_project,
 )
+
+if TYPE_CHECKING:
+    from rlsctl.lint.rule import Finding
+    from rlsctl.policy.project import Project
 
 _options_dsn = options_dsn
 _options_project = options_project
@@ -281,6 +285,19 @@ def drift(dsn: str | None, project: str | None, role_prefix: str | None, fmt: st
     "-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report to a file."
 )
 @handle_errors
+@click.option(
+    "--write-index-phase",
+    is_flag=True,
+    help="Write the indexes RLS010 asks for as a new migration phase (CREATE INDEX CONCURRENTLY, which apply "
+    "cannot run: migrate runs it outside a transaction); prints its folder.",
+)
+@click.option(
+    "--index-phase-name",
+    metavar="NAME",
+    default="policy_indexes",
+    show_default=True,
+    help="The name of that phase's folder (after its number).",
+)
 def lint(
     files: tuple[Path, ...],
     dsn: str | None,
@@ -294,6 +311,8 @@ def lint(
     baseline: Path | None,
     write_baseline: Path | None,
     out_file: Path | None,
+    write_index_phase: bool,
+    index_phase_name: str,
 ) -> None:
     """Lint the project (or SQL FILES) offline; with --dsn or --live also a live database."""
     from contextlib import nullcontext
@@ -325,6 +344,8 @@ def lint(
     if write_baseline is not None:
         recorded = save_baseline(write_baseline, result)
         output.info(f"wrote {write_baseline} ({recorded} findings)")
+    if write_index_phase:
+        _write_index_phase(loaded, result.findings, index_phase_name)
     if fmt == "text" and out_file is None:
         print_text(result, output.stdout, fail_on)
     else:
@@ -346,6 +367,22 @@ def lint(
             out_file.write_text(text, encoding="utf-8")
             output.info(f"wrote {out_file}")
     sys.exit(1 if result.at_or_above(fail_on) else 0)
+
+
+def _write_index_phase(loaded: Project | None, findings: tuple[Finding, ...], name: str) -> None:
+    from rlsctl.cli import output
+    from rlsctl.errors import UsageError
+    from rlsctl.lint.indexes import wanted_indexes, write_index_phase
+
+    if loaded is None:
+        raise UsageError("--write-index-phase writes into a project's migrations/: give --project")
+    indexes = wanted_indexes(findings)
+    if not indexes:
+        output.info("no finding asks for an index (RLS010): no phase written")
+        return
+    folder = write_index_phase(loaded.root / "migrations", loaded.root / "templates", indexes, name)
+    plural = "es" if len(indexes) != 1 else ""
+    output.info(f"wrote {folder} ({len(indexes)} index{plural}): review it, then rlsctl migrate")
 
 
 def _ids(value: str | None) -> tuple[str, ...]:

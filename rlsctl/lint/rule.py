@@ -34,6 +34,9 @@ class Finding:
     # Where the object is declared (a statement of a SQL file, a key of a policy file); set by the runner from
     # the model, or by a rule that knows better. None for the live catalog. Not part of a finding's identity.
     location: Location | None = field(default=None, compare=False)
+    # The indexes that would fix the finding, as (schema, table, columns): RLS010 names them, and
+    # `rlsctl lint --write-index-phase` writes them into a migration phase. Not part of its identity.
+    indexes: tuple[tuple[str, str, tuple[str, ...]], ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:

@@ -13,6 +13,7 @@ re-applies the security layer for the tables that remain.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,8 @@ from rlsctl.pg.db import Target
 from rlsctl.pg.sql import ident, qualified
 from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
-from rlsctl.schema.ddl import changes_data, split_statements
-from rlsctl.schema.phases import Phase, phase_creating
+from rlsctl.schema.ddl import changes_data, concurrent_index, split_statements
+from rlsctl.schema.phases import Phase, Step, phase_creating
 from rlsctl.schema.tables import Schema
 from rlsctl.state.objects import TRIGGER_NAMES
 
@@ -249,6 +250,16 @@ def _audit_phase(conn: psycopg.Connection, project: Project, phase: Phase) -> No
 def _run_phase(
     conn: psycopg.Connection, project: Project, phase: Phase, where: str, lock_timeout: float, dumped: Path | None
 ) -> PhaseResult:
+    steps = [(step, tuple(split_statements(step.up_sql(), str(step.up)))) for step in phase.steps]
+    concurrent = [concurrent_index(statement) is not None for _, found in steps for statement in found]
+    if concurrent and all(concurrent):
+        return _run_concurrent_phase(conn, project, phase, steps, where, lock_timeout, dumped)
+    if any(concurrent):
+        raise UsageError(
+            f"{where}: phase {phase.label} mixes CREATE INDEX CONCURRENTLY with other statements: PostgreSQL cannot "
+            "run it in the phase's transaction; put the concurrent indexes in a phase of their own "
+            "(rlsctl lint --write-index-phase writes one)"
+        )
     owner = project.role_name(project.role_of_kind("owner"))
     # One snapshot for the counts before and after, so concurrent writers to
     # tables this phase does not lock cannot fake a difference.
@@ -260,8 +271,7 @@ def _run_phase(
             statements.run(conn, "search_path", path=ident(project.schema_name))
             before, unverified = _count_rows(conn, project)
             count = 0
-            for step in phase.steps:
-                step_statements = tuple(split_statements(step.up_sql(), str(step.up)))
+            for step, step_statements in steps:
                 _run_step(conn, step_statements, f"{where} phase {phase.label} {step.up.name}", lock_timeout)
                 count += len(step_statements)
             _validate_phase(conn, project, phase, before, unverified)
@@ -270,6 +280,55 @@ def _run_phase(
     finally:
         conn.isolation_level = previous
     return PhaseResult(phase.number, phase.name, count, dumped, tuple(sorted(unverified)))
+
+
+def _run_concurrent_phase(
+    conn: psycopg.Connection,
+    project: Project,
+    phase: Phase,
+    steps: list[tuple[Step, tuple[str, ...]]],
+    where: str,
+    lock_timeout: float,
+    dumped: Path | None,
+) -> PhaseResult:
+    """A phase made only of CREATE INDEX CONCURRENTLY: each statement on its own, outside a
+    transaction (writers keep writing while the index builds; the build waits for transactions
+    older than it, without a lock timeout), as the owner role; then the phase is recorded. A
+    build that fails leaves an INVALID index behind: it is dropped, and the phase is not
+    recorded, so the next migrate runs it again (IF NOT EXISTS skips what was built)."""
+    owner = project.role_name(project.role_of_kind("owner"))
+    count = 0
+    statements.run(conn, "set_role", role=owner)
+    statements.run(conn, "session_search_path", path=ident(project.schema_name))
+    try:
+        for step, step_statements in steps:
+            for statement in step_statements:
+                _build_index(conn, project, statement, f"{where} phase {phase.label} {step.up.name}")
+                count += 1
+    finally:
+        statements.run(conn, "reset_role")
+        statements.run(conn, "reset_search_path")
+    with locked_transaction(conn, lock_timeout, where):
+        statements.run(conn, "set_role", role=owner)
+        _record(conn, project, phase, baseline=False)
+        _audit_phase(conn, project, phase)
+    return PhaseResult(phase.number, phase.name, count, dumped, ())
+
+
+def _build_index(conn: psycopg.Connection, project: Project, statement: str, where: str) -> None:
+    found = concurrent_index(statement)
+    assert found is not None
+    schema, name = found
+    try:
+        conn.execute(statement.encode())
+    except psycopg.Error as exc:
+        if name:
+            drop = f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema or project.schema_name, name)}"
+            with contextlib.suppress(psycopg.Error):  # the INVALID index a failed build leaves
+                if statements.run(conn, "index_invalid", schema=schema or project.schema_name, name=name):
+                    conn.execute(drop.encode())
+        detail = (exc.diag.message_primary or str(exc)).splitlines()[0]
+        raise UsageError(f"{where}: {detail}; the phase is not recorded (run migrate again)") from None
 
 
 def _run_step(conn: psycopg.Connection, step_statements: tuple[str, ...], where: str, lock_timeout: float) -> None:

@@ -69,6 +69,18 @@ def changes_data(statement: str) -> bool:
     return any(isinstance(raw.stmt, DATA_STATEMENTS) for raw in parsed)
 
 
+def concurrent_index(statement: str) -> tuple[str | None, str] | None:
+    """(schema or None, index name) when the statement is CREATE INDEX CONCURRENTLY, else None.
+    Such a statement cannot run in a transaction: migrate runs a phase made only of them apart."""
+    parsed = pglast.parse_sql(statement)
+    if len(parsed) != 1:
+        return None
+    stmt = parsed[0].stmt
+    if not isinstance(stmt, ast.IndexStmt) or not stmt.concurrent:
+        return None
+    return stmt.relation.schemaname, stmt.idxname or ""
+
+
 def apply_ddl(schema: Schema, text: str, path: str) -> Schema:
     for raw in parse_script(text, path):
         schema = _apply_statement(schema, raw.stmt)

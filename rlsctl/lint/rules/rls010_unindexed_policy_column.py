@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from sqlglot import exp
 
@@ -142,6 +143,7 @@ class UnindexedPolicyColumn(Rule):
             if not exprs.row_refs(using, row) and not exprs.row_refs(check, row):
                 continue  # scopes nothing by the row: RLS007
             problems: list[str] = []
+            indexes: list[tuple[str, str, tuple[str, ...]]] = []
             if (
                 policy.permissive
                 and exprs.row_refs(using, row)
@@ -156,6 +158,7 @@ class UnindexedPolicyColumn(Rule):
                         {c.name for c in exprs.row_refs(branch, row) if (policy.table_qualified, c.name) not in leads}
                     )
                     if missing:
+                        indexes.append((policy.schema, policy.table, tuple(missing)))
                         where = "USING" if len(branches) == 1 else f"the USING branch {exprs.short(branch, 70)}"
                         problems.append(
                             f"{where} filters on {', '.join(missing)}, which no index starts with: queries on "
@@ -178,12 +181,14 @@ class UnindexedPolicyColumn(Rule):
                         continue
                     gaps = _inner_gaps(select, relation, source.alias_or_name, leads)
                     if gaps:
+                        indexes.append((relation.schema, relation.name, tuple(gaps)))
                         problems.append(
                             f"the EXISTS in {label} looks up {relation.qualified} by {', '.join(gaps)}, which no "
                             f"index starts with: each lookup scans {relation.qualified}"
                         )
             if problems:
-                yield self.finding(
+                found = self.finding(
                     policy.qualified,
                     f"policy {policy.name} on {policy.table_qualified}: {'; '.join(dict.fromkeys(problems))}",
                 )
+                yield replace(found, indexes=tuple(dict.fromkeys(indexes)))
