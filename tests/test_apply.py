@@ -174,8 +174,6 @@ def test_helpers_are_stable_definer_only_where_needed_and_owned_by_the_definer(s
                 owner = secured_db.role("keys")
             elif function.name in RETENTION_BATCHES:
                 owner = secured_db.role("retention")
-            elif function.name == "audit_chain_links":  # reads the log's chain columns for the seal
-                owner = secured_db.role("owner")
             assert function.owner == owner, function.name
             assert "search_path=pg_catalog, pg_temp" in function.config
             assert "PUBLIC" not in function.executors

@@ -740,6 +740,44 @@ def test_retention_trims_the_old_end_of_the_order_too(chained, tmp_path):
     assert result.exit_code == 1 and "position 6 (seq" in result.stdout and "does not follow" in result.stdout
 
 
+def test_rows_the_owner_hides_from_the_seal_are_never_folded_away(chained, tmp_path):
+    seal(chained)
+    head = tmp_path / "head.json"
+    assert audit_cli(chained, "audit", "export-head", "-o", str(head)).exit_code == 0
+    before = order(chained)
+    owner, definer = chained.role("owner"), chained.role("definer")
+    with chained.connect() as conn:  # what the owner role can do to its own table
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(sql.SQL('CREATE POLICY hide ON {} AS RESTRICTIVE FOR SELECT TO {} USING (false)').format(
+            sql.Identifier("AuditLog"), sql.Identifier(definer)))  # fmt: skip
+        conn.execute("RESET ROLE")
+    seal(chained)  # it sees no row: folds nothing, since retention removed none
+    with chained.connect() as conn:
+        conn.execute('DROP POLICY hide ON "AuditLog"')
+    seal(chained)
+    assert order(chained) == before
+    result = verify(chained, "--expect-head", str(head))
+    assert result.exit_code == 0 and "trimmed by retention" not in result.stdout, result.stdout
+
+
+def test_an_order_start_no_retention_accounts_for_is_caught(chained):
+    seal(chained)
+    entries = order(chained)
+    with chained.connect() as conn:  # whoever writes the order: positions 1-4 folded into a forged start
+        conn.execute("DELETE FROM rlsctl.audit_order WHERE log = 'AuditLog' AND pos <= 4")
+        conn.execute("INSERT INTO rlsctl.audit_order (log, pos, seq, lane, prev, hash) VALUES ('AuditLog', 4, -1, -1, "
+                     "%s, %s)", (bytes(32), entries[3][4]))  # fmt: skip
+    result = verify(chained)
+    assert result.exit_code == 1 and "retention removed only 0 rows" in result.stdout, result.stdout
+
+
+def test_a_seal_gives_up_on_a_lock_someone_else_holds(chained):
+    with chained.connect() as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, 18)", (LOCK_CLASS,))  # any login may take it
+        result = audit_cli(chained, "audit", "seal")
+    assert result.exit_code == 2 and "another session holds the audit seal's lock" in result.stderr, result.output
+
+
 def test_sealing_needs_the_owner_role(chained):
     name = chained.role("reviewer2")
     with chained.connect() as conn:

@@ -350,6 +350,12 @@ def test_scattered_expired_rows_are_walked_by_block_ranges_with_holds_and_locks_
         conn.execute("SELECT rlsctl.retention_release('UsageAnalytics', 'ta', 'case closed')")
 
 
+@pytest.mark.parametrize("cursor", ["blocks:-1", "blocks:", "blocks:1; DELETE", "blocks:99999999999"])
+def test_a_block_cursor_that_is_not_one_is_refused(retention_db, cursor):
+    with retention_db.connect() as conn, pytest.raises(psycopg.errors.InvalidParameterValue, match="block cursor"):
+        conn.execute("""SELECT * FROM rlsctl."retention_UsageAnalytics"(NULL, %s, 10, false, '1s')""", (cursor,))
+
+
 def test_rows_stored_in_time_order_or_few_expired_are_walked_by_the_index(retention_db):
     project = retention_db.project()
     with retention_db.connect() as conn:

@@ -12,7 +12,17 @@ import psycopg
 from psycopg import IsolationLevel
 
 from rlsctl.audit import order
-from rlsctl.audit.chain import Break, Verdict, anchors_from, covered, head_document, rows_in_batches, walk
+from rlsctl.audit.chain import (
+    NOTHING_ADDED,
+    Break,
+    Verdict,
+    anchors_from,
+    covered,
+    head_digest,
+    head_document,
+    rows_in_batches,
+    walk,
+)
 from rlsctl.change.apply import live_schema
 from rlsctl.declare.audit_spec import AuditSpec
 from rlsctl.declare.compile import declare
@@ -59,7 +69,8 @@ def verify(
             by_pos.execute(_sql(state, "ops/audit_order.sql.j2", project, by_seq=False), {"log": log})
             wanted = _expected_order(expected)
             linked = order.links(order.entries(rows_in_batches(by_pos)), wanted[0] if wanted else None)
-    return _with_order(verdict, sealed, linked, wanted), state
+    removed = sum(checkpoint.removed for checkpoint in anchors.checkpoints.values()) + len(anchors.trimmed)
+    return _with_order(verdict, sealed, linked, wanted, removed, expected), state
 
 
 def _tapped(rows: Iterator[tuple[Any, ...]], sealed: order.Entries) -> Iterator[tuple[Any, ...]]:
@@ -77,11 +88,25 @@ def _expected_order(expected: dict[str, Any] | None) -> tuple[int, str] | None:
 
 
 def _with_order(
-    verdict: Verdict, sealed: order.Entries, linked: order.Links, wanted: tuple[int, str] | None
+    verdict: Verdict,
+    sealed: order.Entries,
+    linked: order.Links,
+    wanted: tuple[int, str] | None,
+    removed: int,
+    expected: dict[str, Any] | None,
 ) -> Verdict:
     found = [*sealed.breaks, *linked.breaks]
     breaks = [Break(b.kind, b.detail, b.seq, b.lane) for b in sorted(found, key=lambda b: (b.pos or 0, b.seq or 0))]
-    notes = list(verdict.notes)
+    if linked.start > removed:
+        # The seal folds only positions whose rows retention removed: a start past them was not its.
+        detail = (f"the order starts after position {linked.start}, but retention removed only {removed} rows: "
+                  "positions were folded away that retention did not remove")  # fmt: skip
+        breaks.append(Break("order-start", detail))
+    notes = [note for note in verdict.notes if note != NOTHING_ADDED]
+    if expected is not None and not breaks and expected.get("head") == head_digest(
+        verdict.log, verdict.heads, linked.head
+    ):
+        notes.append(NOTHING_ADDED)
     if wanted is not None:
         pos, digest = wanted
         if pos <= linked.start:

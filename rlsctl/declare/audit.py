@@ -15,7 +15,6 @@ definer role's one policy on the log (it inserts the rows the triggers write).
 | audit_trim(...) (retention removed a chained row) | definer | DEFINER | the log's retention role |
 | audit_anchors(log) (lanes, checkpoints: for verify) | definer | DEFINER | the owner role, `readers:` |
 | audit_seal(log) (the one order: seals committed rows) | definer | DEFINER | the owner role |
-| audit_chain_links(low, high) (the log's chain columns, for the seal) | owner | DEFINER | the definer |
 | audit_order_entries(log) (the order: for verify) | definer | DEFINER | the owner role, `readers:` |
 
 The triggers that write rows are SECURITY DEFINER so that nobody can write a row
@@ -43,7 +42,6 @@ RECORD_ARGS = "text, text, text, text, text, jsonb"
 TRIM_ARGS = "text, integer, bigint, bytea, bytea"
 # As pg_get_function_result() prints it, so that drift compares like with like.
 ORDER_ENTRIES = "TABLE(pos bigint, seq bigint, lane integer, prev bytea, hash bytea)"
-CHAIN_LINKS = "TABLE(seq bigint, lane integer, hash bytea)"
 
 
 def audit_spec(project: Project, schema: Schema) -> AuditSpec | None:
@@ -191,7 +189,14 @@ def audit_writer(project: Project, name: str, table: Table) -> tuple[list[Policy
               columns.resource_id, columns.metadata)  # fmt: skip
     granted = tuple(column for column in filled if column is not None and table.has_column(column))
     policy = PolicySpec(name, f"{key}_insert", "insert", key, role, None, e.RoleMember(role))
-    return [policy], [GrantSpec(name, "INSERT", key, role, granted)]
+    policies, grants = [policy], [GrantSpec(name, "INSERT", key, role, granted)]
+    chain = settings.chain
+    links = () if chain is None else tuple(c for c in (chain.seq, chain.lane, chain.hash) if table.has_column(c))
+    if chain is not None and len(links) == 3:
+        # audit_seal() (the definer's) reads the chain's columns of every row, never the content.
+        policies.append(PolicySpec(name, f"{key}_seal", "select", key, role, e.RoleMember(role), None))
+        grants.append(GrantSpec(name, "SELECT", key, role, links))
+    return policies, grants
 
 
 def audit_functions(state: DeclaredState) -> list[HelperFn]:
@@ -240,9 +245,6 @@ def _chain_functions(spec: AuditSpec, log: str) -> list[HelperFn]:
         HelperFn("audit_seal", "text", policy_helper=False, arg_decl="log text", returns="bigint",
                  language="plpgsql", volatility="v", security_definer=True, owner=spec.writer,
                  executors=(spec.sealer,), body="audit_seal", template=AUDIT_BODIES),
-        HelperFn("audit_chain_links", "bigint, bigint", policy_helper=False, arg_decl="low bigint, high bigint",
-                 returns=CHAIN_LINKS, language="sql", security_definer=True, owner=spec.sealer,
-                 executors=(spec.writer,), body="audit_chain_links", template=AUDIT_BODIES),
         HelperFn("audit_order_entries", "text", policy_helper=False, arg_decl="log text", returns=ORDER_ENTRIES,
                  language="sql", security_definer=True, owner=spec.writer, executors=spec.readers,
                  body="audit_order_entries", template=AUDIT_BODIES),

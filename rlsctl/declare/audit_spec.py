@@ -83,7 +83,7 @@ class AuditSpec:
     writer: str  # the definer role: owns the functions and the chain's tables, inserts the rows
     recorders: tuple[str, ...]  # may call audit_record(): rlsctl's own operations (the owner role)
     readers: tuple[str, ...]  # may call audit_anchors(): rlsctl audit verify (the owner role, `readers:`)
-    sealer: str  # the owner role: runs audit_seal(); owns audit_chain_links(), which reads the log for it
+    sealer: str  # the owner role: may run audit_seal()
     log: AuditLogSpec | None
     chain: ChainSpec | None  # declared (its tables exist whenever it is)
     chained: bool = False  # the log exists with the chain's columns: rows are chained
