@@ -50,11 +50,14 @@ NEAR_MS = 0.05  # the issue's rule: within 0.05 ms of the baseline counts as 1.0
 
 @dataclass
 class Query:
-    """One application read: the SQL the app sends under RLS, and the baseline's extra WHERE."""
+    """One application statement: the SQL the app sends under RLS, and the baseline's extra WHERE."""
 
     name: str
     rls: str
     baseline: str
+    write: bool = False  # each execution in a savepoint rolled back after it: every run sees the same rows
+    for_keys: bool = True  # also run in the API-key session
+    for_members: bool = True  # also run for MEMBERs (adding a member is an ADMIN's)
 
 
 # {check} is replaced by the hand-written access check (empty under RLS).
@@ -91,8 +94,55 @@ QUERIES = [
            JOIN "User" u ON u.id = m."userId"
            WHERE m."teamId" = %(team)s{check} ORDER BY m."joinedAt", m.id""",
         """ AND m."teamId" = ANY(%(member_teams)s)""",
+        for_keys=False,  # a key reads no membership
+    ),
+    Query(
+        "my usage",
+        """SELECT id, feature, "usageCount", "lastUsedAt" FROM "UsageAnalytics"
+           WHERE "userId" = %(user)s{check} ORDER BY "lastUsedAt" DESC, id LIMIT 50""",
+        """ AND ("userId" = %(user)s OR "teamId" = ANY(%(admin_teams)s))""",
+        for_keys=False,
     ),
 ]
+
+# The application's writes: the same statement both ways (an application without RLS checks its
+# user's rights in its own code, with what it already knows); the audit triggers fire both ways.
+WRITES = [
+    Query(
+        "create prompt",
+        """INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt")
+           VALUES (%(new_id)s, 'New prompt', 'text', %(user)s, %(team)s, now())""",
+        "",
+        write=True,
+        for_keys=False,
+    ),
+    Query(
+        "update prompt",
+        """UPDATE "Prompt" SET title = 'Renamed', "updatedAt" = now() WHERE id = %(own_prompt)s""",
+        "",
+        write=True,
+        for_keys=False,
+    ),
+    Query("delete prompt", """DELETE FROM "Prompt" WHERE id = %(own_prompt)s""", "", write=True, for_keys=False),
+    Query(
+        "add version",
+        """INSERT INTO "PromptVersion"(id, "promptId", content, version, "createdBy")
+           VALUES (%(new_id)s, %(own_prompt)s, 'text', 99, %(user)s)""",
+        "",
+        write=True,
+        for_keys=False,
+    ),
+    Query(
+        "add member",
+        """INSERT INTO "TeamMember"(id, "teamId", "userId", role)
+           VALUES (%(new_id)s, %(team)s, %(outsider)s, 'MEMBER')""",
+        "",
+        write=True,
+        for_keys=False,
+        for_members=False,
+    ),
+]
+KEY_SCOPES = ["prompts:read", "audit:read"]
 
 
 @dataclass
@@ -195,6 +245,13 @@ def generate(conn: psycopg.Connection, sizes: Sizes) -> None:
         """INSERT INTO "PromptVersion"(id, "promptId", content, version, "createdBy", "createdAt")
            SELECT p.id || '_v' || n, p.id, p.content, n, p."userId", p."createdAt" + n * interval '1 hour'
            FROM "Prompt" p, generate_series(1, %(versions)s) AS n""",
+        # Three features of usage per user, in the user's team.
+        """INSERT INTO "UsageAnalytics"(id, "userId", "teamId", feature, "usageCount", "lastUsedAt")
+           SELECT 'ua' || i || '_' || f, 'u' || lpad(i::text, 7, '0'),
+                  CASE WHEN i <= %(small_users)s
+                       THEN 't' || lpad(((i - 1) / %(small_size)s + 1)::text, 6, '0') ELSE 'tbig' END,
+                  'feature ' || f, f, timestamp '2026-01-01' - (i %% 1000) * interval '1 hour' - f * interval '1 day'
+           FROM generate_series(1, %(users)s) AS i, generate_series(1, 3) AS f""",
         # A tenth of the audit rows name no team; the rest are spread like the prompts.
         """INSERT INTO "AuditLog"(id, "userId", "teamId", action, "resourceType", "resourceId", "createdAt")
            SELECT 'a' || lpad(g::text, 8, '0'), 'u' || lpad(actor::text, 7, '0'), team, 'update', 'Prompt',
@@ -242,11 +299,22 @@ def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]
     chosen: dict[str, dict[str, Any]] = {}
     for label, (team, role) in picks.items():
         row = conn.execute(
-            """SELECT "userId" FROM "TeamMember" WHERE "teamId" = %s AND role = %s ORDER BY "userId" DESC LIMIT 1""",
+            """SELECT m."userId" FROM "TeamMember" m WHERE m."teamId" = %s AND m.role = %s
+                 AND EXISTS (SELECT 1 FROM "Prompt" p WHERE p."teamId" = m."teamId" AND p."userId" = m."userId")
+               ORDER BY m."userId" DESC LIMIT 1""",
             (team, role),
         ).fetchone()
-        assert row, f"no {role} in {team}"
+        assert row, f"no {role} with a prompt in {team}"
         params = principal(conn, row[0])
+        params["own_prompt"] = conn.execute(
+            """SELECT id FROM "Prompt" WHERE "teamId" = %s AND "userId" = %s ORDER BY id LIMIT 1""", (team, row[0])
+        ).fetchone()[0]  # type: ignore[index]
+        params["outsider"] = conn.execute(
+            """SELECT u.id FROM "User" u WHERE NOT EXISTS (SELECT 1 FROM "TeamMember" m
+                   WHERE m."teamId" = %s AND m."userId" = u.id) ORDER BY u.id LIMIT 1""",
+            (team,),
+        ).fetchone()[0]  # type: ignore[index]
+        params["new_id"] = "bench-new"
         prompts = [
             r[0]
             for r in conn.execute(
@@ -255,21 +323,49 @@ def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]
         ]
         params.update(team=team, prompt=prompts[0], prompts=prompts)
         chosen[label] = params
+    # An API key of the big team: its session sees the team's prompts and audit rows (its scopes).
+    raw = conn.execute("SELECT rlsctl.create_api_key('tbig', 'bench', %s::text[])", (KEY_SCOPES,)).fetchone()[0]  # type: ignore[index]
+    big = chosen["big MEMBER"]
+    chosen["big API key"] = {
+        "user": None,
+        "api_key": raw,
+        "member_teams": ["tbig"],
+        "admin_teams": ["tbig"],
+        "team": "tbig",
+        "prompt": big["prompt"],
+        "prompts": big["prompts"],
+    }
     return chosen
 
 
-def batch(conn: psycopg.Connection, text: str, params: dict[str, Any], runs: int, app: str | None) -> tuple[list, list]:
-    """Run `text` `runs` times in one transaction (as `app` with its identity when given); the times and rows."""
+def enter(conn: psycopg.Connection, app: str, params: dict[str, Any]) -> None:
+    """The principal of one transaction: the app role, with a user identity or an API key."""
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
+    if params.get("api_key"):
+        assert conn.execute("SELECT rlsctl.authenticate_api_key(%s)", (params["api_key"],)).fetchone() == (True,)
+    else:
+        conn.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (params["user"],))
+
+
+def batch(
+    conn: psycopg.Connection, text: str, params: dict[str, Any], runs: int, app: str | None, write: bool = False
+) -> tuple[list, list]:
+    """Run `text` `runs` times in one transaction (as `app` with its identity when given); the times and
+    rows (a write's: its row count). A write runs in a savepoint rolled back after each execution."""
     times: list[float] = []
     rows: list = []
     with conn.transaction(force_rollback=True):
         if app:
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
-            conn.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (params["user"],))
+            enter(conn, app, params)
         for _ in range(runs):
+            if write:
+                conn.execute("SAVEPOINT bench_write")
             started = time.perf_counter()
-            rows = conn.execute(text.encode(), params).fetchall()  # type: ignore[arg-type]
+            cursor = conn.execute(text.encode(), params)  # type: ignore[arg-type]
+            rows = cursor.fetchall() if cursor.description else [cursor.rowcount]
             times.append(time.perf_counter() - started)
+            if write:
+                conn.execute("ROLLBACK TO SAVEPOINT bench_write")
     return times, rows
 
 
@@ -278,8 +374,8 @@ def measure(
 ) -> Timing:
     rls_sql, base_sql = query.rls.format(check=""), query.rls.format(check=query.baseline)
     timing = Timing(query.name, label)
-    _, rls_rows = batch(conn, rls_sql, params, warmup, app)
-    _, base_rows = batch(conn, base_sql, params, warmup, None)
+    _, rls_rows = batch(conn, rls_sql, params, warmup, app, query.write)
+    _, base_rows = batch(conn, base_sql, params, warmup, None, query.write)
     if rls_rows != base_rows:
         raise SystemExit(
             f"RESULTS DIFFER: {query.name} for {label}: "
@@ -290,9 +386,9 @@ def measure(
         raise SystemExit(f"EMPTY RESULT: {query.name} for {label} returns no row; the comparison would prove nothing")
     rounds = 3
     for _ in range(rounds):  # interleaved, so a busy moment of the machine hits both alike
-        times, _ = batch(conn, rls_sql, params, math.ceil(runs / rounds), app)
+        times, _ = batch(conn, rls_sql, params, math.ceil(runs / rounds), app, query.write)
         timing.rls.extend(times)
-        times, _ = batch(conn, base_sql, params, math.ceil(runs / rounds), None)
+        times, _ = batch(conn, base_sql, params, math.ceil(runs / rounds), None, query.write)
         timing.base.extend(times)
     return timing
 
@@ -301,10 +397,31 @@ def explain(conn: psycopg.Connection, text: str, params: dict[str, Any], app: st
     cursor = psycopg.ClientCursor(conn)
     with conn.transaction(force_rollback=True):
         if app:
-            cursor.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
-            cursor.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (params["user"],))
+            enter(conn, app, params)
         cursor.execute(("EXPLAIN (ANALYZE off, COSTS off) " + text).encode(), params)  # type: ignore[arg-type]
         return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def identity_costs(conn: psycopg.Connection, app: str, user: str, raw_key: str, runs: int) -> None:
+    """What a transaction pays to say who it acts for: one statement (one round trip) each."""
+    setting: list[float] = []
+    authenticating: list[float] = []
+    for _ in range(runs):
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
+            started = time.perf_counter()
+            conn.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (user,)).fetchall()
+            setting.append(time.perf_counter() - started)
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
+            started = time.perf_counter()
+            conn.execute("SELECT rlsctl.authenticate_api_key(%s)", (raw_key,)).fetchall()
+            authenticating.append(time.perf_counter() - started)
+    print(
+        f"\nper transaction (median of {runs}, one round trip each): setting the user identity "
+        f"{statistics.median(setting) * 1000:.3f} ms, authenticating an API key "
+        f"{statistics.median(authenticating) * 1000:.3f} ms"
+    )
 
 
 def geomean(values: list[float]) -> float:
@@ -313,13 +430,19 @@ def geomean(values: list[float]) -> float:
 
 def report(timings: list[Timing], sizes: Sizes, runs: int) -> Timing:
     print(
-        f"PromptCraft reads, {sizes.small_teams} teams of {sizes.small_size} + one of {sizes.big_size}, "
+        f"PromptCraft reads and writes, {sizes.small_teams} teams of {sizes.small_size} + one of {sizes.big_size}, "
         f"{sizes.prompts} prompts, {sizes.prompts * sizes.versions_per_prompt} versions, {sizes.audit} audit rows; "
         f"median of {runs} runs"
     )
-    print(f"  {'query':<18} {'user':<13} {'RLS ms':>8} {'base ms':>8} {'ratio':>6} {'ruled':>6}")
+    print(f"  {'statement':<18} {'principal':<13} {'RLS ms':>8} {'base ms':>8} {'ratio':>6} {'ruled':>6}")
     for t in timings:
         print(f"  {t.query:<18} {t.user:<13} {t.rls_ms:8.3f} {t.base_ms:8.3f} {t.ratio:6.2f} {t.ruled:6.2f}")
+    writes = {query.name for query in WRITES}
+    for label, group in (("reads", [t for t in timings if t.query not in writes]),
+                         ("writes", [t for t in timings if t.query in writes])):  # fmt: skip
+        if group:
+            print(f"  {label}: geometric mean {geomean([t.ratio for t in group]):.2f} "
+                  f"(ruled {geomean([t.ruled for t in group]):.2f})")  # fmt: skip
     worst = max(timings, key=lambda t: t.ratio)
     worst_ruled = max(timings, key=lambda t: t.ruled)
     print(
@@ -366,10 +489,12 @@ def main() -> int:
             chosen = subjects(conn, sizes)
             timings = [
                 measure(conn, query, label, params, app, args.runs, args.warmup)
-                for query in QUERIES
+                for query in QUERIES + WRITES
                 for label, params in chosen.items()
+                if (query.for_keys or "api_key" not in params) and (query.for_members or "MEMBER" not in label)
             ]
             worst = report(timings, sizes, args.runs)
+            identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
             query = next(q for q in QUERIES if q.name == worst.query)
             params = chosen[worst.user]
             print(f"\nPlan of the worst, {worst.query} for {worst.user}, under RLS (as {app}):")

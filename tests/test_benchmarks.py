@@ -1,0 +1,34 @@
+"""The benchmarks still run, at a tiny scale: no timing is asserted (benchmarks print ratios; a
+test cannot judge speed on a shared machine), but the policy benchmark compares every result set
+under RLS with its hand-written baseline and stops when they differ, so it is a check of the
+policies' meaning as well."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT, SERVER
+
+
+def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does():
+    command = [sys.executable, "benchmarks/policy_cost_bench.py", "--server", SERVER, "--scale", "0.02"]
+    command += ["--runs", "2", "--warmup", "1"]
+    found = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert found.returncode == 0, found.stdout[-2000:] + found.stderr[-2000:]
+    rows = {}  # (statement, principal) of each row of the table: the words before its four figures
+    for line in found.stdout.splitlines():
+        words = line.split()
+        if len(words) > 4 and all(word.replace(".", "", 1).isdigit() for word in words[-4:]):
+            text = " ".join(words[:-4])
+            principal = next(p for p in ("small ADMIN", "small MEMBER", "big ADMIN", "big MEMBER", "big API key")
+                             if text.endswith(p))  # fmt: skip
+            rows[(text[: -len(principal)].strip(), principal)] = words[-4:]
+    reads = ("prompt page", "prompt + versions", "versions of 20", "audit page")
+    users = ("small ADMIN", "small MEMBER", "big ADMIN", "big MEMBER")
+    expected = {(s, p) for s in reads for p in (*users, "big API key")}
+    expected |= {(s, p) for s in ("member list", "my usage", "create prompt", "update prompt", "delete prompt",
+                                  "add version") for p in users}  # fmt: skip
+    expected |= {("add member", "small ADMIN"), ("add member", "big ADMIN")}  # an ADMIN's; a key reads no members
+    assert set(rows) == expected
+    assert "authenticating an API key" in found.stdout
