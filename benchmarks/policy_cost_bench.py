@@ -17,8 +17,9 @@ pair is timed as the median of --runs executions after --warmup, identity set
 once per batch inside one transaction, batches of the two ways interleaved.
 Prints the ratios, their geometric mean and the worst, also under the issue's
 rule (a query within 0.05 ms of its baseline counts as 1.0), and the plans of
-the worst query. Never asserts on time. The default scale (200 teams of 10, one
-of 300, 50k prompts, 100k versions, 100k audit rows) runs in about two minutes.
+the worst query. Never asserts on time. The default scale (2,000 teams of 10, one
+of 1,000 with 100k of the 1M prompts, 2M versions, 2M audit rows) takes a few
+minutes to generate; --scale 0.1 is a quick look.
 """
 
 from __future__ import annotations
@@ -156,13 +157,15 @@ class Sizes:
 
     @classmethod
     def scaled(cls, scale: float) -> Sizes:
+        # Scale 1 is the issue's benchmark: 2,000 teams of 10 and one of 1,000 members with a tenth of
+        # the million prompts, two versions each, two million audit rows.
         return cls(
-            small_teams=max(2, round(200 * scale)),
+            small_teams=max(2, round(2_000 * scale)),
             small_size=10,
-            big_size=max(10, round(300 * scale)),
-            prompts=max(100, round(50_000 * scale)),
+            big_size=max(10, round(1_000 * scale)),
+            prompts=max(100, round(1_000_000 * scale)),
             versions_per_prompt=2,
-            audit=max(100, round(100_000 * scale)),
+            audit=max(100, round(2_000_000 * scale)),
         )
 
 
@@ -228,17 +231,17 @@ def generate(conn: psycopg.Connection, sizes: Sizes) -> None:
                    END)::"TeamRole",
                   timestamp '2025-01-01' + i * interval '1 minute'
            FROM generate_series(1, %(users)s) AS i""",
-        # A fifth of the prompts in the big team, three fifths in the small teams, a fifth private.
+        # A tenth of the prompts in the big team, seven tenths in the small teams, a fifth private.
         """INSERT INTO "Prompt"(id, "userId", "teamId", title, content, "createdAt", "updatedAt")
            SELECT 'p' || lpad(g::text, 8, '0'), 'u' || lpad(owner::text, 7, '0'), team,
                   'Prompt ' || g, repeat('prompt text ', 20),
                   timestamp '2025-01-01', timestamp '2026-01-01' - ((g::bigint * 7919) %% 525600) * interval '1 minute'
            FROM (SELECT g,
-                        CASE WHEN g <= %(prompts)s / 5 THEN %(small_users)s + 1 + g %% %(big)s
+                        CASE WHEN g <= %(prompts)s / 10 THEN %(small_users)s + 1 + g %% %(big)s
                              WHEN g <= %(prompts)s * 4 / 5
                              THEN (g %% %(small_teams)s) * %(small_size)s + 1 + (g / %(small_teams)s) %% %(small_size)s
                              ELSE 1 + g %% %(users)s END AS owner,
-                        CASE WHEN g <= %(prompts)s / 5 THEN 'tbig'
+                        CASE WHEN g <= %(prompts)s / 10 THEN 'tbig'
                              WHEN g <= %(prompts)s * 4 / 5 THEN 't' || lpad((g %% %(small_teams)s + 1)::text, 6, '0')
                         END AS team
                  FROM generate_series(1, %(prompts)s) AS g) AS s""",
@@ -258,11 +261,11 @@ def generate(conn: psycopg.Connection, sizes: Sizes) -> None:
                   'p' || lpad((1 + g %% %(prompts)s)::text, 8, '0'),
                   timestamp '2026-01-01' - ((g::bigint * 104729) %% 525600) * interval '1 minute'
            FROM (SELECT g,
-                        CASE WHEN g <= %(audit)s / 5 THEN %(small_users)s + 1 + g %% %(big)s
+                        CASE WHEN g <= %(audit)s / 10 THEN %(small_users)s + 1 + g %% %(big)s
                              WHEN g <= %(audit)s * 9 / 10
                              THEN (g %% %(small_teams)s) * %(small_size)s + 1 + (g / %(small_teams)s) %% %(small_size)s
                              ELSE 1 + g %% %(users)s END AS actor,
-                        CASE WHEN g <= %(audit)s / 5 THEN 'tbig'
+                        CASE WHEN g <= %(audit)s / 10 THEN 'tbig'
                              WHEN g <= %(audit)s * 9 / 10 THEN 't' || lpad((g %% %(small_teams)s + 1)::text, 6, '0')
                         END AS team
                  FROM generate_series(1, %(audit)s) AS g) AS s""",
