@@ -337,7 +337,7 @@ def test_a_slow_policy_is_flagged_with_query_principal_and_reason(slow):
     assert text.exit_code == 1
     assert "FLAGGED my_activity as big_admin" in text.stdout
     assert "seq_scan: AuditLog is read by a sequential scan under RLS" in text.stdout
-    assert "1 of 1 plans flagged" in text.stdout
+    assert "1 of 1 plan flagged" in text.stdout
 
 
 def test_a_per_row_subplan_a_policy_adds_is_flagged(slow):

@@ -348,3 +348,12 @@ def test_the_documented_suppressions_are_exactly_what_lint_suppresses():
     assert actual == documented, "update the table of suppressed findings in docs/lint.md"
     text = (ROOT / "docs" / "lint.md").read_text()
     assert f"these {sum(actual.values())} findings are suppressions" in text
+
+
+def test_selecting_rules_leaves_the_other_rules_suppressions_alone():
+    code, out, err = lint("--project", str(ROOT), "--select", "RLS010")
+    assert code == 0 and "unused suppression" not in out + err, out + err
+    code, out, err = lint("--project", str(ROOT))  # all rules: every suppression of the project is used
+    assert code == 0 and "unused suppression" not in out + err, out + err
+    code, out, _ = lint("--project", str(ROOT), "--ignore", "RLS007", "--format", "json")
+    assert code == 0 and not [s for s in json.loads(out)["suppressed"] if s["rule"] == "RLS007"]

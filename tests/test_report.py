@@ -126,7 +126,7 @@ def test_the_applied_database_passes_every_control_it_decides(reported: Reported
     assert report.control("RLS-1").reason == "enabled on all 10 declared tables"
     assert report.control("ACC-3").reason.startswith(f"{report.access.tests.cells} cells as expected")
     assert report.control("AUD-2").reason.startswith("intact: ")
-    assert report.control("ENC-1").reason == "2 columns encrypted under 1 usable keys; no plaintext left"
+    assert report.control("ENC-1").reason == "2 columns encrypted under 1 usable key; no plaintext left"
     assert report.identity.state_applied is True
     assert report.identity.applied_state_hash == report.identity.state_hash
     assert {t.name for t in report.rls.tables} == {

@@ -21,7 +21,7 @@ SHOWN_BREAKS = 10
 
 @click.group(name="audit")
 def audit_group() -> None:
-    """Verify the audit log's hash chain; export its head to keep outside the database (docs/audit.md)."""
+    """Verify the audit log's hash chain, seal its rows into one order, export its head (docs/audit.md)."""
 
 
 @audit_group.command()

@@ -14,10 +14,8 @@ from rlsctl.explain.run import ExplainResult, Pair
 
 def print_text(result: ExplainResult, console: Console, plans: bool = False) -> None:
     mode = "EXPLAIN ANALYZE (rolled back)" if result.analyze else "EXPLAIN"
-    console.print(
-        f"rlsctl explain on {escape(result.where)}: {len(result.pairs)} plans under RLS, each against its "
-        f"baseline ({mode})"
-    )
+    counted = f"{len(result.pairs)} plan{'' if len(result.pairs) == 1 else 's'}"
+    console.print(f"rlsctl explain on {escape(result.where)}: {counted} under RLS, each against its baseline ({mode})")
     console.print("principals:")
     for acting in result.principals:
         console.print(f"  {escape(acting.name)}: {escape(acting.describe())}")
@@ -27,7 +25,7 @@ def print_text(result: ExplainResult, console: Console, plans: bool = False) -> 
         console.print(f"[yellow]note:[/] {escape(note)}")
     flagged = len(result.flagged)
     if flagged:
-        console.print(f"[bold red]{flagged} of {len(result.pairs)} plans flagged[/]")
+        console.print(f"[bold red]{flagged} of {counted} flagged[/]")
     else:
         limits = result.limits
         console.print(

@@ -101,9 +101,13 @@ def run(
         else:
             active.append(finding)
     # A declaration copied to several tables (every_table) is unused only when no copy was used.
+    # A suppression of a rule that did not run (--select, --ignore) is not unused: it was not asked.
+    ran = {rule_class.id for rule_class in rules}
     used_at = {(s.rule, s.object, s.where) for s in used}
     unused_by_place = {
-        (s.rule, s.object, s.where): s for s in suppressions if (s.rule, s.object, s.where) not in used_at
+        (s.rule, s.object, s.where): s
+        for s in suppressions
+        if (s.rule, s.object, s.where) not in used_at and s.rule in ran
     }
     unused = tuple(unused_by_place.values())
     return LintResult(tuple(active), tuple(suppressed), tuple(baselined), rules, unused)

@@ -141,7 +141,8 @@ def encryption(report: Report) -> tuple[str, str]:
     if section.rewrap_pending:
         return "warn", f"a key-encryption key rotation is under way ({section.rewrap_pending} data keys)"
     usable = sum(1 for key in section.keys if key.state != "retired")
-    return "pass", f"{len(section.columns)} columns encrypted under {usable} usable keys; no plaintext left"
+    columns = f"{len(section.columns)} column{'' if len(section.columns) == 1 else 's'}"
+    return "pass", f"{columns} encrypted under {usable} usable key{'' if usable == 1 else 's'}; no plaintext left"
 
 
 def audit_triggers(report: Report) -> tuple[str, str]:
