@@ -41,6 +41,17 @@ def test_a_dropped_policy_makes_the_test_fail(secured_db):
     assert any(c["principal"] == "a_admin" and c["expected"] == "allowed" for c in bad)
 
 
+def test_cells_refused_by_a_privilege_error_are_called_out_not_taken_for_a_policy(secured_db):
+    # What an undeclared tenancy table gives: the helpers cannot read the membership rows.
+    with secured_db.connect() as conn:
+        definer = sql.Identifier(secured_db.role("definer"))
+        conn.execute(sql.SQL('REVOKE ALL ON "TeamMember" FROM {}').format(definer))
+    result = cli_test(secured_db, "--table", "Prompt")
+    assert "cells were refused by an error, not by a policy: permission denied for table TeamMember" in (
+        result.stdout.replace("\n", " ")
+    ), result.stdout
+
+
 def test_a_dropped_guard_makes_the_test_fail(secured_db):
     with secured_db.connect() as conn:
         conn.execute('DROP TRIGGER zz_rlsctl_guard ON "TeamMember"')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from xml.etree import ElementTree as ET
 
 from rich.console import Console
@@ -52,7 +52,7 @@ def print_text(result: MatrixResult, console: Console) -> None:
         "[dim]cells show allowed/tried per principal and command; each case is judged by the expectations "
         "(expectations/*.yaml) and every cell by the invariants[/]"
     )
-    for notice in result.notices:
+    for notice in (*result.notices, *refused_by_errors(result)):
         console.print(f"[bold yellow]NOTICE[/] {escape(notice)}")
     _print_coverage(result, console)
     failures = result.failures
@@ -74,6 +74,22 @@ def print_text(result: MatrixResult, console: Console) -> None:
         f"{len(result.case_failures)} failing cases[/]"
     )  # fmt: skip
     console.print(f"{escape(result.where)}: {len(result.cells)} cells ({judged} judged by expectations), {status}")
+
+
+def refused_by_errors(result: MatrixResult) -> list[str]:
+    """Cells the database refused with a privilege error on another object than the cell's table: a
+    table or function the policies (or their helpers) read that the reading role may not. Such a
+    cell counts as denied, which an expectation of "denied" accepts: it is no evidence of a policy."""
+    found: Counter[str] = Counter()
+    for cell in result.cells:
+        detail = cell.actual.detail
+        if detail.startswith("error: permission denied for ") and not detail.endswith(f" {cell.table}"):
+            found[detail.removeprefix("error: ")] += 1
+    return [
+        f"{count} cell{'s were' if count != 1 else ' was'} refused by an error, not by a policy: {detail} (is "
+        "every table the policies read, the tenancy tables included, declared in the policy files?)"
+        for detail, count in sorted(found.items())
+    ]
 
 
 def describe(cell: Cell) -> str:
