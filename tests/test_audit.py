@@ -358,6 +358,38 @@ def test_only_rlsctl_may_call_its_audit_functions(audited):
                 conn.execute(call)
 
 
+def test_the_order_is_closed_to_every_role_but_its_functions(audited):
+    """The seal and the order are rlsctl's: the application, the analyst, retention and the auditor
+    cannot seal, write or read the order directly; only the readers may list it, through its function."""
+    writes = (
+        "SELECT rlsctl.audit_seal('AuditLog')",
+        "SELECT * FROM rlsctl.audit_order",
+        r"INSERT INTO rlsctl.audit_order (log, pos, seq, lane, prev, hash) VALUES ('AuditLog', 1, -1, -1, '\x00', '\x00')",
+        "DELETE FROM rlsctl.audit_order",
+    )
+    for role in ("app", "analyst", "retention", "auditor"):
+        for call in writes:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(audited, "u1", role=role) as conn:
+                conn.execute(call)
+    for role in ("app", "analyst", "retention"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(audited, "u1", role=role) as conn:
+            conn.execute("SELECT * FROM rlsctl.audit_order_entries('AuditLog')")
+    with as_user(audited, None, role="auditor") as conn:  # a reader: positions and hashes, no content
+        conn.execute("SELECT * FROM rlsctl.audit_order_entries('AuditLog')").fetchall()
+
+
+def test_the_definer_reads_the_chain_columns_of_the_log_and_nothing_else(audited):
+    """What audit_seal needs (its column grant and policy): the chain's columns, never a row's content."""
+    with as_user(audited, None, role="definer") as conn:
+        assert conn.execute(f'SELECT count("chainSeq") = count(*) FROM {LOG}').fetchone() == (True,)
+    for column in ("id", "userId", "teamId", "action", "metadata", "createdAt"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(audited, None, role="definer") as conn:
+            conn.execute(f'SELECT "{column}" FROM {LOG}')
+    for statement in (f'UPDATE {LOG} SET "chainHash" = NULL', f"DELETE FROM {LOG}"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(audited, None, role="definer") as conn:
+            conn.execute(statement)
+
+
 # -- the chain -----------------------------------------------------------------------------------
 
 
@@ -776,6 +808,13 @@ def test_a_seal_gives_up_on_a_lock_someone_else_holds(chained):
         holder.execute("SELECT pg_advisory_lock(%s, 18)", (LOCK_CLASS,))  # any login may take it
         result = audit_cli(chained, "audit", "seal")
     assert result.exit_code == 2 and "another session holds the audit seal's lock" in result.stderr, result.output
+
+
+def test_a_database_without_this_versions_audit_functions_is_told_to_apply(chained):
+    with chained.connect() as conn:
+        conn.execute("DROP FUNCTION rlsctl.audit_order_entries(text)")
+    result = verify(chained)
+    assert result.exit_code == 2 and "run rlsctl apply" in result.stderr and "Traceback" not in result.output
 
 
 def test_sealing_needs_the_owner_role(chained):

@@ -350,6 +350,20 @@ def test_scattered_expired_rows_are_walked_by_block_ranges_with_holds_and_locks_
         conn.execute("SELECT rlsctl.retention_release('UsageAnalytics', 'ta', 'case closed')")
 
 
+def test_the_retention_roles_ctid_grant_shows_where_expired_rows_sit_and_nothing_else(retention_db):
+    """The block walk's column grant: the position of an expired row, never its content, never a
+    young row."""
+    with retention_db.connect() as conn:
+        seed(conn)
+    with as_login(retention_db, "mallory") as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(retention_db.role("retention"))))
+        visible = {row[0] for row in conn.execute('SELECT id FROM "UsageAnalytics" WHERE ctid IS NOT NULL')}
+        assert visible == seeded("UsageAnalytics", ("expired", "old"))
+        for column in ("feature", "metadata", "userId", "usageCount"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(f'SELECT "{column}" FROM "UsageAnalytics"')
+
+
 @pytest.mark.parametrize("cursor", ["blocks:-1", "blocks:", "blocks:1; DELETE", "blocks:99999999999"])
 def test_a_block_cursor_that_is_not_one_is_refused(retention_db, cursor):
     with retention_db.connect() as conn, pytest.raises(psycopg.errors.InvalidParameterValue, match="block cursor"):

@@ -13,6 +13,6 @@ The triggers, functions and tables the chain needs are declared objects
 from __future__ import annotations
 
 from rlsctl.audit.chain import Break, Verdict, head_digest
-from rlsctl.audit.session import export_head, seal, verify
+from rlsctl.audit.session import become_reader, export_head, seal, verify
 
-__all__ = ["Break", "Verdict", "export_head", "head_digest", "seal", "verify"]
+__all__ = ["Break", "Verdict", "become_reader", "export_head", "head_digest", "seal", "verify"]

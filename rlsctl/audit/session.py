@@ -52,6 +52,19 @@ def verify(
 ) -> tuple[Verdict, DeclaredState]:
     """Walk the lanes and the one order in one snapshot (rlsctl.audit.chain, rlsctl.audit.order)."""
     state = chained_state(conn, project)
+    try:
+        return _verify(conn, project, state, expected)
+    except psycopg.errors.UndefinedFunction as exc:
+        # A database applied by an older rlsctl (before the order): apply creates what is missing.
+        raise UsageError(
+            f"{exc.diag.message_primary}: this database lacks rlsctl's audit functions of this version; run "
+            "rlsctl apply (rlsctl drift names what differs)"
+        ) from None
+
+
+def _verify(
+    conn: psycopg.Connection, project: Project, state: DeclaredState, expected: dict[str, Any] | None
+) -> tuple[Verdict, DeclaredState]:
     log = state.audit.log.table  # type: ignore[union-attr]
     with _snapshot(conn, state.audit):  # type: ignore[arg-type]
         found = conn.execute(_sql(state, "ops/audit_anchors.sql.j2", project), {"log": log})
@@ -170,14 +183,17 @@ def _snapshot(conn: psycopg.Connection, spec: AuditSpec) -> Iterator[None]:
     conn.read_only = True
     try:
         with conn.transaction():
-            _become_reader(conn, spec)
+            become_reader(conn, spec)
             yield
     finally:
         conn.rollback()
         conn.isolation_level, conn.read_only, conn.autocommit = previous
 
 
-def _become_reader(conn: psycopg.Connection, spec: AuditSpec) -> None:
+def become_reader(conn: psycopg.Connection, spec: AuditSpec) -> None:
+    """In the current transaction, act as a role that sees every row of the log: the login itself
+    when it bypasses RLS, else the first of project.audit.readers it may SET ROLE to (UsageError:
+    none). Shared with the compliance report, which reads the log the same way."""
     _, superuser, bypassrls = db.current_identity(conn)
     if superuser or bypassrls:
         return

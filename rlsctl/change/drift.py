@@ -23,3 +23,13 @@ def read_plan(conn: psycopg.Connection, project: Project, where: str, phase: int
             return make_plan(conn, project, where, phase)
     finally:
         conn.isolation_level = previous
+
+
+def drift_state(action: str) -> str:
+    """How `rlsctl drift` (and the compliance report) words an operation: what apply would create
+    or grant is missing, what it would drop, revoke or leave to a DBA is extra; the rest changed."""
+    if action in ("create", "grant"):
+        return "missing"
+    if action in ("drop", "revoke", "needs_dba"):
+        return "extra"
+    return "changed"

@@ -288,6 +288,8 @@ REPAIR_NOTE = {"refuse": "apply refuses to repair it", "needs_dba": ""}
 
 
 def drift_report(plan: Plan, where: str, fmt: str) -> None:
+    from rlsctl.change.drift import drift_state
+
     real = list(plan.drift)
     accepted = [(op, plan.acknowledgement(op)) for op in plan.operations if plan.acknowledgement(op)]
     if fmt == "json":
@@ -298,7 +300,7 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
                 "kind": op.kind,
                 "action": op.action,
                 "effect": op.effect,
-                "state": _drift_state(op.action),
+                "state": drift_state(op.action),
                 "detail": op.detail,
             }
             for op in real
@@ -313,15 +315,7 @@ def drift_report(plan: Plan, where: str, fmt: str) -> None:
         for op in real:
             repair = REPAIR_NOTE.get(op.action, f"{op.effect} when repaired")
             note = "; ".join(part for part in (op.detail, repair) if part)
-            stdout.print(f"  {_drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
+            stdout.print(f"  {drift_state(op.action):9} {escape(op.key)}  [dim]({escape(note)})[/]")
     for op, reason in accepted:
         stdout.print(f"  [dim]acknowledged: {escape(op.key)} ({escape(reason or '')})[/]")
     _unmanaged(plan)
-
-
-def _drift_state(action: str) -> str:
-    if action in ("create", "grant"):
-        return "missing"
-    if action in ("drop", "revoke", "needs_dba"):
-        return "extra"
-    return "changed"

@@ -323,9 +323,10 @@ def _build_index(conn: psycopg.Connection, project: Project, statement: str, whe
         conn.execute(statement.encode())
     except psycopg.Error as exc:
         if name:
-            drop = f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(schema or project.schema_name, name)}"
+            where_built = schema or project.schema_name
+            drop = _render(project, "ops/drop_index_concurrently.sql.j2", schema=where_built, index=name)
             with contextlib.suppress(psycopg.Error):  # the INVALID index a failed build leaves
-                if statements.run(conn, "index_invalid", schema=schema or project.schema_name, name=name):
+                if statements.run(conn, "index_invalid", schema=where_built, name=name):
                     conn.execute(drop.encode())
         detail = (exc.diag.message_primary or str(exc)).splitlines()[0]
         raise UsageError(f"{where}: {detail}; the phase is not recorded (run migrate again)") from None

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlsctl.report.model import Control, Report, ServerCheck
+from rlsctl.state.objects import AUDIT_TRIGGERS
+
+AUDIT_TRIGGER = AUDIT_TRIGGERS[0]  # the trigger of each audited table
 
 SHOWN = 5  # objects named in a reason before "and N more"
 
@@ -154,7 +157,7 @@ def audit_triggers(report: Report) -> tuple[str, str]:
     broken = [f"{t.table}.{t.trigger}" + ("" if t.present else " missing") for t in section.triggers if not t.fires]
     if broken:
         return "fail", f"not firing: {_names(broken)}"
-    audited = len({t.table for t in section.triggers if t.trigger == "zz_rlsctl_audit"})
+    audited = len({t.table for t in section.triggers if t.trigger == AUDIT_TRIGGER})
     return "pass", f"{audited} tables audited; the log is append-only and chained"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from rlsctl.change.drift import read_plan
+from rlsctl.change.drift import drift_state, read_plan
 from rlsctl.lint import LintInputs, lint
 from rlsctl.lint.runner import LintResult
 from rlsctl.policy.project import Project
@@ -35,7 +35,7 @@ def drift(conn: psycopg.Connection, project: Project, where: str) -> tuple[tuple
     plan = read_plan(conn, project, where, None)
     items = tuple(
         sorted(
-            (DriftItem(op.key, op.kind, _drift_state(op.action), op.detail) for op in plan.drift),
+            (DriftItem(op.key, op.kind, drift_state(op.action), op.detail) for op in plan.drift),
             key=lambda item: item.object,
         )
     )
@@ -43,12 +43,3 @@ def drift(conn: psycopg.Connection, project: Project, where: str) -> tuple[tuple
         sorted(f"{op.key}: {plan.acknowledgement(op)}" for op in plan.operations if plan.acknowledgement(op))
     )
     return items, acknowledged
-
-
-def _drift_state(action: str) -> str:
-    """As `rlsctl drift` words it: what apply would create is missing, what it would drop is extra."""
-    if action in ("create", "grant"):
-        return "missing"
-    if action in ("drop", "revoke", "needs_dba"):
-        return "extra"
-    return "changed"

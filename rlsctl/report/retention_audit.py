@@ -8,15 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg import errors as pgerrors
 
 from rlsctl import audit
 from rlsctl.catalog import queries as catalog
 from rlsctl.declare.audit import audit_objects
 from rlsctl.declare.audit_spec import AuditSpec
 from rlsctl.declare.state import DeclaredState
-from rlsctl.errors import UsageError
-from rlsctl.pg import db, statements
+from rlsctl.pg import statements
 from rlsctl.policy.project import Project
 from rlsctl.report import queries
 from rlsctl.report.model import (
@@ -32,13 +30,14 @@ from rlsctl.report.model import (
 )
 from rlsctl.retention import Retention, status
 from rlsctl.retention.schedule import job_name
-from rlsctl.state.objects import Trigger
+from rlsctl.state.objects import AUDIT_TRIGGERS, Trigger
 
 SHOWN_RUNS = 20  # the latest runs, all tables together
+_, APPEND_ONLY, NO_TRUNCATE, CHAIN = AUDIT_TRIGGERS
 PURPOSE = {
-    "zz_rlsctl_append_only": "append-only: refuses updates, and deletes but retention's of expired rows",
-    "zz_rlsctl_no_truncate": "refuses TRUNCATE",
-    "zz_rlsctl_chain": "links each new row into the hash chain",
+    APPEND_ONLY: "append-only: refuses updates, and deletes but retention's of expired rows",
+    NO_TRUNCATE: "refuses TRUNCATE",
+    CHAIN: "links each new row into the hash chain",
 }
 
 
@@ -160,24 +159,7 @@ def _reading_log(conn: psycopg.Connection, spec: AuditSpec) -> Iterator[None]:
     conn.read_only = True
     try:
         with conn.transaction(force_rollback=True):
-            _become_reader(conn, spec)
+            audit.become_reader(conn, spec)
             yield
     finally:
         conn.read_only = previous
-
-
-def _become_reader(conn: psycopg.Connection, spec: AuditSpec) -> None:
-    _, superuser, bypassrls = db.current_identity(conn)
-    if superuser or bypassrls:
-        return
-    for role in spec.readers:
-        try:
-            with conn.transaction():  # a savepoint: a role this login is not in is refused
-                statements.run(conn, "set_role", role=role)
-        except pgerrors.InsufficientPrivilege:
-            continue
-        return
-    raise UsageError(
-        f"reading {spec.log.table if spec.log else 'the log'} needs a superuser or a member of "
-        f"{', '.join(spec.readers)} (project.audit.readers)"
-    )
