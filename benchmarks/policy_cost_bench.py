@@ -3,7 +3,8 @@
     python benchmarks/policy_cost_bench.py [--server DSN] [--scale 1.0] [--runs 30] [--warmup 5]
 
 On a throw-away database migrated and applied with a unique role prefix, the
-script generates data as superuser (triggers off), then times typical
+script generates data as superuser (triggers off), runs `rlsctl keys encrypt` on the
+encrypted columns (so "my usage" decrypts what it reads), then times typical
 application reads two ways, in the same run, on the same data:
 
 - **RLS**: the application's query as it sends it, run as the app role with its
@@ -41,7 +42,10 @@ from psycopg import conninfo, sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from click.testing import CliRunner  # noqa: E402
+
 from rlsctl.change import apply as applying  # noqa: E402
+from rlsctl.cli.main import main as cli  # noqa: E402
 from rlsctl.migrate import run as migrating  # noqa: E402
 from rlsctl.pg.db import Target  # noqa: E402
 from rlsctl.policy.project import load_project  # noqa: E402
@@ -99,7 +103,7 @@ QUERIES = [
     ),
     Query(
         "my usage",
-        """SELECT id, feature, "usageCount", "lastUsedAt" FROM "UsageAnalytics"
+        """SELECT id, feature, "usageCount", "lastUsedAt", rlsctl.decrypt(metadata) FROM "UsageAnalytics"
            WHERE "userId" = %(user)s{check} ORDER BY "lastUsedAt" DESC, id LIMIT 50""",
         """ AND ("userId" = %(user)s OR "teamId" = ANY(%(admin_teams)s))""",
         for_keys=False,
@@ -249,11 +253,12 @@ def generate(conn: psycopg.Connection, sizes: Sizes) -> None:
            SELECT p.id || '_v' || n, p.id, p.content, n, p."userId", p."createdAt" + n * interval '1 hour'
            FROM "Prompt" p, generate_series(1, %(versions)s) AS n""",
         # Three features of usage per user, in the user's team.
-        """INSERT INTO "UsageAnalytics"(id, "userId", "teamId", feature, "usageCount", "lastUsedAt")
+        """INSERT INTO "UsageAnalytics"(id, "userId", "teamId", feature, "usageCount", "lastUsedAt", metadata)
            SELECT 'ua' || i || '_' || f, 'u' || lpad(i::text, 7, '0'),
                   CASE WHEN i <= %(small_users)s
                        THEN 't' || lpad(((i - 1) / %(small_size)s + 1)::text, 6, '0') ELSE 'tbig' END,
-                  'feature ' || f, f, timestamp '2026-01-01' - (i %% 1000) * interval '1 hour' - f * interval '1 day'
+                  'feature ' || f, f, timestamp '2026-01-01' - (i %% 1000) * interval '1 hour' - f * interval '1 day',
+                  jsonb_build_object('client', 'web', 'session', i * 3 + f)
            FROM generate_series(1, %(users)s) AS i, generate_series(1, 3) AS f""",
         # A tenth of the audit rows name no team; the rest are spread like the prompts.
         """INSERT INTO "AuditLog"(id, "userId", "teamId", action, "resourceType", "resourceId", "createdAt")
@@ -274,6 +279,23 @@ def generate(conn: psycopg.Connection, sizes: Sizes) -> None:
         conn.execute(step.encode(), params)  # type: ignore[arg-type]
     conn.execute("RESET session_replication_role")
     conn.execute("ANALYZE")
+
+
+def encrypt(dsn: str, prefix: str) -> None:
+    """`rlsctl keys encrypt`, as a user runs it after a load: the usage rows' metadata (declared
+    encrypted) was written in plaintext with triggers off; "my usage" reads it with rlsctl.decrypt(),
+    both ways, so decryption is in both times and out of the ratio. Then ANALYZE the rewritten table."""
+    result = CliRunner().invoke(
+        cli, ["keys", "encrypt", "--dsn", dsn, "--role-prefix", prefix, "--project", str(ROOT), "--jobs", "2"]
+    )
+    if result.exit_code != 0:
+        raise SystemExit(f"rlsctl keys encrypt failed ({result.exit_code}):\n{result.output}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute('ANALYZE "UsageAnalytics"')
+        sealed, total = conn.execute(
+            """SELECT count(*) FILTER (WHERE metadata ? 'rlsctl'), count(*) FROM "UsageAnalytics" """
+        ).fetchone()  # type: ignore[misc]
+    print(f"keys encrypt: {sealed} of {total} usage rows' metadata encrypted")
 
 
 def principal(conn: psycopg.Connection, user: str) -> dict[str, Any]:
@@ -488,7 +510,8 @@ def main() -> int:
             migrating.migrate(conn, project, Target(dsn, name))
             applying.apply(conn, project, name)
             generate(conn, sizes)
-            print(f"setup (migrate, apply, generate, analyze): {time.perf_counter() - started:.1f} s")
+            encrypt(dsn, prefix)
+            print(f"setup (migrate, apply, generate, keys encrypt, analyze): {time.perf_counter() - started:.1f} s")
             chosen = subjects(conn, sizes)
             timings = [
                 measure(conn, query, label, params, app, args.runs, args.warmup)
@@ -498,7 +521,7 @@ def main() -> int:
             ]
             worst = report(timings, sizes, args.runs)
             identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
-            query = next(q for q in QUERIES if q.name == worst.query)
+            query = next(q for q in QUERIES + WRITES if q.name == worst.query)
             params = chosen[worst.user]
             print(f"\nPlan of the worst, {worst.query} for {worst.user}, under RLS (as {app}):")
             print(explain(conn, query.rls.format(check=""), params, app))

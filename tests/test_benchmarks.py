@@ -32,3 +32,6 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     expected |= {("add member", "small ADMIN"), ("add member", "big ADMIN")}  # an ADMIN's; a key reads no members
     assert set(rows) == expected
     assert "authenticating an API key" in found.stdout
+    # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
+    sealed = next(line for line in found.stdout.splitlines() if line.startswith("keys encrypt:")).split()
+    assert sealed[2] == sealed[4] and int(sealed[2]) > 0, sealed

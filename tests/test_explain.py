@@ -326,7 +326,7 @@ def test_a_slow_policy_is_flagged_with_query_principal_and_reason(slow):
     assert [(f["check"], f["table"]) for f in activity["findings"]] == [("seq_scan", "AuditLog"), ("cost", None)]
     assert activity["findings"][0]["message"] == (
         "AuditLog is read by a sequential scan under RLS; the baseline reads it through "
-        "AuditLog_teamId_idx, AuditLog_userId_idx"
+        "AuditLog_teamId_createdAt_idx, AuditLog_userId_idx"
     )
     assert activity["cost_ratio"] > 10
     # The team's audit page: the query's own index, but the policy's lookup costs far more.

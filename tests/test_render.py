@@ -64,13 +64,38 @@ def test_policies_call_helpers_through_a_cached_subselect(project):
     assert policies
     called: set[str] = set()
     for policy in policies:
-        calls = re.findall(r'(SELECT )?"rlsctl"\."([A-Za-z_]+)"\(', policy)
+        # A plan hint's second branch calls the helpers bare, behind (SELECT 1) <> 1: the planner
+        # estimates it, nothing evaluates it per row (test_plan_hints_are_a_switched_off_branch).
+        runtime = policy.split(" OR ((SELECT 1) <> 1 AND ")[0]
+        calls = re.findall(r'(SELECT )?"rlsctl"\."([A-Za-z_]+)"\(', runtime)
         called |= {name for _, name in calls}
         # every helper call in a policy is wrapped as (SELECT helper(...)), whichever helper it is
         bare = [name for wrapped, name in calls if not wrapped]
         assert not bare, policy
     # the check above saw every kind of helper the policies use
     assert {"current_user_id", "tenant_ids", "api_key_tenant", "api_key_members", "api_key_rows_Prompt"} <= called
+
+
+def test_plan_hints_are_a_switched_off_branch(project):
+    """Only the SELECT policies of a table with plan_with_tenants get the hint, and it has one shape:
+    (c AND (SELECT 1) = 1) OR ((SELECT 1) <> 1 AND c'), c' being c with its helpers called bare."""
+    script = render_phases(project, 4)[4]
+    hinted = re.findall(r'CREATE POLICY "([a-z_]+)" ON "public"\."(\w+)"[^;]*\(SELECT 1\) <> 1', script)
+    assert hinted == [("app_select", "AuditLog")]
+    policy = re.search(r'CREATE POLICY "app_select" ON "public"."AuditLog".*?USING \((.*?)\);\n', script, re.S).group(1)
+    match = re.fullmatch(r"\(\((.*) AND \(SELECT 1\) = 1\) OR \(\(SELECT 1\) <> 1 AND (.*)\)\)", policy)
+    assert match, policy
+    runtime, planned = match.groups()
+    assert '"rlsctl"."tenant_ids"(\'ADMIN\')' in planned and "(SELECT" not in planned
+    # the planned branch is the runtime condition with every (SELECT helper(...)) unwrapped, and
+    # each tenant-array comparison once (the runtime branch asks it twice, for the planner's costs)
+    twice = re.compile(r'\(("AuditLog"\."teamId" = ANY \(\(SELECT [^()]*\([^()]*\)\)::text\[\]\)) AND \1\)')
+    assert twice.search(runtime), runtime
+    unwrapped = re.sub(r'\(SELECT ("rlsctl"\."\w+"\([^()]*\))\)', r"\1", twice.sub(r"\1", runtime))
+    assert unwrapped == planned
+    # the retention role's policy on the same table reads no session: it is left alone
+    retention = re.search(r'CREATE POLICY "retention_select" ON "public"."AuditLog".*?;', script, re.S).group(0)
+    assert "SELECT 1" not in retention
 
 
 def test_helpers_are_stable_with_fixed_search_path(project):

@@ -227,6 +227,7 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
         policies=tuple(sorted(policies, key=lambda p: p.name)),
         grants=tuple(grants),
         guards=guards,
+        plan_with_tenants=decl.plan_with_tenants,
     )
 
 

@@ -61,6 +61,11 @@ class PolicySpec:
         return found
 
     @property
+    def reads_session(self) -> bool:
+        """Whether the condition depends on who the session acts for (user, tenants, API key)."""
+        return bool(self.helpers - {"presented_key_hash"})
+
+    @property
     def reads(self) -> set[str]:
         tables: set[str] = set()
         for pred in (self.using, self.check):
@@ -94,6 +99,7 @@ class TableSpec:
     policies: tuple[PolicySpec, ...]
     grants: tuple[GrantSpec, ...]
     guards: tuple[GuardSpec, ...]
+    plan_with_tenants: bool = False  # SELECT policies rendered with plan hints (templates/expr.sql.j2)
 
     @property
     def guard_function(self) -> str:

@@ -178,6 +178,52 @@ def hoisted(node: exp.Expression, row: Row) -> bool:
     return False
 
 
+def constant_subquery(node: exp.Expression) -> exp.Expression | None:
+    """The constant of `(SELECT <constant>)`: a value at run time, a parameter the planner cannot see into."""
+    node = unwrap(node)
+    if isinstance(node, exp.Subquery):
+        node = node.this
+    if not isinstance(node, exp.Select) or node.args.get("from") or len(node.expressions) != 1:
+        return None
+    value = node.expressions[0]
+    value = value.this if isinstance(value, exp.Alias) else value
+    return value if isinstance(value, exp.Literal | exp.Boolean) else None
+
+
+def false_at_run_time(term: exp.Expression) -> bool:
+    """`(SELECT 1) <> 1` (rlsctl's plan hint) or `NOT (SELECT true)`: false, whatever the row."""
+    term = unwrap(term)
+    if isinstance(term, exp.NEQ):
+        value = constant_subquery(term.this)
+        return value is not None and isinstance(term.expression, exp.Literal) and value == term.expression
+    if isinstance(term, exp.Not):
+        value = constant_subquery(term.this)
+        return isinstance(value, exp.Boolean) and value.this is True
+    return False
+
+
+def switched_off(node: exp.Expression) -> bool:
+    """Whether the node sits in a conjunction with a term that is false at run time: rlsctl's plan
+    hint (docs/performance.md#plan-hints). AND stops at that false term, so the node is never
+    evaluated per row; the planner only estimates it (and may run it once, as an index condition)."""
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, exp.And):
+            for term in and_terms(parent):
+                if false_at_run_time(term) and not _inside(node, term):
+                    return True
+        parent = parent.parent
+    return False
+
+
+def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
 IDENTITY_COMPARISONS = (exp.EQ, exp.NullSafeEQ, exp.In)
 RANGE_COMPARISONS = (exp.NEQ, exp.NullSafeNEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, *PATTERN_MATCHES)
 

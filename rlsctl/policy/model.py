@@ -423,6 +423,9 @@ class TableDecl(Frozen):
     audit_log: bool = False
     # Changes to this table are recorded in the project's audit log (docs/audit.md).
     audit: TableAudit | None = None
+    # The SELECT policies show the planner the session's tenants, so that a statement's plan fits
+    # the principal (docs/performance.md#plan-hints): one more membership lookup per statement.
+    plan_with_tenants: bool = False
 
 
 class EveryTable(Frozen):

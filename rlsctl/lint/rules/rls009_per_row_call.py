@@ -57,6 +57,8 @@ class PerRowCall(Rule):
                         continue
                     if exprs.hoisted(call, row) or exprs.row_refs(call, row):  # once already / RLS018
                         continue
+                    if exprs.switched_off(call):  # a plan hint's branch: estimated, never run per row
+                        continue
                     label = f"{exprs.call_label(call, model)}()"
                     if label not in found:
                         found.append(label)
