@@ -86,13 +86,15 @@ def test_plan_hints_are_a_switched_off_branch(project):
     match = re.fullmatch(r"\(\((.*) AND \(SELECT 1\) = 1\) OR \(\(SELECT 1\) <> 1 AND (.*)\)\)", policy)
     assert match, policy
     runtime, planned = match.groups()
-    assert '"rlsctl"."tenant_ids"(\'ADMIN\')' in planned and "(SELECT" not in planned
+    assert '"rlsctl"."tenant_ids_or_key"(\'ADMIN\', ARRAY[\'audit:read\']::text[])' in planned
+    assert "(SELECT" not in planned
     # the planned branch is the runtime condition with every (SELECT helper(...)) unwrapped, and
     # each tenant-array comparison once (the runtime branch asks it twice, for the planner's costs)
     twice = re.compile(r'\(("AuditLog"\."teamId" = ANY \(\(SELECT [^()]*\([^()]*\)\)::text\[\]\)) AND \1\)')
+    runtime = runtime.replace("ARRAY['audit:read']", "ARRAY{audit:read}")  # no parentheses inside
     assert twice.search(runtime), runtime
     unwrapped = re.sub(r'\(SELECT ("rlsctl"\."\w+"\([^()]*\))\)', r"\1", twice.sub(r"\1", runtime))
-    assert unwrapped == planned
+    assert unwrapped.replace("ARRAY{audit:read}", "ARRAY['audit:read']") == planned
     # the retention role's policy on the same table reads no session: it is left alone
     retention = re.search(r'CREATE POLICY "retention_select" ON "public"."AuditLog".*?;', script, re.S).group(0)
     assert "SELECT 1" not in retention
@@ -225,3 +227,41 @@ def test_catalog_text_must_be_the_one_thing_it_stands_for():
         catalog_statement(trigger + " -- x", "CreateTrigStmt")
     # Comment marks inside a quoted literal are not comments.
     assert catalog_expression("(x = '-- /*')") == "(x = '-- /*')"
+
+
+# -- the SELECT rule inside UPDATE and DELETE policies, only where it adds something --------------
+
+
+def test_implies_proves_only_what_the_shape_shows():
+    from rlsctl.declare import expr as e
+
+    ranks = ("MEMBER", "ADMIN", "OWNER")
+    me = e.compare(e.Col(0, "userId"), "=", e.Identity())
+    team = e.Col(0, "teamId")
+    member, admin = e.in_tenants(team, e.TenantIds("MEMBER")), e.in_tenants(team, e.TenantIds("ADMIN"))
+    key = e.compare(team, "=", e.ApiKeyTenant("prompts:write"))
+    visible = e.or_(me, member, key)
+    assert e.implies(e.or_(me, admin), visible, ranks)  # an ADMIN's teams are among a MEMBER's
+    assert e.implies(e.and_(key, e.is_null(e.Col(0, "x"))), visible, ranks)
+    assert not e.implies(e.or_(me, member), e.or_(me, admin), ranks)  # not the other way round
+    assert not e.implies(admin, member, ())  # no ranks known: nothing proved
+    assert not e.implies(e.or_(me, e.is_null(team)), visible, ranks)  # a private row of someone else
+    assert not e.implies(e.not_(member), visible, ranks)
+    other = e.in_tenants(e.Col(0, "otherTeam"), e.TenantIds("ADMIN"))
+    assert not e.implies(other, member, ranks)  # another column's tenants say nothing of teamId's
+
+
+def test_update_and_delete_repeat_the_select_rule_only_where_it_adds_something(project):
+    script = render_phases(project, 4)[4]
+
+    def policy(table: str, name: str) -> str:
+        return re.search(rf'CREATE POLICY "{name}" ON "public"."{table}".*?;\n', script, re.S).group(0)
+
+    # Prompt: whoever may update or delete (self, ADMIN, a write key) may read: no second copy.
+    assert "tenant_ids\"('MEMBER')" not in policy("Prompt", "app_delete")
+    update = policy("Prompt", "app_update")
+    using, check = update.split("WITH CHECK")
+    assert "tenant_ids\"('MEMBER')" not in using and "prompts:read" not in using
+    # ...but where the row may end up (private, authored by someone else) is not always readable:
+    # the CHECK keeps the SELECT rule, so a WHERE-less UPDATE cannot hide rows from their writer.
+    assert "prompts:read" in check

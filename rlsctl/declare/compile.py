@@ -83,7 +83,14 @@ def declare(project: Project, schema: Schema) -> DeclaredState:
         retention=retention_spec(project, schema),
         audit=audit_spec(project, schema),
     )
+    tenancy, api_keys = state.tenancy, state.api_keys
+    if tenancy is not None and api_keys is not None and api_keys.tenant_type == tenancy.tenant_id_type:
+        state = replace(state, tables=tuple(_merging_principals(table) for table in state.tables))
     return replace(state, helper_functions=catalogue(state))
+
+
+def _merging_principals(table: TableSpec) -> TableSpec:
+    return replace(table, policies=tuple(replace(policy, merge_principals=True) for policy in table.policies))
 
 
 def _pending_columns(project: Project, schema: Schema, managed: list[str]) -> tuple[tuple[str, str], ...]:
@@ -250,8 +257,9 @@ def _policy(
     role = project.role_name(role_key)
     name = f"{role_key}_{command}"
     visible = _role_scoped(visible, role)
+    ranks = project.tenancy.ranks if project.tenancy is not None else ()
     if isinstance(rule, UpdateRule):
-        using = _role_scoped(e.and_(bind(project, schema, role_key, rule.using, table), visible), role)
+        using = _role_scoped(_and_visible(bind(project, schema, role_key, rule.using, table), visible, ranks), role)
         check = bind(project, schema, role_key, rule.check, table) if rule.check is not None else None
         if check == e.TRUE:
             # A check that constrains nothing falls back to USING (the stricter choice).
@@ -261,7 +269,7 @@ def _policy(
             # applies the SELECT policies to it only when the statement reads the table,
             # so without this a WHERE-less UPDATE could hide a row from its writer (an
             # ADMIN unsharing every prompt of the team at once).
-            check = e.and_(check, visible)
+            check = _and_visible(check, visible, ranks)
         if e.never_true(using) or (check is not None and e.never_true(check)):
             return None
         return _scoped_members(PolicySpec(table, name, command, role_key, role, using, check))
@@ -271,10 +279,17 @@ def _policy(
     if command == "insert":
         return _scoped_members(PolicySpec(table, name, command, role_key, role, None, bound))
     if command == "delete":
-        bound = e.and_(bound, visible)
+        bound = _and_visible(bound, visible, ranks)
         if e.never_true(bound):
             return None
     return _scoped_members(PolicySpec(table, name, command, role_key, role, bound, None))
+
+
+def _and_visible(condition: e.Pred, visible: e.Pred, ranks: tuple[str, ...]) -> e.Pred:
+    """`condition AND visible`, or `condition` alone when it already implies `visible` (an ADMIN's
+    rows are among a MEMBER's): each repeated helper is one more InitPlan to plan and run in every
+    statement (docs/performance.md)."""
+    return condition if e.implies(condition, visible, ranks) else e.and_(condition, visible)
 
 
 def _scoped_members(policy: PolicySpec) -> PolicySpec:

@@ -123,6 +123,19 @@ class InTenants(Pred):
 
 
 @dataclass(frozen=True)
+class InTenantsOrKey(Pred):
+    """`operand = ANY ((SELECT tenant_ids_or_key(rank, scopes)))`: one InitPlan for what the policy
+    says in several branches, `operand = ANY (tenant_ids(rank))` (the user's tenants at `rank`,
+    none when `rank` is None) or `operand = api_key_tenant(scope)` for each scope. A transaction acts
+    for one principal (a user or a key, never both), so the union is each principal's own answer.
+    Made for SQL only (`merge_principal_arms`): the access-matrix evaluator reads the branches."""
+
+    operand: Operand
+    rank: str | None
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class InApiKeyMembers(Pred):
     """`operand = ANY ((SELECT api_key_members()))`: the users of the API key's tenant."""
 
@@ -315,6 +328,9 @@ def helpers_used(pred: Pred) -> set[str]:
             operands = (node.operand,)
         elif isinstance(node, InTenants):
             operands = (node.operand, node.tenants)
+        elif isinstance(node, InTenantsOrKey):
+            operands = (node.operand,)
+            found.add("tenant_ids_or_key")
         if isinstance(node, InApiKeyMembers):
             operands = (node.operand,)
             found.add("api_key_members")
@@ -394,3 +410,78 @@ def settle(pred: Pred, positive: bool = True) -> Pred:
     if isinstance(pred, Exists):
         return exists(pred.table, pred.alias, settle(pred.where, True))
     return pred
+
+
+def implies(a: Pred, b: Pred, ranks: tuple[str, ...] = ()) -> bool:
+    """Whether every row for which `a` is TRUE makes `b` TRUE, as far as the tree's shape proves
+    it (False when unsure: callers only drop a condition that is proved redundant).
+
+    `ranks`: the tenancy's ranks, lowest first; the tenants where the user holds a rank are
+    among those where it holds any lower rank.
+    """
+    if a == b or b == TRUE or never_true(a):
+        return True
+    if isinstance(a, Or):
+        return all(implies(item, b, ranks) for item in a.items)
+    if isinstance(b, And):
+        return all(implies(a, item, ranks) for item in b.items)
+    if isinstance(b, Or) and any(implies(a, item, ranks) for item in b.items):
+        return True
+    if isinstance(a, And):
+        return any(implies(item, b, ranks) for item in a.items)
+    return _narrower_tenants(a, b, ranks)
+
+
+def _narrower_tenants(a: Pred, b: Pred, ranks: tuple[str, ...]) -> bool:
+    """`x = ANY (tenant_ids(high))` implies `x = ANY (tenant_ids(low))` for the same operand."""
+    if not (isinstance(a, InTenants) and isinstance(b, InTenants) and a.operand == b.operand):
+        return False
+    high, low = a.tenants.rank, b.tenants.rank
+    return high in ranks and low in ranks and ranks.index(high) >= ranks.index(low)
+
+
+def merge_principal_arms(pred: Pred) -> Pred:
+    """The condition with each OR's comparisons of one operand with the user's tenants and with an
+    API key's tenant (one InitPlan each) merged into one InTenantsOrKey: every InitPlan is planned
+    and run in every statement that reads the table, and the policies of a table with many
+    principals repeat them (docs/performance.md). Same rows, same NULLs: the helper returns the
+    tenants whichever principal the transaction has, and an empty array for none."""
+    if isinstance(pred, Or):
+        return _merged_or(tuple(merge_principal_arms(item) for item in pred.items))
+    if isinstance(pred, And):
+        return And(tuple(merge_principal_arms(item) for item in pred.items))
+    if isinstance(pred, Not):
+        return Not(merge_principal_arms(pred.item))
+    if isinstance(pred, Exists):
+        return Exists(pred.table, pred.alias, merge_principal_arms(pred.where))
+    return pred
+
+
+def _principal_arm(item: Pred) -> tuple[Operand, str | None, str | None] | None:
+    """(operand, rank, scope) of `operand = ANY (tenant_ids(rank))` or `operand = api_key_tenant(scope)`."""
+    if isinstance(item, InTenants) and isinstance(item.operand, Col):
+        return item.operand, item.tenants.rank, None
+    if (isinstance(item, Compare) and item.op == "=" and isinstance(item.left, Col)
+            and isinstance(item.right, ApiKeyTenant) and item.right.scope is not None):  # fmt: skip
+        return item.left, None, item.right.scope
+    return None
+
+
+def _merged_or(items: tuple[Pred, ...]) -> Pred:
+    groups: dict[Operand, list[tuple[int, str | None, str | None]]] = {}
+    for index, item in enumerate(items):
+        arm = _principal_arm(item)
+        if arm is not None:
+            groups.setdefault(arm[0], []).append((index, arm[1], arm[2]))
+    merged: dict[int, Pred] = {}
+    dropped: set[int] = set()
+    for operand, arms in groups.items():
+        ranks = [rank for _, rank, _ in arms if rank is not None]
+        scopes = tuple(scope for _, _, scope in arms if scope is not None)
+        if not scopes or len(arms) < 2 or len(ranks) > 1:
+            continue  # nothing to share, or two ranks of one column (kept as they are)
+        first = arms[0][0]
+        merged[first] = InTenantsOrKey(operand, ranks[0] if ranks else None, scopes)
+        dropped |= {index for index, _, _ in arms[1:]}
+    kept = [merged.get(index, item) for index, item in enumerate(items) if index not in dropped]
+    return kept[0] if len(kept) == 1 else Or(tuple(kept))

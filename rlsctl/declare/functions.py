@@ -2,7 +2,7 @@
 
 | function | owner | SECURITY | who may execute it |
 |---|---|---|---|
-| current_user_id(), tenant_ids(rank) | definer | INVOKER / DEFINER | roles whose policies call them |
+| current_user_id(), tenant_ids(rank), tenant_ids_or_key(rank, scopes) | definer | INVOKER / DEFINER | callers |
 | guard_<table>() (trigger) | definer | INVOKER | nobody (triggers only) |
 | authenticate_api_key(raw), create_api_key(...) | keys | DEFINER / INVOKER | the app role |
 | presented_key_hash() | keys | INVOKER | the keys role (its policy on the API-key table) |
@@ -62,6 +62,14 @@ def _policy_helpers(state: DeclaredState) -> list[HelperFn]:
                 "tenant_ids", "text", policy_helper=True, arg_decl="min_rank text",
                 returns=f"{state.tenancy.tenant_id_type}[]", language="plpgsql", security_definer=True,
                 owner=state.definer, executors=state.helper_callers("tenant_ids"), body="tenant_ids",
+            )
+        )  # fmt: skip
+    if state.tenancy is not None and state.api_keys is not None:
+        found.append(
+            HelperFn(
+                "tenant_ids_or_key", "text, text[]", policy_helper=True, arg_decl="min_rank text, scopes text[]",
+                returns=f"{state.tenancy.tenant_id_type}[]", language="plpgsql", security_definer=True,
+                owner=state.definer, executors=state.helper_callers("tenant_ids_or_key"), body="tenant_ids_or_key",
             )
         )  # fmt: skip
     return found

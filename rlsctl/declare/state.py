@@ -47,15 +47,33 @@ class PolicySpec:
     role: str
     using: e.Pred | None
     check: e.Pred | None
+    # Render a user's tenants and an API key's tenant compared with one column as one helper call
+    # (expr.merge_principal_arms): set where the project has both, with one tenant id type.
+    merge_principals: bool = False
 
     @property
     def sql_command(self) -> str:
         return PRIVILEGE[self.command]
 
     @property
+    def sql_using(self) -> e.Pred | None:
+        """USING as the templates print it (the access-matrix evaluator reads `using`)."""
+        return self._for_sql(self.using)
+
+    @property
+    def sql_check(self) -> e.Pred | None:
+        return self._for_sql(self.check)
+
+    def _for_sql(self, pred: e.Pred | None) -> e.Pred | None:
+        if pred is None or not self.merge_principals:
+            return pred
+        return e.merge_principal_arms(pred)
+
+    @property
     def helpers(self) -> set[str]:
+        """The helpers the policy's SQL calls (who may execute them follows from it)."""
         found: set[str] = set()
-        for pred in (self.using, self.check):
+        for pred in (self.sql_using, self.sql_check):
             if pred is not None:
                 found |= e.helpers_used(pred)
         return found
