@@ -116,17 +116,15 @@ WRITES = [
     Query(
         "create prompt",
         """INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt")
-           VALUES (%(new_id)s, 'New prompt', 'text', %(user)s, %(team)s, now())""",
+           VALUES (%(new_id)s, 'New prompt', 'text', %(author)s, %(team)s, now())""",
         "",
-        write=True,
-        for_keys=False,
+        write=True,  # a key (prompts:write) writes as a member of its team: the author
     ),
     Query(
         "update prompt",
         """UPDATE "Prompt" SET title = 'Renamed', "updatedAt" = now() WHERE id = %(own_prompt)s""",
         "",
         write=True,
-        for_keys=False,
     ),
     Query("delete prompt", """DELETE FROM "Prompt" WHERE id = %(own_prompt)s""", "", write=True, for_keys=False),
     Query(
@@ -147,7 +145,7 @@ WRITES = [
         for_members=False,
     ),
 ]
-KEY_SCOPES = ["prompts:read", "audit:read"]
+KEY_SCOPES = ["prompts:read", "prompts:write", "audit:read"]
 
 
 @dataclass
@@ -340,6 +338,7 @@ def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]
             (team,),
         ).fetchone()[0]  # type: ignore[index]
         params["new_id"] = "bench-new"
+        params["author"] = row[0]
         prompts = [
             r[0]
             for r in conn.execute(
@@ -348,7 +347,8 @@ def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]
         ]
         params.update(team=team, prompt=prompts[0], prompts=prompts)
         chosen[label] = params
-    # An API key of the big team: its session sees the team's prompts and audit rows (its scopes).
+    # An API key of the big team: its session reads the team's prompts and audit rows, and writes
+    # prompts authored by a member of the team (its scopes).
     raw = conn.execute("SELECT rlsctl.create_api_key('tbig', 'bench', %s::text[])", (KEY_SCOPES,)).fetchone()[0]  # type: ignore[index]
     big = chosen["big MEMBER"]
     chosen["big API key"] = {
@@ -359,6 +359,9 @@ def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]
         "team": "tbig",
         "prompt": big["prompt"],
         "prompts": big["prompts"],
+        "author": big["user"],
+        "own_prompt": big["own_prompt"],
+        "new_id": "bench-new",
     }
     return chosen
 
