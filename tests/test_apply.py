@@ -140,7 +140,7 @@ KEYS_FUNCTIONS = {
     "authenticate_api_key",
     "presented_key_hash",
     "api_key_tenant",
-    "api_key_members",
+    "api_key_member",
     "api_key_rows_Prompt",
     "api_key_session_id",  # which key acts in a key session: the audit log's actor (docs/audit.md)
     "create_api_key",

@@ -153,7 +153,9 @@ def test_an_audit_key_gets_no_members_and_no_prompt_ids_from_the_helpers(attacke
     with attacked.connect(autocommit=False) as conn:
         as_app(conn, attacked)
         assert authenticate(conn, AUDIT_A) is True
-        assert conn.execute("SELECT rlsctl.api_key_members()").fetchone()[0] == []
+        # a member of the key's team, its owner: not members for this key (no scope a member rule needs)
+        assert conn.execute("SELECT rlsctl.api_key_member('u_author'), rlsctl.api_key_member('u_a')").fetchone() == (
+            False, False)
         for scope in ("audit:read", "prompts:read", "analytics:read", None):
             rows = conn.execute('SELECT rlsctl."api_key_rows_Prompt"(%s)', (scope,)).fetchone()[0]
             assert rows == [], scope
@@ -163,7 +165,8 @@ def test_a_read_key_gets_no_members(attacked):
     with attacked.connect(autocommit=False) as conn:
         as_app(conn, attacked)
         assert authenticate(conn, READ_A) is True
-        assert conn.execute("SELECT rlsctl.api_key_members()").fetchone()[0] == []
+        assert conn.execute("SELECT rlsctl.api_key_member('u_author'), rlsctl.api_key_member('u_a')").fetchone() == (
+            False, False)
 
 
 def test_the_write_key_still_gets_the_members_its_rules_need(attacked):
@@ -171,7 +174,13 @@ def test_the_write_key_still_gets_the_members_its_rules_need(attacked):
     with attacked.connect(autocommit=False) as conn:
         as_app(conn, attacked)
         assert authenticate(conn, WRITE_A) is True
-        assert sorted(conn.execute("SELECT rlsctl.api_key_members()").fetchone()[0]) == ["u_a", "u_author"]
+        found = conn.execute(
+            """SELECT rlsctl.api_key_member('u_author'), rlsctl.api_key_member('u_a'),
+                      rlsctl.api_key_member('u_out'), rlsctl.api_key_member(NULL)"""
+        ).fetchone()
+        # the team's member and its owner; not the outsider (a member of team C only); NULL for no
+        # user, as `NULL = ANY (members)` is
+        assert found == (True, True, False, None)
         conn.execute("""INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt")
                         VALUES ('p_by_key', 't', 'c', 'u_author', 'team_a', now())""")
         conn.rollback()

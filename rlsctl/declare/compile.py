@@ -397,7 +397,7 @@ def _keys_role(
     - on the API-key table: read only the row whose hash the session is
       presenting to authenticate_api_key;
     - on the membership and tenant tables: read only the rows of the tenant of
-      the session's API key (api_key_members).
+      the session's API key (api_key_member).
     """
     if not _has_kind(project, "keys"):
         return [], []

@@ -137,7 +137,11 @@ class InTenantsOrKey(Pred):
 
 @dataclass(frozen=True)
 class InApiKeyMembers(Pred):
-    """`operand = ANY ((SELECT api_key_members()))`: the users of the API key's tenant."""
+    """`api_key_member(operand)`: the user is a member (or the owner) of the API key's tenant.
+
+    A check of the one user per row it is asked for, against the membership index, not the
+    tenant's member list: that list grows with the team (1,000 members: 1 ms to build, and a
+    search per row), the check does not (docs/performance.md)."""
 
     operand: Operand
 
@@ -333,7 +337,7 @@ def helpers_used(pred: Pred) -> set[str]:
             found.add("tenant_ids_or_key")
         if isinstance(node, InApiKeyMembers):
             operands = (node.operand,)
-            found.add("api_key_members")
+            found.add("api_key_member")
         if isinstance(node, InApiKeyRows):
             operands = (node.operand,)
             found.add(node.function)

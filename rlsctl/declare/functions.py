@@ -6,7 +6,7 @@
 | guard_<table>() (trigger) | definer | INVOKER | nobody (triggers only) |
 | authenticate_api_key(raw), create_api_key(...) | keys | DEFINER / INVOKER | the app role |
 | presented_key_hash() | keys | INVOKER | the keys role (its policy on the API-key table) |
-| api_key_tenant(scope), api_key_members(), api_key_rows_<table>(scope) | keys | DEFINER | their policies' roles |
+| api_key_tenant(scope), api_key_member(user), api_key_rows_<table>(scope) | keys | DEFINER | their policies' roles |
 | encrypt(text or jsonb) | keys | DEFINER | roles that write encrypted columns (through the trigger) |
 | decrypt(text or jsonb) | keys | DEFINER | the roles declared as readers |
 | encrypt_<table>() (trigger) | keys | INVOKER | nobody (triggers only) |
@@ -112,9 +112,9 @@ def _api_key_functions(state: DeclaredState) -> list[HelperFn]:
     if state.tenancy is not None:
         found.append(
             HelperFn(
-                "api_key_members", "", policy_helper=True, returns=f"{state.identity_type}[]", language="plpgsql",
-                security_definer=True, owner=keys, executors=state.helper_callers("api_key_members"),
-                body="api_key_members",
+                "api_key_member", state.identity_type, policy_helper=True, arg_decl=f"member {state.identity_type}",
+                returns="boolean", language="plpgsql", security_definer=True, owner=keys,
+                executors=state.helper_callers("api_key_member"), body="api_key_member",
             )
         )  # fmt: skip
     return found

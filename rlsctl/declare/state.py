@@ -358,7 +358,7 @@ class DeclaredState:
 
     def api_key_scopes(self, helper: str) -> tuple[str, ...]:
         """The scopes the policies ask an API-key helper for: `api_key_rows_<table>` serves the
-        scopes of the conditions that call it, `api_key_members` those that rules calling it
+        scopes of the conditions that call it, `api_key_member` those that rules calling it
         also require. Any other scope gets nothing from it (a key reads nothing outside its scopes)."""
         found: set[str] = set()
         for table in self.tables:
@@ -366,7 +366,7 @@ class DeclaredState:
                 for pred in (policy.using, policy.check):
                     if pred is None:
                         continue
-                    if helper == "api_key_members":
+                    if helper == "api_key_member":
                         found = found.union(*e.member_scopes(pred))
                     else:
                         calls = [n for n in e.walk(pred) if isinstance(n, e.InApiKeyRows) and n.function == helper]

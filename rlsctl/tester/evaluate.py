@@ -211,12 +211,12 @@ class Evaluator:
         return [row.get(parent.key) for row in rows]
 
     def api_key_members(self) -> set[Any]:
-        """What rlsctl.api_key_members() returns: every user of the API key's tenant, when the key
-        holds a scope of a rule that asks for them."""
+        """The users for whom rlsctl.api_key_member(user) is true: every user of the API key's
+        tenant, when the key holds a scope of a rule that asks for them."""
         tenancy, session = self.state.tenancy, self.principal.api_session
         if tenancy is None or session is None:
             return set()
-        if not set(session.scopes) & set(self.state.api_key_scopes("api_key_members")):
+        if not set(session.scopes) & set(self.state.api_key_scopes("api_key_member")):
             return set()
         found: set[Any] = set()
         if tenancy.membership_table is not None:
