@@ -468,3 +468,33 @@ GRANT SELECT ON SEQUENCE invoice_id_seq TO app_role;
     # app_role reaches no table with RLS: the sequence is not a tenant's window on others; nobody may query
     # the foreign table.
     assert not found.get("SEC016") and not found.get("RLS025"), found
+
+
+# -- a plan hint's switched-off branch is not "per row"; a look-alike that runs is ----------------------
+
+HELPER = """
+CREATE SCHEMA auth;
+CREATE FUNCTION auth.tenant_id() RETURNS int LANGUAGE sql STABLE
+    AS $$ SELECT NULLIF(current_setting('app.tenant_id', true), '')::int $$;
+GRANT USAGE ON SCHEMA auth TO app_role;
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("using", "flagged"),
+    [
+        # rlsctl's shape: the false term comes first, so AND stops before the call
+        (f"((tenant_id = {IDENTITY} AND (SELECT 1) = 1) OR ((SELECT 1) <> 1 AND tenant_id = auth.tenant_id()))", False),
+        # a subquery that may return no row is NULL, not false: NULL AND x still evaluates x
+        ("NOT ((SELECT 1 WHERE false) <> 1 AND NOT (tenant_id = auth.tenant_id()))", True),
+        ("(SELECT 1 LIMIT 0) <> 1 AND tenant_id = auth.tenant_id() OR owner_id = 1", True),
+        ("NOT (SELECT true WHERE false) AND tenant_id = auth.tenant_id() OR owner_id = 1", True),
+        # the false term after the call: the call runs first
+        (f"tenant_id = {IDENTITY} OR (auth.tenant_id() = tenant_id AND (SELECT 1) <> 1)", True),
+    ],
+)
+def test_rls009_sees_through_look_alikes_of_the_plan_hint(mode, using, flagged, make_db):
+    sql = TABLE + HELPER + f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING ({using});\n"
+    found = lint_sql(mode, sql, make_db)
+    assert bool(on(found, "RLS009", "public.invoice.p")) is flagged, found.get("RLS009")

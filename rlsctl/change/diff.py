@@ -509,11 +509,13 @@ def _same_function(grant: FunctionGrant, function: Function) -> bool:
 def _detach_dependents(
     ops: list[Operation], declared: Objects, live: Objects, dependents: Mapping[str, tuple[str, ...]]
 ) -> list[Operation]:
-    """A function that must be dropped and created again takes the live policies that call it
-    with it (PostgreSQL refuses to drop it under them): they are dropped just before it and the
-    declared ones created again with the other policies, in the same transaction. Their tables
-    keep RLS on throughout, so they admit fewer rows in between, never more."""
-    recreated = {op.key for op in ops if op.kind == "function" and op.action == "recreate"}
+    """A function that must be dropped and created again, or dropped for good (a helper whose
+    argument types change: the declared one has another signature, while the live policies' text
+    may not change at all), takes the live policies that call it with it (PostgreSQL refuses to
+    drop it under them): they are dropped just before it and the declared ones created again with
+    the other policies, in the same transaction. Their tables keep RLS on throughout, so they
+    admit fewer rows in between, never more."""
+    recreated = {op.key for op in ops if op.kind == "function" and op.action in ("recreate", "drop")}
     detached = sorted({policy for function in recreated for policy in dependents.get(function, ())})
     if not detached:
         return ops

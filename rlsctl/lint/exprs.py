@@ -183,7 +183,10 @@ def constant_subquery(node: exp.Expression) -> exp.Expression | None:
     node = unwrap(node)
     if isinstance(node, exp.Subquery):
         node = node.this
-    if not isinstance(node, exp.Select) or node.args.get("from") or len(node.expressions) != 1:
+    if not isinstance(node, exp.Select) or len(node.expressions) != 1:
+        return None
+    # A bare SELECT of one literal: with a WHERE, LIMIT, OFFSET, HAVING... it may return no row (NULL)
+    if any(node.args.get(key) for key in node.args if key not in ("expressions", "kind")):
         return None
     value = node.expressions[0]
     value = value.this if isinstance(value, exp.Alias) else value
@@ -209,9 +212,11 @@ def switched_off(node: exp.Expression) -> bool:
     parent = node.parent
     while parent is not None:
         if isinstance(parent, exp.And):
-            for term in and_terms(parent):
-                if false_at_run_time(term) and not _inside(node, term):
-                    return True
+            terms = and_terms(parent)
+            holder = next((i for i, term in enumerate(terms) if _inside(node, term)), None)
+            # PostgreSQL evaluates AND's terms in order: only a false term before the node stops it.
+            if holder is not None and any(false_at_run_time(term) for term in terms[:holder]):
+                return True
         parent = parent.parent
     return False
 
