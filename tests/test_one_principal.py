@@ -199,3 +199,32 @@ def test_settings_changed_inside_a_statement_cannot_mix_the_principals(attacked)
                    WHERE id = 'pa1' RETURNING id"""
             )
     assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+
+
+def test_the_merged_tenant_helper_answers_each_principal_only_its_own(attacked):
+    """rlsctl.tenant_ids_or_key(rank, scopes), which policies call for `tenant_role` and `api_key` branches of
+    one column, called directly: a key gets its team only for a scope it holds, a user only its own teams,
+    no identity nothing; a key session gets no user's teams even with a user set afterwards."""
+    def ask(conn, rank, scopes):
+        return conn.execute("SELECT rlsctl.tenant_ids_or_key(%s, %s::text[])", (rank, scopes)).fetchone()[0]
+
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, AUDIT_A) is True
+        assert ask(conn, None, ["prompts:write", "prompts:read"]) == []  # scopes the key does not hold
+        assert ask(conn, None, ["audit:read"]) == ["team_a"]
+        conn.execute("SELECT set_config('app.user_id', 'u_out', true)")  # one principal: still the key's
+        assert ask(conn, "MEMBER", []) == []
+        conn.rollback()
+        as_user(conn, attacked, "u_out")
+        assert ask(conn, "MEMBER", ["audit:read"]) == ["team_c"]  # its own team, not team A
+        assert ask(conn, "ADMIN", []) == ["team_c"]  # the owner of team C
+        assert ask(conn, None, ["audit:read"]) == []  # a user has no key
+        conn.rollback()
+        as_user(conn, attacked, "u_author")
+        assert ask(conn, "ADMIN", []) == []  # a MEMBER of A and C, ADMIN of neither
+        assert sorted(ask(conn, "MEMBER", [])) == ["team_a", "team_c"]
+        conn.rollback()
+        as_app(conn, attacked)  # no identity
+        assert ask(conn, "MEMBER", ["audit:read"]) == []
+        conn.rollback()

@@ -7,29 +7,26 @@ privileges, PUBLIC's privileges, the roles that bypass RLS, server settings and 
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from rlsctl.declare.audit_spec import AuditSpec
+from rlsctl.pg import statements
 from rlsctl.pg.templates import environment
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+_STATEMENTS = statements.Folder(SQL_DIR)
 
 
-@cache
 def query_text(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    return _STATEMENTS.text(name)
 
 
-def fetch(conn: psycopg.Connection, name: str, **params: Any) -> list[dict[str, Any]]:
+def fetch(conn: psycopg.Connection, name: str, /, **params: Any) -> list[dict[str, Any]]:
     """Run rlsctl/report/sql/<name>.sql with bound parameters; rows as dicts."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query_text(name), params or None)
-        return list(cur.fetchall()) if cur.description else []
+    return _STATEMENTS.run(conn, name, **params)
 
 
 def operations_sql(spec: AuditSpec, schema: str) -> bytes:
