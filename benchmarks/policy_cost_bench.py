@@ -1,6 +1,7 @@
 """Benchmark PromptCraft's reads under rlsctl's policies against a hand-written WHERE (issue 15).
 
     python benchmarks/policy_cost_bench.py [--server DSN] [--scale 1.0] [--runs 30] [--warmup 5]
+                                           [--protocol prepared|one-shot|custom ...] [--keep]
 
 On a throw-away database migrated and applied with a unique role prefix, the
 script generates data as superuser (triggers off), runs `rlsctl keys encrypt` on the
@@ -15,7 +16,10 @@ application reads two ways, in the same run, on the same data:
 
 Both must return the same rows (the script fails loudly when they differ). Each
 pair is timed as the median of --runs executions after --warmup, identity set
-once per batch inside one transaction, batches of the two ways interleaved.
+once per batch inside one transaction, batches of the two ways interleaved, for
+each way a driver sends statements (--protocol, see Statement): prepared once and
+executed again and again (PostgreSQL may settle on a generic plan), and planned at
+every execution.
 Prints the ratios, their geometric mean and the worst, also under the issue's
 rule (a query within 0.05 ms of its baseline counts as 1.0), and the plans of
 the worst query. Never asserts on time. The default scale (2,000 teams of 10, one
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import secrets
 import statistics
 import sys
@@ -50,6 +55,8 @@ from rlsctl.migrate import run as migrating  # noqa: E402
 from rlsctl.pg.db import Target  # noqa: E402
 from rlsctl.policy.project import load_project  # noqa: E402
 
+PROTOCOLS = ("prepared", "one-shot", "custom")
+PREPARED = ("prepared", "custom")
 NEAR_MS = 0.05  # the issue's rule: within 0.05 ms of the baseline counts as 1.0
 
 
@@ -175,6 +182,7 @@ class Sizes:
 class Timing:
     query: str
     user: str
+    protocol: str
     rls: list[float] = field(default_factory=list)
     base: list[float] = field(default_factory=list)
 
@@ -375,38 +383,101 @@ def enter(conn: psycopg.Connection, app: str, params: dict[str, Any]) -> None:
         conn.execute("SELECT pg_catalog.set_config('app.user_id', %s, true)", (params["user"],))
 
 
+class Statement:
+    """One way of running one statement text, as the application's driver sends it.
+
+    - "prepared": the driver prepares the statement once per connection and executes it again and
+      again (JDBC, pgx, Prisma, psycopg after five runs): after five custom plans PostgreSQL settles on
+      a generic plan when it is not costlier, so a run costs execution, not planning. Here a SQL-level
+      PREPARE per statement and way (psycopg's own cache is cleared by every rollback, and the writes
+      roll back), executed with its arguments.
+    - "one-shot": parsed and planned at every execution (simple drivers, transaction-mode poolers
+      without prepared statements): the planning of the policies' subqueries is in every run.
+    - "custom": prepared, with `plan_cache_mode = force_custom_plan` in the transaction (both ways):
+      a plan for the values of each execution, never a generic one (docs/performance.md, the
+      generic plan trap); not run unless asked for.
+    """
+
+    def __init__(self, conn: psycopg.Connection, text: str, params: dict[str, Any], protocol: str, name: str):
+        self.conn, self.text, self.protocol = conn, text, protocol
+        self.names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+        if protocol in PREPARED:
+            self.name = name
+            body = re.sub(r"%\((\w+)\)s", lambda m: f"${self.names.index(m.group(1)) + 1}", text)
+            types = ", ".join("text[]" if isinstance(params[n], list) else "text" for n in self.names)
+            conn.execute(f"PREPARE {name}({types}) AS {body}".encode())
+            self.cursor = psycopg.ClientCursor(conn)
+            self.call = f"EXECUTE {name}({', '.join(['%s'] * len(self.names))})"
+
+    def run(self, params: dict[str, Any]) -> list:
+        if self.protocol in PREPARED:
+            cursor = self.cursor
+            cursor.execute(self.call.encode(), [params[n] for n in self.names])  # type: ignore[arg-type]
+        else:
+            cursor = self.conn.execute(self.text.encode(), params, prepare=False)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else [cursor.rowcount]
+
+
 def batch(
-    conn: psycopg.Connection, text: str, params: dict[str, Any], runs: int, app: str | None, write: bool = False
+    conn: psycopg.Connection,
+    statement: Statement,
+    params: dict[str, Any],
+    runs: int,
+    app: str | None,
+    write: bool = False,
 ) -> tuple[list, list]:
-    """Run `text` `runs` times in one transaction (as `app` with its identity when given); the times and
-    rows (a write's: its row count). A write runs in a savepoint rolled back after each execution."""
+    """Run `statement` `runs` times in one transaction (as `app` with its identity when given); the
+    times and rows (a write's: its row count). A write runs in a savepoint rolled back after each run."""
     times: list[float] = []
     rows: list = []
     with conn.transaction(force_rollback=True):
+        if statement.protocol == "custom":
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         if app:
             enter(conn, app, params)
         for _ in range(runs):
             if write:
                 conn.execute("SAVEPOINT bench_write")
             started = time.perf_counter()
-            cursor = conn.execute(text.encode(), params)  # type: ignore[arg-type]
-            rows = cursor.fetchall() if cursor.description else [cursor.rowcount]
+            rows = statement.run(params)
             times.append(time.perf_counter() - started)
             if write:
                 conn.execute("ROLLBACK TO SAVEPOINT bench_write")
     return times, rows
 
 
-def measure(
-    conn: psycopg.Connection, query: Query, label: str, params: dict[str, Any], app: str, runs: int, warmup: int
-) -> Timing:
+@dataclass
+class Ways:
+    """A query's two ways under one protocol: as the app under RLS, and the superuser's baseline."""
+
+    rls: Statement
+    base: Statement
+
+
+def prepare(conn: psycopg.Connection, query: Query, params: dict[str, Any], protocol: str, index: int) -> Ways:
     rls_sql, base_sql = query.rls.format(check=""), query.rls.format(check=query.baseline)
-    timing = Timing(query.name, label)
-    _, rls_rows = batch(conn, rls_sql, params, warmup, app, query.write)
-    _, base_rows = batch(conn, base_sql, params, warmup, None, query.write)
+    return Ways(
+        Statement(conn, rls_sql, params, protocol, f"bench_rls_{index}"),
+        Statement(conn, base_sql, params, protocol, f"bench_base_{index}"),
+    )
+
+
+def measure(
+    conn: psycopg.Connection,
+    query: Query,
+    ways: Ways,
+    label: str,
+    params: dict[str, Any],
+    app: str,
+    runs: int,
+    warmup: int,
+) -> Timing:
+    timing = Timing(query.name, label, ways.rls.protocol)
+    _, rls_rows = batch(conn, ways.rls, params, warmup, app, query.write)
+    _, base_rows = batch(conn, ways.base, params, warmup, None, query.write)
     if rls_rows != base_rows:
         raise SystemExit(
-            f"RESULTS DIFFER: {query.name} for {label}: "
+            f"RESULTS DIFFER: {query.name} for {label} ({timing.protocol}): "
             f"{len(rls_rows)} rows under RLS, {len(base_rows)} in the baseline"
             f"\n  RLS first rows: {rls_rows[:3]}\n  baseline first rows: {base_rows[:3]}"
         )
@@ -414,9 +485,9 @@ def measure(
         raise SystemExit(f"EMPTY RESULT: {query.name} for {label} returns no row; the comparison would prove nothing")
     rounds = 3
     for _ in range(rounds):  # interleaved, so a busy moment of the machine hits both alike
-        times, _ = batch(conn, rls_sql, params, math.ceil(runs / rounds), app, query.write)
+        times, _ = batch(conn, ways.rls, params, math.ceil(runs / rounds), app, query.write)
         timing.rls.extend(times)
-        times, _ = batch(conn, base_sql, params, math.ceil(runs / rounds), None, query.write)
+        times, _ = batch(conn, ways.base, params, math.ceil(runs / rounds), None, query.write)
         timing.base.extend(times)
     return timing
 
@@ -456,32 +527,39 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def report(timings: list[Timing], sizes: Sizes, runs: int) -> Timing:
+def report(timings: list[Timing], sizes: Sizes, runs: int) -> None:
     print(
         f"PromptCraft reads and writes, {sizes.small_teams} teams of {sizes.small_size} + one of {sizes.big_size}, "
         f"{sizes.prompts} prompts, {sizes.prompts * sizes.versions_per_prompt} versions, {sizes.audit} audit rows; "
         f"median of {runs} runs"
     )
-    print(f"  {'statement':<18} {'principal':<13} {'RLS ms':>8} {'base ms':>8} {'ratio':>6} {'ruled':>6}")
+    print(
+        f"  {'protocol':<9} {'statement':<18} {'principal':<13} {'RLS ms':>8} {'base ms':>8} {'ratio':>6} {'ruled':>6}"
+    )
     for t in timings:
-        print(f"  {t.query:<18} {t.user:<13} {t.rls_ms:8.3f} {t.base_ms:8.3f} {t.ratio:6.2f} {t.ruled:6.2f}")
+        print(
+            f"  {t.protocol:<9} {t.query:<18} {t.user:<13} {t.rls_ms:8.3f} {t.base_ms:8.3f}"
+            f" {t.ratio:6.2f} {t.ruled:6.2f}"
+        )
     writes = {query.name for query in WRITES}
-    for label, group in (("reads", [t for t in timings if t.query not in writes]),
-                         ("writes", [t for t in timings if t.query in writes])):  # fmt: skip
-        if group:
-            print(f"  {label}: geometric mean {geomean([t.ratio for t in group]):.2f} "
-                  f"(ruled {geomean([t.ruled for t in group]):.2f})")  # fmt: skip
-    worst = max(timings, key=lambda t: t.ratio)
-    worst_ruled = max(timings, key=lambda t: t.ruled)
-    print(
-        f"  geometric mean ratio {geomean([t.ratio for t in timings]):.2f}, "
-        f"worst {worst.ratio:.2f} ({worst.query}, {worst.user})"
-    )
-    print(
-        f"  with the {NEAR_MS} ms rule: geometric mean {geomean([t.ruled for t in timings]):.2f}, "
-        f"worst {worst_ruled.ruled:.2f} ({worst_ruled.query}, {worst_ruled.user})"
-    )
-    return worst
+    for protocol in dict.fromkeys(t.protocol for t in timings):
+        mine = [t for t in timings if t.protocol == protocol]
+        print(f"{protocol}:")
+        for label, group in (("reads", [t for t in mine if t.query not in writes]),
+                             ("writes", [t for t in mine if t.query in writes])):  # fmt: skip
+            if group:
+                print(f"  {label}: geometric mean {geomean([t.ratio for t in group]):.2f} "
+                      f"(ruled {geomean([t.ruled for t in group]):.2f})")  # fmt: skip
+        worst = max(mine, key=lambda t: t.ratio)
+        worst_ruled = max(mine, key=lambda t: t.ruled)
+        print(
+            f"  geometric mean ratio {geomean([t.ratio for t in mine]):.2f}, "
+            f"worst {worst.ratio:.2f} ({worst.query}, {worst.user})"
+        )
+        print(
+            f"  with the {NEAR_MS} ms rule: geometric mean {geomean([t.ruled for t in mine]):.2f}, "
+            f"worst {worst_ruled.ruled:.2f} ({worst_ruled.query}, {worst_ruled.user})"
+        )
 
 
 def main() -> int:
@@ -492,8 +570,17 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies teams, users and rows")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per query, user and way")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        choices=PROTOCOLS,
+        help="how the application's driver sends statements (repeatable; default prepared and one-shot): "
+        "prepared once and executed again and again, planned at every execution, or prepared with "
+        "plan_cache_mode = force_custom_plan",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and roles (prints their names)")
     args = parser.parse_args()
+    args.protocol = args.protocol or ["prepared", "one-shot"]
     sizes = Sizes.scaled(args.scale)
     name, prefix = f"rlsctl_bench_{secrets.token_hex(4)}", f"bench{secrets.token_hex(3)}_"
     admin = conninfo.make_conninfo(args.server, dbname="postgres")
@@ -508,7 +595,7 @@ def main() -> int:
     try:
         project = load_project(ROOT, role_prefix=prefix)
         app = f"{prefix}app"
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
             started = time.perf_counter()
             migrating.migrate(conn, project, Target(dsn, name))
             applying.apply(conn, project, name)
@@ -516,14 +603,18 @@ def main() -> int:
             encrypt(dsn, prefix)
             print(f"setup (migrate, apply, generate, keys encrypt, analyze): {time.perf_counter() - started:.1f} s")
             chosen = subjects(conn, sizes)
-            timings = [
-                measure(conn, query, label, params, app, args.runs, args.warmup)
-                for query in QUERIES + WRITES
-                for label, params in chosen.items()
-                if (query.for_keys or "api_key" not in params) and (query.for_members or "MEMBER" not in label)
-            ]
-            worst = report(timings, sizes, args.runs)
+            timings = []
+            for protocol in args.protocol:
+                for index, query in enumerate(QUERIES + WRITES):
+                    ways = prepare(conn, query, next(iter(chosen.values())), protocol, index)
+                    timings += [
+                        measure(conn, query, ways, label, params, app, args.runs, args.warmup)
+                        for label, params in chosen.items()
+                        if (query.for_keys or "api_key" not in params) and (query.for_members or "MEMBER" not in label)
+                    ]
+            report(timings, sizes, args.runs)
             identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
+            worst = max(timings, key=lambda t: t.ratio)
             query = next(q for q in QUERIES + WRITES if q.name == worst.query)
             params = chosen[worst.user]
             print(f"\nPlan of the worst, {worst.query} for {worst.user}, under RLS (as {app}):")

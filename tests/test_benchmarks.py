@@ -16,21 +16,23 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     command += ["--runs", "2", "--warmup", "1"]
     found = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert found.returncode == 0, found.stdout[-2000:] + found.stderr[-2000:]
-    rows = {}  # (statement, principal) of each row of the table: the words before its four figures
+    rows = {}  # (protocol, statement, principal) of each row of the table: the words before its four figures
     for line in found.stdout.splitlines():
         words = line.split()
-        if len(words) > 4 and all(word.replace(".", "", 1).isdigit() for word in words[-4:]):
-            text = " ".join(words[:-4])
+        if len(words) > 5 and all(word.replace(".", "", 1).isdigit() for word in words[-4:]):
+            text = " ".join(words[1:-4])
             principal = next(p for p in ("small ADMIN", "small MEMBER", "big ADMIN", "big MEMBER", "big API key")
                              if text.endswith(p))  # fmt: skip
-            rows[(text[: -len(principal)].strip(), principal)] = words[-4:]
+            rows[(words[0], text[: -len(principal)].strip(), principal)] = words[-4:]
     reads = ("prompt page", "prompt + versions", "versions of 20", "audit page")
     users = ("small ADMIN", "small MEMBER", "big ADMIN", "big MEMBER")
     expected = {(s, p) for s in reads for p in (*users, "big API key")}
     expected |= {(s, p) for s in ("member list", "my usage", "delete prompt", "add version") for p in users}
     expected |= {(s, p) for s in ("create prompt", "update prompt") for p in (*users, "big API key")}
     expected |= {("add member", "small ADMIN"), ("add member", "big ADMIN")}  # an ADMIN's; a key reads no members
-    assert set(rows) == expected
+    # Each statement both ways a driver sends it: prepared once and executed again and again, and
+    # planned at every execution.
+    assert set(rows) == {(protocol, *row) for protocol in ("prepared", "one-shot") for row in expected}
     assert "authenticating an API key" in found.stdout
     # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
     sealed = next(line for line in found.stdout.splitlines() if line.startswith("keys encrypt:")).split()
