@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from rlsctl.change import apply as applying
 from rlsctl.cli.main import main
-from rlsctl.explain.plans import Limits, Plan, compare, subplans
+from rlsctl.explain.plans import Limits, Plan, compare, compare_generic, subplans
 from rlsctl.explain.statement import StatementError, compile_statement
 from rlsctl.lint import LintInputs, lint
 from rlsctl.policy.project import load_project
@@ -586,3 +586,55 @@ def test_rls029_is_quiet_on_the_applied_database(promptcraft):
     with psycopg.connect(promptcraft.dsn) as conn:
         result = lint(LintInputs(project=promptcraft.project(), conn=conn), select=("RLS029",))
     assert result.findings == ()
+
+
+# -- prepared statements: the generic plan trap --------------------------------------------------------
+
+
+def test_prepared_generic_plans_are_planned_as_each_principal_and_a_slow_one_is_flagged(promptcraft):
+    """A prepared statement's generic plan is made for no tenant: on the audit page it is the small
+    teams' plan (a BitmapOr over "my rows" and "my teams' rows", then a sort), which reads and sorts
+    every audit row of the big team for its ADMIN and its key (about 2 ms against 0.2 ms on this
+    load). Plain explain passes; --prepared --analyze times the generic plan as each principal and
+    flags those two, and no other."""
+    plain = explain(promptcraft, ROOT, "--format", "json", "--query", "audit_page", "--analyze")
+    assert plain.exit_code == 0, plain.output
+    args = ("--format", "json", "--query", "audit_page", "--analyze", "--prepared", "--max-cost-ratio", "4")
+    result = explain(promptcraft, ROOT, *args)
+    data = json.loads(result.stdout)
+    assert result.exit_code == 1 and data["prepared"] is True
+    pairs = by_pair(data)
+    flagged = {principal for (_, principal), pair in pairs.items() if pair["flagged"]}
+    assert flagged == {"big_admin", "big_key"}
+    for principal in flagged:
+        pair = pairs[("audit_page", principal)]
+        assert [finding["check"] for finding in pair["findings"]] == ["generic_plan"]
+        assert pair["generic"]["execution_ms"] > 4 * pair["rls"]["execution_ms"]
+        assert pair["generic"]["actual_rows"] == pair["rls"]["actual_rows"] == 50  # slower, never other rows
+    assert all(pair["generic"]["actual_rows"] == pair["rls"]["actual_rows"] for pair in pairs.values())
+
+
+def test_without_analyze_a_generic_plan_that_reads_another_way_is_a_note(promptcraft):
+    """Estimated, a generic plan's cost is for average values and says nothing about the big team:
+    explain notes the plan that differs and flags nothing."""
+    result = explain(promptcraft, ROOT, "--format", "json", "--query", "audit_page", "--prepared")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0, [r for r in data["results"] if r["flagged"]]
+    pairs = by_pair(data)
+    assert all(pair["generic"]["total_cost"] > 0 and "execution_ms" not in pair["generic"] for pair in pairs.values())
+    admin = pairs[("audit_page", "big_admin")]["notes"]
+    assert any("generic plan reads AuditLog another way" in note for note in admin), admin
+    text = explain(promptcraft, ROOT, "--query", "audit_page", "--principal", "big_admin", "--prepared")
+    assert text.exit_code == 0 and "prepared (generic plan): cost" in text.stdout
+
+
+def test_a_generic_plan_is_flagged_only_when_much_slower_than_the_principals_own():
+    custom = Plan({"Node Type": "Limit"}, 100.0, 50.0, execution_ms=0.2)
+    limits = Limits(max_cost_ratio=10.0)
+    slower = Plan({"Node Type": "Limit"}, 90.0, 50.0, execution_ms=2.5)
+    assert [f.check for f in compare_generic(custom, slower, limits)[0]] == ["generic_plan"]
+    ten_times = Plan({"Node Type": "Limit"}, 90.0, 50.0, execution_ms=1.9)  # x9.5: below the ratio
+    assert compare_generic(custom, ten_times, limits) == ([], [])
+    fast = Plan({"Node Type": "Limit"}, 90.0, 50.0, execution_ms=0.05)
+    tiny = Plan({"Node Type": "Limit"}, 90.0, 50.0, execution_ms=0.9)  # x18 but under 1 ms more: noise
+    assert compare_generic(fast, tiny, limits) == ([], [])

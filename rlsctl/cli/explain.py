@@ -27,6 +27,12 @@ from rlsctl.cli.options import handle_errors, load_project_option, options_dsn, 
     "compare execution times.",
 )  # fmt: skip
 @click.option(
+    "--prepared", is_flag=True,
+    help="Also plan each query under RLS as a prepared statement's generic plan (what a driver that prepares "
+    "statements gets from the sixth execution); with --analyze, flag one much slower than the plan for the "
+    "principal's own values.",
+)  # fmt: skip
+@click.option(
     "--max-cost-ratio", type=click.FloatRange(min=1.0), default=10.0, show_default=True, metavar="X",
     help="Flag a plan whose estimated total cost (with --analyze also its time) is more than X times the baseline's.",
 )  # fmt: skip
@@ -53,6 +59,7 @@ def explain_command(
     chosen_queries: tuple[str, ...],
     chosen_principals: tuple[str, ...],
     analyze: bool,
+    prepared: bool,
     max_cost_ratio: float,
     min_extra_cost: float,
     max_subplan_rows: int,
@@ -65,8 +72,9 @@ def explain_command(
     Each query of the policy files' `explain:` section runs with EXPLAIN as each of its principals
     under RLS, and as the connecting role (which must bypass RLS) with its hand-written filter.
     Flagged: a table read by a sequential scan under RLS but by an index in the baseline, a per-row
-    SubPlan a policy adds, a plan much costlier than the baseline's. Meant for a database with
-    representative data and statistics; everything is rolled back.
+    SubPlan a policy adds, a plan much costlier than the baseline's; with --prepared --analyze, a
+    generic plan much slower than the principal's own. Meant for a database with representative
+    data and statistics; everything is rolled back.
     """
     from io import StringIO
 
@@ -86,7 +94,8 @@ def explain_command(
     with db.session(target) as conn:
         result = explain(
             conn, loaded, target.where, queries_chosen=chosen_queries, principals_chosen=chosen_principals,
-            analyze=analyze, limits=Limits(max_cost_ratio, max_subplan_rows, min_extra_cost), progress=output.progress,
+            analyze=analyze, prepared=prepared, limits=Limits(max_cost_ratio, max_subplan_rows, min_extra_cost),
+            progress=output.progress,
         )  # fmt: skip
     if fmt == "json":
         text = to_json(result, show_plans)

@@ -12,6 +12,11 @@ baseline's (the same query with the hand-written filter, run by a role that bypa
   the benchmark's "within 0.05 ms of the baseline counts as 1.0", in the planner's units).
 - **time** (ANALYZE only): its execution time is more than `max_cost_ratio` times the
   baseline's, and at least MIN_SLOWER_MS more.
+- **generic_plan** (`--prepared` with ANALYZE): the generic plan a prepared statement settles on
+  runs more than `max_cost_ratio` times as long as the plan made for the principal's own values,
+  and at least MIN_SLOWER_MS more. Without ANALYZE a generic plan that reads a table another way
+  than the principal's plan is a note: its estimated cost is for average values, so comparing it
+  says nothing about this principal.
 
 Estimated costs are the planner's opinion, not a measurement: a policy whose InitPlan values the
 planner cannot see may look cheap and run slowly (docs/performance.md). ANALYZE measures.
@@ -72,7 +77,7 @@ class SubPlan:
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # seq_scan | subplan | cost | time
+    check: str  # seq_scan | subplan | cost | time | generic_plan
     message: str
     table: str | None = None
 
@@ -283,6 +288,32 @@ def _time(rls: Plan, baseline: Plan, limits: Limits) -> list[Finding]:
             f"ran {rls.execution_ms:,.3f} ms under RLS against {baseline.execution_ms:,.3f} ms for the baseline "
             f"(x{times:,.1f}, above --max-cost-ratio {limits.max_cost_ratio:g})",
         )
+    ]
+
+
+def compare_generic(custom: Plan, generic: Plan, limits: Limits) -> tuple[list[Finding], list[str]]:
+    """The generic plan under RLS against the plan for the principal's own values (both under RLS)."""
+    if custom.execution_ms is not None and generic.execution_ms is not None:
+        times = ratio(generic.execution_ms, custom.execution_ms, 0.001)
+        if times > limits.max_cost_ratio and generic.execution_ms - custom.execution_ms >= MIN_SLOWER_MS:
+            return [
+                Finding(
+                    "generic_plan",
+                    f"prepared, its generic plan ran {generic.execution_ms:,.3f} ms against "
+                    f"{custom.execution_ms:,.3f} ms for a plan made for this principal's values "
+                    f"(x{times:,.1f}, above --max-cost-ratio {limits.max_cost_ratio:g}): a driver that prepares "
+                    "it gets that plan from the sixth execution when it looks no costlier (docs/performance.md, "
+                    "the generic plan trap)",
+                )
+            ], []
+        return [], []
+    mine, theirs = access(custom.tree), access(generic.tree)
+    differ = sorted(table for table in mine.keys() | theirs.keys() if mine.get(table) != theirs.get(table))
+    if not differ:
+        return [], []
+    return [], [
+        f"prepared, its generic plan reads {', '.join(differ)} another way than the plan for this principal's "
+        "values: time both with --analyze --prepared"
     ]
 
 

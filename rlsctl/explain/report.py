@@ -45,8 +45,13 @@ def _pair(console: Console, pair: Pair, plans: bool) -> None:
         console.print(f"    [red]{finding.check}:[/] {escape(finding.message)}")
     for note in pair.notes:
         console.print(f"    [dim]{escape(note)}[/]")
+    if pair.generic is not None:
+        console.print(f"    [dim]prepared (generic plan): cost {_cost(pair.generic)}{_time(pair.generic)}[/]")
     if plans and pair.flagged:
-        for label, plan in (("under RLS", pair.rls), ("baseline", pair.baseline)):
+        shown = [("under RLS", pair.rls), ("baseline", pair.baseline)]
+        if pair.generic is not None:
+            shown.append(("prepared under RLS (generic)", pair.generic))
+        for label, plan in shown:
             console.print(f"    [dim]plan {label}:[/]")
             for line in outline(plan):
                 console.print(f"      {escape(line)}", highlight=False)
@@ -54,6 +59,10 @@ def _pair(console: Console, pair: Pair, plans: bool) -> None:
 
 def _cost(plan: Plan) -> str:
     return f"{plan.total_cost:,.2f}"
+
+
+def _time(plan: Plan) -> str:
+    return "" if plan.execution_ms is None else f", {plan.execution_ms:,.3f} ms"
 
 
 def _times(pair: Pair) -> str:
@@ -70,6 +79,7 @@ def to_json(result: ExplainResult, plans: bool = False) -> str:
     data = {
         "database": result.where,
         "analyze": result.analyze,
+        "prepared": result.prepared,
         "max_cost_ratio": result.limits.max_cost_ratio,
         "max_subplan_rows": result.limits.max_subplan_rows,
         "min_extra_cost": result.limits.min_extra_cost,
@@ -105,6 +115,7 @@ def _pair_json(pair: Pair, plans: bool) -> dict[str, Any]:
         "flagged": pair.flagged,
         "rls": _plan_json(pair.rls, plans),
         "baseline": _plan_json(pair.baseline, plans),
+        "generic": _plan_json(pair.generic, plans) if pair.generic is not None else None,
         "cost_ratio": round(pair.rls.total_cost / max(pair.baseline.total_cost, 1.0), 3),
         "findings": [{"check": f.check, "table": f.table, "message": f.message} for f in pair.findings],
         "notes": list(pair.notes),

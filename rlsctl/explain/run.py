@@ -12,6 +12,7 @@ FEW_ROWS rows, or that was never analyzed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from rlsctl.errors import UsageError
 from rlsctl.explain import queries
 from rlsctl.explain.declarations import Declared, Param, Query, declarations
 from rlsctl.explain.declarations import where as declared_at
-from rlsctl.explain.plans import Finding, Limits, Plan, compare, relations
+from rlsctl.explain.plans import Finding, Limits, Plan, compare, compare_generic, relations
 from rlsctl.explain.principals import Acting, become, find
 from rlsctl.explain.statement import Statement
 from rlsctl.pg import sql, statements
@@ -33,6 +34,8 @@ STATEMENT_TIMEOUT = "60s"
 # With ANALYZE each statement runs this many times and the fastest run counts: the first run of
 # a session pays for caches (catalog, PL/pgSQL, buffers) that the application has long warmed.
 ANALYZE_RUNS = 3
+PREPARED_PREFIX = "rlsctl_explain_generic_"  # --prepared's statements, each deallocated after its plan
+_PREPARED_COUNT = itertools.count(1)
 Progress = Callable[[str], None]
 
 
@@ -47,6 +50,7 @@ class Pair:
     baseline: Plan
     findings: tuple[Finding, ...]
     notes: tuple[str, ...]
+    generic: Plan | None = None  # with --prepared: the generic plan under RLS, as this principal
 
     @property
     def flagged(self) -> bool:
@@ -76,6 +80,7 @@ class ExplainResult:
     principals: tuple[Acting, ...]
     pairs: tuple[Pair, ...]
     tables: tuple[TableStats, ...]
+    prepared: bool = False  # generic plans planned too
 
     @property
     def flagged(self) -> tuple[Pair, ...]:
@@ -94,10 +99,12 @@ def explain(
     queries_chosen: Collection[str] = (),
     principals_chosen: Collection[str] = (),
     analyze: bool = False,
+    prepared: bool = False,
     limits: Limits | None = None,
     progress: Progress | None = None,
 ) -> ExplainResult:
-    """Plan every declared query as each of its principals and compare with its baseline."""
+    """Plan every declared query as each of its principals and compare with its baseline; with
+    `prepared`, also plan it under RLS as a prepared statement's generic plan."""
     declared = declarations(project, queries_chosen, principals_chosen)
     limits = limits or Limits()
     wanted = [name for name in declared.principals if any(name in q.principals for q in declared.queries)]
@@ -117,10 +124,10 @@ def explain(
             progress(f"planning {count} {what} as their principals: {total} plans and their baselines ({mode})")
         for query in declared.queries:
             for name in query.principals:
-                pairs.append(_pair(conn, project, query, acting[name], analyze, limits, sizes))
+                pairs.append(_pair(conn, project, query, acting[name], analyze, limits, sizes, prepared))
     read = {name for pair in pairs for plan in (pair.rls, pair.baseline) for name in relations(plan.tree)}
     tables = tuple(table for table in stats if table.name in read)
-    return ExplainResult(where, analyze, limits, tuple(acting.values()), tuple(pairs), tables)
+    return ExplainResult(where, analyze, limits, tuple(acting.values()), tuple(pairs), tables, prepared)
 
 
 def _check_roles(conn: psycopg.Connection, project: Project, declared: Declared, wanted: list[str]) -> None:
@@ -164,8 +171,10 @@ def _pair(
     analyze: bool,
     limits: Limits,
     sizes: dict[str, int],
+    prepared: bool = False,
 ) -> Pair:
-    """Both plans of one query for one principal, each in its own rolled-back savepoint."""
+    """Both plans of one query for one principal, each in its own rolled-back savepoint (and with
+    `prepared` the generic plan under RLS)."""
     with conn.transaction(force_rollback=True):
         queries.run(conn, "bypass")
         params = _params(conn, query, acting)
@@ -177,8 +186,13 @@ def _pair(
         except psycopg.Error as exc:
             raise UsageError(f"{query.where}: query {query.name}: becoming {acting.name}: {_first(exc)}") from None
         rls = _plan(conn, query, acting, "sql", query.sql, params, analyze)
+        generic = _generic_plan(conn, query, acting, params, analyze) if prepared else None
     findings, notes = compare(rls, baseline, limits, acting.anonymous, sizes)
-    return Pair(query.name, acting.name, query.where, rls, baseline, tuple(findings), tuple(notes))
+    if generic is not None:
+        found, noted = compare_generic(rls, generic, limits)
+        findings += found
+        notes += noted
+    return Pair(query.name, acting.name, query.where, rls, baseline, tuple(findings), tuple(notes), generic)
 
 
 def _params(conn: psycopg.Connection, query: Query, acting: Acting) -> dict[str, Any]:
@@ -221,6 +235,42 @@ def _plan(
         except psycopg.Error as exc:
             who = "the connecting role" if side == "baseline" else f"principal {acting.name}"
             raise UsageError(f"{query.where}: query {query.name} ({side}, as {who}): {_first(exc)}") from None
+        assert row is not None
+        found.append(Plan.from_json(row[0]))
+    return min(found, key=lambda plan: plan.execution_ms or 0.0)
+
+
+def _generic_plan(
+    conn: psycopg.Connection, query: Query, acting: Acting, params: dict[str, Any], analyze: bool
+) -> Plan:
+    """The plan a driver that prepares the statement gets once PostgreSQL settles on a generic plan
+    (from the sixth execution, when it looks no costlier than the plans made for the values so
+    far): made for no values at all, so not for this principal's tenant either (docs/performance.md,
+    the generic plan trap). Prepared as the principal, in the principal's transaction."""
+    statement = query.sql
+    arguments = f"({', '.join(['%s'] * len(statement.names))})" if statement.names else ""
+    found: list[Plan] = []
+    for _ in range(ANALYZE_RUNS if analyze else 1):
+        # A name of its own each time, prepared and deallocated in one rolled-back savepoint (the
+        # setting goes with it; PREPARE is not transactional, and psycopg may deallocate all at a
+        # rollback, so nothing is kept from one run to the next).
+        name = f"{PREPARED_PREFIX}{next(_PREPARED_COUNT)}"
+        text = queries.render("explain_prepared", statement_name=name, analyze=analyze, arguments=arguments).encode()
+        try:
+            with conn.transaction(force_rollback=True):
+                queries.run(conn, "generic_plans")
+                prepare = queries.render("prepare", statement_name=name, statement=statement.text)
+                statements.execute(conn, prepare.encode(), {})
+                # Values bound by the client: EXECUTE is a utility statement, which takes no
+                # protocol parameters; psycopg quotes each one for its type.
+                with psycopg.ClientCursor(conn) as cursor:
+                    cursor.execute(text, statement.values(params))
+                    row = cursor.fetchone()
+                statements.execute(conn, queries.render("deallocate", statement_name=name).encode(), {})
+        except psycopg.Error as exc:
+            raise UsageError(
+                f"{query.where}: query {query.name} (prepared, as principal {acting.name}): {_first(exc)}"
+            ) from None
         assert row is not None
         found.append(Plan.from_json(row[0]))
     return min(found, key=lambda plan: plan.execution_ms or 0.0)
