@@ -93,6 +93,15 @@ def test_demo_on_a_throw_away_cluster_from_an_empty_directory(tmp_path, private_
     assert not leftovers, leftovers
 
 
+def signal_state(pid: int) -> str:
+    """The SigBlk, SigIgn and SigCgt masks of a running process (Linux), for a failure message."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    return " ".join(line.replace("\t", " ") for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def stop_demo_midway(args: list[str], cwd: Path, tmpdir: Path, signum: int) -> str:
     """Start a demo, signal it once phase 1 is under way, wait for it to end; its progress."""
     command = [sys.executable, "-m", "rlsctl.cli.main", "demo", *args]
@@ -106,11 +115,14 @@ def stop_demo_midway(args: list[str], cwd: Path, tmpdir: Path, signum: int) -> s
             progress.append(line)
             if "phase 1" in line:  # the database is up and in use
                 break
+        signals = signal_state(demo.pid)
         demo.send_signal(signum)
         progress.extend(demo.stderr)
         demo.wait(timeout=60)
     text = "".join(progress)
-    assert demo.returncode != 0, text
+    # Once in a full parallel run a SIGINT went unanswered (the demo finished, exit 0); what the
+    # process ignored, blocked and caught at the time is kept for the next time it happens.
+    assert demo.returncode != 0, f"{text}\nthe demo's signals when signalled: {signals}"
     assert "phase 4" not in text, "the signal came too late to test anything"
     # One line says what happened: no warning of a connection left open, no traceback.
     assert "Warning" not in text and "Traceback" not in text and "psycopg" not in text, text

@@ -90,6 +90,39 @@ def test_a_user_session_cannot_also_authenticate_a_key(attacked):
             authenticate(conn, WRITE_A)
 
 
+def test_clearing_the_key_sessions_hint_does_not_bring_the_user_back(attacked):
+    """authenticate_api_key leaves a transaction-local hint (rlsctl.api_key_xid) that spares
+    current_user_id the keys role's function; the app can clear it, before a statement or in the
+    middle of one, and the session table still says "key session": no user, no union."""
+    with attacked.connect(autocommit=False) as conn:
+        key_then_user(conn, attacked, WRITE_A, "u_out")
+        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true)")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.tenant_ids('MEMBER')").fetchone()[0] == []
+        assert [r[0] for r in conn.execute('SELECT id FROM "Team" ORDER BY id')] == []
+        mid_statement = conn.execute(
+            """SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true),
+                      (SELECT count(*) FROM "Team")"""
+        ).fetchone()
+        assert mid_statement[2] == 0
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""UPDATE "Prompt" SET "teamId" = 'team_c' WHERE id = 'pa1'""")
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+
+
+def test_a_forged_key_hint_only_takes_the_user_away(attacked):
+    """The hint is trusted towards no identity only: set by the app in a user's transaction, the
+    user reads nothing, and no key's rows open."""
+    with attacked.connect(autocommit=False) as conn:
+        as_user(conn, attacked, "u_a")
+        assert [r[0] for r in conn.execute('SELECT id FROM "Prompt" ORDER BY id')] == ["pa1", "pa2"]
+        conn.execute("SELECT set_config('rlsctl.api_key_xid', txid_current()::text, true)")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] is None
+        assert [r[0] for r in conn.execute('SELECT id FROM "Prompt" ORDER BY id')] == []
+        assert [r[0] for r in conn.execute('SELECT id FROM "Team" ORDER BY id')] == []
+
+
 def test_a_key_session_ignores_a_user_identity_set_afterwards(attacked):
     with attacked.connect(autocommit=False) as conn:
         key_then_user(conn, attacked, WRITE_A, "u_out")
