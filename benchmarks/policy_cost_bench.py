@@ -457,8 +457,8 @@ class Ways:
 def prepare(conn: psycopg.Connection, query: Query, params: dict[str, Any], protocol: str, index: int) -> Ways:
     rls_sql, base_sql = query.rls.format(check=""), query.rls.format(check=query.baseline)
     return Ways(
-        Statement(conn, rls_sql, params, protocol, f"bench_rls_{index}"),
-        Statement(conn, base_sql, params, protocol, f"bench_base_{index}"),
+        Statement(conn, rls_sql, params, protocol, f"bench_{protocol.replace('-', '_')}_rls_{index}"),
+        Statement(conn, base_sql, params, protocol, f"bench_{protocol.replace('-', '_')}_base_{index}"),
     )
 
 
