@@ -277,6 +277,7 @@ def test_the_orgs_example_passes_with_uuid_ids(make_db):
     assert (principals["big_admin"]["tenant"], principals["big_admin"]["tenant_members"]) == (big, 120)
     assert (principals["big_admin"]["user_id"], principals["big_viewer"]["user_id"]) == (admin, viewer)
     assert principals["small_editor"]["tenant_members"] == 8
+    assert_every_query_prepares(database, ORGS)
 
 
 def test_the_supabase_example_passes_with_platform_roles(make_db, tmp_path):
@@ -304,6 +305,19 @@ def test_the_supabase_example_passes_with_platform_roles(make_db, tmp_path):
         ).fetchone()
     assert (principals["big_admin"]["tenant"], principals["big_admin"]["tenant_members"]) == (big, 100)
     assert principals["big_admin"]["user_id"] == first_admin
+    assert_every_query_prepares(database, root)
+
+
+def assert_every_query_prepares(database: TestDatabase, project: Path) -> None:
+    """--prepared plans every declared statement's generic plan as each principal: PostgreSQL infers
+    each parameter's type from the statement (uuid ids, arrays), and the values are bound for it."""
+    result = explain(database, project, "--format", "json", "--prepared", "--analyze")
+    data = json.loads(result.stdout)
+    assert result.exit_code in (0, 1), result.output
+    assert data["prepared"] is True and data["plans"] == len(data["results"])
+    for pair in data["results"]:
+        assert pair["generic"]["total_cost"] > 0, pair
+        assert pair["generic"]["actual_rows"] == pair["rls"]["actual_rows"], pair  # never other rows
 
 
 def test_the_example_declarations_are_valid_offline():
@@ -617,10 +631,11 @@ def test_prepared_generic_plans_are_planned_as_each_principal_and_a_slow_one_is_
 def test_without_analyze_a_generic_plan_that_reads_another_way_is_a_note(promptcraft):
     """Estimated, a generic plan's cost is for average values and says nothing about the big team:
     explain notes the plan that differs and flags nothing."""
-    result = explain(promptcraft, ROOT, "--format", "json", "--query", "audit_page", "--prepared")
+    result = explain(promptcraft, ROOT, "--format", "json", "--prepared")  # every declared query prepares
     data = json.loads(result.stdout)
     assert result.exit_code == 0, [r for r in data["results"] if r["flagged"]]
     pairs = by_pair(data)
+    assert len(pairs) == 32
     assert all(pair["generic"]["total_cost"] > 0 and "execution_ms" not in pair["generic"] for pair in pairs.values())
     admin = pairs[("audit_page", "big_admin")]["notes"]
     assert any("generic plan reads AuditLog another way" in note for note in admin), admin
