@@ -653,3 +653,43 @@ def test_a_generic_plan_is_flagged_only_when_much_slower_than_the_principals_own
     fast = Plan({"Node Type": "Limit"}, 90.0, 50.0, execution_ms=0.05)
     tiny = Plan({"Node Type": "Limit"}, 90.0, 50.0, execution_ms=0.9)  # x18 but under 1 ms more: noise
     assert compare_generic(fast, tiny, limits) == ([], [])
+
+
+
+# A declared statement that pglast reads as one SELECT, and a server with backslash escapes (which a
+# declared parameter statement can turn on for the session) as three: a table and a COMMIT.
+SMUGGLED = r"""SELECT id FROM "Prompt" WHERE title = 'x\''; CREATE TABLE explain_smuggled(); COMMIT; --' AND true"""
+
+
+@pytest.mark.parametrize("extra", [(), ("--prepared",), ("--prepared", "--analyze")])
+def test_a_declared_statement_is_read_as_rlsctl_read_it_whatever_a_parameter_did(promptcraft, tmp_path, extra):
+    turn_off = "SELECT set_config('standard_conforming_strings', 'off', false)"
+    # The parameter runs in the savepoint of the baseline's plan, the statement as both.
+    query = f"q: {{params: {{quoting: {json.dumps(turn_off)}}}, sql: {json.dumps(SMUGGLED)}, baseline: {json.dumps(SMUGGLED)}}}"
+    write_explain(copy_project(ROOT, tmp_path), "{rank: MEMBER, tenant: largest}", query)
+    result = explain(promptcraft, tmp_path, *extra)
+    assert result.exit_code in (0, 1), result.output
+    with promptcraft.connect() as conn:
+        assert conn.execute("SELECT to_regclass('explain_smuggled')").fetchone()[0] is None
+
+
+def test_a_failed_generic_plan_leaves_no_prepared_statement(promptcraft, tmp_path):
+    """PREPARE outlives a rollback: when the generic plan's EXPLAIN ANALYZE fails, the caller's
+    connection keeps none of explain's prepared statements."""
+    from rlsctl.errors import UsageError
+    from rlsctl.explain import run
+    from rlsctl.explain.declarations import declarations
+    from rlsctl.explain.principals import become
+
+    query = """q: {sql: 'SELECT 1 / (count(*) - count(*)) FROM "Prompt"', baseline: 'SELECT 1'}"""
+    write_explain(copy_project(ROOT, tmp_path), "{rank: MEMBER, tenant: largest}", query)
+    project = load_project(tmp_path, role_prefix=promptcraft.prefix)
+    declared = declarations(project)
+    with promptcraft.connect() as conn:
+        conn.prepare_threshold = None  # psycopg's own prepared statements would make it deallocate all
+        with conn.transaction(force_rollback=True):
+            acting = run._find(conn, project, "p", declared)
+            become(conn, project, acting)
+            with pytest.raises(UsageError, match="division by zero"):
+                run._generic_plan(conn, declared.queries[0], acting, dict(acting.params), analyze=True)
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0

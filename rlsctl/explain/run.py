@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from rlsctl.errors import UsageError
 from rlsctl.explain import queries
@@ -206,6 +207,7 @@ def _params(conn: psycopg.Connection, query: Query, acting: Acting) -> dict[str,
 def _param(conn: psycopg.Connection, query: Query, acting: Acting, param: Param, values: dict[str, Any]) -> Any:
     try:
         with conn.transaction(), psycopg.RawCursor(conn) as cursor:
+            queries.run(conn, "literal_quoting")
             cursor.execute(param.statement.text.encode(), param.statement.values(values))
             row = cursor.fetchone()
     except psycopg.Error as exc:
@@ -230,6 +232,7 @@ def _plan(
         try:
             # Its own savepoint, rolled back: with ANALYZE a write runs, and must not stay.
             with conn.transaction(force_rollback=True), psycopg.RawCursor(conn) as cursor:
+                queries.run(conn, "literal_quoting")
                 cursor.execute(text, statement.values(params))
                 row = cursor.fetchone()
         except psycopg.Error as exc:
@@ -251,22 +254,23 @@ def _generic_plan(
     arguments = f"({', '.join(['%s'] * len(statement.names))})" if statement.names else ""
     found: list[Plan] = []
     for _ in range(ANALYZE_RUNS if analyze else 1):
-        # A name of its own each time, prepared and deallocated in one rolled-back savepoint (the
-        # setting goes with it; PREPARE is not transactional, and psycopg may deallocate all at a
-        # rollback, so nothing is kept from one run to the next).
+        # A name of its own each time, prepared and deallocated around one rolled-back savepoint
+        # (the setting goes with it; PREPARE is not transactional, and psycopg may deallocate all at
+        # a rollback, so nothing is kept from one run to the next).
         name = f"{PREPARED_PREFIX}{next(_PREPARED_COUNT)}"
         text = queries.render("explain_prepared", statement_name=name, analyze=analyze, arguments=arguments).encode()
         try:
             with conn.transaction(force_rollback=True):
                 queries.run(conn, "generic_plans")
-                prepare = queries.render("prepare", statement_name=name, statement=statement.text)
-                statements.execute(conn, prepare.encode(), {})
-                # Values bound by the client: EXECUTE is a utility statement, which takes no
-                # protocol parameters; psycopg quotes each one for its type.
-                with psycopg.ClientCursor(conn) as cursor:
-                    cursor.execute(text, statement.values(params))
-                    row = cursor.fetchone()
-                statements.execute(conn, queries.render("deallocate", statement_name=name).encode(), {})
+                _prepare(conn, name, statement.text)
+                try:
+                    # Values bound by the client: EXECUTE is a utility statement, which takes no
+                    # protocol parameters; psycopg quotes each one for its type.
+                    with conn.transaction(force_rollback=True), psycopg.ClientCursor(conn) as cursor:
+                        cursor.execute(text, statement.values(params))
+                        row = cursor.fetchone()
+                finally:  # in the outer savepoint, which a failed EXPLAIN left usable
+                    _deallocate(conn, name)
         except psycopg.Error as exc:
             raise UsageError(
                 f"{query.where}: query {query.name} (prepared, as principal {acting.name}): {_first(exc)}"
@@ -274,6 +278,20 @@ def _generic_plan(
         assert row is not None
         found.append(Plan.from_json(row[0]))
     return min(found, key=lambda plan: plan.execution_ms or 0.0)
+
+
+def _deallocate(conn: psycopg.Connection, name: str) -> None:
+    if queries.run(conn, "prepared", name=name):
+        statements.execute(conn, queries.render("deallocate", statement_name=name).encode(), {})
+
+
+def _prepare(conn: psycopg.Connection, name: str, text: str) -> None:
+    """PREPARE over the extended protocol (a Parse message), as a driver does: the server refuses
+    more than one statement in it, whatever the session's quoting settings."""
+    queries.run(conn, "literal_quoting")
+    result = conn.pgconn.prepare(name.encode(), text.encode())
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 def _stats(conn: psycopg.Connection, project: Project) -> tuple[TableStats, ...]:
