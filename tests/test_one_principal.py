@@ -261,3 +261,32 @@ def test_the_merged_tenant_helper_answers_each_principal_only_its_own(attacked):
         as_app(conn, attacked)  # no identity
         assert ask(conn, "MEMBER", ["audit:read"]) == []
         conn.rollback()
+
+
+def test_without_temporary_objects_the_app_cannot_drop_a_key_session_inside_a_statement(make_db):
+    """The residual risk of docs/threat-model.md, "A key and a user in one statement": a function of
+    the app's own in pg_temp runs DISCARD TEMP inside an UPDATE, after the policies' USING ran as the
+    key and before their CHECK runs, and clears the hint. With TEMPORARY taken from PUBLIC and given
+    to the keys role alone (the hardening docs/identity.md gives), the app cannot create that
+    function, and key sessions still work."""
+    database = make_db()
+    migrate_and_apply(database)
+    with database.connect() as conn:
+        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u_a', 'a@x', now()), ('u_out', 'o@x', now())""")
+        conn.execute("""INSERT INTO "Team"(id, name, "ownerId", "updatedAt")
+                        VALUES ('team_a', 'A', 'u_a', now()), ('team_c', 'C', 'u_out', now())""")
+        conn.execute("""INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt")
+                        VALUES ('pa1', 'one', 'x', 'u_a', 'team_a', now())""")
+        conn.execute("""INSERT INTO "ApiKey"(id, "teamId", name, "hashedKey", scopes)
+                        VALUES ('kw', 'team_a', 'write', %s, '{prompts:write}')""", (sha256(WRITE_A),))
+        conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database.name}" FROM PUBLIC')
+        conn.execute(f'GRANT TEMPORARY ON DATABASE "{database.name}" TO "{database.role("keys")}"')
+    with database.connect(autocommit=False) as conn:
+        as_app(conn, database)
+        assert authenticate(conn, WRITE_A) is True  # the keys role still makes its session table
+        assert [r[0] for r in conn.execute('SELECT id FROM "Prompt"')] == ["pa1"]
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
+                            BEGIN DISCARD TEMP; RETURN 'team_c'; END $$""")
+    assert prompt_teams(database) == {"pa1": "team_a"}
+
