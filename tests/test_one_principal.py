@@ -263,12 +263,62 @@ def test_the_merged_tenant_helper_answers_each_principal_only_its_own(attacked):
         conn.rollback()
 
 
+def test_dropping_the_temp_tables_inside_a_statement_cannot_mix_a_key_and_a_user(attacked):
+    """An adversarial review's attack: a function of the app's own in pg_temp runs DISCARD TEMP (which
+    drops the keys role's temporary session table, ownership aside), clears the hint and names a
+    user, in the middle of an UPDATE, after the policies' USING ran as the key. A read-write
+    transaction's key session is also a row of the keys role's api_key_session, out of DISCARD's
+    reach: the CHECK still sees the key, and no user."""
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        conn.execute("""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
+                        BEGIN
+                            DISCARD TEMP;
+                            PERFORM set_config('rlsctl.api_key_xid', '', true);
+                            PERFORM set_config('app.user_id', 'u_out', true);
+                            RETURN 'team_c';
+                        END $$""")
+        assert authenticate(conn, WRITE_A) is True
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""UPDATE "Prompt" SET "teamId" = pg_temp.switch() WHERE id = 'pa1'""")
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+    with attacked.connect(autocommit=False) as conn:  # after it, the transaction still has no user
+        as_app(conn, attacked)
+        assert authenticate(conn, WRITE_A) is True
+        conn.execute("DISCARD TEMP")
+        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] == "team_a"
+
+
+def test_a_read_only_transaction_still_authenticates_a_key(attacked):
+    """Its session stays in the keys role's temp table (a read-only transaction writes no table, and
+    creates none: the session's first key is authenticated in a read-write one)."""
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True
+        conn.commit()
+        conn.execute("SET TRANSACTION READ ONLY")
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True
+        assert [r[0] for r in conn.execute('SELECT id FROM "Prompt" ORDER BY id')] == ["pa1", "pa2"]
+        conn.execute("SELECT set_config('app.user_id', 'u_out', true)")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+
+
+def test_a_session_that_never_held_a_key_asks_nothing_of_the_keys_role(attacked):
+    """The hint is never set in such a session (NULL: a setting once set stays defined, even after
+    RESET ALL), so current_user_id() answers from app.user_id alone."""
+    with attacked.connect(autocommit=False) as conn:
+        as_user(conn, attacked, "u_a")
+        assert conn.execute("SELECT current_setting('rlsctl.api_key_xid', true)").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] == "u_a"
+
+
 def test_without_temporary_objects_the_app_cannot_drop_a_key_session_inside_a_statement(make_db):
-    """The residual risk of docs/threat-model.md, "A key and a user in one statement": a function of
-    the app's own in pg_temp runs DISCARD TEMP inside an UPDATE, after the policies' USING ran as the
-    key and before their CHECK runs, and clears the hint. With TEMPORARY taken from PUBLIC and given
-    to the keys role alone (the hardening docs/identity.md gives), the app cannot create that
-    function, and key sessions still work."""
+    """The hardening docs/identity.md offers besides: with TEMPORARY taken from PUBLIC and given to
+    the keys role alone, the app cannot create a function in pg_temp at all (the one that would run
+    DISCARD TEMP inside a statement), and key sessions still work."""
     database = make_db()
     migrate_and_apply(database)
     with database.connect() as conn:

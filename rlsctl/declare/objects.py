@@ -14,6 +14,7 @@ from rlsctl.declare.audit import audit_objects
 from rlsctl.declare.state import PGCRYPTO, DeclaredState, HelperFn, TableSpec, helper_name
 from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
+    API_KEY_TABLES,
     BOOKKEEPING_TABLE,
     ENCRYPT_TRIGGER,
     GUARD_TRIGGER,
@@ -78,6 +79,8 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
             for role in dict.fromkeys((helper.owner, *helper.executors))
         ]
     found += helper_tables(state)
+    if state.keys is not None and state.api_keys is not None:
+        found += [KeyTable(state.helper_schema, name, state.keys) for name in API_KEY_TABLES]
     if state.retention is not None:
         found += [KeyTable(state.helper_schema, name, state.retention.owner) for name in RETENTION_TABLES]
     if state.encryption is not None and state.keys is not None:
@@ -113,6 +116,8 @@ def helper_tables(state: DeclaredState) -> list[Obj]:
     found: list[Obj] = [TableSecurity(BOOKKEEPING_TABLE, state.owner, False, False, state.helper_schema)]
     if state.keys is not None:
         found += [TableSecurity(name, state.keys, True, False, state.helper_schema) for name in KEY_TABLES]
+    if state.keys is not None and state.api_keys is not None:
+        found += [TableSecurity(name, state.keys, True, False, state.helper_schema) for name in API_KEY_TABLES]
     if state.retention is not None:
         owner = state.retention.owner
         found += [TableSecurity(name, owner, True, False, state.helper_schema) for name in RETENTION_TABLES]

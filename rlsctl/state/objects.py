@@ -54,14 +54,20 @@ AUDIT_TABLES = {
     AUDIT_TRIMMED_TABLE: "audit rows trimmed",
     AUDIT_ORDER_TABLE: "audit chain order",
 }
+# The API-key sessions of read-write transactions (objects/key_table.sql.j2), owned by the keys role
+# like the key store: a record `DISCARD TEMP` cannot drop in the middle of a statement, as it drops
+# the keys role's temporary session table (docs/identity.md, API-key sessions). Unlogged: a session
+# does not outlive a crash.
+API_KEY_SESSION_TABLE = "api_key_session"
+API_KEY_TABLES = {API_KEY_SESSION_TABLE: "API-key sessions"}
 # What drift calls each of rlsctl's own tables of the helper schema (KeyTable), in creation order.
-OWN_TABLES = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES}
+OWN_TABLES = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES, **API_KEY_TABLES}
 # PostgreSQL's functions rlsctl may grant (pg_read_file to the keys role, which reads the key
 # file in file mode through its membership in pg_read_server_files): their grants to
 # managed roles are read and compared like those of rlsctl's own functions.
 READ_SERVER_FILES = "pg_read_server_files"
 BUILTIN_FUNCTIONS = ("pg_catalog.pg_read_file(text)",)
-HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES, *RETENTION_TABLES, *AUDIT_TABLES)
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES, *RETENTION_TABLES, *AUDIT_TABLES, *API_KEY_TABLES)
 
 
 @dataclass(frozen=True)
