@@ -405,14 +405,18 @@ class Statement:
             self.name = name
             body = re.sub(r"%\((\w+)\)s", lambda m: f"${self.names.index(m.group(1)) + 1}", text)
             types = ", ".join("text[]" if isinstance(params[n], list) else "text" for n in self.names)
-            conn.execute(f"PREPARE {name}({types}) AS {body}".encode())
+            # The name through psycopg's quoting; the types from the two above; the body is ours.
+            prepare = sql.SQL("PREPARE {} ({}) AS ").format(sql.Identifier(name), sql.SQL(types))
+            conn.execute(prepare + sql.SQL(body))  # type: ignore[arg-type]
             self.cursor = psycopg.ClientCursor(conn)
-            self.call = f"EXECUTE {name}({', '.join(['%s'] * len(self.names))})"
+            self.call = sql.SQL("EXECUTE {} ({})").format(
+                sql.Identifier(name), sql.SQL(", ").join(sql.Placeholder() * len(self.names))
+            )
 
     def run(self, params: dict[str, Any]) -> list:
         if self.protocol in PREPARED:
             cursor = self.cursor
-            cursor.execute(self.call.encode(), [params[n] for n in self.names])  # type: ignore[arg-type]
+            cursor.execute(self.call, [params[n] for n in self.names])
         else:
             cursor = self.conn.execute(self.text.encode(), params, prepare=False)  # type: ignore[arg-type]
         return cursor.fetchall() if cursor.description else [cursor.rowcount]

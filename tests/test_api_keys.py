@@ -117,6 +117,31 @@ def test_the_app_cannot_write_the_real_session_table(keyed_db):
         assert prompts(conn) == ["pa"]
 
 
+def test_the_app_cannot_read_or_write_the_sessions_of_read_write_transactions(keyed_db):
+    """rlsctl.api_key_session, the keys role's record that DISCARD TEMP cannot drop: the app role
+    (with a key session of its own, with a user, or with no identity) neither reads it nor plants,
+    changes or removes a row in it."""
+    statements = (
+        "SELECT * FROM rlsctl.api_key_session",
+        "INSERT INTO rlsctl.api_key_session VALUES (txid_current(), pg_backend_pid(), 'kb', 'tb', '{prompts:read}')",
+        "UPDATE rlsctl.api_key_session SET tenant = 'tb'",
+        "DELETE FROM rlsctl.api_key_session",
+        "TRUNCATE rlsctl.api_key_session",
+        "DROP TABLE rlsctl.api_key_session",
+    )
+    for principal in ("key", "user", "nobody"):
+        with keyed_db.connect(autocommit=False) as conn:
+            app_session(conn, keyed_db, "ua" if principal == "user" else None)
+            if principal == "key":
+                assert conn.execute("SELECT rlsctl.authenticate_api_key(%s)", (RAW_A,)).fetchone()[0] is True
+            for statement in statements:
+                conn.execute("SAVEPOINT s")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+                conn.execute("ROLLBACK TO SAVEPOINT s")
+            assert prompts(conn) == (["pa"] if principal in ("key", "user") else [])
+
+
 def test_the_app_never_reads_key_hashes(keyed_db):
     with keyed_db.connect(autocommit=False) as conn:
         app_session(conn, keyed_db, "ua")  # OWNER of team A: may manage its keys

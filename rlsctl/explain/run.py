@@ -251,14 +251,15 @@ def _generic_plan(
     far): made for no values at all, so not for this principal's tenant either (docs/performance.md,
     the generic plan trap). Prepared as the principal, in the principal's transaction."""
     statement = query.sql
-    arguments = f"({', '.join(['%s'] * len(statement.names))})" if statement.names else ""
     found: list[Plan] = []
     for _ in range(ANALYZE_RUNS if analyze else 1):
         # A name of its own each time, prepared and deallocated around one rolled-back savepoint
         # (the setting goes with it; PREPARE is not transactional, and psycopg may deallocate all at
         # a rollback, so nothing is kept from one run to the next).
         name = f"{PREPARED_PREFIX}{next(_PREPARED_COUNT)}"
-        text = queries.render("explain_prepared", statement_name=name, analyze=analyze, arguments=arguments).encode()
+        text = queries.render(
+            "explain_prepared", statement_name=name, analyze=analyze, values=len(statement.names)
+        ).encode()
         try:
             with conn.transaction(force_rollback=True):
                 queries.run(conn, "generic_plans")
