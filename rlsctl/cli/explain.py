@@ -42,6 +42,12 @@ from rlsctl.cli.options import handle_errors, load_project_option, options_dsn, 
     "more is a helper's fixed cost, not a bad plan.",
 )  # fmt: skip
 @click.option(
+    "--min-extra-ms", type=click.FloatRange(min=0.0), default=1.0, show_default=True, metavar="MS",
+    help="With --analyze, flag a slower execution (under RLS against the baseline, or a generic plan against "
+    "the principal's own) only when it is also at least MS milliseconds longer: less is noise on a "
+    "sub-millisecond query.",
+)  # fmt: skip
+@click.option(
     "--max-subplan-rows", type=click.IntRange(min=1), default=1000, show_default=True, metavar="N",
     help="Flag a per-row SubPlan a policy adds when it runs for at least N rows (estimated, or measured with "
     "--analyze); fewer are noted.",
@@ -62,6 +68,7 @@ def explain_command(
     prepared: bool,
     max_cost_ratio: float,
     min_extra_cost: float,
+    min_extra_ms: float,
     max_subplan_rows: int,
     show_plans: bool,
     fmt: str,
@@ -91,11 +98,11 @@ def explain_command(
     # The declarations are checked before connecting: a mistake never reaches the database.
     declarations(loaded, chosen_queries, chosen_principals)
     target = db.resolve_dsn(dsn)
+    limits = Limits(max_cost_ratio, max_subplan_rows, min_extra_cost, min_extra_ms=min_extra_ms)
     with db.session(target) as conn:
         result = explain(
             conn, loaded, target.where, queries_chosen=chosen_queries, principals_chosen=chosen_principals,
-            analyze=analyze, prepared=prepared, limits=Limits(max_cost_ratio, max_subplan_rows, min_extra_cost),
-            progress=output.progress,
+            analyze=analyze, prepared=prepared, limits=limits, progress=output.progress,
         )  # fmt: skip
     if fmt == "json":
         text = to_json(result, show_plans)

@@ -11,10 +11,10 @@ baseline's (the same query with the hand-written filter, run by a role that bypa
   least `min_extra_cost` more (a few cost units more is a helper's fixed cost, not a bad plan:
   the benchmark's "within 0.05 ms of the baseline counts as 1.0", in the planner's units).
 - **time** (ANALYZE only): its execution time is more than `max_cost_ratio` times the
-  baseline's, and at least MIN_SLOWER_MS more.
+  baseline's, and at least `min_extra_ms` more.
 - **generic_plan** (`--prepared` with ANALYZE): the generic plan a prepared statement settles on
   runs more than `max_cost_ratio` times as long as the plan made for the principal's own values,
-  and at least MIN_SLOWER_MS more. Without ANALYZE a generic plan that reads a table another way
+  and at least `min_extra_ms` more. Without ANALYZE a generic plan that reads a table another way
   than the principal's plan is a note: its estimated cost is for average values, so comparing it
   says nothing about this principal.
 
@@ -33,7 +33,6 @@ INDEX_SCANS = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
 SEQ_SCAN = "Seq Scan"
 SUBPLAN_SELECTIVITY = 0.5  # PostgreSQL's guess for a SubPlan clause (clause_selectivity)
 FILTER_KEYS = ("Filter", "Join Filter", "One-Time Filter", "Recheck Cond", "Index Cond", "Hash Cond", "Merge Cond")
-MIN_SLOWER_MS = 1.0  # below this, a slower execution is noise on a sub-millisecond query
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,7 @@ class Limits:
     max_subplan_rows: int = 1000
     min_extra_cost: float = 1000.0  # about a few milliseconds of work: a page read is 1, a row filtered 0.01
     min_table_rows: int = 1000  # below this a sequential scan is the planner's best choice, not a lost index
+    min_extra_ms: float = 1.0  # below this, a slower execution is noise on a sub-millisecond query
 
 
 def nodes(tree: dict[str, Any], parent: dict[str, Any] | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
@@ -280,7 +280,7 @@ def _time(rls: Plan, baseline: Plan, limits: Limits) -> list[Finding]:
     if rls.execution_ms is None or baseline.execution_ms is None:
         return []
     times = ratio(rls.execution_ms, baseline.execution_ms, 0.001)
-    if times <= limits.max_cost_ratio or rls.execution_ms - baseline.execution_ms < MIN_SLOWER_MS:
+    if times <= limits.max_cost_ratio or rls.execution_ms - baseline.execution_ms < limits.min_extra_ms:
         return []
     return [
         Finding(
@@ -295,7 +295,7 @@ def compare_generic(custom: Plan, generic: Plan, limits: Limits) -> tuple[list[F
     """The generic plan under RLS against the plan for the principal's own values (both under RLS)."""
     if custom.execution_ms is not None and generic.execution_ms is not None:
         times = ratio(generic.execution_ms, custom.execution_ms, 0.001)
-        if times > limits.max_cost_ratio and generic.execution_ms - custom.execution_ms >= MIN_SLOWER_MS:
+        if times > limits.max_cost_ratio and generic.execution_ms - custom.execution_ms >= limits.min_extra_ms:
             return [
                 Finding(
                     "generic_plan",

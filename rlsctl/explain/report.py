@@ -30,7 +30,8 @@ def print_text(result: ExplainResult, console: Console, plans: bool = False) -> 
         limits = result.limits
         console.print(
             f"[green]no plan flagged[/] (--max-cost-ratio {limits.max_cost_ratio:g}, --min-extra-cost "
-            f"{limits.min_extra_cost:g}, --max-subplan-rows {limits.max_subplan_rows})"
+            f"{limits.min_extra_cost:g}, --min-extra-ms {limits.min_extra_ms:g}, --max-subplan-rows "
+            f"{limits.max_subplan_rows})"
         )
 
 
@@ -83,6 +84,7 @@ def to_json(result: ExplainResult, plans: bool = False) -> str:
         "max_cost_ratio": result.limits.max_cost_ratio,
         "max_subplan_rows": result.limits.max_subplan_rows,
         "min_extra_cost": result.limits.min_extra_cost,
+        "min_extra_ms": result.limits.min_extra_ms,
         "flagged": len(result.flagged),
         "plans": len(result.pairs),
         "principals": [
