@@ -567,14 +567,36 @@ def report(timings: list[Timing], sizes: Sizes, runs: int) -> None:
         )
 
 
+def _number(kind: type, least: float, strictly: bool) -> Any:
+    """An argparse type: a finite number of `kind` at least `least` (more than it when `strictly`);
+    a bad one exits 2 naming the option, before anything is created."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value < least or (strictly and value == least):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strictly else 'at least'} {least:g}: {text!r}")
+        return value
+
+    return parse
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--server", default=os.environ.get("RLSCTL_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies teams, users and rows")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per query, user and way")
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--scale", type=_number(float, 0, strictly=True), default=1.0, help="multiplies teams, users and rows"
+    )
+    parser.add_argument(
+        "--runs", type=_number(int, 1, strictly=False), default=30, help="timed runs per query, user and way"
+    )
+    parser.add_argument(
+        "--warmup", type=_number(int, 0, strictly=False), default=5, help="untimed runs first (their rows compared)"
+    )
     parser.add_argument(
         "--protocol",
         action="append",

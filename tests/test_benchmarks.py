@@ -37,3 +37,14 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
     sealed = next(line for line in found.stdout.splitlines() if line.startswith("keys encrypt:")).split()
     assert sealed[2] == sealed[4] and int(sealed[2]) > 0, sealed
+
+
+def test_the_policy_cost_benchmark_refuses_bad_numbers_before_creating_anything():
+    """A scale, run count or warm-up that cannot make a benchmark exits 2 naming the option; it is
+    refused before the throw-away database exists (none is left behind)."""
+    for option, value in (("--scale", "0"), ("--scale", "-1"), ("--scale", "nan"), ("--runs", "0"), ("--warmup", "-1")):
+        command = [sys.executable, "benchmarks/policy_cost_bench.py", "--server", SERVER, option, value]
+        found = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        assert found.returncode == 2, (option, value, found.stdout, found.stderr)
+        assert f"argument {option}:" in found.stderr and "CREATE DATABASE" not in found.stderr
+        assert found.stdout == ""
