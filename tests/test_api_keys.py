@@ -100,6 +100,25 @@ def test_a_look_alike_session_table_is_refused(keyed_db):
             conn.execute("SELECT rlsctl.authenticate_api_key(%s)", (RAW_A,))
 
 
+def test_a_look_alike_session_table_is_passed_over_in_a_read_only_transaction(keyed_db):
+    """A read-only transaction's key session lives in the temporary table only, so there the helpers
+    check whose table it is: the app's own look-alike, made in an earlier transaction and filled in
+    a read-only one with a row naming it, opens nothing (no key, no team's rows)."""
+    with keyed_db.connect(autocommit=False) as conn:
+        app_session(conn, keyed_db)
+        conn.execute(
+            """CREATE TEMP TABLE rlsctl_api_key_session (xid bigint, key_id text, tenant text, scopes text[])"""
+        )
+        conn.commit()
+        conn.execute("SET TRANSACTION READ ONLY")
+        app_session(conn, keyed_db)
+        conn.execute("INSERT INTO pg_temp.rlsctl_api_key_session VALUES (txid_current(), 'ka', 'ta', '{prompts:read}')")
+        assert conn.execute("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on"
+        assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.api_key_tenant('prompts:read')").fetchone()[0] is None
+        assert prompts(conn) == []
+
+
 def test_the_app_cannot_write_the_real_session_table(keyed_db):
     with keyed_db.connect(autocommit=False) as conn:
         app_session(conn, keyed_db)
