@@ -34,6 +34,7 @@ import math
 import os
 import re
 import secrets
+import signal
 import statistics
 import sys
 import time
@@ -611,15 +612,22 @@ def main() -> int:
     sizes = Sizes.scaled(args.scale)
     name, prefix = f"rlsctl_bench_{secrets.token_hex(4)}", f"bench{secrets.token_hex(3)}_"
     admin = conninfo.make_conninfo(args.server, dbname="postgres")
+    # A kill (SIGTERM: a CI timeout, `timeout`, a terminal closing) unwinds like Ctrl-C, through the
+    # `finally` that drops the throw-away database and roles.
+    signal.signal(signal.SIGTERM, _terminated)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET rlsctl.master_key = {}").format(
-                sql.Identifier(name), sql.Literal(secrets.token_hex(32))
-            )
-        )
+    print(
+        f"benchmark database {name}, roles {prefix}* ({'kept' if args.keep else 'dropped'} at the end)", file=sys.stderr
+    )
     dsn = conninfo.make_conninfo(args.server, dbname=name)
     try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET rlsctl.master_key = {}").format(
+                    sql.Identifier(name), sql.Literal(secrets.token_hex(32))
+                )
+            )
         project = load_project(ROOT, role_prefix=prefix)
         app = f"{prefix}app"
         with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
@@ -664,6 +672,10 @@ def main() -> int:
     return 0
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def drop(admin: str, name: str, prefix: str) -> None:
     """The throw-away database and roles, gone."""
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -673,4 +685,7 @@ def drop(admin: str, name: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except psycopg.Error as exc:  # the server refused or went away: one line, not a traceback
+        sys.exit(f"policy_cost_bench: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")

@@ -5,8 +5,12 @@ policies' meaning as well."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
+
+import psycopg
 
 from tests.conftest import ROOT, SERVER
 
@@ -48,3 +52,28 @@ def test_the_policy_cost_benchmark_refuses_bad_numbers_before_creating_anything(
         assert found.returncode == 2, (option, value, found.stdout, found.stderr)
         assert f"argument {option}:" in found.stderr and "CREATE DATABASE" not in found.stderr
         assert found.stdout == ""
+
+
+def test_a_killed_benchmark_drops_its_database_and_roles():
+    """SIGTERM (a CI timeout, `timeout`) unwinds through the cleanup, as Ctrl-C does: killed once its
+    roles exist, the benchmark leaves neither its database nor a role behind, and no traceback."""
+    command = [sys.executable, "benchmarks/policy_cost_bench.py", "--server", SERVER, "--scale", "0.02"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as bench:
+        assert bench.stderr is not None
+        first = bench.stderr.readline()  # "benchmark database NAME, roles PREFIX* (dropped at the end)"
+        name, prefix = first.split()[2].rstrip(","), first.split()[4].rstrip("*")
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            deadline = time.monotonic() + 120
+            while not roles(conn, prefix) and bench.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert roles(conn, prefix), "the benchmark never created its roles"
+            bench.send_signal(signal.SIGTERM)
+            _, err = bench.communicate(timeout=120)
+            assert bench.returncode == 128 + signal.SIGTERM, err
+            assert "Traceback" not in err, err
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (0,)
+            assert roles(conn, prefix) == []
+
+
+def roles(conn: psycopg.Connection, prefix: str) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,))]
