@@ -38,6 +38,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -612,9 +613,7 @@ def main() -> int:
     sizes = Sizes.scaled(args.scale)
     name, prefix = f"rlsctl_bench_{secrets.token_hex(4)}", f"bench{secrets.token_hex(3)}_"
     admin = conninfo.make_conninfo(args.server, dbname="postgres")
-    # A kill (SIGTERM: a CI timeout, `timeout`, a terminal closing) unwinds like Ctrl-C, through the
-    # `finally` that drops the throw-away database and roles.
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, _terminated(admin, name, prefix, args.keep))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     print(
@@ -672,8 +671,27 @@ def main() -> int:
     return 0
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _terminated(admin: str, name: str, prefix: str, keep: bool) -> Callable[[int, object], None]:
+    """A SIGTERM handler (a CI timeout, `timeout`, a terminal closing) that drops the throw-away
+    database and roles and exits 128 + the signal. It does not raise: an exception raised while a
+    connection waits for the server leaves that connection mid-command, its rollback then fails
+    and its error replaces the exit (seen: exit 1, "another command is already in progress").
+    A fresh connection drops the database WITH (FORCE), which also ends the busy one."""
+
+    def handler(signum: int, frame: object) -> None:
+        try:
+            if keep:
+                print(f"\nkept: database {name}, roles {prefix}*", file=sys.stderr)
+            else:
+                drop(admin, name, prefix)
+        except psycopg.Error as exc:
+            print(f"policy_cost_bench: cleanup failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+
+    return handler
 
 
 def drop(admin: str, name: str, prefix: str) -> None:
