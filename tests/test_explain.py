@@ -16,10 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from psycopg import sql
 
 from rlsctl.change import apply as applying
 from rlsctl.cli.main import main
-from rlsctl.explain.plans import Limits, Plan, compare, compare_generic, subplans
+from rlsctl.explain.plans import Limits, Plan, compare, compare_generic, nodes, subplans
 from rlsctl.explain.statement import StatementError, compile_statement
 from rlsctl.lint import LintInputs, lint
 from rlsctl.policy.project import load_project
@@ -551,6 +552,49 @@ def test_initplans_and_hashed_subplans_are_not_per_row():
     assert [f.check for f in findings] == ["cost"]
 
 
+
+def test_a_subplan_is_counted_for_the_rows_its_filter_really_reads(make_db):
+    """Two shapes of real PostgreSQL plans that were counted too high (and flagged): a SubPlan in the
+    filter of a bitmap heap scan over a BitmapAnd reads the rows of the BitmapAnd, not of its widest
+    index scan; a SubPlan inside a hashed SubPlan runs for the rows the hashed one reads, once, not
+    again for every row the hashed one is probed with."""
+    database = make_db()
+    with database.connect() as conn:
+        conn.execute(
+            """CREATE TABLE doc (id int PRIMARY KEY, space int, author int, title text);
+               CREATE TABLE seat (space int, member int);
+               CREATE TABLE person (id int PRIMARY KEY, name text);
+               INSERT INTO doc SELECT g, g % 20, g % 2000, 't' || g FROM generate_series(1, 40000) g;
+               INSERT INTO seat SELECT g % 20, g FROM generate_series(1, 4000) g;
+               INSERT INTO person SELECT g, 't' || g FROM generate_series(1, 5000) g;
+               CREATE INDEX ON doc (space); CREATE INDEX ON doc (author); CREATE INDEX ON seat (member);
+               ANALYZE doc; ANALYZE seat; ANALYZE person"""
+        )
+        plan = explained(
+            conn,
+            """SELECT * FROM doc d WHERE d.space = 3 AND d.author = 7
+               AND (EXISTS (SELECT 1 FROM seat s WHERE s.member = d.author) OR d.title = 'x')""",
+        )
+        kinds = [n["Node Type"] for n, _ in nodes(plan.tree)]
+        assert kinds[:2] == ["Bitmap Heap Scan", "BitmapAnd"], kinds
+        widest = max(n["Plan Rows"] for n, _ in nodes(plan.tree) if n["Node Type"] == "Bitmap Index Scan")
+        [found] = subplans(plan, {"doc": 40000})
+        assert found.rows == plan.tree["Plans"][0]["Plan Rows"] < 100 < widest, (found, widest)
+
+        plan = explained(
+            conn,
+            """SELECT * FROM doc d WHERE d.space = 3 OR d.title IN (
+                   SELECT p.name FROM person p
+                   WHERE EXISTS (SELECT 1 FROM seat s WHERE s.member BETWEEN p.id AND p.id + 1) OR p.name = 'x')""",
+        )
+        assert any("hashed SubPlan" in str(n.get("Filter")) for n, _ in nodes(plan.tree)), plan.tree
+        [inner] = subplans(plan, {"doc": 40000, "person": 5000})
+        assert inner.filters == "person" and inner.rows == 5000, inner
+
+
+def explained(conn: psycopg.Connection, query: str) -> Plan:
+    return Plan.from_json(conn.execute(f"EXPLAIN (FORMAT JSON) {query}").fetchone()[0])
+
 # -- the lint rule for what a plan would show, offline --------------------------------------------------------
 
 WRAPPED = """
@@ -589,6 +633,76 @@ def test_rls029_reports_a_column_its_index_cannot_serve(tmp_path, using, extra, 
         assert findings == ()
     else:
         assert len(findings) == 1 and message in findings[0].message, findings
+
+
+SUBQUERY = """
+CREATE ROLE app_role;
+CREATE TABLE person (id int PRIMARY KEY, name text);
+CREATE TABLE doc (id int PRIMARY KEY, owner int, title text, parent int);
+CREATE INDEX ON doc (owner); CREATE INDEX ON doc (title); CREATE INDEX ON doc (parent);
+ALTER TABLE doc ENABLE ROW LEVEL SECURITY;
+ALTER TABLE doc FORCE ROW LEVEL SECURITY;
+CREATE POLICY doc_read ON doc FOR SELECT TO app_role USING ({using});
+"""
+ME = "(SELECT NULLIF(current_setting('app.user_id', true), '')::int)"
+NAMED = f"EXISTS (SELECT 1 FROM person p WHERE p.name = doc.title AND p.id = {ME})"
+PARENT = f"EXISTS (SELECT 1 FROM doc d WHERE d.id = doc.parent AND d.owner = {ME})"
+
+
+@pytest.mark.parametrize(
+    "using, subquery",
+    [
+        (f"owner = {ME} OR {NAMED}", True),  # the subquery costs the owner's index: no index helps
+        (NAMED, False),  # alone, read through the query's own filter on title
+        (f"{NAMED} OR {PARENT}", False),  # only subqueries: no branch had an index to lose
+        (f"owner = {ME} OR title = ANY (ARRAY(SELECT name FROM person WHERE id = {ME}))", False),
+    ],
+)
+def test_rls010_reports_a_subquery_that_costs_an_or_its_index(tmp_path, using, subquery):
+    """An EXISTS next to an indexed branch in an OR: a finding that proposes no index (an index on
+    the column it correlates on, here present, never serves it); alone, among subqueries only, or
+    written as an array, nothing."""
+    sql_file = tmp_path / "case.sql"
+    sql_file.write_text(SUBQUERY.format(using=using))
+    findings = lint(LintInputs(files=[sql_file]), select=("RLS010",)).findings
+    if subquery:
+        assert len(findings) == 1 and "is a subquery" in findings[0].message, findings
+        assert findings[0].indexes == (), findings[0].indexes
+    else:
+        assert findings == (), findings
+
+
+def test_a_policy_subquery_in_an_or_is_a_sequential_scan_whatever_is_indexed(make_db):
+    """What RLS010 says of the first case above, on PostgreSQL: with every column indexed, the
+    OR with the EXISTS reads the whole table; its array form reads the two indexes."""
+    database = make_db()
+    app = database.role("app")
+    with database.connect() as conn:
+        conn.execute(
+            sql.SQL(
+                """CREATE ROLE {app};
+                   CREATE TABLE person (id int PRIMARY KEY, name text);
+                   CREATE TABLE doc (id int PRIMARY KEY, owner int, title text, parent int);
+                   INSERT INTO person SELECT g, 't' || g FROM generate_series(1, 1000) g;
+                   INSERT INTO doc SELECT g, g % 1000, 't' || g, g / 2 FROM generate_series(1, 50000) g;
+                   CREATE INDEX ON doc (owner); CREATE INDEX ON doc (title);
+                   ANALYZE person; ANALYZE doc;
+                   ALTER TABLE doc ENABLE ROW LEVEL SECURITY;
+                   GRANT SELECT ON doc, person TO {app}"""
+            ).format(app=sql.Identifier(app))
+        )
+
+        def scans(using: str) -> set[str]:
+            with conn.transaction(force_rollback=True):
+                conn.execute(f"CREATE POLICY doc_read ON doc FOR SELECT TO {app} USING ({using})")
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app)))
+                conn.execute("SELECT set_config('app.user_id', '7', true)")
+                plan = Plan.from_json(conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM doc").fetchone()[0])
+            return {n["Node Type"] for n, _ in nodes(plan.tree) if n.get("Relation Name") == "doc"}
+
+        assert scans(f"owner = {ME} OR {NAMED}") == {"Seq Scan"}
+        array = f"owner = {ME} OR title = ANY (ARRAY(SELECT name FROM person WHERE id = {ME}))"
+        assert scans(array) == {"Bitmap Heap Scan"}
 
 
 @pytest.mark.parametrize("root", [ROOT, ORGS, SUPABASE], ids=["promptcraft", "orgs", "supabase"])

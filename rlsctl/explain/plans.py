@@ -131,7 +131,7 @@ def subplans(plan: Plan, sizes: dict[str, int] | None = None) -> list[SubPlan]:
         name = node.get("Subplan Name") or ""
         if node.get("Parent Relationship") != "SubPlan" or not name.startswith("SubPlan") or parent is None:
             continue
-        if _mentions(parent, rf"hashed {re.escape(name)}\b"):
+        if _hashed(node, parent):
             continue
         measured = "Actual Loops" in node
         rows = float(node["Actual Loops"]) if measured else runs[id(node)]
@@ -151,7 +151,9 @@ def executions(tree: dict[str, Any], sizes: dict[str, int]) -> dict[int, float]:
         outer = next((c for c in children if c.get("Parent Relationship") == "Outer"), None)
         for child in children:
             relation = child.get("Parent Relationship")
-            if relation == "SubPlan":
+            if relation == "SubPlan" and _hashed(child, node):
+                visit(child, 1.0)  # uncorrelated: its rows are read once, into the hash table
+            elif relation == "SubPlan":
                 visit(child, loops * _considered(child, node, sizes))
             elif relation == "InitPlan":
                 visit(child, 1.0)
@@ -167,8 +169,8 @@ def executions(tree: dict[str, Any], sizes: dict[str, int]) -> dict[int, float]:
 def _considered(subplan: dict[str, Any], parent: dict[str, Any], sizes: dict[str, int]) -> float:
     """Rows of its parent a SubPlan runs for, per execution of the parent. In a filter: the rows the
     filter reads, which EXPLAIN does not print; a sequential scan reads the whole table, a bitmap
-    heap scan what its bitmap index scans find; elsewhere the rows that pass, doubled (PostgreSQL's
-    guess that half the rows pass a SubPlan)."""
+    heap scan what its bitmap finds (its BitmapAnd, BitmapOr or one index scan); elsewhere the rows
+    that pass, doubled (PostgreSQL's guess that half the rows pass a SubPlan)."""
     rows = float(parent.get("Plan Rows", 0))
     name = re.escape(subplan.get("Subplan Name", ""))
     if not any(re.search(rf"\b{name}\b", str(parent.get(key, ""))) for key in FILTER_KEYS):
@@ -177,10 +179,17 @@ def _considered(subplan: dict[str, Any], parent: dict[str, Any], sizes: dict[str
     if kind == SEQ_SCAN and parent.get("Relation Name") in sizes:
         return float(max(sizes[parent["Relation Name"]], 0))
     if kind == "Bitmap Heap Scan":
-        found = [float(n.get("Plan Rows", 0)) for n, _ in nodes(parent) if n.get("Node Type") == "Bitmap Index Scan"]
-        if found:
-            return max(found)
+        # The bitmap's own estimate: a BitmapAnd's is its narrowest index scan's or less, a
+        # BitmapOr's their sum; any one index scan under them says nothing alone.
+        bitmap = next((c for c in parent.get("Plans", ()) if c.get("Parent Relationship") == "Outer"), None)
+        if bitmap is not None:
+            return float(bitmap.get("Plan Rows", 0))
     return rows / SUBPLAN_SELECTIVITY
+
+
+def _hashed(subplan: dict[str, Any], parent: dict[str, Any]) -> bool:
+    """A hashed SubPlan: run once into a hash table, then probed per row."""
+    return _mentions(parent, rf"hashed {re.escape(subplan.get('Subplan Name') or '')}\b")
 
 
 def _mentions(node: dict[str, Any], pattern: str) -> bool:

@@ -22,7 +22,13 @@ def _column(node: exp.Expression) -> exp.Column | None:
 class Anchors:
     """Whether a predicate can drive an index scan on the policy's row: an equality (IN, = ANY), a range or
     IS NULL on an indexed column compared with something that does not read the row, or an EXISTS
-    correlated on an indexed column. AND needs one anchored term, OR needs every branch anchored."""
+    correlated on an indexed column. AND needs one anchored term, OR needs every branch anchored.
+
+    An EXISTS never drives an index scan itself: PostgreSQL keeps a policy's subquery a SubPlan, run
+    row by row or hashed, never a join. Alone or AND-ed it is anchored by the query's own filter on
+    the column it correlates on (a `via` table is read through its parent's key); as a branch of an
+    OR (`in_or`) it keeps the other branches from their indexes (a BitmapOr needs every branch to be
+    an index scan), so it is not anchored whatever is indexed."""
 
     def __init__(self, leads: set[tuple[str, str]], table: str, row: exprs.Row) -> None:
         self.leads, self.table, self.row = leads, table, row
@@ -34,12 +40,12 @@ class Anchors:
     def free(self, *nodes: exp.Expression | None) -> bool:
         return all(n is None or not exprs.row_refs(n, self.row) for n in nodes)
 
-    def anchored(self, node: exp.Expression) -> bool:
+    def anchored(self, node: exp.Expression, in_or: bool = False) -> bool:
         node = exprs.unwrap(node)
         if isinstance(node, exp.And):
-            return any(self.anchored(term) for term in exprs.and_terms(node))
+            return any(self.anchored(term, in_or) for term in exprs.and_terms(node))
         if isinstance(node, exp.Or):
-            return all(self.anchored(branch) for branch in exprs.or_branches(node))
+            return all(self.anchored(branch, in_or=True) for branch in exprs.or_branches(node))
         if isinstance(node, COMPARISONS):
             return any(
                 self.indexed_ref(a) and self.free(b)
@@ -52,8 +58,15 @@ class Anchors:
         if isinstance(node, exp.Is):
             return self.indexed_ref(node.this)
         if isinstance(node, exp.Exists):
-            return any(self.indexed_ref(a) for eq in node.find_all(exp.EQ) for a in (eq.this, eq.expression))
+            return not in_or and any(
+                self.indexed_ref(a) for eq in node.find_all(exp.EQ) for a in (eq.this, eq.expression)
+            )
         return False
+
+
+def _outside_subqueries(branch: exp.Expression, row: exprs.Row) -> list[exp.Column]:
+    """The row's columns a branch compares itself, not inside one of its EXISTS."""
+    return [c for c in exprs.row_refs(branch, row) if c.find_ancestor(exp.Exists) is None]
 
 
 def _inner_gaps(select: exp.Select, relation: Relation, alias: str, leads: set[tuple[str, str]]) -> list[str]:
@@ -108,6 +121,15 @@ class UnindexedPolicyColumn(Rule):
     they need no index of their own, and an indexed one covers the
     permissive policies it narrows.
 
+    An EXISTS is never an index scan of the policy's table: PostgreSQL runs a
+    policy's subquery as a filter (per row, or hashed), never as a join. A
+    policy that is one (a child table read through its parent's key) relies
+    on the query's own filter on that key. As one branch of an OR whose other
+    branches have indexes, it takes theirs away (a bitmap OR needs every
+    branch to be an index scan), and no index can give them back: compare
+    the column with an array, `col = ANY (ARRAY(SELECT ...))`, or accept
+    the scan for queries that do not filter the table themselves.
+
     Bad:
 
         CREATE ROLE app_role;
@@ -151,15 +173,28 @@ class UnindexedPolicyColumn(Rule):
             ):
                 anchors = Anchors(leads, policy.table_qualified, row)
                 branches = exprs.or_branches(using)
+                # A subquery branch costs an OR its index only when another branch has one to lose;
+                # an OR of subqueries is read, as one subquery is, through the query's own filter.
+                in_or = len(branches) > 1 and any(anchors.anchored(branch, in_or=True) for branch in branches)
                 for branch in branches:
-                    if anchors.anchored(branch):
+                    if anchors.anchored(branch, in_or):
                         continue
-                    missing = sorted(
-                        {c.name for c in exprs.row_refs(branch, row) if (policy.table_qualified, c.name) not in leads}
-                    )
+                    where = "USING" if len(branches) == 1 else f"the USING branch {exprs.short(branch, 70)}"
+                    compared = exprs.row_refs(branch, row)
+                    if in_or and compared and not _outside_subqueries(branch, row):
+                        # No index on this table can serve a subquery: only another shape can.
+                        problems.append(
+                            f"{where} is a subquery, which PostgreSQL runs as a filter and never through an "
+                            f"index: in an OR it keeps the other branches from theirs, and queries on "
+                            f"{policy.table_qualified} that do not filter it themselves scan all of it; compare "
+                            "the column with an array instead (column = ANY (ARRAY(SELECT ...)))"
+                        )
+                        continue
+                    if in_or:
+                        compared = _outside_subqueries(branch, row)
+                    missing = sorted({c.name for c in compared if (policy.table_qualified, c.name) not in leads})
                     if missing:
                         indexes.append((policy.schema, policy.table, tuple(missing)))
-                        where = "USING" if len(branches) == 1 else f"the USING branch {exprs.short(branch, 70)}"
                         problems.append(
                             f"{where} filters on {', '.join(missing)}, which no index starts with: queries on "
                             f"{policy.table_qualified} scan all of it"
