@@ -132,8 +132,13 @@ def _params(project: Project, declared: dict[str, str], path: tuple[str, ...], k
         if name in known:
             raise _error(project, (*path, name), f"parameter {name!r} is already defined (built in, or shared)")
         statement = _statement(project, (*path, name), sql, f"parameter {name!r}", known | {p.name for p in found})
-        if statement.command != "SELECT":
-            raise _error(project, (*path, name), f"parameter {name!r}: its query is a SELECT, not {statement.command}")
+        if not statement.read_only:
+            # It runs as the connecting role with row security off: a read, never a write.
+            raise _error(
+                project, (*path, name),
+                f"parameter {name!r}: its query must be a SELECT that only reads (no INSERT, UPDATE or DELETE, "
+                "also not in a WITH, no SELECT INTO, no FOR UPDATE or FOR SHARE)",
+            )  # fmt: skip
         found.append(Param(name, statement, where(project, *path, name)))
     return tuple(found)
 

@@ -46,6 +46,8 @@ class Acting:
             who = f"API key ({', '.join(self.api_scopes) or 'no scope'})"
         elif self.user_id is not None:
             who = f"user {self.user_id}" + (f", {self.rank}" if self.rank else "")
+            if self.params and not self.params.get("tenants"):
+                who += ", of no tenant"  # a literal id the data does not know reads as a stranger
         else:
             who = "no identity"
         if self.tenant is not None:

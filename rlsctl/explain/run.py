@@ -109,6 +109,7 @@ def explain(
     declared = declarations(project, queries_chosen, principals_chosen)
     limits = limits or Limits()
     wanted = [name for name in declared.principals if any(name in q.principals for q in declared.queries)]
+    _check_tables(conn, project, where)
     _check_roles(conn, project, declared, wanted)
     pairs: list[Pair] = []
     with conn.transaction(force_rollback=True):
@@ -129,6 +130,20 @@ def explain(
     read = {name for pair in pairs for plan in (pair.rls, pair.baseline) for name in relations(plan.tree)}
     tables = tuple(table for table in stats if table.name in read)
     return ExplainResult(where, analyze, limits, tuple(acting.values()), tuple(pairs), tables, prepared)
+
+
+def _check_tables(conn: psycopg.Connection, project: Project, where: str) -> None:
+    """The database is the project's: a wrong --dsn (or none: libpq's default database) is one
+    message naming it, not a missing relation in the first statement that reads one. Some tables
+    may be missing (a project's later phases not migrated yet): a query reading one says so."""
+    missing = [row["name"] for row in queries.run(conn, "missing_tables", tables=sorted(project.tables),
+                                                  schema=project.schema_name)]  # fmt: skip
+    if project.tables and len(missing) == len(project.tables):
+        raise UsageError(
+            f"{where} has none of the project's tables in schema {project.schema_name} ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}): is it the project's database? (--dsn, DATABASE_URL; "
+            "`rlsctl migrate` creates them)"
+        )
 
 
 def _check_roles(conn: psycopg.Connection, project: Project, declared: Declared, wanted: list[str]) -> None:

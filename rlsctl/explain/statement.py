@@ -36,6 +36,7 @@ class Statement:
     text: str  # with $1..$n in place of the :names
     names: tuple[str, ...]  # the parameter each $n stands for, in order
     command: str  # SELECT, INSERT, UPDATE or DELETE
+    read_only: bool = True  # a SELECT that writes nothing: no data-modifying WITH, no INTO, no FOR UPDATE
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         return [params[name] for name in self.names]
@@ -56,7 +57,15 @@ def compile_statement(sql: str) -> Statement:
         raise StatementError(
             f"is a {kind.removesuffix('Stmt')} statement; a representative query is a SELECT, INSERT, UPDATE or DELETE"
         )
-    return Statement(sql, text, names, COMMANDS[kind])
+    return Statement(sql, text, names, COMMANDS[kind], read_only=kind == "SelectStmt" and _reads_only(text))
+
+
+# A SELECT that writes: a data-modifying WITH (at any depth), SELECT INTO, a row lock.
+_WRITES = re.compile(r'"(InsertStmt|UpdateStmt|DeleteStmt|MergeStmt|intoClause|lockingClause)"')
+
+
+def _reads_only(text: str) -> bool:
+    return _WRITES.search(pglast.parser.parse_sql_json(text)) is None
 
 
 def _number_parameters(sql: str) -> tuple[str, tuple[str, ...]]:

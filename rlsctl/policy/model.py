@@ -503,6 +503,12 @@ class ExplainPrincipal(Frozen):
     tenant_id: str | None = None
     description: str = ""
 
+    @field_validator("user_id", "tenant_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        # YAML reads `user_id: 42` as a number; an id of an integer identity is written that way.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _one_identity(self) -> ExplainPrincipal:
         given = [name for name in ("rank", "user_id", "api_key") if getattr(self, name) is not None]

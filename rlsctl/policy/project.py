@@ -213,12 +213,24 @@ def _validate_file(document: YamlDocument) -> PolicyFile:
     try:
         return PolicyFile.model_validate(document.data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = _first_error(exc.errors())
         loc = tuple(part for part in first["loc"] if not _is_type_tag(part))
         line = document.line_of(loc)
         field_path = ".".join(str(part) for part in loc)
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key (misspelt?)"
         raise PolicyFileError(document.path, line, f"{field_path}: {message}") from None
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """The error to report: pydantic's first, except that a key missing next to an unknown key
+    is most likely that key misspelt, which is what to name (`sqll:` for `sql:`)."""
+    first = errors[0]
+    if first["type"] != "missing":
+        return first
+    parent = first["loc"][:-1]
+    return next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent), first)
 
 
 def _is_type_tag(part: Any) -> bool:
@@ -338,9 +350,7 @@ def _check_role_names(project: Project) -> None:
         if lowered in RESERVED_ROLE_NAMES or lowered.startswith("pg_"):
             raise project.error(("roles", key), f"role {key!r} is named {name!r}, a name PostgreSQL reserves")
         if name in seen:
-            raise project.error(
-                ("roles", key), f"roles {seen[name]!r} and {key!r} are both {name!r}: one role per key"
-            )
+            raise project.error(("roles", key), f"roles {seen[name]!r} and {key!r} are both {name!r}: one role per key")
         seen[name] = key
 
 
