@@ -576,6 +576,15 @@ def test_named_parameters_become_positional_ones():
         compile_statement("SELECT a\nFROM t\nWHERE x x")
 
 
+def test_integer_values_are_bound_as_bigint_as_an_application_binds_an_id(make_db):
+    """psycopg would send 42 as smallint and [1, 2] as smallint[]: explain binds integers as
+    bigint (and bigint[]), which every integer column's index serves."""
+    statement = compile_statement("SELECT pg_typeof(:one)::text, pg_typeof(:many)::text")
+    with make_db().connect() as conn, psycopg.RawCursor(conn) as cursor:  # $n placeholders, as explain runs them
+        found = cursor.execute(statement.text, statement.values({"one": 42, "many": [1, 2]})).fetchone()
+    assert found == ("bigint", "bigint[]")
+
+
 def node(kind: str, rows: float, cost: float = 10.0, **more) -> dict:
     return {"Node Type": kind, "Plan Rows": rows, "Total Cost": cost, **more}
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pglast
+from psycopg.types.numeric import Int8
 
 # The statements a representative query may be: what an application sends to read or write rows.
 COMMANDS = {"SelectStmt": "SELECT", "InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE"}
@@ -39,7 +40,18 @@ class Statement:
     read_only: bool = True  # a SELECT that writes nothing: no data-modifying WITH, no INTO, no FOR UPDATE
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
-        return [params[name] for name in self.names]
+        return [_bound(params[name]) for name in self.names]
+
+
+def _bound(value: Any) -> Any:
+    """A value as bound: an integer as bigint. psycopg sends the smallest type that holds the value
+    (42 as smallint, [1, 2] as smallint[]); bigint compares with every integer column through its
+    index, as the application's own driver sends a bigint id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Int8(value)
+    if isinstance(value, list):
+        return [_bound(item) for item in value]
+    return value
 
 
 def compile_statement(sql: str) -> Statement:
