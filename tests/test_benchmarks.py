@@ -39,6 +39,7 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     # planned at every execution.
     assert set(rows) == {(protocol, *row) for protocol in ("prepared", "one-shot") for row in expected}
     assert "authenticating an API key" in found.stdout
+    assert "RLS and baseline equal" in found.stdout
     # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
     sealed = next(line for line in found.stdout.splitlines() if line.startswith("keys encrypt:")).split()
     assert sealed[2] == sealed[4] and int(sealed[2]) > 0, sealed
