@@ -749,6 +749,37 @@ def test_rls010_reports_a_subquery_that_costs_an_or_its_index(tmp_path, using, s
         assert findings == (), findings
 
 
+PROPOSED = """
+CREATE ROLE app_role;
+CREATE TABLE ticket (id int PRIMARY KEY, tenant_id int, owner int, status text, due date);
+CREATE INDEX ON ticket (owner);
+ALTER TABLE ticket ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ticket FORCE ROW LEVEL SECURITY;
+CREATE POLICY ticket_read ON ticket FOR SELECT TO app_role USING ({using});
+"""
+
+
+@pytest.mark.parametrize(
+    "using, indexes",
+    [
+        # One index on the column an index can serve by, not one on every column the branch names.
+        (f"status <> 'deleted' AND tenant_id = {TENANT}", [("tenant_id",)]),
+        (f"owner = {ME} OR (tenant_id = {TENANT} AND status <> 'deleted')", [("tenant_id",)]),
+        # Each branch of an OR inside a branch needs its own.
+        (f"(tenant_id = {TENANT} OR due > now()) AND status <> 'x'", [("tenant_id",), ("due",)]),
+        # A column compared with <> is served by no index: a finding, and no index proposed.
+        (f"owner = {ME} OR status <> 'x'", []),
+    ],
+)
+def test_rls010_proposes_indexes_that_serve_the_policy(tmp_path, using, indexes):
+    sql_file = tmp_path / "case.sql"
+    sql_file.write_text(PROPOSED.format(using=using))
+    [finding] = lint(LintInputs(files=[sql_file]), select=("RLS010",)).findings
+    assert [columns for _, _, columns in finding.indexes] == indexes, finding
+    if not indexes:
+        assert "so no index helps" in finding.message, finding.message
+
+
 def test_a_policy_subquery_in_an_or_is_a_sequential_scan_whatever_is_indexed(make_db):
     """What RLS010 says of the first case above, on PostgreSQL: with every column indexed, the
     OR with the EXISTS reads the whole table; its array form reads the two indexes."""

@@ -63,6 +63,39 @@ class Anchors:
             )
         return False
 
+    def wanted(self, node: exp.Expression, in_or: bool = False) -> list[str]:
+        """Unindexed columns whose indexes would let PostgreSQL scan by `node`, one index each: for an
+        AND the first term that can be served (one anchored term suffices), for an OR every branch
+        not anchored yet. A column compared with <>, through a function, or in a subquery is none:
+        no index serves it."""
+        node = exprs.unwrap(node)
+        if self.anchored(node, in_or):
+            return []
+        if isinstance(node, exp.And):
+            return next((found for term in exprs.and_terms(node) if (found := self.wanted(term, in_or))), [])
+        if isinstance(node, exp.Or):
+            return list(dict.fromkeys(c for branch in exprs.or_branches(node) for c in self.wanted(branch, True)))
+        if isinstance(node, COMPARISONS):
+            sides = ((node.this, node.expression), (node.expression, node.this))
+            return next(([_name(a)] for a, b in sides if self.row_ref(a) and self.free(b)), [])
+        if isinstance(node, exp.In) and self.row_ref(node.this):
+            return [_name(node.this)] if self.free(*node.expressions, node.args.get("query")) else []
+        if isinstance(node, exp.Between) and self.row_ref(node.this):
+            return [_name(node.this)] if self.free(node.args.get("low"), node.args.get("high")) else []
+        if isinstance(node, exp.Is) and self.row_ref(node.this):
+            return [_name(node.this)]
+        return []
+
+    def row_ref(self, node: exp.Expression) -> bool:
+        column = _column(node)
+        return column is not None and exprs.is_row_ref(column, self.row)
+
+
+def _name(node: exp.Expression) -> str:
+    column = _column(node)
+    assert column is not None
+    return column.name
+
 
 def _outside_subqueries(branch: exp.Expression, row: exprs.Row) -> list[exp.Column]:
     """The row's columns a branch compares itself, not inside one of its EXISTS."""
@@ -130,6 +163,11 @@ class UnindexedPolicyColumn(Rule):
     the column with an array, `col = ANY (ARRAY(SELECT ...))`, or accept
     the scan for queries that do not filter the table themselves.
 
+    The indexes it proposes (`--write-index-phase`) are the ones that serve
+    the branch: one on the first column of an AND compared by equality, IN,
+    a range or IS NULL, one per branch of an OR; a column compared with <>,
+    through a function or in a subquery gets none (no index serves it).
+
     Bad:
 
         CREATE ROLE app_role;
@@ -192,13 +230,22 @@ class UnindexedPolicyColumn(Rule):
                         continue
                     if in_or:
                         compared = _outside_subqueries(branch, row)
-                    missing = sorted({c.name for c in compared if (policy.table_qualified, c.name) not in leads})
-                    if missing:
-                        indexes.append((policy.schema, policy.table, tuple(missing)))
+                    if not any((policy.table_qualified, c.name) not in leads for c in compared):
+                        continue  # its columns are indexed: how it compares them is RLS029's and RLS014's
+                    unindexed = anchors.wanted(branch, in_or)
+                    if not unindexed:
                         problems.append(
-                            f"{where} filters on {', '.join(missing)}, which no index starts with: queries on "
-                            f"{policy.table_qualified} scan all of it"
+                            f"{where} compares no unindexed column in a way an index could serve (an equality, "
+                            f"IN, a range or IS NULL against a value that does not read the row), so no index "
+                            f"helps: queries on {policy.table_qualified} that do not filter it themselves scan "
+                            "all of it"
                         )
+                        continue
+                    indexes += [(policy.schema, policy.table, (column,)) for column in unindexed]
+                    problems.append(
+                        f"{where} filters on {', '.join(unindexed)}, which no index starts with: queries on "
+                        f"{policy.table_qualified} scan all of it"
+                    )
             for label, tree in (("USING", using), ("WITH CHECK", check)):
                 if tree is None:
                     continue
