@@ -279,8 +279,10 @@ def policies_by_table(model: LintModel) -> dict[str, list[Policy]]:
 
 
 def index_leads(model: LintModel) -> set[tuple[str, str]]:
-    """(schema.table, column) for every column that leads an index or the primary key: LintModel.indexed, as a set."""
-    found = {(f"{i.schema}.{i.table}", i.columns[0]) for i in model.indexes if i.columns}
+    """(schema.table, column) for every column that leads an index the planner can use for any filter on it (a
+    valid, non-partial b-tree: not a hash for ranges, a BRIN, a partial or a failed concurrent build) or the
+    primary key."""
+    found = {(f"{i.schema}.{i.table}", i.columns[0]) for i in model.indexes if i.columns and i.serves_any_filter}
     found |= {(r.qualified, r.primary_key[0]) for r in model.relations.values() if r.primary_key}
     return found
 

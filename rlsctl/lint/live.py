@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import psycopg
 
 from rlsctl.catalog import kek
@@ -101,8 +103,11 @@ def read_model(conn: psycopg.Connection, key_settings: tuple[str, ...] = ()) -> 
     }
     for r in indexes:
         if r["kind"] == "index":
-            columns = tuple(c for c in r["columns"] if c)
-            model.indexes.append(Index(r["schema"], r["table_name"], r["name"], columns, r["expression"]))
+            columns = tuple(itertools.takewhile(bool, r["columns"]))  # an expression key has no name
+            model.indexes.append(
+                Index(r["schema"], r["table_name"], r["name"], columns, r["expression"],
+                      method=r["method"], predicate=r["predicate"], valid=r["valid"])
+            )  # fmt: skip
         else:
             model.foreign_keys.append(
                 ForeignKey(r["schema"], r["table_name"], r["name"], tuple(r["columns"]), r["ref_table"])

@@ -126,8 +126,24 @@ class Index:
     schema: str
     table: str
     name: str
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # the key columns before the first expression key: (a) of (a, lower(b), c)
     expression: str | None = None  # the leading key, when it is an expression (lower(email)): its SQL
+    method: str = "btree"
+    predicate: str | None = None  # a partial index's WHERE: it serves only filters that imply it
+    valid: bool = True  # a failed CREATE INDEX CONCURRENTLY leaves an invalid one, which no plan uses
+
+    @property
+    def partial(self) -> bool:
+        return self.predicate is not None
+
+    @property
+    def serves_any_filter(self) -> bool:
+        """A valid b-tree the planner can use for a filter on its leading key: not partial, or partial on
+        that key alone (`(published) WHERE published`, which a policy on `published` is written to
+        imply; `(tenant_id) WHERE archived_at IS NULL` serves no filter that says nothing of archived_at)."""
+        if self.method != "btree" or not self.valid or not self.columns:
+            return False
+        return self.predicate is None or _reads_only(self.predicate, self.columns[0])
 
 
 # Type names as PostgreSQL's catalog (format_type), the SQL of a migration and sqlglot write them.
@@ -453,3 +469,10 @@ def _call_patterns(schema: str, name: str) -> tuple[re.Pattern[str], re.Pattern[
     start = r'(?<![\w$."])'
     call = _identifier(name) + r"\s*\("
     return re.compile(start + _identifier(schema) + r"\s*\.\s*" + call), re.compile(start + call)
+
+
+def _reads_only(predicate: str, column: str) -> bool:
+    """Whether a partial index's predicate names no column but `column` (a word test: identifiers only)."""
+    words = {w.strip('"') for w in re.findall(r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*', predicate)}
+    keywords = {"is", "not", "null", "true", "false", "and", "or", "in", "like"}
+    return {w for w in words if w.lower() not in keywords} <= {column}

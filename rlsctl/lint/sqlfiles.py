@@ -21,6 +21,7 @@ semicolon, so the blanks and comments before the first word are skipped.
 
 from __future__ import annotations
 
+import itertools
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -191,11 +192,17 @@ class Replay(Renames):
 
     def _IndexStmt(self, stmt: ast.IndexStmt) -> None:
         schema, _, table = self.qualified(stmt.relation).partition(".")
-        columns = tuple(p.name for p in stmt.indexParams or () if p.name)
-        first = stmt.indexParams[0] if stmt.indexParams else None
+        params = list(stmt.indexParams or ())
+        # The columns before the first expression key: (lower(email), tenant_id) leads with no column.
+        columns = tuple(itertools.takewhile(bool, (p.name for p in params)))
+        first = params[0] if params else None
         expression = deparse(first.expr) if first is not None and first.expr is not None else None
         if columns or expression:
-            self.model.indexes.append(Index(schema, table, stmt.idxname or "idx", columns, expression))
+            method = (stmt.accessMethod or "btree").lower()
+            predicate = deparse(stmt.whereClause) if stmt.whereClause is not None else None
+            self.model.indexes.append(
+                Index(schema, table, stmt.idxname or "idx", columns, expression, method=method, predicate=predicate)
+            )
 
     def _ViewStmt(self, stmt: ast.ViewStmt) -> None:
         name = self.qualified(stmt.view)

@@ -40,7 +40,8 @@ class UnindexedForeignKey(Rule):
     def check(self, model: LintModel) -> Iterator[Finding]:
         keys: dict[str, list[tuple[str, ...]]] = {}
         for index in model.indexes:
-            keys.setdefault(f"{index.schema}.{index.table}", []).append(index.columns)
+            if index.valid and index.predicate is None and index.method in ("btree", "hash"):  # an equality lookup
+                keys.setdefault(f"{index.schema}.{index.table}", []).append(index.columns)
         for relation in model.relations.values():
             if relation.primary_key:
                 keys.setdefault(relation.qualified, []).append(relation.primary_key)

@@ -138,7 +138,7 @@ class WrappedPolicyColumn(Rule):
 
     def check(self, model: LintModel) -> Iterator[Finding]:
         leads = exprs.index_leads(model)
-        keys = _expression_keys(model)
+        keys = expression_keys(model)
         for policy in model.policies:
             if not policy.permissive:  # AND-ed onto the permissive ones: they narrow the scan
                 continue
@@ -187,7 +187,7 @@ def _anchored(term: exp.Expression, wrapped: Wrapped, leads: set[tuple[str, str]
     return False
 
 
-def _expression_keys(model: LintModel) -> dict[str, set[str]]:
+def expression_keys(model: LintModel) -> dict[str, set[str]]:
     """schema.table -> the expressions its indexes lead with, normalised."""
     found: dict[str, set[str]] = {}
     for index in model.indexes:
