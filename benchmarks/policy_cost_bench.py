@@ -71,7 +71,7 @@ class Query:
     baseline: str
     write: bool = False  # each execution in a savepoint rolled back after it: every run sees the same rows
     for_keys: bool = True  # also run in the API-key session
-    for_members: bool = True  # also run for MEMBERs (adding a member is an ADMIN's)
+    for_members: bool = True  # also run for MEMBERs (adding a member is an OWNER's or an ADMIN's)
 
 
 # {check} is replaced by the hand-written access check (empty under RLS).
@@ -321,14 +321,11 @@ def principal(conn: psycopg.Connection, user: str) -> dict[str, Any]:
 
 
 def subjects(conn: psycopg.Connection, sizes: Sizes) -> dict[str, dict[str, Any]]:
-    """A small team's ADMIN and MEMBER, the big team's ADMIN and MEMBER, with their parameters."""
+    """A user of each rank (OWNER, ADMIN, MEMBER) in a small team and in the big team, with their
+    parameters. An OWNER is both the team's `ownerId` and an OWNER membership row."""
     small_team = f"t{sizes.small_teams // 2:06d}"
-    picks = {
-        "small ADMIN": (small_team, "ADMIN"),
-        "small MEMBER": (small_team, "MEMBER"),
-        "big ADMIN": ("tbig", "ADMIN"),
-        "big MEMBER": ("tbig", "MEMBER"),
-    }
+    picks = {f"{size} {rank}": (team, rank) for size, team in (("small", small_team), ("big", "tbig"))
+             for rank in ("OWNER", "ADMIN", "MEMBER")}  # fmt: skip
     chosen: dict[str, dict[str, Any]] = {}
     for label, (team, role) in picks.items():
         row = conn.execute(
