@@ -4,6 +4,7 @@ a transaction (docs/migrations.md, docs/performance.md)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def test_the_indexes_rls010_asks_for_become_a_concurrent_phase_that_migrate_runs
     code, out, _ = lint(root)
     reported = out.split("SUPPRESSED")[0]  # the shipped project's suppressions are listed after
     assert code == 1 and reported.count("RLS010 public.") == 3, out  # two policies on UsageAnalytics
+    code, out, _ = lint(root, "--format", "json")
+    proposed = sorted(
+        (i["table"], tuple(i["columns"])) for f in json.loads(out)["findings"] for i in f.get("indexes", ())
+    )
+    assert proposed == [("AuditLog", ("userId",)), ("UsageAnalytics", ("userId",)), ("UsageAnalytics", ("userId",))]
     code, _, err = lint(root, "--write-index-phase")
     assert "wrote" in err and "5_policy_indexes (2 indexes)" in err, err
     phase = root / "migrations" / "5_policy_indexes"

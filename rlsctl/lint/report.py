@@ -55,14 +55,17 @@ def print_text(result: LintResult, console: Console, fail_on: str) -> None:
     console.print(f"{total} findings ({len(result.rules)} rules run): {verdict}")
 
 
-def _finding(finding: Finding) -> dict[str, str]:
-    return {
+def _finding(finding: Finding) -> dict[str, object]:
+    data: dict[str, object] = {
         "rule": finding.rule,
         "level": finding.level,
         "object": finding.object,
         "message": finding.message,
         "hint": finding.hint,
     }
+    if finding.indexes:  # RLS010's: what `--write-index-phase` would build, for CI that builds its own
+        data["indexes"] = [{"schema": s, "table": t, "columns": list(c)} for s, t, c in finding.indexes]
+    return data
 
 
 def to_json(result: LintResult) -> str:
