@@ -565,6 +565,12 @@ def test_the_baselines_need_a_role_that_bypasses_rls(promptcraft):
 # -- the library's pieces, by hand ------------------------------------------------------------------------
 
 
+def test_a_read_only_parameter_query_may_name_a_write_in_a_literal():
+    """The read-only test reads the parse tree, not the text: a string saying DELETE is no write."""
+    assert compile_statement("SELECT 'InsertStmt', 'DELETE FROM x' WHERE :a = 1").read_only
+    assert not compile_statement("WITH d AS (DELETE FROM x RETURNING 1) SELECT count(*) FROM d").read_only
+
+
 def test_named_parameters_become_positional_ones():
     statement = compile_statement(
         "SELECT x::text, ':not_a_param' FROM t WHERE a = :user_id AND b = ANY (:tenants) OR a = :user_id -- :x"
@@ -778,6 +784,40 @@ def test_rls010_proposes_indexes_that_serve_the_policy(tmp_path, using, indexes)
     assert [columns for _, _, columns in finding.indexes] == indexes, finding
     if not indexes:
         assert "so no index helps" in finding.message, finding.message
+
+
+def test_rls010_a_public_policy_is_not_narrowed_by_a_restrictive_one_of_one_role(tmp_path):
+    """A permissive policy for PUBLIC on an unindexed column, and an indexed restrictive one for the
+    app role only: every other role scans the table, so the finding stays; the restrictive policy
+    for PUBLIC narrows it for everyone."""
+    for restrictive_to, reported in (("app_role", True), ("PUBLIC", False)):
+        sql_file = tmp_path / "case.sql"
+        sql_file.write_text(
+            "CREATE ROLE app_role;\n"
+            "CREATE TABLE doc (id int PRIMARY KEY, tenant_id int, owner int);\n"
+            "CREATE INDEX ON doc (tenant_id);\n"
+            "ALTER TABLE doc ENABLE ROW LEVEL SECURITY;\n"
+            f"CREATE POLICY mine ON doc FOR SELECT USING (owner = {ME});\n"
+            f"CREATE POLICY tenant ON doc AS RESTRICTIVE FOR SELECT TO {restrictive_to} USING (tenant_id = {TENANT});\n"
+        )
+        findings = lint(LintInputs(files=[sql_file]), select=("RLS010",)).findings
+        assert bool(findings) == reported, (restrictive_to, findings)
+
+
+def test_rls010_a_partial_index_on_its_own_column_serves_a_policy_that_implies_it(tmp_path):
+    """`(status) WHERE status = 'open'` serves `status = 'open'`: its predicate reads status alone
+    (a literal in it is no column); `(status) WHERE owner IS NULL` does not."""
+    for predicate, reported in (("status = 'open'", False), ("owner IS NULL", True)):
+        sql_file = tmp_path / "case.sql"
+        sql_file.write_text(
+            "CREATE ROLE app_role;\n"
+            "CREATE TABLE doc (id int PRIMARY KEY, status text, owner int);\n"
+            f"CREATE INDEX ON doc (status) WHERE {predicate};\n"
+            "ALTER TABLE doc ENABLE ROW LEVEL SECURITY;\n"
+            "CREATE POLICY open_docs ON doc FOR SELECT TO app_role USING (status = 'open');\n"
+        )
+        findings = lint(LintInputs(files=[sql_file]), select=("RLS010",)).findings
+        assert bool(findings) == reported, (predicate, findings)
 
 
 def test_a_policy_subquery_in_an_or_is_a_sequential_scan_whatever_is_indexed(make_db):

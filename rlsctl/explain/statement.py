@@ -12,6 +12,7 @@ parameter; write array slices with spaces (`a[lo : hi]`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,12 +73,21 @@ def compile_statement(sql: str) -> Statement:
     return Statement(sql, text, names, COMMANDS[kind], read_only=kind == "SelectStmt" and _reads_only(text))
 
 
-# A SELECT that writes: a data-modifying WITH (at any depth), SELECT INTO, a row lock.
-_WRITES = re.compile(r'"(InsertStmt|UpdateStmt|DeleteStmt|MergeStmt|intoClause|lockingClause)"')
+# What makes a SELECT write: a data-modifying WITH (at any depth), SELECT INTO, a row lock. Keys of
+# the parse tree (node types and fields), never the text of a literal.
+_WRITES = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "intoClause", "lockingClause"})
 
 
 def _reads_only(text: str) -> bool:
-    return _WRITES.search(pglast.parser.parse_sql_json(text)) is None
+    return not _keys(json.loads(pglast.parser.parse_sql_json(text))) & _WRITES
+
+
+def _keys(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {key for value in node.values() for key in _keys(value)}
+    if isinstance(node, list):
+        return {key for item in node for key in _keys(item)}
+    return set()
 
 
 def _number_parameters(sql: str) -> tuple[str, tuple[str, ...]]:

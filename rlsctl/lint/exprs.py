@@ -279,12 +279,23 @@ def policies_by_table(model: LintModel) -> dict[str, list[Policy]]:
 
 
 def index_leads(model: LintModel) -> set[tuple[str, str]]:
-    """(schema.table, column) for every column that leads an index the planner can use for any filter on it (a
-    valid, non-partial b-tree: not a hash for ranges, a BRIN, a partial or a failed concurrent build) or the
-    primary key."""
-    found = {(f"{i.schema}.{i.table}", i.columns[0]) for i in model.indexes if i.columns and i.serves_any_filter}
+    """(schema.table, column) for every column that leads an index the planner can use for a filter on it,
+    or the primary key: a valid b-tree, not partial unless its predicate reads that column alone
+    (`(published) WHERE published`, which a policy on `published` is written to imply; `(tenant_id)
+    WHERE archived_at IS NULL` serves no filter that says nothing of archived_at)."""
+    found = {
+        (f"{i.schema}.{i.table}", i.columns[0])
+        for i in model.indexes
+        if i.usable_btree and (i.predicate is None or _reads_only(i.predicate, i.columns[0]))
+    }
     found |= {(r.qualified, r.primary_key[0]) for r in model.relations.values() if r.primary_key}
     return found
+
+
+def _reads_only(predicate: str, column: str) -> bool:
+    """Whether an index predicate reads no column but `column` (unparsable: no)."""
+    tree = parse(predicate)
+    return tree is not None and {c.name for c in tree.find_all(exp.Column)} <= {column}
 
 
 # -- calls -------------------------------------------------------------------------------

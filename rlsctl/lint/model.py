@@ -137,13 +137,11 @@ class Index:
         return self.predicate is not None
 
     @property
-    def serves_any_filter(self) -> bool:
-        """A valid b-tree the planner can use for a filter on its leading key: not partial, or partial on
-        that key alone (`(published) WHERE published`, which a policy on `published` is written to
-        imply; `(tenant_id) WHERE archived_at IS NULL` serves no filter that says nothing of archived_at)."""
-        if self.method != "btree" or not self.valid or not self.columns:
-            return False
-        return self.predicate is None or _reads_only(self.predicate, self.columns[0])
+    def usable_btree(self) -> bool:
+        """A valid b-tree led by a column: the planner can use it for an equality or a range on that
+        column (a hash serves no range, a BRIN no lookup, a failed concurrent build nothing). Whether a
+        partial one serves a filter depends on its predicate (exprs.index_leads)."""
+        return self.method == "btree" and self.valid and bool(self.columns)
 
 
 # Type names as PostgreSQL's catalog (format_type), the SQL of a migration and sqlglot write them.
@@ -469,10 +467,3 @@ def _call_patterns(schema: str, name: str) -> tuple[re.Pattern[str], re.Pattern[
     start = r'(?<![\w$."])'
     call = _identifier(name) + r"\s*\("
     return re.compile(start + _identifier(schema) + r"\s*\.\s*" + call), re.compile(start + call)
-
-
-def _reads_only(predicate: str, column: str) -> bool:
-    """Whether a partial index's predicate names no column but `column` (a word test: identifiers only)."""
-    words = {w.strip('"') for w in re.findall(r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*', predicate)}
-    keywords = {"is", "not", "null", "true", "false", "and", "or", "in", "like"}
-    return {w for w in words if w.lower() not in keywords} <= {column}

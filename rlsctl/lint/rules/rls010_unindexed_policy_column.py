@@ -185,14 +185,18 @@ def _inner_gaps(select: exp.Select, relation: Relation, alias: str, leads: set[t
 
 
 def overlapping(same_table: list[Policy], policy: Policy, permissive: bool) -> Iterator[Policy]:
-    """The other policies of the table, permissive or restrictive, that apply with this one (a role and
-    a command in common): PostgreSQL ORs the permissive ones and ANDs the restrictive ones onto them."""
+    """The other policies of the table, permissive or restrictive, that apply with this one (a command
+    in common, and a role): PostgreSQL ORs the permissive ones and ANDs the restrictive ones onto them.
+    A restrictive policy narrows this one only if it covers one of this one's roles (its own PUBLIC,
+    or a role they share): a permissive policy for PUBLIC is not narrowed, for every other role, by a
+    restrictive one for the app role. A permissive one ORed with this one may come from either side."""
     for other in same_table:
         if other is policy or other.permissive != permissive or other.using is None:
             continue
         if not set(exprs.commands(other.command)) & set(exprs.commands(policy.command)):
             continue
-        if PUBLIC not in other.roles and PUBLIC not in policy.roles and not set(other.roles) & set(policy.roles):
+        public = PUBLIC in other.roles or (permissive and PUBLIC in policy.roles)
+        if not public and not set(other.roles) & set(policy.roles):
             continue
         yield other
 
