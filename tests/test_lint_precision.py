@@ -498,3 +498,29 @@ def test_rls009_sees_through_look_alikes_of_the_plan_hint(mode, using, flagged, 
     sql = TABLE + HELPER + f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING ({using});\n"
     found = lint_sql(mode, sql, make_db)
     assert bool(on(found, "RLS009", "public.invoice.p")) is flagged, found.get("RLS009")
+
+
+# -- a table named like a statement keyword ------------------------------------------------------------
+
+
+def _renamed(sql: str, name: str) -> str:
+    return re.sub(r"\binvoice\b", name, sql)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["comment", "show", "describe", "insert", "refresh"])
+def test_a_table_named_like_a_statement_keyword_is_linted_as_any_other(mode, name, make_db):
+    """A policy expression that starts with such a name (`comment.owner_id = ...`, as pg_get_expr and
+    pglast write it) was once parsed as a command: a scoped policy was reported as opening every row
+    (RLS007) and its missing index went unreported (RLS010)."""
+    condition = (
+        "invoice.owner_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::int) "
+        f"OR invoice.tenant_id = {IDENTITY}"
+    )
+    sql = TABLE.replace("CREATE INDEX ON invoice (owner_id);\n", "") + (
+        f"CREATE POLICY p ON invoice FOR SELECT TO app_role USING ({condition});"
+    )
+    found = lint_sql(mode, _renamed(sql, name), make_db)
+    assert not on(found, "RLS007", f"public.{name}.p"), found
+    (unindexed,) = on(found, "RLS010", f"public.{name}.p")
+    assert "owner_id" in unindexed.message

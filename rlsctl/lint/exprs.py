@@ -8,15 +8,20 @@ per row, which tables its subqueries read.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.tokens import TokenType
 
 from rlsctl.lint.model import Function, LintModel, Policy, Relation
 
+SQLGLOT_LOG = logging.getLogger("sqlglot")
 SETTING_FUNCTIONS = ("current_setting",)
 CHEAP_PER_ROW = {  # pg_catalog functions that cost nothing per row and read no session state
     "coalesce", "nullif", "lower", "upper", "length", "array_position", "cast", "abs", "greatest", "least",
@@ -27,10 +32,47 @@ CHEAP_PER_ROW = {  # pg_catalog functions that cost nothing per row and read no 
 def parse(text: str | None) -> exp.Expression | None:
     if text is None:
         return None
+    tree = _parse_quietly(text)
+    if tree is not None and not isinstance(tree, exp.Command):
+        return tree
+    # An expression that starts with a name sqlglot reads as a statement's keyword (a table called
+    # comment, set, show, call...: `comment.author_id = ...`) parses as a command, or not at all:
+    # read it where only an expression can stand, and detach it from that SELECT.
+    for candidate in (text, _quoted_qualifiers(text)):  # the second: `describe.a`, `insert.a`
+        wrapped = _parse_quietly(f"SELECT ({candidate})")
+        if isinstance(wrapped, exp.Select) and len(wrapped.expressions) == 1:
+            found = wrapped.expressions[0]
+            return (found.this if isinstance(found, exp.Paren) else found).copy()
+    return None
+
+
+def _quoted_qualifiers(text: str) -> str:
+    """`text` with each bare word before a dot double-quoted: the same name to PostgreSQL (an
+    unquoted name comes out of pg_get_expr or pglast only when lower case), never a keyword to
+    sqlglot."""
+    try:
+        tokens = Postgres().tokenize(text)
+    except sqlglot.errors.SqlglotError:
+        return text
+    pieces, done = [], 0
+    for token, following in itertools.pairwise(tokens):
+        bare = token.token_type != TokenType.IDENTIFIER and re.fullmatch(r"[a-z_][a-z0-9_$]*", token.text)
+        if following.token_type == TokenType.DOT and bare:
+            pieces += [text[done : token.start], f'"{token.text}"']
+            done = token.end + 1
+    return "".join(pieces) + text[done:]
+
+
+def _parse_quietly(text: str) -> exp.Expression | None:
+    """sqlglot's tree of `text`, or None; without the warning it logs when it falls back to a command."""
+    level = SQLGLOT_LOG.level
+    SQLGLOT_LOG.setLevel(logging.ERROR)
     try:
         return sqlglot.parse_one(text, read="postgres")
     except sqlglot.errors.SqlglotError:
         return None
+    finally:
+        SQLGLOT_LOG.setLevel(level)
 
 
 def unwrap(node: exp.Expression) -> exp.Expression:
