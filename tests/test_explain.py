@@ -440,7 +440,13 @@ BAD = [
     ),
     ("q: {sql: 'SELECT FROM WHERE', baseline: 'SELECT 1'}", ":6: query 'q', sql: does not parse: syntax error"),
     ("q: {sql: 'SELECT 1; SELECT 2', baseline: 'SELECT 1'}", ":6: query 'q', sql: holds 2 statements"),
-    ("q: {sql: 'SELECT 1', baseline: 'DROP TABLE \"Prompt\"'}", ":6: query 'q', baseline: is a Drop statement"),
+    ("q: {sql: 'SELECT 1', baseline: 'DROP TABLE \"Prompt\"'}", ":6: query 'q', baseline: is a DROP statement"),
+    ("q: {sql: 'EXPLAIN SELECT 1', baseline: 'SELECT 1'}", ":6: query 'q', sql: is an EXPLAIN statement"),
+    # SELECT INTO creates a table: not what an application sends to read or write rows.
+    (
+        "q: {sql: 'SELECT id INTO copied FROM \"Prompt\"', baseline: 'SELECT 1'}",
+        ":6: query 'q', sql: is a SELECT INTO, which creates a table",
+    ),
     ("q: {sql: 'SELECT $1', baseline: 'SELECT 1'}", ":6: query 'q', sql: uses the positional parameter $1"),
     ("q: {sql: 'SELECT 1', baseline: 'SELECT 1', as: [nobody]}", ":6: query 'q': no principal 'nobody' is declared"),
     ("q: {sql: 'SELECT 1'}", ":6: explain.queries.q.baseline: Field required"),
@@ -461,7 +467,7 @@ BAD = [
     ),
     (
         "q: {sql: 'SELECT 1', baseline: 'SELECT 1', params: {x: 'SELECT id INTO copied FROM \"Prompt\"'}}",
-        ":6: parameter 'x': its query must be a SELECT that only reads",
+        ":6: parameter 'x': is a SELECT INTO, which creates a table",
     ),
     (
         "q: {sql: 'SELECT 1', baseline: 'SELECT 1', params: {x: 'SELECT id FROM \"Prompt\" FOR UPDATE'}}",
@@ -529,6 +535,19 @@ def test_an_error_the_server_raises_names_the_query_and_changes_nothing(promptcr
     assert f'error: {path}:6: query q (baseline, as the connecting role): column "nope" does not exist' in " ".join(
         result.stderr.split()
     )
+
+
+def test_a_table_the_principals_role_may_not_read_is_named_with_the_likely_causes(promptcraft, tmp_path):
+    copy_project(ROOT, tmp_path)
+    path = write_explain(
+        tmp_path, "{rank: MEMBER, tenant: largest}",
+        "q: {sql: 'SELECT count(*) FROM rlsctl.api_key_session', baseline: 'SELECT 1'}",
+    )  # fmt: skip
+    result = explain(promptcraft, tmp_path)
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())
+    assert f"{path}:6: query q (sql, as principal p): permission denied for table api_key_session" in said, said
+    assert f"role {promptcraft.prefix}app lacks that privilege here" in said and "--role-prefix" in said, said
 
 
 def test_a_database_that_is_not_the_projects_is_named(make_db):
@@ -676,6 +695,33 @@ def test_with_analyze_a_costlier_estimate_that_runs_in_time_is_a_note():
     assert [f.check for f in findings] == ["cost"]
     findings, _ = compare(plan(26_000, 60.0), plan(2_000, 3.47), Limits())
     assert [f.check for f in findings] == ["cost", "time"]
+
+
+def test_a_costlier_estimate_below_the_extra_cost_floor_is_a_note_not_silence():
+    """x201 the baseline's estimate but only 887 units more (an outside check's big tenant, which ran
+    x484): not flagged, as --min-extra-cost says, but said."""
+
+    def plan(cost: float) -> Plan:
+        return Plan.from_json([{"Plan": node("Limit", 10, cost)}])
+
+    findings, notes = compare(plan(891.64), plan(4.42), Limits())
+    assert findings == [] and any("x201.7" in n and "below --min-extra-cost 1000" in n for n in notes), notes
+    findings, notes = compare(plan(30.0), plan(4.42), Limits())  # x6.8: within the ratio, nothing to say
+    assert findings == [] and not any("min-extra-cost" in n for n in notes), notes
+
+
+def test_a_subplan_under_an_index_scan_never_runs_for_more_rows_than_its_table_has():
+    lookup = node("Index Scan", 1, 8, **{"Relation Name": "member", "Parent Relationship": "SubPlan"})
+    scan = node(
+        "Index Scan", 119_231, 9000, **{
+            "Relation Name": "comment", "Index Name": "comment_ws_idx", "Filter": "(SubPlan 1)",
+            "Plans": [{**lookup, "Subplan Name": "SubPlan 1"}],
+        },
+    )  # fmt: skip
+    [found] = subplans(Plan.from_json([{"Plan": scan}]), {"comment": 150_000})
+    assert found.rows == 150_000  # not 119,231 / 0.5
+    [found] = subplans(Plan.from_json([{"Plan": scan}]), {})  # the table's size unknown: the guess stands
+    assert found.rows == 238_462
 
 
 # -- the lint rule for what a plan would show, offline --------------------------------------------------------

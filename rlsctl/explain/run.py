@@ -252,7 +252,8 @@ def _plan(
                 row = cursor.fetchone()
         except psycopg.Error as exc:
             who = "the connecting role" if side == "baseline" else f"principal {acting.name}"
-            raise UsageError(f"{query.where}: query {query.name} ({side}, as {who}): {_first(exc)}") from None
+            said = f"{_first(exc)}{_privilege_hint(exc, acting, side)}"
+            raise UsageError(f"{query.where}: query {query.name} ({side}, as {who}): {said}") from None
         assert row is not None
         found.append(Plan.from_json(row[0]))
     return min(found, key=lambda plan: plan.execution_ms or 0.0)
@@ -313,6 +314,17 @@ def _prepare(conn: psycopg.Connection, name: str, text: str) -> None:
 def _stats(conn: psycopg.Connection, project: Project) -> tuple[TableStats, ...]:
     rows = queries.run(conn, "table_stats", schema=project.schema_name)
     return tuple(TableStats(row["name"], int(row["rows"]), row["analyzed"]) for row in rows)
+
+
+def _privilege_hint(exc: psycopg.Error, acting: Acting, side: str) -> str:
+    """A principal's role refused a table: the query may need a grant, or the project is applied to
+    this database under another role prefix (the roles exist, cluster-wide, without their grants here)."""
+    if side == "baseline" or not isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return ""
+    return (
+        f" (role {acting.role} lacks that privilege here: the query reads what the role is not granted, "
+        "or the project was applied to this database with another --role-prefix; `rlsctl drift` compares)"
+    )
 
 
 def _first(exc: BaseException) -> str:

@@ -67,10 +67,23 @@ def compile_statement(sql: str) -> Statement:
         raise StatementError(f"holds {len(parsed)} statements; declare one statement per query")
     kind = type(parsed[0].stmt).__name__
     if kind not in COMMANDS:
+        raise StatementError(f"is {_named(kind)}; a representative query is a SELECT, INSERT, UPDATE or DELETE")
+    if getattr(parsed[0].stmt, "intoClause", None) is not None:
         raise StatementError(
-            f"is a {kind.removesuffix('Stmt')} statement; a representative query is a SELECT, INSERT, UPDATE or DELETE"
+            "is a SELECT INTO, which creates a table; a representative query is a SELECT, INSERT, UPDATE or DELETE"
         )
     return Statement(sql, text, names, COMMANDS[kind], read_only=kind == "SelectStmt" and _reads_only(text))
+
+
+# PostgreSQL's parse nodes whose name is not the command's words.
+_COMMAND_WORDS = {"VariableSetStmt": "SET", "VariableShowStmt": "SHOW", "TransactionStmt": "transaction control",
+                  "CreateTableAsStmt": "CREATE TABLE AS", "CreateStmt": "CREATE TABLE"}  # fmt: skip
+
+
+def _named(kind: str) -> str:
+    """A parse node's name as the command a user wrote: TruncateStmt -> `a TRUNCATE statement`."""
+    words = _COMMAND_WORDS.get(kind) or re.sub(r"(?<=[a-z])(?=[A-Z])", " ", kind.removesuffix("Stmt")).upper()
+    return f"{'an' if words[0] in 'AEIOU' else 'a'} {words} statement"
 
 
 # What makes a SELECT write: a data-modifying WITH (at any depth), SELECT INTO, a row lock. Keys of
