@@ -349,6 +349,11 @@ def test_a_slow_policy_is_flagged_with_query_principal_and_reason(slow):
         "AuditLog_teamId_createdAt_idx, AuditLog_userId_idx"
     )
     assert activity["cost_ratio"] > 10
+    # The principal's policies behind each finding: its table's for a scan; for a cost, those of every
+    # table the plan reads (Prompt's come with the policy's EXISTS).
+    assert [f["policies"] for f in activity["findings"]] == [
+        ["AuditLog.app_select"], ["AuditLog.app_select", "Prompt.app_select"],
+    ]  # fmt: skip
     # The team's audit page: the query's own index, but the policy's lookup costs far more.
     assert [f["check"] for f in data[("audit_page", "big_admin")]["findings"]] == ["cost"]
     # No identity: the costs are not compared (the baseline filters on NULL), so nothing is claimed.
@@ -357,6 +362,7 @@ def test_a_slow_policy_is_flagged_with_query_principal_and_reason(slow):
     assert text.exit_code == 1
     assert "FLAGGED my_activity as big_admin" in text.stdout
     assert "seq_scan: AuditLog is read by a sequential scan under RLS" in text.stdout
+    assert "policies: AuditLog.app_select" in text.stdout
     assert "1 of 1 plan flagged" in text.stdout
 
 

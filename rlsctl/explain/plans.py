@@ -79,6 +79,8 @@ class Finding:
     check: str  # seq_scan | subplan | cost | time | generic_plan
     message: str
     table: str | None = None
+    # The principal's policies behind it: on `table`, or on every table the plan reads ("Table.policy").
+    policies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ def _pair(console: Console, pair: Pair, plans: bool) -> None:
     )
     for finding in pair.findings:
         console.print(f"    [red]{finding.check}:[/] {escape(finding.message)}")
+        if finding.policies:
+            console.print(f"      [dim]policies: {escape(', '.join(finding.policies))}[/]")
     for note in pair.notes:
         console.print(f"    [dim]{escape(note)}[/]")
     if pair.generic is not None:
@@ -119,7 +121,10 @@ def _pair_json(pair: Pair, plans: bool) -> dict[str, Any]:
         "baseline": _plan_json(pair.baseline, plans),
         "generic": _plan_json(pair.generic, plans) if pair.generic is not None else None,
         "cost_ratio": round(pair.rls.total_cost / max(pair.baseline.total_cost, 1.0), 3),
-        "findings": [{"check": f.check, "table": f.table, "message": f.message} for f in pair.findings],
+        "findings": [
+            {"check": f.check, "table": f.table, "message": f.message, "policies": list(f.policies)}
+            for f in pair.findings
+        ],
         "notes": list(pair.notes),
     }
 

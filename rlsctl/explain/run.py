@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -208,7 +208,38 @@ def _pair(
         found, noted = compare_generic(rls, generic, limits)
         findings += found
         notes += noted
+    if findings:
+        findings = _with_policies(conn, project, query, acting, rls, findings)
     return Pair(query.name, acting.name, query.where, rls, baseline, tuple(findings), tuple(notes), generic)
+
+
+# pg_policy.polcmd of each command's own policies; SELECT policies apply to writes too (the rows an
+# UPDATE or DELETE reads, what RETURNING shows), and FOR ALL ones to every command.
+_POLICY_COMMANDS = {"SELECT": "r", "INSERT": "a", "UPDATE": "w", "DELETE": "d"}
+
+
+def _with_policies(
+    conn: psycopg.Connection, project: Project, query: Query, acting: Acting, rls: Plan, findings: list[Finding]
+) -> list[Finding]:
+    """Each finding with the principal's policies behind it: those of its table, or of every table
+    the plan reads (a cost or a time is the whole plan's), so CI can name what to change."""
+    commands = sorted({"*", "r", _POLICY_COMMANDS[query.sql.command]})
+    read = sorted(relations(rls.tree))
+    rows = queries.run(
+        conn, "policies_of", schema=project.schema_name, tables=read, commands=commands, role=acting.role
+    )
+    named: dict[str, list[str]] = {}
+    for row in rows:
+        named.setdefault(row["table_name"], []).append(f"{row['table_name']}.{row['policy']}")
+    return [
+        replace(
+            finding,
+            policies=tuple(
+                name for table in ([finding.table] if finding.table else read) for name in named.get(table, ())
+            ),
+        )
+        for finding in findings
+    ]
 
 
 def _params(conn: psycopg.Connection, query: Query, acting: Acting) -> dict[str, Any]:
