@@ -21,8 +21,10 @@ each way a driver sends statements (--protocol, see Statement): prepared once an
 executed again and again (PostgreSQL may settle on a generic plan), and planned at
 every execution.
 Prints the ratios, their geometric mean and the worst, also under the issue's
-rule (a query within 0.05 ms of its baseline counts as 1.0), and the plans of
-the worst query. Never asserts on time. The default scale (2,000 teams of 10, one
+rule (a query within 0.05 ms of its baseline counts as 1.0), the plans of
+the worst query, and where each statement's time goes under RLS: how often each
+of rlsctl's functions runs in it and for how long (PostgreSQL's per-function
+statistics, track_functions). Never asserts on time. The default scale (2,000 teams of 10, one
 of 1,000 with 100k of the 1M prompts, 2M versions, 2M audit rows) takes a few
 minutes to generate; --scale 0.1 is a quick look.
 """
@@ -59,6 +61,7 @@ from rlsctl.policy.project import load_project  # noqa: E402
 
 PROTOCOLS = ("prepared", "one-shot", "custom")
 PREPARED = ("prepared", "custom")
+WARMUP_CALLS = 20  # before counting rlsctl's functions: the first executions also plan
 NEAR_MS = 0.05  # the issue's rule: within 0.05 ms of the baseline counts as 1.0
 
 
@@ -431,21 +434,33 @@ def batch(
 ) -> tuple[list, list]:
     """Run `statement` `runs` times in one transaction (as `app` with its identity when given); the
     times and rows (a write's: its row count). A write runs in a savepoint rolled back after each run."""
-    times: list[float] = []
-    rows: list = []
     with conn.transaction(force_rollback=True):
         if statement.protocol == "custom":
             conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        if app:
-            enter(conn, app, params)
-        for _ in range(runs):
-            if write:
-                conn.execute("SAVEPOINT bench_write")
-            started = time.perf_counter()
-            rows = statement.run(params)
-            times.append(time.perf_counter() - started)
-            if write:
-                conn.execute("ROLLBACK TO SAVEPOINT bench_write")
+        return batch_in_transaction(conn, statement, params, runs, app, write)
+
+
+def batch_in_transaction(
+    conn: psycopg.Connection,
+    statement: Statement,
+    params: dict[str, Any],
+    runs: int,
+    app: str | None,
+    write: bool,
+) -> tuple[list, list]:
+    """batch()'s runs, in the caller's transaction."""
+    times: list[float] = []
+    rows: list = []
+    if app:
+        enter(conn, app, params)
+    for _ in range(runs):
+        if write:
+            conn.execute("SAVEPOINT bench_write")
+        started = time.perf_counter()
+        rows = statement.run(params)
+        times.append(time.perf_counter() - started)
+        if write:
+            conn.execute("ROLLBACK TO SAVEPOINT bench_write")
     return times, rows
 
 
@@ -525,6 +540,50 @@ def identity_costs(conn: psycopg.Connection, app: str, user: str, raw_key: str, 
         f"{statistics.median(setting) * 1000:.3f} ms, authenticating an API key "
         f"{statistics.median(authenticating) * 1000:.3f} ms"
     )
+
+
+def helper_costs(conn: psycopg.Connection, chosen: dict[str, dict[str, Any]], app: str, runs: int) -> None:
+    """Where a statement's time goes under RLS: for each statement, as the big team's MEMBER (an
+    ADMIN where a MEMBER may not), how often each rlsctl function runs and its own time, from
+    PostgreSQL's per-function statistics of one transaction (track_functions, whose clock adds a
+    little to every call). Prepared statements, so what is counted is execution, not planning."""
+    print(
+        f"\nrlsctl functions per statement under RLS (prepared, {runs} executions, track_functions = 'all'; "
+        "each function's own time, nested calls apart):"
+    )
+    for index, query in enumerate(QUERIES + WRITES):
+        label = "big MEMBER" if query.for_members else "big ADMIN"
+        params = chosen[label]
+        statement = Statement(conn, query.rls.format(check=""), params, "prepared", f"bench_helpers_{index}")
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL track_functions = 'all'")  # a superuser's setting: before the role
+            batch_in_transaction(conn, statement, params, WARMUP_CALLS, app, query.write)  # plans made
+            conn.execute("RESET ROLE")
+            before = function_counters(conn)
+            batch_in_transaction(conn, statement, params, runs, app, query.write)
+            conn.execute("RESET ROLE")
+            after = function_counters(conn)
+        # The backend holds counters until it reports them (at most once a second), across
+        # transactions: the difference is this batch's.
+        spent = {name: (calls - before.get(name, (0, 0.0))[0], ms - before.get(name, (0, 0.0))[1])
+                 for name, (calls, ms) in after.items()}  # fmt: skip
+        found = sorted(((name, calls, ms) for name, (calls, ms) in spent.items() if calls), key=lambda f: -f[2])
+        parts = [f"{name} x{calls / runs:.2f} {self_ms * 1000 / runs:.1f} us" for name, calls, self_ms in found]
+        total = sum(self_ms for _, _, self_ms in found) * 1000 / runs
+        print(f"  {query.name:<18} {label:<11} {total:6.1f} us in all: {', '.join(parts) or 'none'}")
+
+
+def function_counters(conn: psycopg.Connection) -> dict[str, tuple[int, float]]:
+    """rlsctl's functions' calls and own milliseconds as this backend counts them."""
+    rows = conn.execute(
+        """SELECT funcname, calls, self_time FROM pg_catalog.pg_stat_xact_user_functions
+           WHERE schemaname = 'rlsctl'"""
+    ).fetchall()
+    counters: dict[str, tuple[int, float]] = {}
+    for name, calls, ms in rows:  # overloads (decrypt, encrypt) summed under their name
+        known = counters.get(name, (0, 0.0))
+        counters[name] = (known[0] + calls, known[1] + ms)
+    return counters
 
 
 def geomean(values: list[float]) -> float:
@@ -647,6 +706,7 @@ def main() -> int:
                     ]
             report(timings, sizes, args.runs)
             identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
+            helper_costs(conn, chosen, app, max(args.runs, 10) * 10)
             worst = max(timings, key=lambda t: t.ratio)
             query = next(q for q in QUERIES + WRITES if q.name == worst.query)
             params = chosen[worst.user]

@@ -45,6 +45,13 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
     sealed = next(line for line in found.stdout.splitlines() if line.startswith("keys encrypt:")).split()
     assert sealed[2] == sealed[4] and int(sealed[2]) > 0, sealed
+    # Where the time goes: rlsctl's functions counted by PostgreSQL for each statement under RLS.
+    section = found.stdout.split("rlsctl functions per statement under RLS", 1)[1].split("\n\n", 1)[0]
+    breakdown = {line[2:20].strip(): line for line in section.splitlines()[1:]}
+    assert set(breakdown) == {statement for statement, _ in expected}, section
+    assert "tenant_ids x" in breakdown["update prompt"] and "current_user_id x" in breakdown["update prompt"]
+    assert "decrypt x" in breakdown["my usage"], breakdown["my usage"]  # the decryption is counted
+    assert "audit_Prompt x1.00" in breakdown["delete prompt"], breakdown["delete prompt"]  # a trigger's too
 
 
 def test_the_policy_cost_benchmark_refuses_bad_numbers_before_creating_anything():
