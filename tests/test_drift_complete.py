@@ -102,3 +102,23 @@ def test_reach_that_is_not_a_plain_grant_is_drift_too(secured_db, setup, expecte
     found = {item["object"]: item["detail"] for item in items}
     assert code == 1 and expected in found, items
     assert reached.format(**names) in found[expected]
+
+
+def test_a_grant_on_the_keys_roles_transaction_marker_is_drift_that_apply_revokes(secured_db):
+    """The marker proves "no key in this transaction" (docs/identity.md, API-key sessions): a role that
+    could set it could forge that proof, so any grant on it is drift, and apply takes it back."""
+    app = secured_db.role("app")
+    with secured_db.connect() as conn:
+        conn.execute(sql.SQL("GRANT UPDATE, SELECT ON SEQUENCE rlsctl.api_key_xact TO {}").format(sql.Identifier(app)))
+    code, items = drift_items(secured_db)
+    assert code == 1
+    assert {item["object"] for item in items} == {
+        f"UPDATE on rlsctl.api_key_xact to {app}",
+        f"SELECT on rlsctl.api_key_xact to {app}",
+    }, items
+    assert cli(secured_db, "apply").exit_code == 0
+    assert drift_items(secured_db) == (0, [])
+    with secured_db.connect() as conn:
+        assert conn.execute("SELECT relacl FROM pg_class WHERE oid = 'rlsctl.api_key_xact'::regclass").fetchone()[
+            0
+        ] in (None, [f"{secured_db.role('keys')}=rwU/{secured_db.role('keys')}"])

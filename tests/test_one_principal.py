@@ -188,7 +188,9 @@ def test_an_audit_key_gets_no_members_and_no_prompt_ids_from_the_helpers(attacke
         assert authenticate(conn, AUDIT_A) is True
         # a member of the key's team, its owner: not members for this key (no scope a member rule needs)
         assert conn.execute("SELECT rlsctl.api_key_member('u_author'), rlsctl.api_key_member('u_a')").fetchone() == (
-            False, False)
+            False,
+            False,
+        )
         for scope in ("audit:read", "prompts:read", "analytics:read", None):
             rows = conn.execute('SELECT rlsctl."api_key_rows_Prompt"(%s)', (scope,)).fetchone()[0]
             assert rows == [], scope
@@ -199,7 +201,9 @@ def test_a_read_key_gets_no_members(attacked):
         as_app(conn, attacked)
         assert authenticate(conn, READ_A) is True
         assert conn.execute("SELECT rlsctl.api_key_member('u_author'), rlsctl.api_key_member('u_a')").fetchone() == (
-            False, False)
+            False,
+            False,
+        )
 
 
 def test_the_write_key_still_gets_the_members_its_rules_need(attacked):
@@ -238,6 +242,7 @@ def test_the_merged_tenant_helper_answers_each_principal_only_its_own(attacked):
     """rlsctl.tenant_ids_or_key(rank, scopes), which policies call for `tenant_role` and `api_key` branches of
     one column, called directly: a key gets its team only for a scope it holds, a user only its own teams,
     no identity nothing; a key session gets no user's teams even with a user set afterwards."""
+
     def ask(conn, rank, scopes):
         return conn.execute("SELECT rlsctl.tenant_ids_or_key(%s, %s::text[])", (rank, scopes)).fetchone()[0]
 
@@ -322,13 +327,18 @@ def test_without_temporary_objects_the_app_cannot_drop_a_key_session_inside_a_st
     database = make_db()
     migrate_and_apply(database)
     with database.connect() as conn:
-        conn.execute("""INSERT INTO "User"(id, email, "updatedAt") VALUES ('u_a', 'a@x', now()), ('u_out', 'o@x', now())""")
+        conn.execute(
+            """INSERT INTO "User"(id, email, "updatedAt") VALUES ('u_a', 'a@x', now()), ('u_out', 'o@x', now())"""
+        )
         conn.execute("""INSERT INTO "Team"(id, name, "ownerId", "updatedAt")
                         VALUES ('team_a', 'A', 'u_a', now()), ('team_c', 'C', 'u_out', now())""")
         conn.execute("""INSERT INTO "Prompt"(id, title, content, "userId", "teamId", "updatedAt")
                         VALUES ('pa1', 'one', 'x', 'u_a', 'team_a', now())""")
-        conn.execute("""INSERT INTO "ApiKey"(id, "teamId", name, "hashedKey", scopes)
-                        VALUES ('kw', 'team_a', 'write', %s, '{prompts:write}')""", (sha256(WRITE_A),))
+        conn.execute(
+            """INSERT INTO "ApiKey"(id, "teamId", name, "hashedKey", scopes)
+                        VALUES ('kw', 'team_a', 'write', %s, '{prompts:write}')""",
+            (sha256(WRITE_A),),
+        )
         conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database.name}" FROM PUBLIC')
         conn.execute(f'GRANT TEMPORARY ON DATABASE "{database.name}" TO "{database.role("keys")}"')
     with database.connect(autocommit=False) as conn:
@@ -340,3 +350,82 @@ def test_without_temporary_objects_the_app_cannot_drop_a_key_session_inside_a_st
                             BEGIN DISCARD TEMP; RETURN 'team_c'; END $$""")
     assert prompt_teams(database) == {"pa1": "team_a"}
 
+
+# -- the keys role's transaction marker (rlsctl.api_key_xact) ----------------------------------------------
+
+
+def session_table_reads(conn: psycopg.Connection) -> int:
+    """How often this transaction read the keys role's session table (its statistics, as superuser)."""
+    row = conn.execute(
+        """SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_xact_all_tables
+           WHERE schemaname = 'rlsctl' AND relname = 'api_key_session'"""
+    ).fetchone()
+    return int(row[0])
+
+
+def test_a_pooled_session_that_once_held_a_key_reads_no_session_table_in_a_users_writes(attacked):
+    """A session that authenticated a key in an earlier transaction (a pooled connection): in a user's
+    read-write transaction, the key-session helpers read the keys role's marker instead of its
+    session table at every current_user_id(); the user is still the user, and a key in this
+    transaction is still a key."""
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, WRITE_A) is True
+        conn.commit()
+        as_user(conn, attacked, "u_a")
+        conn.execute("""UPDATE "Prompt" SET title = title WHERE id = 'pa2'""")  # the transaction has an id
+        before = session_table_reads(conn)
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] == "u_a"
+        assert conn.execute("""UPDATE "Prompt" SET title = 'renamed' WHERE id = 'pa2'""").rowcount == 1
+        assert session_table_reads(conn) == before  # the marker answered
+        conn.rollback()
+        as_app(conn, attacked)
+        assert authenticate(conn, WRITE_A) is True
+        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
+        before = session_table_reads(conn)
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None  # the marker names it
+        assert session_table_reads(conn) > before  # and the table said "key session"
+        assert [r[0] for r in conn.execute('SELECT id FROM "Team" ORDER BY id')] == []
+        conn.rollback()
+
+
+def test_the_application_can_neither_set_nor_clear_the_marker_to_mix_a_key_and_a_user(attacked):
+    """The marker proves "no key" only when it names another transaction: the app may not set it
+    (no privilege), and clearing its value (DISCARD SEQUENCES), before a statement or inside one, sends
+    current_user_id() back to the session table: no user in a key's transaction."""
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, WRITE_A) is True
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("SELECT setval('rlsctl.api_key_xact', 1)")
+        conn.rollback()
+        as_app(conn, attacked)
+        assert authenticate(conn, WRITE_A) is True
+        conn.execute("DISCARD SEQUENCES")
+        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+        assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] == "team_a"
+        conn.rollback()
+        # A read-only transaction's key session, which sets no marker (a read-only transaction cannot):
+        # the marker proves nothing there, and the session table answers.
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True  # the session's temporary table, made read-write
+        conn.commit()
+        conn.execute("SET TRANSACTION READ ONLY")
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True
+        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
+        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+        conn.rollback()
+        as_app(conn, attacked)
+        conn.execute("""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
+                        BEGIN
+                            DISCARD SEQUENCES;
+                            PERFORM set_config('rlsctl.api_key_xid', '', true);
+                            PERFORM set_config('app.user_id', 'u_out', true);
+                            RETURN 'team_c';
+                        END $$""")
+        assert authenticate(conn, WRITE_A) is True
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            conn.execute("""UPDATE "Prompt" SET "teamId" = pg_temp.switch() WHERE id = 'pa1'""")
+    assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}

@@ -36,6 +36,7 @@ from rlsctl.catalog.queries import LiveGrant
 from rlsctl.pg import statements
 from rlsctl.pg.templates import render_template
 from rlsctl.state.objects import (
+    API_KEY_SEQUENCES,
     BUILTIN_FUNCTIONS,
     HELPER_TABLES,
     KEY_REGISTRY_TABLE,
@@ -107,6 +108,7 @@ def live_objects(
         "extension_sites": {},
         "functions": {"schema": scope.helper_schema},
         "tables": {"schemas": schemas},
+        "sequences": {"schema": scope.helper_schema},
         "policies": {"schemas": schemas},
         "table_privileges": {"schemas": schemas},
         "column_privileges": {"schemas": schemas},
@@ -167,6 +169,11 @@ def _load(
         if row["schema"] == scope.schema and row["name"] in managed_tables
     )
     _helper_tables(found, [row for row in rows["tables"] if row["schema"] == scope.helper_schema], scope)
+    found.managed.extend(
+        KeyTable(scope.helper_schema, row["name"], row["owner"])
+        for row in rows["sequences"]
+        if row["name"] in API_KEY_SEQUENCES
+    )
     ours = _our_tables(scope, managed_tables)
     policies = [_policy(row, scope) for row in rows["policies"] if (row["schema"], row["table_name"]) in ours]
     found.managed.extend(policy for policy, _ in policies)

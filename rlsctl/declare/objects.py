@@ -14,6 +14,7 @@ from rlsctl.declare.audit import audit_objects
 from rlsctl.declare.state import PGCRYPTO, DeclaredState, HelperFn, TableSpec, helper_name
 from rlsctl.pg.templates import call_macro
 from rlsctl.state.objects import (
+    API_KEY_MARKER,
     API_KEY_TABLES,
     BOOKKEEPING_TABLE,
     ENCRYPT_TRIGGER,
@@ -81,6 +82,7 @@ def declared_objects(state: DeclaredState, bodies: Bodies, operator: str | None)
     found += helper_tables(state)
     if state.keys is not None and state.api_keys is not None:
         found += [KeyTable(state.helper_schema, name, state.keys) for name in API_KEY_TABLES]
+        found.append(KeyTable(state.helper_schema, API_KEY_MARKER, state.keys))
     if state.retention is not None:
         found += [KeyTable(state.helper_schema, name, state.retention.owner) for name in RETENTION_TABLES]
     if state.encryption is not None and state.keys is not None:

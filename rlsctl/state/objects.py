@@ -60,14 +60,23 @@ AUDIT_TABLES = {
 # does not outlive a crash.
 API_KEY_SESSION_TABLE = "api_key_session"
 API_KEY_TABLES = {API_KEY_SESSION_TABLE: "API-key sessions"}
-# What drift calls each of rlsctl's own tables of the helper schema (KeyTable), in creation order.
-OWN_TABLES = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES, **API_KEY_TABLES}
+# A sequence of the keys role (objects/key_table.sql.j2): authenticate_api_key sets it to the id of a
+# read-write transaction that authenticates a key (setval), and the key-session helpers read the
+# session's own last value (currval): another transaction's id proves no key was authenticated in
+# this one, without reading the session table (docs/identity.md, API-key sessions). Nobody else
+# holds any privilege on it.
+API_KEY_MARKER = "api_key_xact"
+API_KEY_SEQUENCES = {API_KEY_MARKER: "API-key transaction marker"}
+# What drift calls each of rlsctl's own tables (and sequence) of the helper schema (KeyTable), in
+# creation order.
+OWN_TABLES = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES, **API_KEY_TABLES, **API_KEY_SEQUENCES}
 # PostgreSQL's functions rlsctl may grant (pg_read_file to the keys role, which reads the key
 # file in file mode through its membership in pg_read_server_files): their grants to
 # managed roles are read and compared like those of rlsctl's own functions.
 READ_SERVER_FILES = "pg_read_server_files"
 BUILTIN_FUNCTIONS = ("pg_catalog.pg_read_file(text)",)
-HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES, *RETENTION_TABLES, *AUDIT_TABLES, *API_KEY_TABLES)
+# Whose grants rlsctl reads and manages (the API-key marker is a sequence: only its grants, none).
+HELPER_TABLES = (BOOKKEEPING_TABLE, *KEY_TABLES, *RETENTION_TABLES, *AUDIT_TABLES, *API_KEY_TABLES, *API_KEY_SEQUENCES)
 
 
 @dataclass(frozen=True)
