@@ -268,6 +268,20 @@ def test_the_merged_tenant_helper_answers_each_principal_only_its_own(attacked):
         conn.rollback()
 
 
+def create_switch(conn: psycopg.Connection, discard: str) -> None:
+    """pg_temp.switch(): in the middle of a statement, `discard` (what the app can clear of a key
+    session), the hint cleared and a user named; it returns the outsider's team."""
+    conn.execute(
+        f"""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
+            BEGIN
+                {discard};
+                PERFORM set_config('rlsctl.api_key_xid', '', true);
+                PERFORM set_config('app.user_id', 'u_out', true);
+                RETURN 'team_c';
+            END $$"""
+    )
+
+
 def test_dropping_the_temp_tables_inside_a_statement_cannot_mix_a_key_and_a_user(attacked):
     """An adversarial review's attack: a function of the app's own in pg_temp runs DISCARD TEMP (which
     drops the keys role's temporary session table, ownership aside), clears the hint and names a
@@ -276,13 +290,7 @@ def test_dropping_the_temp_tables_inside_a_statement_cannot_mix_a_key_and_a_user
     reach: the CHECK still sees the key, and no user."""
     with attacked.connect(autocommit=False) as conn:
         as_app(conn, attacked)
-        conn.execute("""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
-                        BEGIN
-                            DISCARD TEMP;
-                            PERFORM set_config('rlsctl.api_key_xid', '', true);
-                            PERFORM set_config('app.user_id', 'u_out', true);
-                            RETURN 'team_c';
-                        END $$""")
+        create_switch(conn, "DISCARD TEMP")
         assert authenticate(conn, WRITE_A) is True
         with pytest.raises(pgerrors.InsufficientPrivilege):
             conn.execute("""UPDATE "Prompt" SET "teamId" = pg_temp.switch() WHERE id = 'pa1'""")
@@ -418,14 +426,38 @@ def test_the_application_can_neither_set_nor_clear_the_marker_to_mix_a_key_and_a
         assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
         conn.rollback()
         as_app(conn, attacked)
-        conn.execute("""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
-                        BEGIN
-                            DISCARD SEQUENCES;
-                            PERFORM set_config('rlsctl.api_key_xid', '', true);
-                            PERFORM set_config('app.user_id', 'u_out', true);
-                            RETURN 'team_c';
-                        END $$""")
+        create_switch(conn, "DISCARD SEQUENCES")
         assert authenticate(conn, WRITE_A) is True
         with pytest.raises(pgerrors.InsufficientPrivilege):
             conn.execute("""UPDATE "Prompt" SET "teamId" = pg_temp.switch() WHERE id = 'pa1'""")
     assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
+
+
+def test_a_key_cannot_be_authenticated_in_a_read_only_moment_a_function_will_end(attacked):
+    """An adversarial review's attack: a function whose SET clause makes the transaction read-only
+    for its own call authenticates a key, recorded only in the temporary table (a read-only moment
+    writes no other); back in read-write, the same transaction acted as the user, and as the key
+    whenever it set read-only again, even within one UPDATE (the key's USING, then DISCARD TEMP and
+    the user's CHECK). A read-only authentication must be the application's own statement, whose
+    read-only lasts to the transaction's end."""
+    with attacked.connect(autocommit=False) as conn:
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True  # the session's temporary table
+        conn.commit()
+        as_app(conn, attacked)
+        conn.execute("""CREATE FUNCTION pg_temp.auth_ro(k text) RETURNS boolean LANGUAGE sql
+                        SET transaction_read_only = on AS 'SELECT rlsctl.authenticate_api_key(k)'""")
+        with pytest.raises(pgerrors.InsufficientPrivilege, match="not from a function"):
+            conn.execute("SELECT pg_temp.auth_ro(%s)", (WRITE_A,))
+        conn.rollback()
+        conn.execute("SET TRANSACTION READ ONLY")  # a DO block is a function too
+        as_app(conn, attacked)
+        with pytest.raises(pgerrors.InsufficientPrivilege, match="not from a function"):
+            conn.execute(f"DO $$ BEGIN PERFORM rlsctl.authenticate_api_key('{READ_A}'); END $$")
+        conn.rollback()
+        # Read-write, a function may authenticate: the session is the keys role's table row.
+        as_app(conn, attacked)
+        conn.execute("""CREATE FUNCTION pg_temp.auth(k text) RETURNS boolean LANGUAGE sql
+                        AS 'SELECT rlsctl.authenticate_api_key(k)'""")
+        assert conn.execute("SELECT pg_temp.auth(%s)", (WRITE_A,)).fetchone()[0] is True
+        conn.rollback()
