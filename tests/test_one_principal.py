@@ -461,3 +461,22 @@ def test_a_key_cannot_be_authenticated_in_a_read_only_moment_a_function_will_end
                         AS 'SELECT rlsctl.authenticate_api_key(k)'""")
         assert conn.execute("SELECT pg_temp.auth(%s)", (WRITE_A,)).fetchone()[0] is True
         conn.rollback()
+
+
+def test_a_sessions_first_key_in_a_read_only_transaction_is_refused_with_what_to_do(attacked):
+    with attacked.connect(autocommit=False) as conn:
+        conn.execute("DISCARD TEMP")  # a fresh session: no temporary table yet
+        conn.commit()
+        conn.execute("SET TRANSACTION READ ONLY")
+        as_app(conn, attacked)
+        with pytest.raises(
+            pgerrors.ReadOnlySqlTransaction, match="first API key must be authenticated in a read-write"
+        ):
+            authenticate(conn, READ_A)
+        conn.rollback()
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True  # read-write: the table is made, and read-only works after
+        conn.commit()
+        conn.execute("SET TRANSACTION READ ONLY")
+        as_app(conn, attacked)
+        assert authenticate(conn, READ_A) is True
