@@ -16,6 +16,7 @@ import hashlib
 import psycopg
 import pytest
 from psycopg import errors as pgerrors
+from psycopg import sql
 
 from tests.conftest import migrate_and_apply
 
@@ -268,9 +269,24 @@ def test_the_merged_tenant_helper_answers_each_principal_only_its_own(attacked):
         conn.rollback()
 
 
+DISCARDS = ("DISCARD TEMP", "DISCARD SEQUENCES")  # what the app can clear of a key session's proofs
+
+
+def assert_still_the_key_after(conn: psycopg.Connection, discard: str) -> None:
+    """Team A's write key authenticated, then `discard`, the hint cleared and a user named: the
+    transaction is still the key's, and has no user."""
+    assert discard in DISCARDS
+    assert authenticate(conn, WRITE_A) is True
+    conn.execute(discard)
+    conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
+    assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
+    assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] == "team_a"
+
+
 def create_switch(conn: psycopg.Connection, discard: str) -> None:
     """pg_temp.switch(): in the middle of a statement, `discard` (what the app can clear of a key
     session), the hint cleared and a user named; it returns the outsider's team."""
+    assert discard in DISCARDS  # the one statement pasted into the function's body
     conn.execute(
         f"""CREATE FUNCTION pg_temp.switch() RETURNS text LANGUAGE plpgsql AS $$
             BEGIN
@@ -297,11 +313,7 @@ def test_dropping_the_temp_tables_inside_a_statement_cannot_mix_a_key_and_a_user
     assert prompt_teams(attacked) == {"pa1": "team_a", "pa2": "team_a"}
     with attacked.connect(autocommit=False) as conn:  # after it, the transaction still has no user
         as_app(conn, attacked)
-        assert authenticate(conn, WRITE_A) is True
-        conn.execute("DISCARD TEMP")
-        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
-        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
-        assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] == "team_a"
+        assert_still_the_key_after(conn, "DISCARD TEMP")
 
 
 def test_a_read_only_transaction_still_authenticates_a_key(attacked):
@@ -407,12 +419,15 @@ def test_the_application_can_neither_set_nor_clear_the_marker_to_mix_a_key_and_a
         with pytest.raises(pgerrors.InsufficientPrivilege):
             conn.execute("SELECT setval('rlsctl.api_key_xact', 1)")
         conn.rollback()
+        as_app(conn, attacked)  # nor read it: nobody but the keys role holds a privilege on it
+        for reading in ("SELECT currval('rlsctl.api_key_xact')", "SELECT last_value FROM rlsctl.api_key_xact"):
+            with pytest.raises(pgerrors.InsufficientPrivilege):
+                conn.execute(reading)
+            conn.rollback()
+            as_app(conn, attacked)
+        conn.rollback()
         as_app(conn, attacked)
-        assert authenticate(conn, WRITE_A) is True
-        conn.execute("DISCARD SEQUENCES")
-        conn.execute("SELECT set_config('rlsctl.api_key_xid', '', true), set_config('app.user_id', 'u_out', true)")
-        assert conn.execute("SELECT rlsctl.current_user_id()").fetchone()[0] is None
-        assert conn.execute("SELECT rlsctl.api_key_tenant(NULL)").fetchone()[0] == "team_a"
+        assert_still_the_key_after(conn, "DISCARD SEQUENCES")
         conn.rollback()
         # A read-only transaction's key session, which sets no marker (a read-only transaction cannot):
         # the marker proves nothing there, and the session table answers.
@@ -453,7 +468,9 @@ def test_a_key_cannot_be_authenticated_in_a_read_only_moment_a_function_will_end
         conn.execute("SET TRANSACTION READ ONLY")  # a DO block is a function too
         as_app(conn, attacked)
         with pytest.raises(pgerrors.InsufficientPrivilege, match="not from a function"):
-            conn.execute(f"DO $$ BEGIN PERFORM rlsctl.authenticate_api_key('{READ_A}'); END $$")
+            conn.execute(
+                sql.SQL("DO $$ BEGIN PERFORM rlsctl.authenticate_api_key({}); END $$").format(sql.Literal(READ_A))
+            )
         conn.rollback()
         # Read-write, a function may authenticate: the session is the keys role's table row.
         as_app(conn, attacked)

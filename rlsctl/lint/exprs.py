@@ -37,7 +37,8 @@ def parse(text: str | None) -> exp.Expression | None:
         return tree
     # An expression that starts with a name sqlglot reads as a statement's keyword (a table called
     # comment, set, show, call...: `comment.author_id = ...`) parses as a command, or not at all:
-    # read it where only an expression can stand, and detach it from that SELECT.
+    # read it where only an expression can stand, and detach it from that SELECT. The text is the
+    # server's own (pg_get_expr, pglast): sqlglot parses it here, nothing is sent to a server.
     for candidate in (text, _quoted_qualifiers(text)):  # the second: `describe.a`, `insert.a`
         wrapped = _parse_quietly(f"SELECT ({candidate})")
         if isinstance(wrapped, exp.Select) and len(wrapped.expressions) == 1:

@@ -490,7 +490,8 @@ class Trigger(Obj):
 class KeyTable(Obj):
     """One of rlsctl's own data tables in the helper schema (objects/key_table.sql.j2): the key
     store's, owned by the keys role (the wrapped data keys, the registry of columns ever
-    encrypted), or retention's, owned by the definer role (holds, their changes, runs)."""
+    encrypted), or retention's, owned by the definer role (holds, their changes, runs); and the
+    keys role's API-key transaction marker, a sequence (API_KEY_SEQUENCES)."""
 
     kind: ClassVar[str] = "key_table"
     schema: str
