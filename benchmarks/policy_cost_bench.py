@@ -408,11 +408,14 @@ class Statement:
             body = re.sub(r"%\((\w+)\)s", lambda m: f"${self.names.index(m.group(1)) + 1}", text)
             types = ", ".join("text[]" if isinstance(params[n], list) else "text" for n in self.names)
             # The name through psycopg's quoting; the types from the two above; the body is ours.
-            prepare = sql.SQL("PREPARE {} ({}) AS ").format(sql.Identifier(name), sql.SQL(types))
+            # A statement without parameters is prepared and executed without the parentheses.
+            listed = sql.SQL(f" ({types})" if types else "")
+            prepare = sql.SQL("PREPARE {}{} AS ").format(sql.Identifier(name), listed)
             conn.execute(prepare + sql.SQL(body))  # type: ignore[arg-type]
             self.cursor = psycopg.ClientCursor(conn)
-            self.call = sql.SQL("EXECUTE {} ({})").format(
-                sql.Identifier(name), sql.SQL(", ").join(sql.Placeholder() * len(self.names))
+            arguments = sql.SQL(", ").join(sql.Placeholder() * len(self.names))
+            self.call = sql.SQL("EXECUTE {}{}").format(
+                sql.Identifier(name), sql.SQL("({})").format(arguments) if self.names else sql.SQL("")
             )
 
     def run(self, params: dict[str, Any]) -> list:
@@ -540,6 +543,41 @@ def identity_costs(conn: psycopg.Connection, app: str, user: str, raw_key: str, 
         f"{statistics.median(setting) * 1000:.3f} ms, authenticating an API key "
         f"{statistics.median(authenticating) * 1000:.3f} ms"
     )
+
+
+# What a statement pays to learn the user's teams, measured three ways in one run: the floor any RLS
+# layer stands on (the baseline is handed the team ids; a policy has to look them up), next to
+# rlsctl's helper, which does the same lookup as a SECURITY DEFINER function.
+LOOKUPS = (
+    ("a round trip (SELECT 1), the superuser", "SELECT 1", None),
+    (
+        "the superuser's own lookup of the user's teams in the statement",
+        """SELECT (SELECT pg_catalog.array_agg(t) FROM (
+               SELECT "teamId" AS t FROM "TeamMember" WHERE "userId" = %(user)s
+               UNION ALL SELECT id FROM "Team" WHERE "ownerId" = %(user)s) AS mine)""",
+        None,
+    ),
+    ("rlsctl's tenant_ids('MEMBER') as the app", "SELECT (SELECT rlsctl.tenant_ids('MEMBER'))", "app"),
+)
+
+
+def lookup_costs(conn: psycopg.Connection, app: str, params: dict[str, Any], runs: int) -> None:
+    """The floor: one membership lookup in a statement, prepared, medians of interleaved batches."""
+    statements = [
+        (label, Statement(conn, text, params, "prepared", f"bench_lookup_{index}"), app if who else None)
+        for index, (label, text, who) in enumerate(LOOKUPS)
+    ]
+    times: dict[str, list[float]] = {label: [] for label, _, _ in statements}
+    for _ in range(3):  # interleaved, as measure() does
+        for label, statement, role in statements:
+            batch(conn, statement, params, WARMUP_CALLS, role)  # plans made, caches warm
+            times[label] += batch(conn, statement, params, math.ceil(runs / 3), role)[0]
+    medians = {label: statistics.median(found) * 1000 for label, found in times.items()}
+    trip = medians[LOOKUPS[0][0]]
+    print(f"\none lookup of the user's teams in a statement (prepared, median of {runs}, as the small team's MEMBER):")
+    for label, ms in medians.items():
+        extra = "" if label == LOOKUPS[0][0] else f" ({ms - trip:+.3f} ms over the round trip)"
+        print(f"  {label}: {ms:.3f} ms{extra}")
 
 
 def helper_costs(conn: psycopg.Connection, chosen: dict[str, dict[str, Any]], app: str, runs: int) -> None:
@@ -706,6 +744,7 @@ def main() -> int:
                     ]
             report(timings, sizes, args.runs)
             identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
+            lookup_costs(conn, app, chosen["small MEMBER"], max(args.runs, 10) * 10)
             helper_costs(conn, chosen, app, max(args.runs, 10) * 10)
             worst = max(timings, key=lambda t: t.ratio)
             query = next(q for q in QUERIES + WRITES if q.name == worst.query)

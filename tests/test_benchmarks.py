@@ -5,6 +5,7 @@ policies' meaning as well."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,11 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
     sealed = next(line for line in found.stdout.splitlines() if line.startswith("keys encrypt:")).split()
     assert sealed[2] == sealed[4] and int(sealed[2]) > 0, sealed
+    # The floor: one lookup of the user's teams, as the superuser's own query and as rlsctl's helper,
+    # each against the round trip of the same run.
+    floor = found.stdout.split("one lookup of the user's teams in a statement", 1)[1].split("\n\n", 1)[0]
+    extras = re.findall(r": (\d+\.\d+) ms \(([+-]\d+\.\d+) ms over the round trip\)", floor)
+    assert len(extras) == 2 and "tenant_ids('MEMBER') as the app" in floor, floor
     # Where the time goes: rlsctl's functions counted by PostgreSQL for each statement under RLS.
     section = found.stdout.split("rlsctl functions per statement under RLS", 1)[1].split("\n\n", 1)[0]
     breakdown = {line[2:20].strip(): line for line in section.splitlines()[1:]}
