@@ -524,3 +524,36 @@ def test_a_table_named_like_a_statement_keyword_is_linted_as_any_other(mode, nam
     assert not on(found, "RLS007", f"public.{name}.p"), found
     (unindexed,) = on(found, "RLS010", f"public.{name}.p")
     assert "owner_id" in unindexed.message
+
+
+RAW_SETTING = """
+CREATE ROLE app_role;
+CREATE TABLE note (id int PRIMARY KEY, org_id bigint NOT NULL, owner_name text NOT NULL);
+CREATE INDEX ON note (org_id);
+CREATE INDEX ON note (owner_name);
+ALTER TABLE note ENABLE ROW LEVEL SECURITY;
+ALTER TABLE note FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON note TO app_role;
+INSERT INTO note VALUES (1, 1, ''), (2, 2, 'ann');
+CREATE POLICY by_org ON note FOR SELECT TO app_role USING (org_id::text = (SELECT current_setting('app.org', true)));
+CREATE POLICY by_name ON note FOR SELECT TO app_role USING (owner_name = (SELECT current_setting('app.name', true)));
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rls015_names_a_text_column_and_not_a_number_cast_to_text(mode, make_db):
+    """A bigint cast to text never reads '': compared with a setting that reads '', it matches no row
+    (an outside check found the rule saying it matched the rows whose org_id is '')."""
+    found = lint_sql(mode, RAW_SETTING, make_db)
+    assert [f.object for f in found.get("RLS015", [])] == ["public.note.by_name"], found.get("RLS015")
+    assert "owner_name is ''" in found["RLS015"][0].message
+
+
+def test_an_unset_setting_opens_the_text_column_s_empty_rows_only(db):
+    with db.connect() as conn:
+        conn.execute(prefixed(RAW_SETTING, db.prefix).encode())
+        with conn.transaction(force_rollback=True):
+            conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
+            # Both settings read '' (as after an earlier SET LOCAL on a pooled connection).
+            conn.execute("SELECT set_config('app.org', '', true), set_config('app.name', '', true)")
+            assert conn.execute("SELECT id FROM note ORDER BY id").fetchall() == [(1,)]  # by_name's row only

@@ -5,12 +5,21 @@ from collections.abc import Iterator
 from sqlglot import exp
 
 from rlsctl.lint import exprs
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import LintModel, canonical_type
 from rlsctl.lint.rule import Finding, Rule
 
 TEXT_TYPES = {
     exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR, exp.DataType.Type.BPCHAR,
     exp.DataType.Type.NAME, exp.DataType.Type.NCHAR, exp.DataType.Type.NVARCHAR,
+}  # fmt: skip
+
+
+# Types whose text form is never '': a column of one of them cast to text matches no row of a
+# session whose setting reads '' (no leak, no error), so comparing it raw is no hazard of this rule's.
+NEVER_EMPTY_AS_TEXT = {
+    "smallint", "integer", "bigint", "numeric", "real", "double precision", "boolean", "uuid", "date",
+    "time", "timetz", "timestamp", "timestamptz", "interval", "json", "jsonb", "bytea", "inet", "cidr",
+    "macaddr", "macaddr8", "oid", "money",
 }  # fmt: skip
 
 
@@ -61,7 +70,9 @@ class SettingComparedRaw(Rule):
     column is '' on a pooled connection without identity; with a cast
     (`::uuid`, `::int`) the same connection gets "invalid input syntax"
     errors instead of no rows. NULLIF(current_setting(...), '') turns both
-    into NULL, and the policy fails closed.
+    into NULL, and the policy fails closed. A column whose text form is
+    never '' (a number, a uuid, a date, a boolean, an array) cast to text
+    matches no row then, and is not reported.
 
     Bad:
 
@@ -92,6 +103,8 @@ class SettingComparedRaw(Rule):
     def check(self, model: LintModel) -> Iterator[Finding]:
         for policy in model.policies:
             row = exprs.row_of(model, policy)
+            relation = model.relations.get(policy.table_qualified)
+            types = relation.types if relation is not None else {}
             problems: list[str] = []
             for text in (policy.using, policy.check):
                 tree = exprs.parse(text)
@@ -107,6 +120,8 @@ class SettingComparedRaw(Rule):
                             continue
                         call, textual = setting
                         shown = exprs.short(comparison, 80)
+                        if textual and column[1] and _never_empty(types.get(column[0].name)):
+                            continue  # a number, a uuid, a date... cast to text is never ''
                         if textual and column[1]:
                             problem = (
                                 f"{shown} matches the rows whose {column[0].name} is '' on a session where "
@@ -124,3 +139,10 @@ class SettingComparedRaw(Rule):
                     policy.qualified,
                     f"policy {policy.name} on {policy.table_qualified}: {'; '.join(problems)}",
                 )
+
+
+def _never_empty(column_type: str | None) -> bool:
+    if column_type is None:
+        return False  # unknown: reported
+    name = canonical_type(column_type)
+    return name.endswith("[]") or name in NEVER_EMPTY_AS_TEXT

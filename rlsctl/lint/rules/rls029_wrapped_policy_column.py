@@ -11,6 +11,11 @@ from rlsctl.lint.rule import Finding, Rule
 
 COMPARISONS = (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE)  # what a btree index on the column could serve
 ANCHORS = (*COMPARISONS, exp.In, exp.Between, exp.Is)
+# Operators whose result is a new value: `team_id + 0 = ...` compares that value, not the column.
+OPERATORS: dict[type[exp.Expression], str] = {
+    exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%", exp.Neg: "unary -",
+    exp.DPipe: "||", exp.BitwiseAnd: "&", exp.BitwiseOr: "|", exp.BitwiseXor: "#",
+}  # fmt: skip
 # Casts that leave a btree index on the column usable: text and varchar share their operators.
 SAME_OPERATORS = ({"text", "varchar"},)
 
@@ -63,14 +68,17 @@ class Wrapped:
             if isinstance(inner, exp.Column) and exprs.is_row_ref(inner, self.row) and not self.cast_keeps_index(node):
                 return inner, f"a cast to {node.to.sql(dialect='postgres').lower()}"
             return None
-        if not isinstance(node, exp.Func) or exprs.user_function(node, self.model):  # a helper of yours: RLS018
-            return None
+        operator = OPERATORS.get(type(node))
+        if operator is None and (not isinstance(node, exp.Func) or exprs.user_function(node, self.model)):
+            return None  # neither an operator nor a built-in function (a helper of yours: RLS018)
         if node.find(exp.Select) is not None:
             return None
         columns = {c.name: c for c in exprs.row_refs(node, self.row)}
         if len(columns) != 1:
             return None
         column = next(iter(columns.values()))
+        if operator is not None:
+            return column, f"the {operator} operator"
         return column, f"{exprs.function_name(node) or 'a function'}()"
 
 
@@ -90,12 +98,12 @@ def _sides(term: exp.Expression) -> list[tuple[exp.Expression, list[exp.Expressi
 
 
 class WrappedPolicyColumn(Rule):
-    """A policy compares a column only inside a function or a type-changing cast: no index on the column serves it.
+    """A policy compares a column only inside a function, an operator or a cast: no index on the column serves it.
 
     PostgreSQL uses an index for a comparison only when one side is exactly
     the index's key. `tenant_id::text = (SELECT current_setting(...))` on an
-    integer tenant_id, `lower(email) = ...`, `coalesce(team_id, 0) = ...` or
-    `created_at::date = ...` compare an expression, so the index on the bare
+    integer tenant_id, `lower(email) = ...`, `coalesce(team_id, 0) = ...`,
+    `team_id + 0 = ...` or `created_at::date = ...` compare an expression, so the index on the bare
     column cannot serve them: when nothing else in the branch narrows the
     rows, every query on the table evaluates the policy on every row (a
     sequential scan), and `rlsctl explain` shows the index scan gone. Compare
