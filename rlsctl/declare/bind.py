@@ -291,18 +291,7 @@ class Binder:
         return e.or_(*(self.bind(item, table, alias) for item in cond.items))
 
     def _bind_AllOf(self, cond: c.AllOf, table: str, alias: int) -> e.Pred:
-        ranked = any(isinstance(item, c.TenantRole) for item in cond.items)
-        return e.and_(*(self._bind_conjunct(item, table, alias, ranked) for item in cond.items))
-
-    def _bind_conjunct(self, cond: c.Cond, table: str, alias: int, ranked: bool) -> e.Pred:
-        """One item of an `all:`. Next to a `tenant_role:` (on the same row's tenant), `tenant_member: c`
-        holds when c names the user: the user holds a rank in the row's tenant, so belongs to it. Said
-        first, that comparison spares the lookup (two subqueries, each with its table's policies and a
-        tenants helper) when a user writes their own row; PostgreSQL stops an OR at its first true branch."""
-        bound = self.bind(cond, table, alias)
-        if not (ranked and isinstance(cond, c.TenantMember)):
-            return bound
-        return e.or_(e.compare(self.col(table, alias, cond.column), "=", e.Identity()), bound)
+        return e.and_(*(self.bind(item, table, alias) for item in cond.items))
 
     def _bind_Not(self, cond: c.Not, table: str, alias: int) -> e.Pred:
         return e.not_(self.bind(cond.item, table, alias))
