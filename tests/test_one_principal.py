@@ -497,3 +497,33 @@ def test_a_sessions_first_key_in_a_read_only_transaction_is_refused_with_what_to
         conn.execute("SET TRANSACTION READ ONLY")
         as_app(conn, attacked)
         assert authenticate(conn, READ_A) is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="residual risk (docs/threat-model.md, two users in one statement): each InitPlan reads app.user_id "
+    "when it is first needed, so a statement that changes the setting between rows can combine two users' "
+    "rights in one row",
+)
+def test_two_user_identities_inside_one_statement_are_not_combined_in_one_row(attacked):
+    """u_out, no member of team_a, writes a private prompt in the first row, which fixes the insert
+    check's `userId = current_user_id()` to u_out; the second row switches the identity to u_a, whose
+    teams the check then looks up for the first time: a prompt by u_out in team_a, which neither user
+    could write alone. Strict: when the gap is closed this test passes, and the marker must go."""
+    with attacked.connect(autocommit=False) as conn:
+        as_user(conn, attacked, "u_a")
+        try:
+            conn.execute(
+                """INSERT INTO "Prompt"(id, "userId", title, content, "updatedAt", "teamId")
+                   SELECT 'mix' || n, 'u_out',
+                          'x' || left(set_config('app.user_id', CASE n WHEN 1 THEN 'u_out' ELSE 'u_a' END, true), 0),
+                          'text', now(), team
+                   FROM (VALUES (1, NULL::text), (2, 'team_a')) AS v(n, team)"""
+            )
+            conn.execute("RESET ROLE")
+            mixed = conn.execute("""SELECT count(*) FROM "Prompt" WHERE id = 'mix2'""").fetchone()[0]
+        except pgerrors.InsufficientPrivilege:
+            mixed = 0
+        finally:
+            conn.rollback()
+    assert mixed == 0
