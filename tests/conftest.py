@@ -172,18 +172,3 @@ def secured_db(db: TestDatabase) -> TestDatabase:
     """A database at the last phase with the security layer applied."""
     migrate_and_apply(db)
     return db
-
-
-# The files whose tests take minutes (a mutation run per table, the shipped projects' verify profile,
-# the wheel's demo, the tampering cases), collected first: xdist hands tests to its workers in
-# collection order, so a long test collected late runs alone at the end while the other workers idle.
-# Whole files move, each kept in its own order, so a module's fixtures are still made once per worker.
-LONGEST_FIRST = ("test_mutations.py", "test_verify.py", "test_diff.py", "test_wheel.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: every other test keeps its place
