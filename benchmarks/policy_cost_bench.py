@@ -409,7 +409,7 @@ class Statement:
             types = ", ".join("text[]" if isinstance(params[n], list) else "text" for n in self.names)
             # The name through psycopg's quoting; the types from the two above; the body is ours.
             # A statement without parameters is prepared and executed without the parentheses.
-            listed = sql.SQL(f" ({types})" if types else "")
+            listed = sql.SQL(" ({})").format(sql.SQL(types)) if types else sql.SQL("")
             prepare = sql.SQL("PREPARE {}{} AS ").format(sql.Identifier(name), listed)
             conn.execute(prepare + sql.SQL(body))  # type: ignore[arg-type]
             self.cursor = psycopg.ClientCursor(conn)
@@ -549,23 +549,23 @@ def identity_costs(conn: psycopg.Connection, app: str, user: str, raw_key: str, 
 # layer stands on (the baseline is handed the team ids; a policy has to look them up), next to
 # rlsctl's helper, which does the same lookup as a SECURITY DEFINER function.
 LOOKUPS = (
-    ("a round trip (SELECT 1), the superuser", "SELECT 1", None),
+    ("a round trip (SELECT 1), the superuser", "SELECT 1", False),
     (
         "the superuser's own lookup of the user's teams in the statement",
         """SELECT (SELECT pg_catalog.array_agg(t) FROM (
                SELECT "teamId" AS t FROM "TeamMember" WHERE "userId" = %(user)s
                UNION ALL SELECT id FROM "Team" WHERE "ownerId" = %(user)s) AS mine)""",
-        None,
+        False,
     ),
-    ("rlsctl's tenant_ids('MEMBER') as the app", "SELECT (SELECT rlsctl.tenant_ids('MEMBER'))", "app"),
+    ("rlsctl's tenant_ids('MEMBER') as the app", "SELECT (SELECT rlsctl.tenant_ids('MEMBER'))", True),
 )
 
 
 def lookup_costs(conn: psycopg.Connection, app: str, params: dict[str, Any], runs: int) -> None:
     """The floor: one membership lookup in a statement, prepared, medians of interleaved batches."""
     statements = [
-        (label, Statement(conn, text, params, "prepared", f"bench_lookup_{index}"), app if who else None)
-        for index, (label, text, who) in enumerate(LOOKUPS)
+        (label, Statement(conn, text, params, "prepared", f"bench_lookup_{index}"), app if as_app else None)
+        for index, (label, text, as_app) in enumerate(LOOKUPS)
     ]
     times: dict[str, list[float]] = {label: [] for label, _, _ in statements}
     for _ in range(3):  # interleaved, as measure() does

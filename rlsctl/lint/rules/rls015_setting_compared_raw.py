@@ -120,9 +120,10 @@ class SettingComparedRaw(Rule):
                             continue
                         call, textual = setting
                         shown = exprs.short(comparison, 80)
-                        if textual and column[1] and _never_empty(types.get(column[0].name)):
+                        as_text = textual and column[1]
+                        if as_text and _never_empty(types.get(column[0].name)):
                             continue  # a number, a uuid, a date... cast to text is never ''
-                        if textual and column[1]:
+                        if as_text:
                             problem = (
                                 f"{shown} matches the rows whose {column[0].name} is '' on a session where "
                                 f"{exprs.setting_name(call)} reads '' (unset after an earlier SET LOCAL)"
