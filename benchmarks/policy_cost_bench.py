@@ -1,6 +1,6 @@
 """Benchmark PromptCraft's reads under rlsctl's policies against a hand-written WHERE (issue 15).
 
-    python benchmarks/policy_cost_bench.py [--server DSN] [--scale 1.0] [--runs 30] [--warmup 5]
+    python benchmarks/policy_cost_bench.py [--server DSN] [--scale 1.0 ...] [--runs 30] [--warmup 5]
                                            [--protocol prepared|one-shot|custom ...] [--keep]
 
 On a throw-away database migrated and applied with a unique role prefix, the
@@ -26,7 +26,9 @@ the worst query, and where each statement's time goes under RLS: how often each
 of rlsctl's functions runs in it and for how long (PostgreSQL's per-function
 statistics, track_functions). Never asserts on time. The default scale (2,000 teams of 10, one
 of 1,000 with 100k of the 1M prompts, 2M versions, 2M audit rows) takes a few
-minutes to generate; --scale 0.1 is a quick look.
+minutes to generate; --scale 0.1 is a quick look. Given more than one --scale, each is measured
+on its own load, in the order given, and a last table shows how each ratio grew from the first
+scale to the last.
 """
 
 from __future__ import annotations
@@ -687,7 +689,11 @@ def main() -> int:
         "--server", default=os.environ.get("RLSCTL_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     parser.add_argument(
-        "--scale", type=_number(float, 0, strictly=True), default=1.0, help="multiplies teams, users and rows"
+        "--scale",
+        action="append",
+        type=_number(float, 0, strictly=True),
+        help="multiplies teams, users and rows (repeatable: each scale on its own load, then how each ratio "
+        "grows from the first to the last; default 1)",
     )
     parser.add_argument(
         "--runs", type=_number(int, 1, strictly=False), default=30, help="timed runs per query, user and way"
@@ -706,7 +712,19 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database and roles (prints their names)")
     args = parser.parse_args()
     args.protocol = args.protocol or ["prepared", "one-shot"]
-    sizes = Sizes.scaled(args.scale)
+    scales = list(dict.fromkeys(args.scale or [1.0]))
+    measured = []
+    for number, scale in enumerate(scales):
+        if number:
+            print("\n")
+        measured.append((scale, run_at(args, Sizes.scaled(scale))))
+    if len(measured) > 1:
+        growth(measured)
+    return 0
+
+
+def run_at(args: argparse.Namespace, sizes: Sizes) -> list[Timing]:
+    """One scale: its own throw-away database and roles, loaded, measured, reported, dropped."""
     name, prefix = f"rlsctl_bench_{secrets.token_hex(4)}", f"bench{secrets.token_hex(3)}_"
     admin = conninfo.make_conninfo(args.server, dbname="postgres")
     signal.signal(signal.SIGTERM, _terminated(admin, name, prefix, args.keep))
@@ -724,7 +742,6 @@ def main() -> int:
                 )
             )
         project = load_project(ROOT, role_prefix=prefix)
-        app = f"{prefix}app"
         with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
             started = time.perf_counter()
             migrating.migrate(conn, project, Target(dsn, name))
@@ -732,41 +749,75 @@ def main() -> int:
             generate(conn, sizes)
             encrypt(dsn, prefix)
             print(f"setup (migrate, apply, generate, keys encrypt, analyze): {time.perf_counter() - started:.1f} s")
-            chosen = subjects(conn, sizes)
-            timings = []
-            for protocol in args.protocol:
-                for index, query in enumerate(QUERIES + WRITES):
-                    ways = prepare(conn, query, next(iter(chosen.values())), protocol, index)
-                    timings += [
-                        measure(conn, query, ways, label, params, app, args.runs, args.warmup)
-                        for label, params in chosen.items()
-                        if (query.for_keys or "api_key" not in params) and (query.for_members or "MEMBER" not in label)
-                    ]
-            report(timings, sizes, args.runs)
-            identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
-            lookup_costs(conn, app, chosen["small MEMBER"], max(args.runs, 10) * 10)
-            helper_costs(conn, chosen, app, max(args.runs, 10) * 10)
-            worst = max(timings, key=lambda t: t.ratio)
-            query = next(q for q in QUERIES + WRITES if q.name == worst.query)
-            params = chosen[worst.user]
-            print(f"\nPlan of the worst, {worst.query} for {worst.user}, under RLS (as {app}):")
-            print(explain(conn, query.rls.format(check=""), params, app))
-            print("\nand the baseline's (superuser, hand-written WHERE):")
-            print(explain(conn, query.rls.format(check=query.baseline), params, None))
-            print(f"\n{app}'s SELECT policies on the tables it reads (pg_policies):")
-            for table, policy, qual in conn.execute(
-                """SELECT tablename, policyname, qual FROM pg_catalog.pg_policies
-                   WHERE %s = ANY(roles) AND cmd IN ('SELECT', 'ALL') AND strpos(%s, '"' || tablename || '"') > 0
-                   ORDER BY tablename, policyname""",
-                (app, query.rls),
-            ):
-                print(f"  {table}.{policy}: {qual}")
+            return measure_all(conn, args, sizes, f"{prefix}app")
     finally:
         if args.keep:
             print(f"\nkept: database {name}, roles {prefix}*")
         else:
             drop(admin, name, prefix)
-    return 0
+
+
+def measure_all(conn: psycopg.Connection, args: argparse.Namespace, sizes: Sizes, app: str) -> list[Timing]:
+    """Every statement for every principal and protocol, the report, and where the time goes."""
+    chosen = subjects(conn, sizes)
+    timings = []
+    for protocol in args.protocol:
+        for index, query in enumerate(QUERIES + WRITES):
+            ways = prepare(conn, query, next(iter(chosen.values())), protocol, index)
+            timings += [
+                measure(conn, query, ways, label, params, app, args.runs, args.warmup)
+                for label, params in chosen.items()
+                if (query.for_keys or "api_key" not in params) and (query.for_members or "MEMBER" not in label)
+            ]
+    report(timings, sizes, args.runs)
+    identity_costs(conn, app, chosen["small MEMBER"]["user"], chosen["big API key"]["api_key"], args.runs)
+    lookup_costs(conn, app, chosen["small MEMBER"], max(args.runs, 10) * 10)
+    helper_costs(conn, chosen, app, max(args.runs, 10) * 10)
+    worst = max(timings, key=lambda t: t.ratio)
+    query = next(q for q in QUERIES + WRITES if q.name == worst.query)
+    params = chosen[worst.user]
+    print(f"\nPlan of the worst, {worst.query} for {worst.user}, under RLS (as {app}):")
+    print(explain(conn, query.rls.format(check=""), params, app))
+    print("\nand the baseline's (superuser, hand-written WHERE):")
+    print(explain(conn, query.rls.format(check=query.baseline), params, None))
+    print(f"\n{app}'s SELECT policies on the tables it reads (pg_policies):")
+    for table, policy, qual in conn.execute(
+        """SELECT tablename, policyname, qual FROM pg_catalog.pg_policies
+           WHERE %s = ANY(roles) AND cmd IN ('SELECT', 'ALL') AND strpos(%s, '"' || tablename || '"') > 0
+           ORDER BY tablename, policyname""",
+        (app, query.rls),
+    ):
+        print(f"  {table}.{policy}: {qual}")
+    return timings
+
+
+def growth(measured: list[tuple[float, list[Timing]]]) -> None:
+    """Each ratio at every scale, and how it grew from the first scale to the last: what a
+    bigger team and bigger tables cost under RLS that the baseline does not pay."""
+    scales = [scale for scale, _ in measured]
+    print("\n\nHow each ratio grows with team size and table size, scale by scale:")
+    for scale in scales:
+        sizes = Sizes.scaled(scale)
+        print(
+            f"  scale {scale:g}: {sizes.small_teams} teams of {sizes.small_size} + one of {sizes.big_size}, "
+            f"{sizes.prompts} prompts, {sizes.audit} audit rows"
+        )
+    at = [{(t.protocol, t.query, t.user): t for t in timings} for _, timings in measured]
+    header = " ".join(f"{f'at {scale:g}':>9}" for scale in scales)
+    print(f"  {'protocol':<9} {'statement':<18} {'principal':<13} {header} {'growth':>8}")
+    for key in at[0]:
+        if all(key in one for one in at):
+            ratios = [one[key].ratio for one in at]
+            shown = " ".join(f"{ratio:9.2f}" for ratio in ratios)
+            print(f"  {key[0]:<9} {key[1]:<18} {key[2]:<13} {shown} {f'x{ratios[-1] / ratios[0]:.2f}':>8}")
+    for protocol in dict.fromkeys(key[0] for key in at[0]):
+        means = [geomean([t.ratio for t in one.values() if t.protocol == protocol]) for one in at]
+        ruled = [geomean([t.ruled for t in one.values() if t.protocol == protocol]) for one in at]
+        worst = [max(t.ratio for t in one.values() if t.protocol == protocol) for one in at]
+        print(
+            f"  {protocol}: geometric mean {' -> '.join(f'{m:.2f}' for m in means)} "
+            f"(ruled {' -> '.join(f'{m:.2f}' for m in ruled)}), worst {' -> '.join(f'{w:.2f}' for w in worst)}"
+        )
 
 
 def _terminated(admin: str, name: str, prefix: str, keep: bool) -> Callable[[int, object], None]:

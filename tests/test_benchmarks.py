@@ -20,18 +20,31 @@ from tests.conftest import ROOT, SERVER
 USERS = tuple(f"{size} {rank}" for size in ("small", "big") for rank in ("OWNER", "ADMIN", "MEMBER"))
 
 
+def table_rows(text: str, figures: int) -> dict[tuple[str, str, str], list[str]]:
+    """(protocol, statement, principal) of each row of a table: the words before its `figures`
+    figures, and the figures."""
+    rows = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) > figures + 1 and all(word.replace(".", "", 1).isdigit() for word in words[-figures:]):
+            named = " ".join(words[1:-figures])
+            principal = next(p for p in (*USERS, "big API key") if named.endswith(p))
+            rows[(words[0], named[: -len(principal)].strip(), principal)] = words[-figures:]
+    return rows
+
+
 def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does():
-    command = [sys.executable, "benchmarks/policy_cost_bench.py", "--server", SERVER, "--scale", "0.02"]
-    command += ["--runs", "2", "--warmup", "0"]  # 0: the rows are still compared (one run)
+    """At two scales (the issue: "run it at two scales and show how each ratio grows")."""
+    command = [sys.executable, "benchmarks/policy_cost_bench.py", "--server", SERVER, "--scale", "0.01"]
+    command += ["--scale", "0.02", "--runs", "2", "--warmup", "0"]  # 0: the rows are still compared (one run)
     found = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert found.returncode == 0, found.stdout[-2000:] + found.stderr[-2000:]
-    rows = {}  # (protocol, statement, principal) of each row of the table: the words before its four figures
-    for line in found.stdout.splitlines():
-        words = line.split()
-        if len(words) > 5 and all(word.replace(".", "", 1).isdigit() for word in words[-4:]):
-            text = " ".join(words[1:-4])
-            principal = next(p for p in (*USERS, "big API key") if text.endswith(p))
-            rows[(words[0], text[: -len(principal)].strip(), principal)] = words[-4:]
+    assert found.stderr.count("benchmark database ") == 2, found.stderr  # a load of its own for each scale
+    first, second, grown = re.split(r"^PromptCraft reads and writes|^How each ratio grows", found.stdout, flags=re.M)[
+        1:
+    ]
+    assert first.startswith(", 20 teams of 10 + one of 10,") and second.startswith(", 40 teams of 10 + one of 20,")
+    rows = table_rows(second, 4)  # RLS ms, base ms, ratio, ruled: the second scale's table
     reads = ("prompt page", "prompt + versions", "versions of 20", "audit page")
     expected = {(s, p) for s in reads for p in (*USERS, "big API key")}
     expected |= {(s, p) for s in ("member list", "my usage", "delete prompt", "add version") for p in USERS}
@@ -41,6 +54,18 @@ def test_the_policy_cost_benchmark_runs_and_rls_returns_what_the_baseline_does()
     # Each statement both ways a driver sends it: prepared once and executed again and again, and
     # planned at every execution.
     assert set(rows) == {(protocol, *row) for protocol in ("prepared", "one-shot") for row in expected}
+    # The last table: each ratio at both scales, as each scale's table printed it, and its growth.
+    earlier, growth = table_rows(first, 4), {}
+    for line in grown.splitlines():
+        if line.split()[-1:] and re.fullmatch(r"x\d+\.\d\d", line.split()[-1]):
+            rows_of = table_rows(line.rsplit(" ", 1)[0], 2)
+            growth |= {key: (*figures, line.split()[-1]) for key, figures in rows_of.items()}
+    assert set(growth) == set(rows), set(rows) ^ set(growth)
+    for key, (at_first, at_second, grew) in growth.items():
+        assert (at_first, at_second) == (earlier[key][2], rows[key][2]), key
+        assert abs(float(grew[1:]) - float(at_second) / float(at_first)) < 0.02, (key, grew)
+    summary = re.findall(r"^  (prepared|one-shot): geometric mean \S+ -> \S+ \(ruled \S+ -> \S+\), worst", grown, re.M)
+    assert summary == ["prepared", "one-shot"], grown[-600:]
     assert "authenticating an API key" in found.stdout
     assert "RLS and baseline equal" in found.stdout
     # `rlsctl keys encrypt` ran on the load: "my usage" decrypts every row it reads, both ways.
