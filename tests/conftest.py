@@ -153,6 +153,15 @@ def migrate_and_apply(database: TestDatabase, phase: int | None = None, project:
     return project
 
 
+def vacuum(database: TestDatabase) -> None:
+    """For a module's database that is applied again and again (tampering cases, mutants): when
+    autovacuum is off, as on the test machine's server, every apply leaves dead catalog rows that
+    each later catalog read scans (tampering cases took 7 s each by the end of their module, 4 s
+    vacuumed between them)."""
+    with database.connect() as conn:
+        conn.execute("VACUUM")
+
+
 def as_operator(database: TestDatabase) -> TestDatabase:
     """The same database, reached as a non-superuser that owns it and has CREATEROLE
     (a managed service's admin: RDS, Cloud SQL, Supabase). Its name carries the prefix."""

@@ -21,7 +21,7 @@ from rlsctl.cli.main import main
 from rlsctl.migrate import run as migrating
 from rlsctl.policy.project import load_project
 from rlsctl.tester.run import run_matrix
-from tests.conftest import ROOT, as_operator, migrate_and_apply
+from tests.conftest import ROOT, as_operator, migrate_and_apply, vacuum
 from tests.helpers import security_snapshot
 
 
@@ -541,11 +541,7 @@ def test_tampering_is_detected_repaired_and_converges(baseline, name, tamper, ob
     The repair is checked twice: through rlsctl's catalog queries and through plain
     pg_catalog queries that share none of their blind spots."""
     database, expected, expected_in_pg_catalog = baseline
-    with database.connect() as conn:
-        # Each case applies twice on the module's database: without autovacuum (off on the test
-        # server) its catalogs fill with dead rows that every later catalog read scans (cases took
-        # 7 s each by the end of the module, 4 s with this).
-        conn.execute("VACUUM")
+    vacuum(database)  # each case applies twice on the module's database
     names = tamper_with(database, tamper)
     tampered = security_snapshot(database)
     assert tampered != expected

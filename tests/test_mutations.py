@@ -26,7 +26,7 @@ from rlsctl.declare.compile import declare
 from rlsctl.errors import PolicyFileError, UsageError
 from rlsctl.policy.project import load_project
 from rlsctl.tester.run import MatrixResult, run_matrix
-from tests.conftest import ROOT, TestDatabase, migrate_and_apply
+from tests.conftest import ROOT, TestDatabase, migrate_and_apply, vacuum
 from tests.mutations import Mutant, affected, mutants, write_mutant
 
 PROJECTS = {"promptcraft": ROOT, "orgs": ROOT / "examples" / "orgs"}
@@ -139,10 +139,7 @@ class Lab:
     def judge(self, mutant: Mutant) -> MatrixResult | None:
         """The mutant's matrix, or None when the policy files refuse the edit (it cannot be applied)."""
         write_mutant(self.root, mutant, self.originals)
-        with self.database.connect() as conn:
-            # Every mutant is applied and rolled back on one database: when autovacuum is off (as on
-            # the test machine) the dead catalog rows they leave slow every later apply's catalog reads.
-            conn.execute("VACUUM")
+        vacuum(self.database)  # every mutant is applied and rolled back on this one database
         try:
             project = load_project(self.root, role_prefix=self.database.prefix)
             with self.database.connect() as conn, conn.transaction(force_rollback=True):
