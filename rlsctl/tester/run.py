@@ -307,13 +307,21 @@ def _bypass_meaning(state: DeclaredState, role: str, kind: str) -> str:
 class Runner:
     """Renders the tester's statements and loads fixture rows, as the connecting role."""
 
-    def __init__(self, conn: psycopg.Connection, project: Project, schema: Schema, state: DeclaredState) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        project: Project,
+        schema: Schema,
+        state: DeclaredState,
+        rendered: dict[tuple[Any, ...], str] | None = None,
+    ) -> None:
         self.conn = conn
         self.project = project
         self.schema = schema
         self.state = state
         self.templates = project.root / "templates"
-        self._rendered: dict[tuple[Any, ...], str] = {}
+        # Statements by what they say (table, values): shared by the worlds of one verify run.
+        self._rendered: dict[tuple[Any, ...], str] = {} if rendered is None else rendered
         self.principals: tuple[Principal, ...] = ()
         self.loaded: list[str] = []  # the fixture rows' INSERTs, in order
         self.guarded: set[str] | None = None  # the tables carrying rlsctl's guard trigger (read once)
@@ -389,10 +397,8 @@ def run_matrix(
     only these (every fixture row is still loaded; an unknown name is an error)."""
     if project.fixtures is None:
         raise UsageError("the project declares no fixtures section: rlsctl test has nothing to run")
-    schema = live_schema(conn, project, None)
-    state = declare(project, schema)
-    if not state.tables:
-        raise UsageError(f"{where}: no declared table exists yet: run `rlsctl migrate` and `rlsctl apply`")
+    memo = generated.memo if generated is not None else {}
+    schema, state = _declared(conn, project, where, memo)
     every_phase = project.migrated_schema().union(schema)
     if generated is None:
         check_names(project, every_phase)
@@ -405,7 +411,10 @@ def run_matrix(
     acting: dict[str, list[str]] = {}
     for principal in principals:
         acting.setdefault(principal.role, []).append(principal.name)
-    refuse_false_greens(conn, project, state, sorted(acting), acting)
+    checked = ("roles checked", *sorted(acting))
+    if checked not in memo:
+        refuse_false_greens(conn, project, state, sorted(acting), acting)
+        memo[checked] = True
     _check_literal_ids(conn, project)
     principals = _valid_settings(conn, project, principals)
     managed = [table.name for table in state.tables]
@@ -417,7 +426,9 @@ def run_matrix(
         statements.run(conn, "test_settings")
         # Read again under the test's search_path (pg_catalog only), so that the casts of its
         # statements name the project's own types with their schema.
-        runner = Runner(conn, project, catalog.read_schema(conn, project.schema_name), state)
+        if "tester schema" not in memo:
+            memo["tester schema"] = catalog.read_schema(conn, project.schema_name)
+        runner = Runner(conn, project, memo["tester schema"], state, memo.setdefault("rendered", {}))
         # The batch functions belong to the connecting role (every principal may run them).
         setting = project.settings.identity.setting
         conn.execute(runner.sql("tester_batch", setting=setting, helper_schema=state.helper_schema).encode())
@@ -467,9 +478,27 @@ def run_matrix(
 
 @dataclass(frozen=True)
 class Generated:
-    """How a generated world is judged (rlsctl verify)."""
+    """How a generated world is judged (rlsctl verify), and what one world's run leaves for the
+    next: nothing a world loads outlives its rolled-back transaction, so the catalog, the
+    compiled policies and the roles' checks are the same for every world of one verify run
+    (read, compiled and checked for the first; a fifth of a world's time on PromptCraft)."""
 
     expectations: Expectations | None
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False)
+
+
+def _declared(
+    conn: psycopg.Connection, project: Project, where: str, memo: dict[Any, Any]
+) -> tuple[Schema, DeclaredState]:
+    """The live schema and the state the policies declare for it (not the fixtures': the same
+    for every world)."""
+    if "declared" not in memo:
+        schema = live_schema(conn, project, None)
+        state = declare(project, schema)
+        if not state.tables:
+            raise UsageError(f"{where}: no declared table exists yet: run `rlsctl migrate` and `rlsctl apply`")
+        memo["declared"] = (schema, state)
+    return memo["declared"]  # type: ignore[no-any-return]
 
 
 def _prepare(runner: Runner, state: DeclaredState) -> None:

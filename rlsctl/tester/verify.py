@@ -142,12 +142,16 @@ class _World:
     runs: int = 0
     cells: int = 0  # in the worlds judged through `fails`
     rejected: int = 0  # drawn worlds the schema's constraints refused
+    generated: Generated = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.generated = Generated(self.expectations)  # one for all the worlds: it keeps what they share
 
     def run(self, spec: WorldSpec) -> MatrixResult:
         self.runs += 1
         fixtures = fixtures_of(self.shape, spec)
         project = replace(self.project, fixtures=fixtures)
-        return run_matrix(self.conn, project, self.where, generated=Generated(self.expectations))
+        return run_matrix(self.conn, project, self.where, generated=self.generated)
 
     def fails(self, spec: WorldSpec) -> bool:
         try:
