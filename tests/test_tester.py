@@ -7,7 +7,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from rlsctl.cli.main import main
 from rlsctl.errors import UsageError
@@ -85,6 +85,32 @@ def test_refuses_roles_that_bypass_rls(secured_db, attribute):
     finally:
         with secured_db.connect() as conn:
             conn.execute(sql.SQL("ALTER ROLE {} NO" + attribute).format(sql.Identifier(app)))
+
+
+def test_refuses_a_role_the_login_cannot_become(secured_db):
+    """A login that is no member of a principal's role gets "permission denied to set role" for
+    every statement as it: denials no policy made, which must not pass for a green run."""
+    login, auditor = secured_db.role("tester_login"), secured_db.role("auditor")
+    with secured_db.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+        roles = [row[0] for row in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) AND rolname NOT IN (%s, %s)",
+            (secured_db.prefix, login, auditor),
+        )]  # fmt: skip
+        for role in roles:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(login)))
+    try:
+        as_login = conninfo.make_conninfo(secured_db.dsn, user=login)
+        result = CliRunner().invoke(
+            main, ["test", "--dsn", as_login, "--project", str(ROOT), "--role-prefix", secured_db.prefix]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"refusing to test as {auditor} (fixture principal" in result.stderr
+        assert "cannot SET ROLE to it" in result.stderr and f"GRANT {auditor} TO {login}" in result.stderr
+    finally:
+        with secured_db.connect() as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
 
 
 def test_refuses_when_the_app_role_owns_a_table(secured_db):

@@ -272,6 +272,13 @@ def refuse_false_greens(
             )
         if row["role"] == state.app and row["owns"]:
             raise UsageError(f"refusing to test as {row['role']}: the application role owns {row['owns'][0]}")
+        if not row["can_switch"]:
+            # Every cell would be denied by "permission denied to set role", not by a policy: a false green.
+            raise UsageError(
+                f"refusing to test as {row['role']}{_acting(principals, row['role'])}: this login cannot SET ROLE "
+                f"to it (it is not a member), so every statement as it would fail for that reason, not by a policy: "
+                f"GRANT {row['role']} TO {row['login']} (docs/testing.md)"
+            )
     missing = set(roles) - {
         row["role"]
         for row in statements.run(conn, "role_risks", schema=project.schema_name, tables=tables, roles=roles)

@@ -1,6 +1,10 @@
--- Why impersonating a role would prove nothing: it bypasses RLS, or it owns
--- (has the privileges of the owner of) a table whose RLS is not forced.
+-- Why impersonating a role would prove nothing: it bypasses RLS, it owns
+-- (has the privileges of the owner of) a table whose RLS is not forced, or the
+-- login cannot become it (SET ROLE needs the session user's membership), so
+-- every statement as it fails with "permission denied to set role".
 SELECT r.rolname AS role,
+       pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') AS can_switch,
+       session_user AS login,
        r.rolsuper AS superuser,
        r.rolbypassrls AS bypassrls,
        ARRAY(SELECT c.relname
