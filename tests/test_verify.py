@@ -147,3 +147,34 @@ def test_a_world_only_the_exploration_finds_comes_back_to_be_shrunk():
     found = _explore(_Worlds(), shape, 300, 0, result)  # type: ignore[arg-type]
     assert found is not None and found.tenants >= 2 and len(found.rows) >= 2
     assert 0 < result.examples <= 300
+
+
+CO_MEMBER_READS = (
+    "        select: {tenant_role: viewer}\n        insert: &editor_with_member_assignee",
+    "        select: {any: [{tenant_role: viewer}, {co_member: assignee_id}]}\n"
+    "        insert: &editor_with_member_assignee",
+)
+
+
+def test_the_complete_world_has_rows_of_the_user_in_both_tenants(db, tmp_path):
+    """A rule that follows a row's user into their other tenant: whoever shares a tenant with a
+    task's assignee reads the task, in any organisation. Only a row assigned to the user in both
+    organisations shows it, and the complete world alone (no explored world) must have one."""
+    root = project_copy(EXAMPLE, tmp_path, ("work.yaml", *CO_MEMBER_READS), expectations=False)
+    project = migrate_and_apply(db, project=load_project(root, role_prefix=db.prefix))
+    with db.connect() as conn:
+        result = verify(conn, project, "co-member", examples=0)
+    assert {(f.kind, f.table, f.command) for f in result.findings} == {("tenant isolation", "task", "select")}
+
+
+def test_a_row_whose_tenant_is_its_parents_is_moved_across_tenants(db, tmp_path):
+    """The guard that keeps a task in its organisation, loosened to "an editor": the top-ranked
+    user of both organisations moves a task to a project of the other, which the expectations
+    forbid. A task has no tenant column: the move sets its project."""
+    edit = ("work.yaml", "            - tenant_role: editor\n            - same: project_id.org_id\n",
+            "            - tenant_role: editor\n")  # fmt: skip
+    root = project_copy(EXAMPLE, tmp_path, edit)
+    project = migrate_and_apply(db, project=load_project(root, role_prefix=db.prefix))
+    with db.connect() as conn:
+        result = verify(conn, project, "moved", examples=0)
+    assert ("expectation", "task", "update") in {(f.kind, f.table, f.command) for f in result.findings}

@@ -24,7 +24,7 @@ from typing import Any
 
 from rlsctl.declare import expr as e
 from rlsctl.declare.state import DeclaredState
-from rlsctl.policy.model import Fixtures, Principal, TenantVia
+from rlsctl.policy.model import Fixtures, Principal, TableDecl, TenantVia
 from rlsctl.policy.project import Project
 from rlsctl.schema.tables import Column, Schema, Table
 from rlsctl.tester.fixtures import SELF, filled
@@ -119,9 +119,12 @@ def _parents_first(names: list[str], schema: Schema) -> list[str]:
 
 def complete_world(shape: Shape) -> WorldSpec:
     """Two tenants; in each a member of every rank and an owner (in t0 the top-ranked member,
-    in t1 a user with no membership row); a user in both; an outsider; for every table a row
-    per tenant (and one with none where the tenant may be NULL) by each of the tenant's members
-    and the outsider; an API key per tenant and scope, and one with every scope."""
+    in t1 a user with no membership row); a user in both at different ranks, and one at the top
+    rank in both; an outsider; for every table a row
+    per tenant (and one with none where the tenant may be NULL) by each of the tenant's members,
+    its owner, the user in both and the outsider (a row by the user in both is what a rule that
+    follows its author into their other tenant gets wrong); an API key per tenant and scope, and
+    one with every scope."""
     ranks = shape.ranks or ("MEMBER",)
     members: list[tuple[int, int, str]] = []
     users = 0
@@ -131,9 +134,11 @@ def complete_world(shape: Shape) -> WorldSpec:
             members.append((users, tenant, rank))
             by_tenant[tenant].append(users)
             users += 1
-    t1_owner, both, outsider = users, users + 1, users + 2
-    users += 3
-    members += [(both, 0, ranks[0]), (both, 1, ranks[-1])]
+    t1_owner, both, outsider, both_top = users, users + 1, users + 2, users + 3
+    users += 4
+    # `both` holds different ranks in the two tenants; `both_top` the top rank in each, who may
+    # write in both and so is the one who could carry a row from one tenant to the other.
+    members += [(both, 0, ranks[0]), (both, 1, ranks[-1]), (both_top, 0, ranks[-1]), (both_top, 1, ranks[-1])]
     owners = (by_tenant[0][-1], t1_owner)
     rows: list[RowSpec] = []
     for table in shape.data:
@@ -141,7 +146,8 @@ def complete_world(shape: Shape) -> WorldSpec:
         if _tenant_column_nullable(shape, table):
             tenants.append(None)
         for tenant in tenants:
-            authors = [*by_tenant.get(tenant if tenant is not None else 0, []), outsider]
+            owner = [t1_owner] if tenant == 1 else []  # t0's owner is its top-ranked member
+            authors = [*by_tenant.get(tenant if tenant is not None else 0, []), *owner, both, outsider]
             if not _has_author(shape, table):
                 authors = authors[:1]
             rows += [(table, tenant, author, variant) for variant, author in enumerate(authors)]
@@ -464,8 +470,9 @@ def _touch(shape: Shape, table: Table) -> dict[str, Any]:
 
 
 def _updates(builder: _Builder) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every table: the default touch; a tenant-scoped one also moves to another tenant; a
-    membership is raised to the top rank."""
+    """Every table: the default touch; a tenant-scoped one also moves to another tenant (through
+    its parent where its tenant is its parent's: the reference set to a row of the last tenant);
+    a membership is raised to the top rank."""
     shape, spec = builder.shape, builder.spec
     tenancy = shape.project.tenancy
     found: dict[str, dict[str, dict[str, Any]]] = {}
@@ -479,7 +486,20 @@ def _updates(builder: _Builder) -> dict[str, dict[str, dict[str, Any]]]:
         direct = decl.tenant if decl is not None and isinstance(decl.tenant, str) else None
         if direct is not None and name != shape.tenants and spec.tenants > 1:
             cases["move"] = {direct: builder.tenant_ref(spec.tenants - 1)}
+        parent = _parent_row(builder, table, decl, spec.tenants - 1) if spec.tenants > 1 else None
+        if parent is not None:
+            cases["move"] = parent
         if name == shape.membership and tenancy is not None and tenancy.membership and tenancy.membership.rank:
             cases["top"] = {tenancy.membership.rank: tenancy.ranks[-1]}
         found[name] = cases
     return found
+
+
+def _parent_row(builder: _Builder, table: Table, decl: TableDecl | None, tenant: int) -> dict[str, Any] | None:
+    """For a table whose tenant is its parent's (`tenant: {via: c}`): `c` set to a row of the
+    parent in `tenant`, or None when that tenant has no such row."""
+    if decl is None or not isinstance(decl.tenant, TenantVia):
+        return None
+    fk = table.foreign_key_for(decl.tenant.via)
+    names = builder.placed.get((fk.ref_table, tenant)) if fk is not None else None
+    return {decl.tenant.via: f"@{names[0]}"} if names else None
