@@ -133,3 +133,17 @@ def test_an_identity_type_that_truncates_is_refused(tmp_path, kind):
     result = run("render", "--project", str(root))
     assert result.exit_code == 2, result.output
     assert "no length limits" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command, where",
+    [(("lint",), "missing/out"), (("lint",), "a_file/out"), (("lint",), "/dev/full"),
+     (("render",), "a_file/out"), (("render",), "/dev/full")],  # render -o is a directory: made if missing
+)  # fmt: skip
+def test_an_output_path_that_cannot_be_written_is_named_not_an_internal_error(tmp_path, command, where):
+    (tmp_path / "a_file").write_text("")
+    path = where if where.startswith("/") else str(tmp_path / where)
+    result = CliRunner().invoke(main, [*command, "--project", str(ROOT), "-o", path])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: -o {path}: ") and "internal error" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

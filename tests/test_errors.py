@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from rlsctl.catalog import queries as catalog
@@ -356,3 +357,18 @@ def test_drift_json_into_head_ends_quietly(db, tmp_path):
     )
     assert printed == "{"
     assert code == 141 and err == ""
+
+
+@pytest.mark.parametrize(
+    "command", [("apply", "--phase", "99"), ("plan", "--phase", "99"), ("rollback", "--to", "99", "--yes"),
+                ("render", "--phase", "99")],
+)  # fmt: skip
+def test_a_phase_the_project_does_not_have_is_refused_by_every_command(db, command):
+    """apply and plan said "no changes" for --phase 99, rollback "nothing to roll back": a typo passed."""
+    migrate_and_apply(db)
+    before = fingerprint(db)
+    where = () if command[0] == "render" else ("--dsn", db.dsn)
+    code, _, err = run(*command, "--project", str(ROOT), *where, "--role-prefix", db.prefix)
+    option = command[1]
+    assert code == 2 and err.strip() == f"error: {option} 99: the project has phases 0..4", err
+    assert fingerprint(db) == before

@@ -284,3 +284,19 @@ def test_baseline_names_a_missing_column(db):
         conn.execute('ALTER TABLE "Prompt" DROP COLUMN "teamId"')
     code, _, err = _cli(db, "migrate", "--baseline", "1")
     assert code == 2 and "column Prompt.teamId does not exist" in err
+
+
+def test_a_syntax_error_in_a_migration_names_its_file_and_line():
+    """It was an internal error (pglast 7's ParseError has no `location`), with no file or line."""
+    from rlsctl.schema.ddl import parse_script
+
+    with pytest.raises(UsageError, match=r'^x\.up\.sql:4: SQL syntax error: syntax error at or near "where"$'):
+        parse_script("create table x(id int);\n\n\nselect from where;\n", "x.up.sql")
+
+
+def test_transaction_control_is_named_at_the_line_of_its_first_word():
+    """pglast places a statement where the one before it ended: the line before, and comments."""
+    from rlsctl.schema.ddl import split_statements
+
+    with pytest.raises(UsageError, match=r"^x\.up\.sql:4: transaction control"):
+        split_statements("create table x(id int);\n-- done\n/* all */\nCOMMIT;\n", "x.up.sql")

@@ -79,6 +79,8 @@ class ApplyReport:
 
 def live_schema(conn: psycopg.Connection, project: Project, phase: int | None) -> Schema:
     """The live tables; with `phase`, only what the migrations up to that phase create."""
+    if phase is not None:
+        project.require_phase(phase)  # before the catalog: --phase 99 would otherwise be "no changes"
     live = catalog.read_schema(conn, project.schema_name)
     if phase is None:
         return live

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rlsctl.change.plan import plan_for_empty
 from rlsctl.declare.compile import declare
 from rlsctl.declare.validate import validate
-from rlsctl.errors import UsageError
 from rlsctl.pg.templates import render_template
 from rlsctl.policy.project import Project
 
@@ -14,8 +13,8 @@ def render_phases(project: Project, phase: int | None = None) -> dict[int, str]:
     """The security layer rendered for the schema after each phase (or one phase), offline."""
     validate(project, project.migrated_schema())
     numbers = [item.number for item in project.phases]
-    if phase is not None and phase not in numbers:
-        raise UsageError(f"--phase {phase}: the project has phases 0..{len(numbers) - 1}")
+    if phase is not None:
+        project.require_phase(phase)
     rendered: dict[int, str] = {}
     templates = project.root / "templates"
     for number in [phase] if phase is not None else numbers:

@@ -85,6 +85,7 @@ def export_head(dsn: str | None, project: str | None, role_prefix: str | None, o
     """Seal, verify the chain, then write its head for safekeeping outside the database (exit 1: broken, nothing
     written)."""
     from rlsctl import audit
+    from rlsctl.cli import output as cli_output
     from rlsctl.pg import db
 
     loaded = load_project_option(project, role_prefix)
@@ -98,7 +99,7 @@ def export_head(dsn: str | None, project: str | None, role_prefix: str | None, o
     if output == "-":
         sys.stdout.write(text)
     else:
-        Path(output).write_text(text, encoding="utf-8")
+        cli_output.write_file(Path(output), text, "-o", say=False)
         click.echo(f"head {verdict.head} of {verdict.log} ({verdict.rows} rows) written to {output}", err=True)
 
 

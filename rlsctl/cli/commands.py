@@ -56,11 +56,12 @@ def render(project: str | None, role_prefix: str | None, phase: int | None, out_
                 click.echo(f"-- ===== phase {number} =====")
             click.echo(script, nl=False)
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"-o {out_dir}: {exc.strerror or exc}") from None
     for number, script in rendered.items():
-        path = out_dir / f"phase-{number}.sql"
-        path.write_text(script, encoding="utf-8")
-        output.info(f"wrote {path}")
+        output.write_file(out_dir / f"phase-{number}.sql", script, "-o")
 
 
 @click.command()
@@ -233,10 +234,10 @@ def plan(
     target = db.resolve_dsn(dsn)
     with db.session(target) as conn:
         found = read_plan(conn, loaded, target.where, phase)
-    output.plan_report(found, target.where, fmt)
+    # The DBA's script first: a reader of the plan that goes away (`| head`) must not cost it.
     if dba_file is not None:
-        dba_file.write_text(dba_script(found, target.where, loaded.root / "templates"), encoding="utf-8")
-        output.info(f"wrote {dba_file}")
+        output.write_file(dba_file, dba_script(found, target.where, loaded.root / "templates"), "--dba-script")
+    output.plan_report(found, target.where, fmt)
 
 
 @click.command()
@@ -364,8 +365,7 @@ def lint(
         if out_file is None:
             click.echo(text, nl=False)
         else:
-            out_file.write_text(text, encoding="utf-8")
-            output.info(f"wrote {out_file}")
+            output.write_file(out_file, text, "-o")
     sys.exit(1 if result.at_or_above(fail_on) else 0)
 
 
@@ -460,8 +460,7 @@ def test_command(
         if out_file is None:
             click.echo(text, nl=False)
         else:
-            out_file.write_text(text, encoding="utf-8")
-            output.info(f"wrote {out_file}")
+            output.write_file(out_file, text, "-o")
     sys.exit(1 if result.failed else 0)
 
 
@@ -476,8 +475,7 @@ def _test_diff(loaded: Any, target: Any, base: str, role_prefix: str | None, fmt
     if out_file is None:
         click.echo(text, nl=False)
     else:
-        out_file.write_text(text, encoding="utf-8")
-        output.info(f"wrote {out_file}")
+        output.write_file(out_file, text, "-o")
     assert diff.head_result is not None
     sys.exit(1 if diff.head_result.failed else 0)
 

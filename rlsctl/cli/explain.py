@@ -117,6 +117,5 @@ def explain_command(
         if out_file is None:
             click.echo(text, nl=False)
         else:
-            out_file.write_text(text, encoding="utf-8")
-            output.info(f"wrote {out_file}")
+            output.write_file(out_file, text, "-o")
     sys.exit(1 if result.flagged else 0)

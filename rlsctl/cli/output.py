@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 
@@ -30,6 +32,18 @@ def error(message: str) -> None:
 
 def info(message: str) -> None:
     stderr.print(escape(message))
+
+
+def write_file(path: Path, text: str, option: str, say: bool = True) -> None:
+    """Write a command's output to the file `option` names. A path that cannot be written (no such
+    directory, a directory, a full disk) is the user's to fix: one line naming the option and the
+    path, exit 2, never an internal error."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"{option} {path}: {exc.strerror or exc}") from None
+    if say:
+        info(f"wrote {path}")
 
 
 def progress(message: str) -> None:

@@ -84,10 +84,7 @@ def report_command(
     if out_file is None:
         click.echo(text, nl=False)
     else:
-        try:
-            out_file.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise click.ClickException(f"-o {out_file}: {exc.strerror or exc}") from None
+        output.write_file(out_file, text, "-o", say=False)
         output.info(f"wrote {out_file} ({built.status}: {_counts(built)})")
     sys.exit(report.exit_status(built, fail_on))
 

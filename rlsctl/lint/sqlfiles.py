@@ -51,6 +51,7 @@ from rlsctl.lint.model import (
     parse_secret_comment,
 )
 from rlsctl.lint.renames import RELATIONS, Renames
+from rlsctl.schema.ddl import statement_start
 
 RUNNER = "CURRENT_USER"  # who runs the script; unknown offline
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -716,27 +717,3 @@ class Positions:
         line = bisect_right(self.newlines, offset - 1)  # newlines before the offset
         start = self.newlines[line - 1] + 1 if line else 0
         return line + 1, offset - start + 1
-
-
-def statement_start(text: str, offset: int) -> int:
-    """The offset of the first word of the statement pglast says starts at `offset`: past blanks, `--` comments
-    and (nested) `/* */` comments."""
-    end = len(text)
-    while offset < end:
-        if text[offset].isspace():
-            offset += 1
-        elif text.startswith("--", offset):
-            newline = text.find("\n", offset)
-            offset = end if newline < 0 else newline + 1
-        elif text.startswith("/*", offset):
-            depth, offset = 1, offset + 2
-            while offset < end and depth:
-                if text.startswith("/*", offset):
-                    depth, offset = depth + 1, offset + 2
-                elif text.startswith("*/", offset):
-                    depth, offset = depth - 1, offset + 2
-                else:
-                    offset += 1
-        else:
-            break
-    return min(offset, end)

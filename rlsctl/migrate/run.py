@@ -422,6 +422,9 @@ def rollback(
     """Revert the phases after `to`. What the down scripts would drop while it holds data is found
     first (in a savepoint, rolled back): `dry_run` stops there; otherwise `confirm` must accept
     it (None: refuse), and an audit log goes only once exported (`backup_dir` or `audit_exported`)."""
+    last = project.phases[-1].number if project.phases else -1
+    if to > last:  # "nothing to roll back" would hide the typo, as migrate --to refuses it
+        raise UsageError(f"--to {to}: the project has phases 0..{last}")
     recorded = applied_phases(conn, project)
     _check_recorded(project, recorded)
     done = sorted((row.phase for row in recorded), reverse=True)

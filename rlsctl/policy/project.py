@@ -127,6 +127,12 @@ class Project:
     def migrated_schema(self, phase: int | None = None) -> Schema:
         return schema_at(self.phases, phase, self.schema_name)
 
+    def require_phase(self, phase: int, option: str = "--phase") -> None:
+        """A phase the command was given must be one of the project's (exit 2 otherwise)."""
+        numbers = [item.number for item in self.phases]
+        if phase not in numbers:
+            raise UsageError(f"{option} {phase}: the project has phases 0..{len(numbers) - 1}")
+
     def with_role_prefix(self, prefix: str | None) -> Project:
         if prefix is None:
             return self

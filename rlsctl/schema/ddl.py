@@ -28,9 +28,40 @@ def parse_script(text: str, path: str) -> tuple[ast.RawStmt, ...]:
     try:
         return tuple(pglast.parse_sql(text))
     except pglast.parser.ParseError as exc:
-        line = text.count("\n", 0, max(exc.location - 1, 0)) + 1 if exc.location else None
-        where = f"{path}:{line}" if line else path
+        # pglast gives the 0-based character offset of the error as the second argument
+        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        where = f"{path}:{line_at(text, offset)}" if offset is not None else path
         raise UsageError(f"{where}: SQL syntax error: {exc.args[0]}") from None
+
+
+def line_at(text: str, offset: int) -> int:
+    """The 1-based line of a character offset."""
+    return text.count("\n", 0, max(offset, 0)) + 1
+
+
+def statement_start(text: str, offset: int) -> int:
+    """The offset of the first word of the statement pglast says starts at `offset`: past blanks, `--` comments
+    and (nested) `/* */` comments."""
+    end = len(text)
+    while offset < end:
+        if text[offset].isspace():
+            offset += 1
+        elif text.startswith("--", offset):
+            newline = text.find("\n", offset)
+            offset = end if newline < 0 else newline + 1
+        elif text.startswith("/*", offset):
+            depth, offset = 1, offset + 2
+            while offset < end and depth:
+                if text.startswith("/*", offset):
+                    depth, offset = depth + 1, offset + 2
+                elif text.startswith("*/", offset):
+                    depth, offset = depth - 1, offset + 2
+                else:
+                    offset += 1
+        else:
+            break
+    return min(offset, end)
+
 
 
 def split_rendered(text: str) -> list[str]:
@@ -44,7 +75,8 @@ def split_statements(text: str, path: str) -> list[str]:
     rollback's rolled-back probe) runs in, half-way through."""
     for raw in parse_script(text, path):
         if isinstance(raw.stmt, ast.TransactionStmt):
-            line = text.count("\n", 0, raw.stmt_location or 0) + 1
+            # pglast's statement location is where the previous one ended: its first word's line
+            line = line_at(text, statement_start(text, raw.stmt_location or 0))
             raise UsageError(
                 f"{path}:{line}: transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) in a migration "
                 "script: rlsctl runs each phase in one transaction of its own; remove it"
