@@ -248,8 +248,12 @@ def untrusted_code_params(
 
 
 def _our_tables(scope: ManagedScope, managed_tables: set[str]) -> set[tuple[str, str]]:
-    """(schema, table) of the tables whose policies and grants rlsctl manages."""
-    return {(scope.schema, name) for name in managed_tables} | {(scope.helper_schema, name) for name in HELPER_TABLES}
+    """(schema, table) of the tables whose policies and grants rlsctl manages, and of the sequences
+    their serial columns draw from."""
+    return (
+        {(scope.schema, name) for name in (*managed_tables, *scope.sequences)}
+        | {(scope.helper_schema, name) for name in HELPER_TABLES}
+    )
 
 
 def _helper_tables(found: _Sorted, rows: list[dict[str, Any]], scope: ManagedScope) -> None:
@@ -408,7 +412,8 @@ def _grants(found: _Sorted, live_grants: Iterable[LiveGrant], scope: ManagedScop
     for grant in live_grants:
         obj: TableGrant | ColumnGrant
         schema = None if grant.schema == scope.schema else grant.schema
-        obj = TableGrant(grant.table, grant.grantee, grant.privilege, grant.grantable, schema, grant.grantor)
+        obj = TableGrant(grant.table, grant.grantee, grant.privilege, grant.grantable, schema, grant.grantor,
+                         sequence=grant.sequence)  # fmt: skip
         if grant.column is not None:
             obj = ColumnGrant(grant.table, grant.column, grant.grantee, grant.privilege, grant.grantable, schema)
             obj = replace(obj, grantor=grant.grantor)

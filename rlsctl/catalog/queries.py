@@ -85,6 +85,7 @@ class LiveGrant:
     grantor: str | None = None  # None: the table owner
     schema: str = ""
     acts_as_grantor: bool = True  # the session may SET ROLE to the grantor
+    sequence: bool = False  # on a sequence (table_privileges.sql reads them too)
 
     @property
     def key(self) -> str:
@@ -153,7 +154,7 @@ def read_schema(conn: psycopg.Connection, schema: str) -> Schema:
     )  # fmt: skip
     columns: dict[str, list[Column]] = {}
     for row in column_rows:
-        column = Column(row["name"], row["type"], row["not_null"], row["has_default"])
+        column = Column(row["name"], row["type"], row["not_null"], row["has_default"], row["sequence"])
         columns.setdefault(row["table_name"], []).append(column)
     primary: dict[str, tuple[str, ...]] = {}
     foreign: dict[str, list[ForeignKey]] = {}
@@ -217,6 +218,7 @@ def live_grant(row: dict[str, Any]) -> LiveGrant:
         grantor=row["grantor"],
         schema=row["schema"],
         acts_as_grantor=row["acts_as_grantor"],
+        sequence=bool(row.get("is_sequence")),
     )
 
 

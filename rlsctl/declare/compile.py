@@ -235,6 +235,21 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
         grants=tuple(grants),
         guards=guards,
         plan_with_tenants=decl.plan_with_tenants,
+        sequences=tuple(sorted({column.sequence for column in table.columns if column.sequence is not None})),
+        sequence_grants=_sequence_grants(table, grants),
+    )
+
+
+def _sequence_grants(table: Table, grants: list[GrantSpec]) -> tuple[GrantSpec, ...]:
+    """USAGE on the sequences the table's serial columns draw from, for every role that may insert
+    (the default's nextval() runs with the inserting role's rights, whichever columns it names);
+    never SELECT, whose last_value tells every tenant how many rows all of them created (SEC016)."""
+    inserters = {(grant.role_key, grant.role) for grant in grants if grant.privilege == "INSERT"}
+    sequences = sorted({column.sequence for column in table.columns if column.sequence is not None})
+    return tuple(
+        GrantSpec(sequence, "USAGE", role_key, role, None)
+        for sequence in sequences
+        for role_key, role in sorted(inserters)
     )
 
 

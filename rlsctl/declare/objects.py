@@ -181,6 +181,7 @@ def _table_objects(state: DeclaredState, table: TableSpec, bodies: Bodies) -> li
             found.append(TableGrant(table.name, grant.role, grant.privilege))
         else:
             found += [ColumnGrant(table.name, column, grant.role, grant.privilege) for column in grant.columns]
+    found += [TableGrant(grant.table, grant.role, grant.privilege, sequence=True) for grant in table.sequence_grants]
     if table.guards:
         found.append(Trigger(table.name, GUARD_TRIGGER, state.helper_schema, table.guard_function))
     if state.encryption is not None and table.name in state.encryption.tables:

@@ -118,6 +118,10 @@ class TableSpec:
     grants: tuple[GrantSpec, ...]
     guards: tuple[GuardSpec, ...]
     plan_with_tenants: bool = False  # SELECT policies rendered with plan hints (templates/expr.sql.j2)
+    # The sequences of its schema its columns' defaults draw from (serial columns): their grants
+    # are managed like the table's; USAGE for whoever inserts (GrantSpec.table names the sequence).
+    sequences: tuple[str, ...] = ()
+    sequence_grants: tuple[GrantSpec, ...] = ()
 
     @property
     def guard_function(self) -> str:
@@ -410,6 +414,7 @@ class DeclaredState:
             roles=tuple(ScopeRole(role.name, role.privileged, role.members, role.external) for role in self.roles),
             creators=self.creators,
             tables=tuple(table.name for table in self.tables),
+            sequences=tuple(sorted({sequence for table in self.tables for sequence in table.sequences})),
             extensions=self.extensions,
             prune_unmanaged_grants=self.prune_unmanaged_grants,
             encrypted=self.encryption is not None,

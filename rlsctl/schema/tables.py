@@ -18,6 +18,10 @@ class Column:
     type: str
     not_null: bool = False
     has_default: bool = False
+    # The sequence of the table's schema its default draws from with nextval() (a serial column):
+    # whoever inserts needs USAGE on it. None for an identity column, which PostgreSQL numbers
+    # without a privilege check, and for any other default.
+    sequence: str | None = None
 
 
 @dataclass(frozen=True)

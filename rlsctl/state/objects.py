@@ -347,6 +347,7 @@ class TableGrant(Obj):
     schema: str | None = None  # None: the project schema
     grantor: str | None = None  # None: the table owner
     repairable: bool = field(default=True, compare=False)  # the session may SET ROLE to the grantor
+    sequence: bool = field(default=False, compare=False)  # a sequence's: GRANT ... ON SEQUENCE (USAGE)
 
     @property
     def key(self) -> str:

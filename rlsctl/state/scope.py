@@ -49,6 +49,7 @@ class ManagedScope:
     # that a managed role can reach is reported as undeclared.
     declared_tables: tuple[str, ...] = ()
     owner_role: str = ""  # the role that owns the tables and runs the migrations
+    sequences: tuple[str, ...] = ()  # of the project schema, drawn from by the managed tables' serial columns
 
     @property
     def managed_role_names(self) -> tuple[str, ...]:

@@ -11,7 +11,8 @@ SELECT n.nspname AS schema,
        acl.privilege_type AS privilege,
        acl.is_grantable AS grantable,
        CASE WHEN acl.grantor <> c.relowner THEN pg_catalog.pg_get_userbyid(acl.grantor) END AS grantor,
-       pg_catalog.pg_has_role(current_user, acl.grantor, 'MEMBER') AS acts_as_grantor
+       pg_catalog.pg_has_role(current_user, acl.grantor, 'MEMBER') AS acts_as_grantor,
+       c.relkind = 'S' AS is_sequence  -- granted and revoked ON SEQUENCE (USAGE is no table's)
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl

@@ -1,0 +1,125 @@
+"""Serial columns: whoever may insert gets USAGE on the column's sequence, nothing more.
+
+A `bigserial` id draws its value with nextval(), which runs with the inserting role's
+rights: without USAGE the application's first INSERT fails with "permission denied for
+sequence", while drift said "no drift" (an outside check on a schema of its own).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rlsctl.change.drift import read_plan
+from rlsctl.change.render import render_phases
+from rlsctl.policy.project import Project, load_project
+from tests.conftest import ROOT, migrate_and_apply
+
+EXAMPLE = ROOT / "examples" / "orgs"
+EVENTS_UP = """
+CREATE SEQUENCE event_number;
+CREATE TABLE event (
+    id bigserial PRIMARY KEY,
+    org_id uuid NOT NULL REFERENCES organisation (id),
+    serial_no integer NOT NULL DEFAULT nextval('event_number'),
+    body text NOT NULL
+);
+ALTER SEQUENCE event_number OWNED BY event.serial_no;
+CREATE INDEX event_org_id_idx ON event (org_id);
+CREATE SEQUENCE unrelated_counter;
+"""
+EVENTS_POLICY = """
+tables:
+  event:
+    tenant: org_id
+    policies:
+      app:
+        select: {tenant_role: viewer}
+        insert: {tenant_role: editor}
+"""
+
+
+@pytest.fixture
+def events_project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for part in ("policies", "migrations"):
+        shutil.copytree(EXAMPLE / part, root / part)
+    phase = root / "migrations" / "2_events"
+    phase.mkdir()
+    (phase / "01_events.up.sql").write_text(EVENTS_UP)
+    (phase / "01_events.down.sql").write_text("DROP TABLE event;\nDROP SEQUENCE unrelated_counter;\n")
+    (root / "policies" / "events.yaml").write_text(EVENTS_POLICY)
+    return root
+
+
+def usage(conn: psycopg.Connection, sequence: str, role: str) -> tuple[bool, bool]:
+    row = conn.execute(
+        "SELECT has_sequence_privilege(%s, %s, 'USAGE'), has_sequence_privilege(%s, %s, 'SELECT')",
+        (role, sequence, role, sequence),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def insert_as_editor(conn: psycopg.Connection, project: Project) -> int:
+    """An editor of an organisation inserts an event, as the application does."""
+    editor, org = conn.execute(
+        "INSERT INTO account (email) VALUES ('ed@example.test') RETURNING id, "
+        "(SELECT id FROM organisation LIMIT 1)"
+    ).fetchone()  # type: ignore[misc]
+    if org is None:
+        org = conn.execute("INSERT INTO organisation (name, slug) VALUES ('o', 'o') RETURNING id").fetchone()[0]  # type: ignore[index]
+    conn.execute(
+        "INSERT INTO org_membership (org_id, account_id, level) VALUES (%s, %s, 'editor')", (org, editor)
+    )
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(project.role_name("app"))))
+    conn.execute("SELECT set_config('request.account_id', %s, true)", (str(editor),))
+    row = conn.execute("INSERT INTO event (org_id, body) VALUES (%s, 'hello') RETURNING id", (org,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_app_inserts_into_a_table_with_serial_columns_and_can_read_no_sequence(db, events_project):
+    project = migrate_and_apply(db, project=load_project(events_project, role_prefix=db.prefix))
+    app = project.role_name("app")
+    with db.connect() as conn:
+        assert usage(conn, "event_id_seq", app) == (True, False)
+        assert usage(conn, "event_number", app) == (True, False)  # a DEFAULT nextval() of its own
+        assert usage(conn, "unrelated_counter", app) == (False, False)
+        for reader in ("auditor", "reporting"):  # roles that insert nothing get nothing
+            if reader in project.roles:
+                assert usage(conn, "event_id_seq", project.role_name(reader)) == (False, False)
+    with db.connect(autocommit=False) as conn:
+        assert insert_as_editor(conn, project) >= 1
+        conn.rollback()
+
+
+def test_drift_sees_a_sequence_grant_missing_or_extra_and_apply_repairs_both(db, events_project):
+    project = migrate_and_apply(db, project=load_project(events_project, role_prefix=db.prefix))
+    app = sql.Identifier(project.role_name("app"))
+    with db.connect() as conn:
+        assert not read_plan(conn, project, "test", None).statements  # converged: a second apply changes nothing
+        conn.execute(sql.SQL("REVOKE USAGE ON SEQUENCE event_id_seq FROM {}").format(app))
+        conn.execute(sql.SQL("GRANT SELECT ON SEQUENCE event_number TO {}").format(app))
+        plan = read_plan(conn, project, "test", None)
+        text = "\n".join(statement.sql for statement in plan.statements)
+        assert f"GRANT USAGE ON SEQUENCE \"public\".\"event_id_seq\" TO \"{project.role_name('app')}\"" in text
+        assert f"REVOKE SELECT ON SEQUENCE \"public\".\"event_number\" FROM \"{project.role_name('app')}\"" in text
+    migrate_and_apply(db, project=project)
+    with db.connect() as conn:
+        assert usage(conn, "event_id_seq", project.role_name("app")) == (True, False)
+        assert usage(conn, "event_number", project.role_name("app")) == (True, False)
+        assert not read_plan(conn, project, "test", None).statements
+
+
+def test_render_grants_the_sequences_offline(events_project):
+    """Offline, a serial column's sequence is PostgreSQL's own name for it."""
+    project = load_project(events_project, role_prefix="offline_")
+    script = render_phases(project, 2)[2]
+    assert 'GRANT USAGE ON SEQUENCE "public"."event_id_seq" TO "offline_app";' in script
+    assert 'GRANT USAGE ON SEQUENCE "public"."event_number" TO "offline_app";' in script
+    assert "unrelated_counter" not in script and "SELECT ON SEQUENCE" not in script
