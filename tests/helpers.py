@@ -1,8 +1,11 @@
-"""Shared test helpers: snapshots of the security layer, comparable across role prefixes."""
+"""Shared test helpers: snapshots of the security layer, comparable across role prefixes; the
+orgs example with a phase of the test's own."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import astuple
+from pathlib import Path
 
 from rlsctl.catalog import queries as catalog
 
@@ -85,3 +88,20 @@ def security_snapshot(database, helper_schema: str = "rlsctl") -> dict[str, set]
         "default_privileges": defaults,
         "extensions": extensions,
     }
+
+
+ORGS = Path(__file__).resolve().parent.parent / "examples" / "orgs"
+
+
+def orgs_with_phase(tmp_path: Path, up: str, down: str, policies: str) -> Path:
+    """A copy of examples/orgs (uuid identity, organisations, memberships) with one more phase,
+    `2_extra`, and one more policy file: a schema shape the shipped projects do not have."""
+    root = tmp_path / "project"
+    for part in ("policies", "migrations"):
+        shutil.copytree(ORGS / part, root / part)
+    phase = root / "migrations" / "2_extra"
+    phase.mkdir()
+    (phase / "01_extra.up.sql").write_text(up)
+    (phase / "01_extra.down.sql").write_text(down)
+    (root / "policies" / "extra.yaml").write_text(policies)
+    return root

@@ -372,3 +372,38 @@ def test_a_phase_the_project_does_not_have_is_refused_by_every_command(db, comma
     option = command[1]
     assert code == 2 and err.strip() == f"error: {option} 99: the project has phases 0..4", err
     assert fingerprint(db) == before
+
+
+def test_test_and_migrate_refuse_the_policy_files_apply_refuses(db, tmp_path):
+    """An unknown rank passed `rlsctl test` ("all cells as expected": a condition that names no rank
+    grants nothing) and `rlsctl migrate` (which created the project's roles) while apply refused it:
+    all three now give apply's message, naming the file and line."""
+    project = copy_project(tmp_path)
+    shutil.copytree(ROOT / "expectations", project / "expectations")
+    prompts = project / "policies" / "prompts.yaml"
+    prompts.write_text(prompts.read_text().replace("tenant_role: ADMIN", "tenant_role: admin", 1))
+    common = ("--project", str(project), "--dsn", db.dsn, "--role-prefix", db.prefix)
+    code, _, refusal = run("plan", *common)
+    assert code == 2 and "prompts.yaml:" in refusal and "unknown tenant rank 'admin'" in refusal, refusal
+    assert run("migrate", *common)[0::2] == (2, refusal)
+    with db.connect() as conn:
+        assert not catalog.roles(conn, db.prefix)  # refused before the bootstrap
+    migrate_and_apply(db)  # the shipped files, then the edited ones tested against it
+    assert run("test", *common)[0::2] == (2, refusal)
+
+
+def test_an_acknowledgement_naming_no_declared_role_is_refused(tmp_path):
+    """`{nosuchrole}` was accepted: the acknowledgement matched nothing and drift failed on the
+    difference it meant, forever, without saying why."""
+    project = copy_project(tmp_path)
+    path = project / "policies" / "project.yaml"
+    block = (
+        "  acknowledged:\n"
+        '    - object: "EXECUTE on pg_catalog.pg_read_file(text) to {apps}"\n'
+        "      reason: the platform grants it to every login\n"
+    )
+    text = path.read_text()
+    path.write_text(text.replace("project:\n", "project:\n" + block, 1))
+    line = text[: text.index("project:\n")].count("\n") + 3
+    code, _, err = run("render", "--project", str(project))
+    assert code == 2 and f"project.yaml:{line}: {{apps}} names no declared role (role keys: " in err, err

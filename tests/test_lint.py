@@ -357,3 +357,26 @@ def test_selecting_rules_leaves_the_other_rules_suppressions_alone():
     assert code == 0 and "unused suppression" not in out + err, out + err
     code, out, _ = lint("--project", str(ROOT), "--ignore", "RLS007", "--format", "json")
     assert code == 0 and not [s for s in json.loads(out)["suppressed"] if s["rule"] == "RLS007"]
+
+
+def test_rlsctls_own_objects_need_no_suppression_of_the_project(monkeypatch):
+    """A project that declares audit, retention, encryption or API keys used to get lint findings on
+    what rlsctl itself made (an RLS012 error on the log's definer_insert, RLS005 on its helper tables,
+    SEC014 on its audit triggers) until it copied PromptCraft's suppressions: rlsctl now suppresses
+    them itself, with its reasons. Every one PromptCraft suppresses by hand is among them."""
+    from rlsctl import lint as linting
+    from rlsctl.lint.project import OWN_OBJECTS
+    from rlsctl.policy.project import load_project
+
+    project = load_project(ROOT)
+    by_hand = {f.object for f, s in linting.lint(linting.LintInputs(project=project)).suppressed}
+    monkeypatch.setattr(linting, "project_suppressions", lambda _project: [])
+    alone = linting.lint(linting.LintInputs(project=project))
+    own = {f.object for f, s in alone.suppressed if s.where == OWN_OBJECTS}
+    assert {"public.AuditLog.definer_insert", "public.AuditLog.definer_seal", "public.AuditLog.zz_rlsctl_chain",
+            "rlsctl.audit_lane", "rlsctl.retention_run", "rlsctl.encryption_key", "public.Prompt.zz_rlsctl_audit",
+            "public.UsageAnalytics.keys_select"} <= own  # fmt: skip
+    ours = re.compile(r"^rlsctl\.|\.(zz_rlsctl_\w+|definer_\w+|keys_\w+)$")
+    assert {name for name in by_hand if ours.search(name)} <= own
+    assert not [f.object for f in alone.findings if ours.search(f.object)]
+    assert not alone.unused_suppressions

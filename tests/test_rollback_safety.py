@@ -258,3 +258,21 @@ def test_transaction_control_in_a_down_script_is_refused_before_anything_runs(db
         assert result.exit_code == 2, result.output
         assert ".down.sql:1: transaction control" in result.stderr and "Traceback" not in result.output
     assert phases(db) == [0, 1, 2, 3, 4] and exists(db, "AuditLog")
+
+
+def test_a_log_created_again_after_a_rollback_starts_a_chain_of_its_own(db, monkeypatch):
+    """The rollback dropped the exported log but kept its chain's lane heads: the log migrate
+    created again verified as "chain BROKEN at seq 1 of lane 9" for good (an outside check)."""
+    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=" + "k" * 40)
+    migrate_and_apply(db)
+    with db.connect() as conn:
+        for statement in (USERS, TEAM, AUDIT):
+            conn.execute(statement)
+    assert cli(db, "audit", "verify").exit_code == 0
+    rolled = cli(db, "rollback", "--to", "3", "--yes", "--audit-exported")
+    assert rolled.exit_code == 0, rolled.output
+    assert cli(db, "migrate").exit_code == 0 and cli(db, "apply").exit_code == 0
+    with db.connect() as conn:
+        conn.execute(AUDIT.replace("'a1'", "'a2'"))
+    verified = cli(db, "audit", "verify")
+    assert verified.exit_code == 0, verified.output

@@ -103,7 +103,10 @@ class Binder:
         return e.TRUE if cond.value else e.FALSE
 
     def _bind_SelfIs(self, cond: c.SelfIs, table: str, alias: int) -> e.Pred:
-        return e.compare(self.col(table, alias, cond.column), "=", e.Identity())
+        column = self.schema.get(table)
+        found = column.column(cond.column) if column is not None and column.has_column(cond.column) else None
+        how = e.identity_comparison(found.type, self.project.settings.identity.type) if found else ""
+        return e.compare(self.col(table, alias, cond.column), "=", e.Identity(as_text=how == "text"))
 
     def _bind_IsNull(self, cond: c.IsNull, table: str, alias: int) -> e.Pred:
         return e.is_null(self.col(table, alias, cond.column))

@@ -44,7 +44,34 @@ class Col(Operand):
 
 @dataclass(frozen=True)
 class Identity(Operand):
-    """The session's user id (NULL when unset or empty)."""
+    """The session's user id (NULL when unset or empty). `as_text`: compared with a text column
+    while the identity has another type (a uuid user in an audit log's text actor column): cast
+    to its canonical text on the identity's side, so that the column's index still serves."""
+
+    as_text: bool = False
+
+
+TEXT_TYPES = ("text", "character varying", "varchar", "citext")
+INTEGER_TYPES = ("smallint", "int2", "integer", "int", "int4", "bigint", "int8")
+
+
+def identity_comparison(column_type: str, identity_type: str) -> str | None:
+    """How a column compares with the identity: "" as it is (the same type, or integers of two
+    widths), "text" with the identity cast to text (a text column, another identity type), None
+    when no comparison is right (PostgreSQL has no operator, or a cast could fail or round)."""
+    column, identity = _base_type(column_type), _base_type(identity_type)
+    if column == identity or (column in INTEGER_TYPES and identity in INTEGER_TYPES):
+        return ""
+    if column in TEXT_TYPES and identity in TEXT_TYPES:
+        return ""
+    if column in TEXT_TYPES:
+        return "text"
+    return None
+
+
+def _base_type(name: str) -> str:
+    """A type name without its length or schema: `character varying(64)` -> `character varying`."""
+    return name.strip().lower().split("(")[0].strip().rsplit(".", 1)[-1].strip('"')
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from rlsctl.declare import expr as e
 from rlsctl.policy import conditions as c
 from rlsctl.policy.columns import columns_rules_read
 from rlsctl.policy.model import ColumnList, TableDecl, TenantVia
@@ -28,6 +29,22 @@ def validate(project: Project, known: Schema) -> None:
     for name, decl in project.tables.items():
         _table(project, known, name, decl)
     _fixtures(project, known)
+    _acknowledgements(project)
+
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _acknowledgements(project: Project) -> None:
+    """A `{KEY}` of an acknowledgement must be a declared role's key: a misspelt one would match no
+    difference, and the difference it meant would fail drift forever without saying why."""
+    for index, item in enumerate(project.settings.acknowledged):
+        for key in PLACEHOLDER.findall(item.object):
+            if key not in project.roles:
+                raise project.error(
+                    ("project", "acknowledged", index, "object"),
+                    f"{{{key}}} names no declared role (role keys: {', '.join(sorted(project.roles))})",
+                )
 
 
 # Types a session's user id is written in (the setting is text; the helpers cast it). Checked
@@ -251,6 +268,8 @@ def _condition(
             _same_path(project, known, table, node.new, path)
         if isinstance(node, c.TenantRole | c.TenantMember | c.CoMember):
             _needs_tenancy(project, table, decl, node, path)
+        if isinstance(node, c.SelfIs):
+            _compares_with_identity(project, known, table, node.column, path)
         if isinstance(node, c.Via):
             _via_target(project, known, table, node.column, node.table, node.key, path)
         if isinstance(node, c.Exists):
@@ -266,6 +285,21 @@ def _condition(
             raise project.error(path, f"api_key needs a tenant mapping on {table!r}")
         if isinstance(node, c.Expired) and decl.retention is None:
             raise project.error(path, f"expired needs a retention declaration on {table!r}")
+
+
+def _compares_with_identity(
+    project: Project, known: Schema, table: str, column: str, path: tuple[str | int, ...]
+) -> None:
+    """`self: c` needs a comparison PostgreSQL has: the identity's type, integers of another
+    width, or text (the identity cast to text); anything else fails at apply, or worse, at run time."""
+    found = known.table(table).column(column)
+    identity = project.settings.identity.type
+    if e.identity_comparison(found.type, identity) is None:
+        raise project.error(
+            path,
+            f"self: {table}.{column} is {found.type} and the identity is {identity}: they cannot be compared "
+            f"(keep the user id in a column of type {identity} or text, or declare identity.type {found.type})",
+        )
 
 
 def _same_path(

@@ -10,7 +10,13 @@ import psycopg
 from rlsctl.catalog import queries as catalog
 from rlsctl.lint import live, sqlfiles
 from rlsctl.lint.model import LintModel
-from rlsctl.lint.project import declared_secrets, platform_design, project_model, project_suppressions
+from rlsctl.lint.project import (
+    declared_secrets,
+    own_object_suppressions,
+    platform_design,
+    project_model,
+    project_suppressions,
+)
 from rlsctl.lint.runner import LintResult, Suppression, run
 from rlsctl.policy.project import Project
 
@@ -48,7 +54,7 @@ def lint(
             model.intended_memberships = _intended_memberships(inputs.conn, project)
         models.append(model)
     if project is not None:
-        suppressions = project_suppressions(project)
+        suppressions = project_suppressions(project) + own_object_suppressions(project)
         secrets = declared_secrets(project)
         for model in models:
             model.secrets.update(secrets)

@@ -13,12 +13,22 @@ migration statement that created it; objects only the rendered SQL creates
 from __future__ import annotations
 
 from rlsctl.change.plan import plan_for_empty
+from rlsctl.declare.audit import log_table
+from rlsctl.declare.bind import BindError
 from rlsctl.declare.compile import declare
 from rlsctl.declare.validate import validate
 from rlsctl.lint.model import LintModel, Location, Role
 from rlsctl.lint.runner import Suppression
 from rlsctl.lint.sqlfiles import replay
 from rlsctl.policy.project import Project, Source
+from rlsctl.state.objects import (
+    API_KEY_TABLES,
+    AUDIT_TABLES,
+    AUDIT_TRIGGER,
+    CHAIN_TRIGGER,
+    KEY_TABLES,
+    RETENTION_TABLES,
+)
 
 
 def project_model(project: Project) -> LintModel:
@@ -136,3 +146,62 @@ def project_suppressions(project: Project) -> list[Suppression]:
                 )
             )
     return found
+
+
+OWN_OBJECTS = "rlsctl's own objects (docs/lint.md#rlsctls-own-objects)"  # where their suppressions are declared
+_OWN_TABLE = (
+    "rlsctl's {what}, read and written only by its owner through rlsctl's functions: RLS is enabled without "
+    "policies so that a grant made by mistake still shows nobody else a row"
+)
+_AUDIT_TRIGGER = (
+    "rlsctl's audit trigger runs as the definer role so that only it can write a row saying the table changed "
+    "(a function the application could run would let it claim changes that never happened); it copies the "
+    "allow-listed columns of OLD and NEW and takes the actor from the session, never from CURRENT_USER"
+)
+_CHAIN_TRIGGER = (
+    "the audit log's hash chain trigger runs as the definer role, the only one that may move the chain's lane "
+    "heads; it reads nothing but the lane's head"
+)
+_LOG_INSERT = (
+    "the definer role writes the rows of rlsctl's audit triggers and of rlsctl.audit_record, which record changes "
+    "in every tenant by design; nobody else can make it insert (the triggers and the function are rlsctl's, "
+    "executable by no application role), and it reads no row"
+)
+_LOG_SEAL = (
+    "rlsctl.audit_seal (the definer role's) puts every committed row of the audit log into its one order; its "
+    "column grant covers only the chain's columns"
+)
+_KEYS = (
+    "the keys role rewrites the ciphertext of the encrypted columns of every row, in every tenant, for key "
+    "rotation, backfill and decryption for a rollback (docs/encryption.md); it is NOLOGIN and its column grants "
+    "cover only those columns"
+)
+
+
+def own_object_suppressions(project: Project) -> list[Suppression]:
+    """What lint reports, in every project that uses them, of the objects rlsctl itself makes (its helper
+    tables, audit triggers and policies, the keys role's policies), each with the reason it is so: a
+    project need not copy these suppressions from PromptCraft, and they never count as unused."""
+    helper, schema = project.helper_schema, project.schema_name
+    own_tables = {**KEY_TABLES, **RETENTION_TABLES, **AUDIT_TABLES, **API_KEY_TABLES}
+    found = [_own("RLS005", f"{helper}.{name}", _OWN_TABLE.format(what=what)) for name, what in own_tables.items()]
+    found += [_own("SEC014", f"{schema}.{table}.{AUDIT_TRIGGER}", _AUDIT_TRIGGER) for table in project.tables]
+    keys = [key for key, declared in project.roles.items() if declared.kind == "keys"]
+    for table, decl in project.tables.items():
+        if decl.encrypted and keys:
+            found += [_own("RLS007", f"{schema}.{table}.{keys[0]}_{verb}", _KEYS) for verb in ("select", "update")]
+    if project.settings.audit is not None:
+        try:
+            log = f"{schema}.{log_table(project)}"
+        except BindError:
+            return found  # validation names the problem
+        found += [
+            _own("RLS012", f"{log}.definer_insert", _LOG_INSERT),
+            _own("RLS007", f"{log}.definer_seal", _LOG_SEAL),
+            _own("SEC014", f"{log}.{CHAIN_TRIGGER}", _CHAIN_TRIGGER),
+        ]
+    return found
+
+
+def _own(rule: str, name: str, reason: str) -> Suppression:
+    return Suppression(rule=rule, reason=reason, scope=None, object=name, where=OWN_OBJECTS, builtin=True)

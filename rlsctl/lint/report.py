@@ -40,7 +40,10 @@ def print_text(result: LintResult, console: Console, fail_on: str) -> None:
             console.print(f"  [{COLOURS[level]}]{finding.rule}[/] {escape(finding.object)}: {escape(finding.message)}")
             console.print(f"      [dim]fix: {escape(finding.hint)}[/]")
     if result.suppressed:
-        console.print(f"[dim]SUPPRESSED ({len(result.suppressed)}), with the reasons written in the policy files[/]")
+        console.print(
+            f"[dim]SUPPRESSED ({len(result.suppressed)}), with the reasons written in the policy files "
+            "(or by rlsctl, for its own objects)[/]"
+        )
         for finding, suppression in result.suppressed:
             console.print(
                 f"  [dim]{finding.rule} {escape(finding.object)}: {escape(suppression.reason)} ({suppression.where})[/]"

@@ -20,6 +20,7 @@ class Suppression:
     scope: str | None  # the qualified table the declaring entry belongs to (None: anywhere)
     object: str | None  # an object of that table ("app_select", "orders.app_select") or a full name
     where: str  # file:line of the declaration
+    builtin: bool = False  # rlsctl's, for its own objects: never reported unused (a project may not have them)
 
     def matches(self, finding: Finding) -> bool:
         if finding.rule != self.rule:
@@ -107,7 +108,7 @@ def run(
     unused_by_place = {
         (s.rule, s.object, s.where): s
         for s in suppressions
-        if (s.rule, s.object, s.where) not in used_at and s.rule in ran
+        if (s.rule, s.object, s.where) not in used_at and s.rule in ran and not s.builtin
     }
     unused = tuple(unused_by_place.values())
     return LintResult(tuple(active), tuple(suppressed), tuple(baselined), rules, unused)

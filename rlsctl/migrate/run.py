@@ -26,7 +26,9 @@ from rlsctl.change import apply as applying
 from rlsctl.change.plan import plan_for_database
 from rlsctl.change.record import record_operation, state_digest
 from rlsctl.change.txn import locked_transaction
+from rlsctl.declare.audit import log_table
 from rlsctl.declare.compile import declare
+from rlsctl.declare.validate import validate
 from rlsctl.errors import UsageError
 from rlsctl.migrate import backup
 from rlsctl.migrate.losses import Loss, grown, probe
@@ -130,7 +132,9 @@ def migrate(
         raise UsageError(f"--to {goal}: the project has phases 0..{last}")
     report = MigrateReport(where)
     # Every refusal that does not need rlsctl's own objects comes before the
-    # bootstrap creates them, so a refused run leaves the database as it was.
+    # bootstrap creates them, so a refused run leaves the database as it was:
+    # policy files apply would refuse first (the bootstrap creates their roles).
+    validate(project, project.migrated_schema().union(catalog.read_schema(conn, project.schema_name)))
     if baseline is not None:
         if to is not None or backup_dir is not None:
             raise UsageError("--baseline records phases without running them: it takes neither --to nor --backup-dir")
@@ -448,6 +452,7 @@ def rollback(
         _recheck(conn, project, where, found, revert_quietly, lock_timeout)
         secured = _is_secured(conn, project)
         _revert(conn, project, where, to_revert, lock_timeout, progress)
+        _forget_dropped_log(conn, project)
         if secured:
             progress("re-applying the security layer for the tables that remain")
             plan = applying.make_plan(conn, project, where)
@@ -456,6 +461,20 @@ def rollback(
             details = {"to": to, "reverted": to_revert, "state": state_digest(plan.state, templates)}
             record_operation(conn, plan.state, "rollback", "rollback", details, templates)
     return RollbackReport(where, tuple(to_revert), reapplied=secured, losses=tuple(found), backup=dumped)
+
+
+def _forget_dropped_log(conn: psycopg.Connection, project: Project) -> None:
+    """When the rollback dropped the audit log (exported first, `_check_losses`), its chain's
+    bookkeeping goes too: a log created again by a later migrate starts a chain of its own, where
+    the old lane heads made `rlsctl audit verify` report it broken for good."""
+    if project.settings.audit is None:
+        return
+    log = log_table(project)
+    params = {"schema": project.schema_name, "log": log, "helper_schema": project.helper_schema}
+    if statements.run(conn, "audit_chain_orphaned", **params)[0]["orphaned"]:
+        definer = project.role_name(project.role_of_kind("definer"))
+        sql = _render(project, "ops/audit_forget_log.sql.j2", definer=definer, **params)
+        conn.execute(sql.encode())
 
 
 def _recheck(

@@ -400,11 +400,13 @@ GUARD_TRIGGER = "zz_rlsctl_guard"  # refuses the changes guards forbid (docs/pol
 # rlsctl's trigger names: a trigger so named on a managed table is rlsctl's, whatever it calls.
 # The audit log's (docs/audit.md): a change copied into the log; the log's append-only guard
 # (and its UTC stamp), the same against TRUNCATE, the hash chain.
-AUDIT_TRIGGERS = ("zz_rlsctl_audit", "zz_rlsctl_append_only", "zz_rlsctl_no_truncate", "zz_rlsctl_chain")
+AUDIT_TRIGGER = "zz_rlsctl_audit"
+CHAIN_TRIGGER = "zz_rlsctl_chain"
+AUDIT_TRIGGERS = (AUDIT_TRIGGER, "zz_rlsctl_append_only", "zz_rlsctl_no_truncate", CHAIN_TRIGGER)
 TRIGGER_NAMES = (ENCRYPT_TRIGGER, GUARD_TRIGGER, *AUDIT_TRIGGERS)
 # rlsctl's BEFORE row triggers that judge or rewrite the row: named zz_... to fire after the
 # application's (BEFORE triggers fire in name order); drift names any trigger that still follows.
-ROW_JUDGING_TRIGGERS = (ENCRYPT_TRIGGER, GUARD_TRIGGER, "zz_rlsctl_append_only", "zz_rlsctl_chain")
+ROW_JUDGING_TRIGGERS = (ENCRYPT_TRIGGER, GUARD_TRIGGER, "zz_rlsctl_append_only", CHAIN_TRIGGER)
 
 
 @dataclass(frozen=True)

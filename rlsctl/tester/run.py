@@ -27,6 +27,7 @@ from rlsctl.catalog import queries as catalog
 from rlsctl.change.apply import live_schema
 from rlsctl.declare.compile import declare
 from rlsctl.declare.state import DeclaredState
+from rlsctl.declare.validate import validate
 from rlsctl.errors import UsageError
 from rlsctl.pg import statements
 from rlsctl.pg.templates import render_template
@@ -501,6 +502,8 @@ def _declared(
     for every world)."""
     if "declared" not in memo:
         schema = live_schema(conn, project, None)
+        # What apply refuses (an unknown rank or column) must not pass here as all cells green.
+        validate(project, project.migrated_schema().union(schema))
         state = declare(project, schema)
         if not state.tables:
             raise UsageError(f"{where}: no declared table exists yet: run `rlsctl migrate` and `rlsctl apply`")
