@@ -7,7 +7,6 @@ sequence", while drift said "no drift" (an outside check on a schema of its own)
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -17,9 +16,9 @@ from psycopg import sql
 from rlsctl.change.drift import read_plan
 from rlsctl.change.render import render_phases
 from rlsctl.policy.project import Project, load_project
-from tests.conftest import ROOT, migrate_and_apply
+from tests.conftest import migrate_and_apply
+from tests.helpers import orgs_with_phase
 
-EXAMPLE = ROOT / "examples" / "orgs"
 EVENTS_UP = """
 CREATE SEQUENCE event_number;
 CREATE TABLE event (
@@ -45,15 +44,7 @@ tables:
 
 @pytest.fixture
 def events_project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    for part in ("policies", "migrations"):
-        shutil.copytree(EXAMPLE / part, root / part)
-    phase = root / "migrations" / "2_events"
-    phase.mkdir()
-    (phase / "01_events.up.sql").write_text(EVENTS_UP)
-    (phase / "01_events.down.sql").write_text("DROP TABLE event;\nDROP SEQUENCE unrelated_counter;\n")
-    (root / "policies" / "events.yaml").write_text(EVENTS_POLICY)
-    return root
+    return orgs_with_phase(tmp_path, EVENTS_UP, "DROP TABLE event;\nDROP SEQUENCE unrelated_counter;\n", EVENTS_POLICY)
 
 
 def usage(conn: psycopg.Connection, sequence: str, role: str) -> tuple[bool, bool]:
@@ -68,14 +59,11 @@ def usage(conn: psycopg.Connection, sequence: str, role: str) -> tuple[bool, boo
 def insert_as_editor(conn: psycopg.Connection, project: Project) -> int:
     """An editor of an organisation inserts an event, as the application does."""
     editor, org = conn.execute(
-        "INSERT INTO account (email) VALUES ('ed@example.test') RETURNING id, "
-        "(SELECT id FROM organisation LIMIT 1)"
+        "INSERT INTO account (email) VALUES ('ed@example.test') RETURNING id, (SELECT id FROM organisation LIMIT 1)"
     ).fetchone()  # type: ignore[misc]
     if org is None:
         org = conn.execute("INSERT INTO organisation (name, slug) VALUES ('o', 'o') RETURNING id").fetchone()[0]  # type: ignore[index]
-    conn.execute(
-        "INSERT INTO org_membership (org_id, account_id, level) VALUES (%s, %s, 'editor')", (org, editor)
-    )
+    conn.execute("INSERT INTO org_membership (org_id, account_id, level) VALUES (%s, %s, 'editor')", (org, editor))
     conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(project.role_name("app"))))
     conn.execute("SELECT set_config('request.account_id', %s, true)", (str(editor),))
     row = conn.execute("INSERT INTO event (org_id, body) VALUES (%s, 'hello') RETURNING id", (org,)).fetchone()
@@ -107,8 +95,8 @@ def test_drift_sees_a_sequence_grant_missing_or_extra_and_apply_repairs_both(db,
         conn.execute(sql.SQL("GRANT SELECT ON SEQUENCE event_number TO {}").format(app))
         plan = read_plan(conn, project, "test", None)
         text = "\n".join(statement.sql for statement in plan.statements)
-        assert f"GRANT USAGE ON SEQUENCE \"public\".\"event_id_seq\" TO \"{project.role_name('app')}\"" in text
-        assert f"REVOKE SELECT ON SEQUENCE \"public\".\"event_number\" FROM \"{project.role_name('app')}\"" in text
+        assert f'GRANT USAGE ON SEQUENCE "public"."event_id_seq" TO "{project.role_name("app")}"' in text
+        assert f'REVOKE SELECT ON SEQUENCE "public"."event_number" FROM "{project.role_name("app")}"' in text
     migrate_and_apply(db, project=project)
     with db.connect() as conn:
         assert usage(conn, "event_id_seq", project.role_name("app")) == (True, False)
