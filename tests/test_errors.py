@@ -331,10 +331,11 @@ def test_a_click_usage_error_inside_a_command_is_one_line():
     assert "--policy-snapshot goes with --format pgtap" in err and "Usage:" not in err
 
 
-def rlsctl_into_head(args: str, cwd: Path) -> tuple[int, str, str]:
-    """`rlsctl ARGS | head -1` through a real shell pipe: (rlsctl's exit status, what head printed, rlsctl's stderr)."""
+def rlsctl_into_head(args: str, cwd: Path, lines: int = 1) -> tuple[int, str, str]:
+    """`rlsctl ARGS | head -LINES` through a real shell pipe: (rlsctl's exit status, what head printed,
+    rlsctl's stderr)."""
     rlsctl = Path(sys.executable).parent / "rlsctl"
-    script = f'"{rlsctl}" {args} 2>rlsctl.err | head -1; echo "status=${{PIPESTATUS[0]}}"'
+    script = f'"{rlsctl}" {args} 2>rlsctl.err | head -{lines}; echo "status=${{PIPESTATUS[0]}}"'
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=cwd, check=True, timeout=120)
     *printed, status = result.stdout.splitlines()
     return int(status.removeprefix("status=")), "\n".join(printed), (cwd / "rlsctl.err").read_text()
@@ -357,6 +358,17 @@ def test_drift_json_into_head_ends_quietly(db, tmp_path):
     )
     assert printed == "{"
     assert code == 141 and err == ""
+
+
+def test_a_short_output_whose_reader_is_gone_is_141_not_drift(db, tmp_path, monkeypatch):
+    """"no drift" fits in the pipe's buffer: the write fails only when rich flushes it, and rich
+    then exited 1, which `drift | head -0` read as drift found."""
+    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=" + "k" * 40)
+    migrate_and_apply(db)
+    code, printed, err = rlsctl_into_head(
+        f'drift --dsn "{db.dsn}" --project "{ROOT}" --role-prefix {db.prefix}', tmp_path, lines=0
+    )
+    assert (code, printed, err) == (141, "", "")
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,18 @@ if TYPE_CHECKING:
     from rlsctl.cli.demo import DemoResult
     from rlsctl.migrate.run import MigrateReport, RollbackReport
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """rich exits 1 when the reader of the output went away, which `rlsctl drift | head` would
+        read as "drift found": raise it instead, for the commands' one exit path (141, quietly)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+stdout = _Console(highlight=False, soft_wrap=True)
+stderr = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
