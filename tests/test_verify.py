@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from rlsctl.change.apply import live_schema
 from rlsctl.cli.main import main
+from rlsctl.declare.compile import declare
 from rlsctl.policy.project import load_project
 from rlsctl.tester.verify import PROFILES, VerifyResult, _explore, verify
 from rlsctl.tester.worlds import Shape, WorldSpec
@@ -178,3 +180,20 @@ def test_a_row_whose_tenant_is_its_parents_is_moved_across_tenants(db, tmp_path)
     with db.connect() as conn:
         result = verify(conn, project, "moved", examples=0)
     assert ("expectation", "task", "update") in {(f.kind, f.table, f.command) for f in result.findings}
+
+
+def test_the_minimal_world_is_described_as_its_fixtures_were_built(db):
+    """Team.ownerId may not be NULL, so a world that chose no owner has u0 own the team; a
+    PerformanceMetrics row has no author column, so it is by nobody (the line said "no owners"
+    and "by u0")."""
+    from rlsctl.tester.verify import describe
+    from rlsctl.tester.worlds import shape_of
+
+    project = migrate_and_apply(db)
+    with db.connect() as conn:
+        schema = live_schema(conn, project, None)
+    shape = shape_of(project, declare(project, schema), schema)
+    world = WorldSpec(1, 2, (None,), ((1, 0, "MEMBER"),), (("PerformanceMetrics", 0, 1, 0), ("Prompt", 0, 1, 0)))
+    line = describe(world, shape)
+    assert "t0 owned by u0" in line and "no owners" not in line
+    assert "PerformanceMetrics in t0, Prompt in t0 by u1;" in line

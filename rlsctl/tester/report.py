@@ -217,7 +217,7 @@ def print_verify(result: VerifyResult, console: Console) -> None:
         console.print("[green]no finding[/]: every world held the invariants and the expectations")
         return
     assert result.minimal is not None
-    world = escape(describe_world(result.minimal))
+    world = escape(result.minimal_description or describe_world(result.minimal))
     console.print(f"[red]{len(result.findings)} findings[/] in the minimal failing world: {world}")
     for finding in result.findings:
         console.print(
@@ -235,7 +235,9 @@ def verify_json(result: VerifyResult) -> str:
                     "findings": len(result.findings), "seconds": round(result.seconds, 2),
                     "rejected_worlds": result.rejected},
         "notices": list(result.notices),
-        "minimal_world": describe_world(result.minimal) if result.minimal is not None else None,
+        "minimal_world": (result.minimal_description or describe_world(result.minimal))
+        if result.minimal is not None
+        else None,
         "findings": [
             {"kind": f.kind, "table": f.table, "command": f.command, "case": f.case, "principal": f.principal,
              "detail": f.detail, "sql": f.script}

@@ -1027,7 +1027,8 @@ def _notices(expectations: Expectations | None, managed: list[str], expect: Expe
     if expectations is None:
         return (
             "NO EXPECTATIONS: this project has no expectations/ files, so rlsctl test checked only the "
-            "invariants (tenant isolation, nobody raises their own rank, denied writes change nothing); "
+            "invariants (tenant isolation, nobody raises their own rank, a higher rank can do what a lower "
+            "one could, denied writes change nothing); "
             "write what each principal may do in expectations/*.yaml (docs/testing.md)",
         )
     unjudged = [table for table in managed if table not in expectations.tables]

@@ -41,7 +41,7 @@ from rlsctl.policy.project import Project
 from rlsctl.tester.expectations import Expectations, load_expectations
 from rlsctl.tester.probes import principal_json
 from rlsctl.tester.run import Cell, Generated, MatrixResult, run_matrix
-from rlsctl.tester.worlds import Shape, WorldSpec, complete_world, fixtures_of, shape_of
+from rlsctl.tester.worlds import Shape, WorldSpec, complete_world, fixtures_of, has_author, shape_of
 
 Progress = Callable[[str], None]
 
@@ -73,6 +73,7 @@ class VerifyResult:
     examples: int = 0
     findings: list[Finding] = field(default_factory=list)
     minimal: WorldSpec | None = None
+    minimal_description: str = ""  # the minimal world in one line, as its fixtures were built
     notices: tuple[str, ...] = ()
     seconds: float = 0.0
     rejected: int = 0
@@ -119,6 +120,7 @@ def verify(
         say("shrinking the failing world")
         minimal = _shrink(world, shape, failing, seed, shrink_seconds)
         result.minimal = minimal
+        result.minimal_description = describe(minimal, shape)
         result.findings = findings(world.run(minimal), project, shape)
     result.seconds = time.monotonic() - started
     return result
@@ -387,14 +389,28 @@ def _finding(
     return Finding(kind, table, command, case, principal, detail, script)
 
 
-def describe(spec: WorldSpec) -> str:
-    """The world in one line: its tenants, users, who holds what, its rows and keys."""
+def describe(spec: WorldSpec, shape: Shape | None = None) -> str:
+    """The world in one line: its tenants, users, who holds what, its rows and keys. With `shape`,
+    as the fixtures were built: an owner column that may not be NULL names u0 when the world chose
+    no owner, and a row of a table with no author column has no author."""
     members = ", ".join(f"u{u} {rank} in t{t}" for u, t, rank in spec.members) or "no memberships"
-    owners = ", ".join(f"t{t} owned by u{o}" for t, o in enumerate(spec.owners) if o is not None) or "no owners"
+    owners = ", ".join(f"t{t} owned by u{o}" for t, o in enumerate(_owners(spec, shape)) if o is not None)
     rows = ", ".join(
         f"{table} in {'t' + str(tenant) if tenant is not None else 'no tenant'}"
-        + (f" by u{author}" if author is not None else "")
+        + (f" by u{author}" if author is not None and (shape is None or has_author(shape, table)) else "")
         for table, tenant, author, _ in spec.rows
     ) or "no rows"
+    owners = owners or "no owners"
     keys = ", ".join(f"key of t{t} [{' '.join(scopes)}]" for t, scopes in spec.keys) or "no API keys"
     return f"{spec.tenants} tenants, {spec.users} users; {members}; {owners}; {rows}; {keys}"
+
+
+def _owners(spec: WorldSpec, shape: Shape | None) -> list[int | None]:
+    """Each tenant's owner as the fixtures have it (worlds._tenants)."""
+    owners = [spec.owners[t] if t < len(spec.owners) else None for t in range(spec.tenants)]
+    tenancy = shape.project.tenancy if shape is not None else None
+    if shape is None or tenancy is None or shape.tenants is None or not tenancy.tenants.owner:
+        return owners
+    table = shape.schema.table(shape.tenants)
+    forced = table.has_column(tenancy.tenants.owner) and not shape.nullable(shape.tenants, tenancy.tenants.owner)
+    return [0 if owner is None and forced and spec.users else owner for owner in owners]

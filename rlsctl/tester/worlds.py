@@ -148,7 +148,7 @@ def complete_world(shape: Shape) -> WorldSpec:
         for tenant in tenants:
             owner = [t1_owner] if tenant == 1 else []  # t0's owner is its top-ranked member
             authors = [*by_tenant.get(tenant if tenant is not None else 0, []), *owner, both, outsider]
-            if not _has_author(shape, table):
+            if not has_author(shape, table):
                 authors = authors[:1]
             rows += [(table, tenant, author, variant) for variant, author in enumerate(authors)]
     keys = [(tenant, (scope,)) for tenant in (0, 1) for scope in shape.scopes]
@@ -167,7 +167,7 @@ def _tenant_column_nullable(shape: Shape, table: str) -> bool:
     return False
 
 
-def _has_author(shape: Shape, table: str) -> bool:
+def has_author(shape: Shape, table: str) -> bool:
     return shape.users is not None and any(
         fk.ref_table == shape.users for fk in shape.schema.table(table).foreign_keys
     )
