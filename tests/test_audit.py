@@ -553,10 +553,11 @@ def test_verify_reads_as_the_auditor_and_refuses_a_login_that_cannot_see_every_r
 # -- retention trims the old end -----------------------------------------------------------------
 
 
-def old_rows_in_their_own_lane(database: TestDatabase, count: int) -> list[str]:
-    """Expired rows at the start of a lane that holds no row yet. A transaction chains in the
-    lane its backend's pid points at, else the next free one: the lanes from there to a fresh
-    one are held (their advisory locks, docs/audit.md) while the rows are written."""
+def old_rows_in_their_own_lane(database: TestDatabase, count: int, young: bool = True) -> list[str]:
+    """Expired rows at the start of a lane that holds no row yet (then a young one, with `young`).
+    A transaction chains in the lane its backend's pid points at, else the next free one: the
+    lanes from there to a fresh one are held (their advisory locks, docs/audit.md) while the rows
+    are written."""
     ids = [f"old-{n}" for n in range(count)]
     with database.connect(autocommit=False) as holder, database.connect(autocommit=False) as conn:
         start = conn.execute("SELECT pg_backend_pid() % 16").fetchone()[0]
@@ -570,11 +571,12 @@ def old_rows_in_their_own_lane(database: TestDatabase, count: int) -> list[str]:
                     VALUES (%s, 'u1', 'login', 'User', 'u1', now() - interval '400 days')""",
                 (row_id,),
             )
-        conn.execute(f"""INSERT INTO {LOG}(id, "userId", action, "resourceType", "resourceId")
-                         VALUES ('young', 'u1', 'x', 'User', 'u1')""")
+        if young:
+            conn.execute(f"""INSERT INTO {LOG}(id, "userId", action, "resourceType", "resourceId")
+                             VALUES ('young', 'u1', 'x', 'User', 'u1')""")
         conn.commit()
         holder.commit()
-    found = rows(database, "id LIKE 'old-%%' OR id = 'young'")
+    found = rows(database, "id LIKE 'old-%%' OR id = 'young'" if young else "id LIKE 'old-%%'")
     assert {r["chainLane"] for r in found} == {fresh} and found[0]["chainPrev"] == bytes(32)
     return ids
 
@@ -602,6 +604,19 @@ def test_retention_trims_the_old_end_and_the_chain_verifies_from_the_checkpoint(
     result = verify(chained, "--expect-head", str(head))
     assert result.exit_code == 0, result.output
     assert "4 trimmed by retention" in result.stdout
+
+
+def test_an_exported_head_whose_row_retention_trimmed_is_noted_and_counted(chained, tmp_path):
+    """docs/audit.md: a lane whose exported seq retention has since trimmed is noted, not failed;
+    the note was missing, and rows trimmed ahead of an older kept row were not counted."""
+    ids = old_rows_in_their_own_lane(chained, 3, young=False)
+    head = tmp_path / "head.json"
+    assert audit_cli(chained, "audit", "export-head", "-o", str(head)).exit_code == 0
+    retention_deletes(chained, ids[2])  # the lane's newest row, the exported head's, ahead of two kept
+    result = verify(chained, "--expect-head", str(head))
+    assert result.exit_code == 0, result.output
+    assert "1 trimmed by retention" in result.stdout
+    assert "was trimmed by retention: compared with the hash retention kept of it" in result.output
 
 
 def test_deleting_old_rows_any_other_way_is_caught(chained):

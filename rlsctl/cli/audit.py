@@ -134,7 +134,8 @@ def _report(verdict: Verdict, where: str, fmt: str, bare_mismatch: bool = False,
 
 def _text(verdict: Verdict, where: str, bare_mismatch: bool) -> list[str]:
     lanes = f"{len(verdict.heads)} lane{'s' if len(verdict.heads) != 1 else ''}"
-    trimmed = sum(checkpoint.removed for checkpoint in verdict.checkpoints)
+    # Off each lane's old end (its checkpoint), and ahead of an older row a hold keeps (audit_trimmed).
+    trimmed = sum(checkpoint.removed for checkpoint in verdict.checkpoints) + verdict.trimmed
     scope = f"{verdict.rows} rows in {lanes}" + (f", {trimmed} trimmed by retention" if trimmed else "")
     first = verdict.first
     if first is None:
