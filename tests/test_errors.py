@@ -419,3 +419,18 @@ def test_an_acknowledgement_naming_no_declared_role_is_refused(tmp_path):
     line = text[: text.index("project:\n")].count("\n") + 3
     code, _, err = run("render", "--project", str(project))
     assert code == 2 and f"project.yaml:{line}: {{apps}} names no declared role (role keys: " in err, err
+
+
+def test_a_fixture_value_the_server_refuses_is_named_at_its_line(db, tmp_path):
+    """A value only the server can judge (an enum label): the message named the row, not where it is."""
+    project = copy_project(tmp_path)
+    shutil.copytree(ROOT / "expectations", project / "expectations")
+    fixtures = project / "policies" / "fixtures.yaml"
+    text = fixtures.read_text()
+    line = text[: text.index("m_a_coowner:")].count("\n") + 1
+    fixtures.write_text(text.replace('userId: "@u_a_coowner", role: OWNER', 'userId: "@u_a_coowner", role: OWNR', 1))
+    migrate_and_apply(db)
+    code, _, err = run("test", "--project", str(project), "--dsn", db.dsn, "--role-prefix", db.prefix)
+    assert code == 2, err
+    assert f"fixtures.yaml:{line}: fixture row TeamMember.m_a_coowner cannot be loaded: " in err
+    assert "invalid input value for enum" in err

@@ -579,7 +579,11 @@ def _load(runner: Runner, resolved: Resolved) -> dict[str, list[dict[str, Any]]]
         try:
             runner.conn.execute(statement.encode())
         except psycopg.Error as exc:
-            raise UsageError(f"fixture row {row.table}.{row.name} cannot be loaded: {_first(exc)}") from None
+            # The fixture file's line where there is one (hand-written fixtures; verify's are generated).
+            raise runner.project.error(
+                ("fixtures", "rows", row.table, row.name),
+                f"fixture row {row.table}.{row.name} cannot be loaded: {_first(exc)}",
+            ) from None
     for table in {row.table for row in resolved.rows}:
         keys = [row.values[runner.key(table).name] for row in resolved.rows_of(table)]
         cursor = runner.conn.execute(
