@@ -14,7 +14,10 @@ HEADER = """# CLI reference
 Generated from `rlsctl --help` by `python -m rlsctl.cli.clidoc > docs/cli.md`; a test
 checks it is current. Exit status everywhere: 0 clean, 1 findings, failures or
 drift, 2 usage or connection error, 141 when the reader of the output goes away
-(`rlsctl drift --format json | head`: no message, and never mistaken for a clean run).
+(`rlsctl drift --format json | head`: no message, and never mistaken for a clean run);
+stopped by a signal, 130 (Ctrl-C, with "interrupted; the current transaction was rolled
+back"), 143 (SIGTERM) or 129 (SIGHUP), as a shell reports a program a signal ends: the
+transaction in flight is rolled back, nothing half-applied stays.
 
 ## Which project
 
