@@ -347,7 +347,7 @@ def test_the_documented_suppressions_are_exactly_what_lint_suppresses():
         actual[(finding["rule"], parts[-1] if len(parts) == 3 else finding["object"])] += 1
     assert actual == documented, "update the table of suppressed findings in docs/lint.md"
     text = (ROOT / "docs" / "lint.md").read_text()
-    assert f"these {sum(actual.values())} findings are suppressions" in text
+    assert f"these {sum(actual.values())} findings are suppressed" in text
 
 
 def test_selecting_rules_leaves_the_other_rules_suppressions_alone():
@@ -380,3 +380,26 @@ def test_rlsctls_own_objects_need_no_suppression_of_the_project(monkeypatch):
     assert {name for name in by_hand if ours.search(name)} <= own
     assert not [f.object for f in alone.findings if ours.search(f.object)]
     assert not alone.unused_suppressions
+
+
+def test_a_trigger_named_like_rlsctls_on_a_table_rlsctl_does_not_audit_is_reported(tmp_path):
+    """An adversarial review: the built-in suppression covered `zz_rlsctl_audit` on every declared
+    table, so a SECURITY DEFINER trigger a migration put on a table rlsctl does not audit, under
+    rlsctl's name, was hidden from offline lint. It covers audited tables only."""
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "policies", root / "policies")
+    shutil.copytree(ROOT / "migrations", root / "migrations")
+    phase = root / "migrations" / "5_lookalike"
+    phase.mkdir()
+    (phase / "01_trigger.up.sql").write_text(
+        "CREATE FUNCTION public.lookalike() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER\n"
+        "SET search_path = pg_catalog AS $$ BEGIN RETURN NEW; END $$;\n"
+        'CREATE TRIGGER zz_rlsctl_audit AFTER INSERT ON "PromptVersion" FOR EACH ROW\n'
+        "EXECUTE FUNCTION public.lookalike();\n"
+    )
+    (phase / "01_trigger.down.sql").write_text('DROP TRIGGER zz_rlsctl_audit ON "PromptVersion";\n')
+    result = CliRunner().invoke(main, ["lint", "--project", str(root), "--format", "json"])
+    reported = {(f["rule"], f["object"]) for f in json.loads(result.stdout)["findings"]}
+    assert ("SEC014", "public.PromptVersion.zz_rlsctl_audit") in reported, result.stdout

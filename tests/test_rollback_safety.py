@@ -276,3 +276,38 @@ def test_a_log_created_again_after_a_rollback_starts_a_chain_of_its_own(db, monk
         conn.execute(AUDIT.replace("'a1'", "'a2'"))
     verified = cli(db, "audit", "verify")
     assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.parametrize("renamed", ["before the rollback", "by its down script"])
+def test_a_log_renamed_away_keeps_its_chain(db, tmp_path, monkeypatch, renamed):
+    """An adversarial review: the owner login renamed the log out of the way (or a down script
+    did), an unrelated rollback then found no table of the log's name and erased its chain's
+    bookkeeping, and the rows put back later verified as a fresh, intact chain. Only a log this
+    rollback's own down scripts dropped loses its chain."""
+    import shutil
+
+    monkeypatch.setenv("PGOPTIONS", "-c rlsctl.master_key=" + "k" * 40)
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "policies", root / "policies")
+    shutil.copytree(ROOT / "migrations", root / "migrations")
+    extra = root / "migrations" / "5_extra"
+    extra.mkdir()
+    (extra / "01_extra.up.sql").write_text("CREATE TABLE zz_extra (id integer);\n")
+    # Renamed, and rid of rlsctl's triggers, which would keep the re-apply from replacing their functions.
+    rename = 'ALTER TABLE "AuditLog" RENAME TO "AuditLog_keep";\n' + "".join(
+        f'DROP TRIGGER IF EXISTS {trigger} ON "AuditLog_keep";\n'
+        for trigger in ("zz_rlsctl_chain", "zz_rlsctl_append_only", "zz_rlsctl_no_truncate")
+    )
+    (extra / "01_extra.down.sql").write_text((rename if renamed == "by its down script" else "") + "DROP TABLE zz_extra;\n")
+    migrate_and_apply(db, project=load_project(root, role_prefix=db.prefix))
+    with db.connect() as conn:
+        for statement in (USERS, TEAM, AUDIT):
+            conn.execute(statement)
+        if renamed == "before the rollback":
+            conn.execute(rename)
+        lanes = conn.execute("SELECT count(*) FROM rlsctl.audit_lane").fetchone()[0]
+    assert lanes > 0
+    result = rollback_cli(db, root, "--to", "4", "--yes", "--audit-exported")
+    assert result.exit_code == 0, result.output
+    with db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM rlsctl.audit_lane").fetchone()[0] == lanes

@@ -30,6 +30,16 @@ CREATE TABLE event (
 ALTER SEQUENCE event_number OWNED BY event.serial_no;
 CREATE INDEX event_org_id_idx ON event (org_id);
 CREATE SEQUENCE unrelated_counter;
+-- Defaults that merely mention a sequence the column does not own: another table's, another
+-- application's counter. rlsctl must grant neither (an adversarial review: the owner login had
+-- apply, run as a superuser, grant what it could not grant itself).
+CREATE TABLE tally (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    org_id uuid NOT NULL REFERENCES organisation (id),
+    borrowed bigint DEFAULT nextval('unrelated_counter'),
+    peeked bigint DEFAULT currval('event_id_seq')
+);
+CREATE INDEX tally_org_id_idx ON tally (org_id);
 """
 EVENTS_POLICY = """
 tables:
@@ -39,12 +49,19 @@ tables:
       app:
         select: {tenant_role: viewer}
         insert: {tenant_role: editor}
+  tally:
+    tenant: org_id
+    policies:
+      app:
+        select: {tenant_role: viewer}
+        insert: {tenant_role: viewer}
 """
 
 
 @pytest.fixture
 def events_project(tmp_path: Path) -> Path:
-    return orgs_with_phase(tmp_path, EVENTS_UP, "DROP TABLE event;\nDROP SEQUENCE unrelated_counter;\n", EVENTS_POLICY)
+    down = "DROP TABLE tally;\nDROP TABLE event;\nDROP SEQUENCE unrelated_counter;\n"
+    return orgs_with_phase(tmp_path, EVENTS_UP, down, EVENTS_POLICY)
 
 
 def usage(conn: psycopg.Connection, sequence: str, role: str) -> tuple[bool, bool]:
@@ -109,5 +126,5 @@ def test_render_grants_the_sequences_offline(events_project):
     project = load_project(events_project, role_prefix="offline_")
     script = render_phases(project, 2)[2]
     assert 'GRANT USAGE ON SEQUENCE "public"."event_id_seq" TO "offline_app";' in script
-    assert 'GRANT USAGE ON SEQUENCE "public"."event_number" TO "offline_app";' in script
+    assert "event_number" not in script  # OWNED BY the column only in the catalog: apply's to grant
     assert "unrelated_counter" not in script and "SELECT ON SEQUENCE" not in script

@@ -451,8 +451,9 @@ def rollback(
     with locked_transaction(conn, lock_timeout, where):
         _recheck(conn, project, where, found, revert_quietly, lock_timeout)
         secured = _is_secured(conn, project)
+        log = _audit_log_oid(conn, project)
         _revert(conn, project, where, to_revert, lock_timeout, progress)
-        _forget_dropped_log(conn, project)
+        _forget_dropped_log(conn, project, log)
         if secured:
             progress("re-applying the security layer for the tables that remain")
             plan = applying.make_plan(conn, project, where)
@@ -463,17 +464,28 @@ def rollback(
     return RollbackReport(where, tuple(to_revert), reapplied=secured, losses=tuple(found), backup=dumped)
 
 
-def _forget_dropped_log(conn: psycopg.Connection, project: Project) -> None:
-    """When the rollback dropped the audit log (exported first, `_check_losses`), its chain's
-    bookkeeping goes too: a log created again by a later migrate starts a chain of its own, where
-    the old lane heads made `rlsctl audit verify` report it broken for good."""
+def _audit_log_oid(conn: psycopg.Connection, project: Project) -> int | None:
+    """The audit log table as the rollback finds it (its OID: a name can be given to another table)."""
     if project.settings.audit is None:
+        return None
+    params = {"schema": project.schema_name, "log": log_table(project), "oid": None, "helper_schema": ""}
+    return statements.run(conn, "audit_log_oid", **params)[0]["oid"]  # type: ignore[no-any-return]
+
+
+def _forget_dropped_log(conn: psycopg.Connection, project: Project, before: int | None) -> None:
+    """When this rollback's down scripts dropped the audit log (exported first, `_check_losses`),
+    its chain's bookkeeping goes too: a log created again by a later migrate starts a chain of its
+    own, where the old lane heads made `rlsctl audit verify` report it broken for good. Only the
+    table the rollback found, gone for good (not renamed: its OID no longer exists); a log renamed
+    out of the way before the rollback, or by a down script, keeps its chain."""
+    if before is None:
         return
     log = log_table(project)
-    params = {"schema": project.schema_name, "log": log, "helper_schema": project.helper_schema}
-    if statements.run(conn, "audit_chain_orphaned", **params)[0]["orphaned"]:
+    params = {"schema": project.schema_name, "log": log, "oid": before, "helper_schema": project.helper_schema}
+    if statements.run(conn, "audit_log_oid", **params)[0]["dropped"]:
         definer = project.role_name(project.role_of_kind("definer"))
-        sql = _render(project, "ops/audit_forget_log.sql.j2", definer=definer, **params)
+        sql = _render(project, "ops/audit_forget_log.sql.j2", definer=definer, helper_schema=project.helper_schema,
+                      log=log)  # fmt: skip
         conn.execute(sql.encode())
 
 

@@ -170,8 +170,9 @@ def _add_column(table: Table, column_def: ast.ColumnDef) -> Table:
         not_null=serial is not None or bool(kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}),
         has_default=serial is not None or bool(kinds & {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY}),
         # PostgreSQL's own name for a serial's sequence (unless it is too long or taken: the
-        # live catalog, which apply reads, knows the real one).
-        sequence=f"{table.name}_{column_def.colname}_seq" if serial else _nextval(column_def),
+        # live catalog, which apply reads, knows the real one). A `DEFAULT nextval()` counts only
+        # once the catalog shows the sequence OWNED BY the column (catalog/sql/columns.sql).
+        sequence=f"{table.name}_{column_def.colname}_seq" if serial else None,
     )
     table = replace(table, columns=(*table.columns, column))
     for constraint in column_def.constraints or ():
@@ -181,20 +182,6 @@ def _add_column(table: Table, column_def: ast.ColumnDef) -> Table:
         elif constraint.contype == ConstrType.CONSTR_FOREIGN:
             table = _add_foreign_key(table, constraint, (column.name,))
     return table
-
-
-def _nextval(column_def: ast.ColumnDef) -> str | None:
-    """The sequence a `DEFAULT nextval('name')` draws from (its name without a schema)."""
-    for constraint in column_def.constraints or ():
-        expr = constraint.raw_expr if constraint.contype == ConstrType.CONSTR_DEFAULT else None
-        if not isinstance(expr, ast.FuncCall) or _names(expr.funcname)[-1:] != ("nextval",) or not expr.args:
-            continue
-        argument = expr.args[0]
-        if isinstance(argument, ast.TypeCast):
-            argument = argument.arg
-        if isinstance(argument, ast.A_Const) and isinstance(argument.val, ast.String):
-            return argument.val.sval.rsplit(".", 1)[-1].strip('"')
-    return None
 
 
 def replace_keys(constraint: ast.Constraint, columns: tuple[str, ...]) -> ast.Constraint:
