@@ -33,7 +33,7 @@ from rlsctl.declare.bind import BindError
 from rlsctl.declare.state import DeclaredState, GrantSpec, HelperFn, PolicySpec, helper_name
 from rlsctl.policy.model import AuditSettings, TableAudit, TableDecl, TenantVia
 from rlsctl.policy.project import Project
-from rlsctl.schema.tables import Schema, Table
+from rlsctl.schema.tables import Schema, Table, with_time_zone
 from rlsctl.state.objects import AUDIT_TRIGGERS, KeyTable, Obj, TableSecurity, Trigger
 
 AUDIT_BODIES = "objects/audit_bodies.sql.j2"
@@ -90,6 +90,7 @@ def _deleter(project: Project, name: str, table: Table) -> dict[str, Any]:
         "deleter": project.role_name(_declared(project, retention.role)),
         "retention_column": retention.column,
         "retention_days": retention.days,
+        "retention_with_zone": with_time_zone(table.column(retention.column).type),
     }
 
 

@@ -91,6 +91,7 @@ class AuditSpec:
     deleter: str | None = None  # the log's retention role: the only one that deletes, and only expired rows
     retention_column: str | None = None
     retention_days: int | None = None
+    retention_with_zone: bool = False  # the retention column is a timestamptz (see expr.Cutoff)
     guard_function: str = ""
     chain_function: str = ""
     # The advisory lock (class rlsctl.pg.locks.CLASS) that lets one trim of the log's chain run at a time.

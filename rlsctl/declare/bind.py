@@ -19,7 +19,7 @@ from rlsctl.policy import conditions as c
 from rlsctl.policy.columns import policy_conditions
 from rlsctl.policy.model import TableDecl, TenantVia
 from rlsctl.policy.project import Project
-from rlsctl.schema.tables import Schema
+from rlsctl.schema.tables import Schema, with_time_zone
 
 
 class BindError(UsageError):
@@ -236,7 +236,10 @@ class Binder:
         retention = self.decl(table).retention
         if retention is None:
             raise BindError(f"table {table!r} uses expired but declares no retention")
-        return e.compare(self.col(table, alias, retention.column), "<", e.Cutoff(retention.days))
+        found = self.schema.get(table)
+        column = found.column(retention.column) if found is not None and found.has_column(retention.column) else None
+        cutoff = e.Cutoff(retention.days, column is not None and with_time_zone(column.type))
+        return e.compare(self.col(table, alias, retention.column), "<", cutoff)
 
     def _bind_ApiKeyScope(self, cond: c.ApiKeyScope, table: str, alias: int) -> e.Pred:
         if not api_keys_exist(self.project, self.schema):

@@ -42,7 +42,7 @@ from rlsctl.policy.columns import columns_named, exists_reads
 from rlsctl.policy.conditions import Cond
 from rlsctl.policy.model import ColumnList, Guard, TableDecl, UpdateRule
 from rlsctl.policy.project import Project
-from rlsctl.schema.tables import Schema, Table
+from rlsctl.schema.tables import Schema, Table, with_time_zone
 
 
 def declare(project: Project, schema: Schema) -> DeclaredState:
@@ -174,6 +174,8 @@ def _api_keys(project: Project, schema: Schema) -> ApiKeySpec | None:
         raw_prefix=keys.raw_prefix,
         tenant_type=table.column(keys.tenant).type,
         key_type=table.column(keys.key).type,
+        expires_with_zone=bool(keys.expires) and table.has_column(keys.expires)
+        and with_time_zone(table.column(keys.expires).type),
     )
 
 
@@ -384,7 +386,8 @@ def _retention(
     if retention.role not in project.roles:
         raise BindError(f"table {name!r}: retention role {retention.role!r} is not declared in roles")
     role = project.role_name(retention.role)
-    expired = e.compare(e.Col(0, retention.column), "<", e.Cutoff(retention.days))
+    zoned = with_time_zone(table.column(retention.column).type)
+    expired = e.compare(e.Col(0, retention.column), "<", e.Cutoff(retention.days, zoned))
     policies = [
         PolicySpec(name, f"{retention.role}_{command}", command, retention.role, role, expired, None)
         for command in ("select", "delete")

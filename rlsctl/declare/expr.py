@@ -103,9 +103,13 @@ class PresentedKeyHash(Operand):
 
 @dataclass(frozen=True)
 class Cutoff(Operand):
-    """`now() AT TIME ZONE 'UTC'` minus `days` days: retention windows are UTC."""
+    """The current instant minus `days` days, in the compared column's terms: `now() AT TIME ZONE 'UTC'`
+    for a timestamp without time zone (which holds UTC), `now()` itself for a timestamptz (`with_zone`),
+    which a UTC wall-clock time would be converted back to in the session's TimeZone: a window any
+    session could move by up to a week."""
 
     days: int
+    with_zone: bool = False
 
 
 # -- predicates -------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rlsctl.declare import expr as e
 from rlsctl.declare.audit_spec import AuditSpec
 from rlsctl.pg.sql import SqlText, ident
-from rlsctl.schema.tables import Schema
+from rlsctl.schema.tables import Schema, with_time_zone
 from rlsctl.state.scope import ManagedScope, ScopeRole
 
 PRIVILEGE = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
@@ -240,6 +240,11 @@ class RetentionTable:
     def function(self) -> str:
         return helper_name("retention_", self.table)
 
+    @property
+    def with_zone(self) -> bool:
+        """Its age column is a timestamptz: windows are counted from now() itself (see expr.Cutoff)."""
+        return with_time_zone(self.column_type)
+
 
 @dataclass(frozen=True)
 class RetentionSpec:
@@ -292,6 +297,10 @@ class ApiKeySpec:
     raw_prefix: str
     tenant_type: str
     key_type: str
+    # The expiry column is a timestamptz: compared with now() itself. A timestamp without time zone
+    # holds UTC (docs/encryption.md) and is compared with now() AT TIME ZONE 'UTC'; comparing a
+    # timestamptz with that would convert it back in the session's TimeZone, which the app may set.
+    expires_with_zone: bool = False
 
 
 # pgcrypto functions the keys role calls: it must be able to execute them, wherever the

@@ -142,3 +142,9 @@ class Schema:
             extra = tuple(c for c in table.columns if not mine.has_column(c.name))
             merged[table.name] = replace(mine, columns=mine.columns + extra)
         return replace(self, tables=tuple(sorted(merged.values(), key=lambda t: t.name)))
+
+
+def with_time_zone(type_name: str) -> bool:
+    """`timestamp with time zone` / `timestamptz` (with a precision or not), as the catalog or a migration names it."""
+    name = " ".join(type_name.lower().split())
+    return name.startswith("timestamptz") or ("with time zone" in name and "without" not in name)

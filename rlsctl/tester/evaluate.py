@@ -169,7 +169,8 @@ class Evaluator:
         if isinstance(operand, e.PresentedKeyHash):
             return None  # set only inside authenticate_api_key
         if isinstance(operand, e.Cutoff):
-            return dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=operand.days)
+            now = dt.datetime.now(dt.UTC)  # aware for a timestamptz column, naive UTC for a timestamp one
+            return (now if operand.with_zone else now.replace(tzinfo=None)) - dt.timedelta(days=operand.days)
         raise TypeError(f"cannot evaluate {operand!r}")
 
     def tenant_ids(self, rank: str) -> set[Any]:
