@@ -549,6 +549,36 @@ def test_rls015_names_a_text_column_and_not_a_number_cast_to_text(mode, make_db)
     assert "owner_name is ''" in found["RLS015"][0].message
 
 
+COALESCED_SETTING = """
+CREATE ROLE app_role;
+CREATE TABLE note (id int PRIMARY KEY, owner_name text NOT NULL);
+CREATE INDEX ON note (owner_name);
+ALTER TABLE note ENABLE ROW LEVEL SECURITY;
+ALTER TABLE note FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON note TO app_role;
+INSERT INTO note VALUES (1, ''), (2, 'ann');
+CREATE POLICY by_name ON note FOR SELECT TO app_role
+    USING (owner_name = (SELECT coalesce(current_setting('app.name', true), '')));
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rls015_sees_a_setting_coalesced_to_empty(mode, make_db):
+    """An outside check: `coalesce(current_setting(...), '')` compared with a text column was not
+    reported, and a session that never set the setting read the rows whose column is ''."""
+    found = lint_sql(mode, COALESCED_SETTING, make_db)
+    assert [f.object for f in found.get("RLS015", [])] == ["public.note.by_name"], found.get("RLS015")
+
+
+def test_a_setting_coalesced_to_empty_opens_the_empty_rows_without_any_set_local(db):
+    """What the finding says, on the server: no SET LOCAL ever, and the row whose name is '' shows."""
+    with db.connect() as conn:
+        conn.execute(prefixed(COALESCED_SETTING, db.prefix).encode())
+        with conn.transaction(force_rollback=True):
+            conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
+            assert conn.execute("SELECT id FROM note ORDER BY id").fetchall() == [(1,)]
+
+
 def test_an_unset_setting_opens_the_text_column_s_empty_rows_only(db):
     with db.connect() as conn:
         conn.execute(prefixed(RAW_SETTING, db.prefix).encode())
@@ -557,3 +587,27 @@ def test_an_unset_setting_opens_the_text_column_s_empty_rows_only(db):
             # Both settings read '' (as after an earlier SET LOCAL on a pooled connection).
             conn.execute("SELECT set_config('app.org', '', true), set_config('app.name', '', true)")
             assert conn.execute("SELECT id FROM note ORDER BY id").fetchall() == [(1,)]  # by_name's row only
+
+
+GATE_AND_FLOOR = """
+CREATE ROLE app_role;
+CREATE TABLE item (id int PRIMARY KEY, tenant_id int NOT NULL);
+CREATE INDEX ON item (tenant_id);
+ALTER TABLE item ENABLE ROW LEVEL SECURITY;
+ALTER TABLE item FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON item TO app_role;
+CREATE POLICY gate ON item AS PERMISSIVE FOR SELECT TO app_role USING (true);
+CREATE POLICY floor ON item AS RESTRICTIVE FOR {floor_command} TO PUBLIC
+    USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant', true), '')::int));
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("floor_command, reported", [("ALL", False), ("SELECT", False), ("UPDATE", True)])
+def test_rls007_a_permissive_gate_under_a_restrictive_tenant_floor_opens_nothing(mode, make_db, floor_command,
+                                                                                  reported):  # fmt: skip
+    """An outside check: `USING (true)` ANDed with a restrictive tenant floor for the same role and
+    command reads one tenant's rows, yet RLS007 said it read every row. A floor on another command
+    only leaves the gate open."""
+    found = lint_sql(mode, GATE_AND_FLOOR.format(floor_command=floor_command), make_db)
+    assert bool(on(found, "RLS007", "public.item.gate")) is reported, found.get("RLS007")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rlsctl.lint import exprs, scope
-from rlsctl.lint.model import LintModel
+from rlsctl.lint.model import PUBLIC, LintModel, Policy
 from rlsctl.lint.rule import Finding, Rule
 
 VERBS = {"select": "read", "delete": "delete", "insert": "insert", "update": "update", "all": "read and write"}
@@ -24,7 +24,9 @@ class UnscopedPolicy(Rule):
     branch counts on its own: in `tenant_id = ... OR (SELECT
     current_setting('app.support', true)) = 'on'` the second branch grants
     every row. (Write checks that let a row into any tenant are RLS012's;
-    conditions that open only when the identity is missing, RLS014's.)
+    conditions that open only when the identity is missing, RLS014's.) A
+    permissive gate is not reported when RESTRICTIVE policies that scope the
+    rows cover every role and command it grants: PostgreSQL ANDs them onto it.
 
     Bad:
 
@@ -60,6 +62,8 @@ class UnscopedPolicy(Rule):
                 continue  # RLS006, RLS012
             if policy.command == "insert":
                 continue  # its only condition is the check: an open one is RLS012's
+            if _floored(model, policy):
+                continue  # restrictive policies that scope the rows are ANDed onto it, for each role and command
             label, text = ("USING", policy.using) if policy.using is not None else ("WITH CHECK", policy.check)
             row = exprs.row_of(model, policy)
             opened = scope.opening(text, row, model, policy.roles)
@@ -73,3 +77,25 @@ class UnscopedPolicy(Rule):
                 f"policy {policy.name} lets {roles} {VERBS[policy.command]} {rows} of {policy.table_qualified} "
                 f"whoever the user is, in every tenant: {opened.reason(label, row)}",
             )
+
+
+
+def _floored(model: LintModel, policy: Policy) -> bool:
+    """Whether restrictive policies that scope the rows (by the user, the tenant, another row) are ANDed
+    onto `policy` for every command and role it grants: a permissive `USING (true)` gate under a
+    restrictive tenant floor opens nothing beyond the floor (an outside check found it reported)."""
+    floors = [
+        other
+        for other in model.policies
+        if other.table_qualified == policy.table_qualified and not other.permissive and exprs.parse(other.using)
+        and scope.opening(other.using, exprs.row_of(model, other), model, other.roles) is None
+    ]  # fmt: skip
+    return all(
+        any(_covers(floor, command, role) for floor in floors)
+        for command in exprs.commands(policy.command)
+        for role in policy.roles
+    )
+
+
+def _covers(floor: Policy, command: str, role: str) -> bool:
+    return command in exprs.commands(floor.command) and (role in floor.roles or PUBLIC in floor.roles)

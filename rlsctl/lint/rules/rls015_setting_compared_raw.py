@@ -35,6 +35,9 @@ def _peel(node: exp.Expression) -> tuple[exp.Expression, bool]:
             node = node.this
         elif isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
             node = node.expression
+        elif isinstance(node, exp.Coalesce) and all(_literal(arg) for arg in node.expressions):
+            # coalesce(current_setting(...), '') turns "unset" into '' itself: the same hazard, worse.
+            node = node.this
         elif (
             isinstance(node, exp.Subquery)
             and isinstance(node.this, exp.Select)
@@ -45,6 +48,12 @@ def _peel(node: exp.Expression) -> tuple[exp.Expression, bool]:
             node = node.this.expressions[0]
         else:
             return node, textual is not False
+
+
+def _literal(node: exp.Expression) -> bool:
+    while isinstance(node, exp.Paren | exp.Cast | exp.TryCast):
+        node = node.this
+    return isinstance(node, exp.Literal)
 
 
 def raw_setting(node: exp.Expression) -> tuple[exp.Expression, bool] | None:
@@ -69,8 +78,9 @@ class SettingComparedRaw(Rule):
     current_setting('app.tenant_id', true)` then matches the rows whose
     column is '' on a pooled connection without identity; with a cast
     (`::uuid`, `::int`) the same connection gets "invalid input syntax"
-    errors instead of no rows. NULLIF(current_setting(...), '') turns both
-    into NULL, and the policy fails closed. A column whose text form is
+    errors instead of no rows. `coalesce(current_setting(...), '')` does the
+    same even in a session that never set it. NULLIF(current_setting(...), '')
+    turns both into NULL, and the policy fails closed. A column whose text form is
     never '' (a number, a uuid, a date, a boolean, an array) cast to text
     matches no row then, and is not reported.
 
