@@ -611,3 +611,45 @@ def test_rls007_a_permissive_gate_under_a_restrictive_tenant_floor_opens_nothing
     only leaves the gate open."""
     found = lint_sql(mode, GATE_AND_FLOOR.format(floor_command=floor_command), make_db)
     assert bool(on(found, "RLS007", "public.item.gate")) is reported, found.get("RLS007")
+
+
+OWNER_READS_ALL = """
+CREATE ROLE app_role;
+CREATE ROLE owner_role;
+CREATE TABLE orders (id int PRIMARY KEY, shop_id int NOT NULL, total int NOT NULL);
+ALTER TABLE orders OWNER TO owner_role;
+CREATE INDEX ON orders (shop_id);
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+ALTER TABLE orders FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON orders TO app_role;
+CREATE POLICY app_select ON orders FOR SELECT TO app_role
+    USING (shop_id = (SELECT NULLIF(current_setting('app.shop', true), '')::int));
+CREATE POLICY owner_select ON orders FOR SELECT TO owner_role USING (true);
+CREATE FUNCTION order_totals() RETURNS TABLE (shop_id int, total int) LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT o.shop_id, o.total FROM public.orders AS o $$;
+ALTER FUNCTION order_totals() OWNER TO owner_role;
+REVOKE EXECUTE ON FUNCTION order_totals() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION order_totals() TO app_role;
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sec019_a_definer_function_of_a_role_that_reads_every_row(mode, make_db):
+    """Outside checks: a migration login's SECURITY DEFINER function gave the app every shop's orders
+    through the owner role's `select: true` (the table forced, so no bypass), and drift, apply and lint
+    said nothing."""
+    found = lint_sql(mode, OWNER_READS_ALL, make_db)
+    (finding,) = on(found, "SEC019", "public.order_totals()")
+    assert "through policy owner_select" in finding.message
+
+
+def test_sec019_the_function_really_reads_every_shop(db):
+    with db.connect() as conn:
+        conn.execute(prefixed(OWNER_READS_ALL, db.prefix).encode())
+        conn.execute("INSERT INTO orders VALUES (1, 1, 10), (2, 2, 20)")
+        with conn.transaction(force_rollback=True):
+            conn.execute(prefixed("SET LOCAL ROLE app_role", db.prefix))
+            conn.execute("SELECT set_config('app.shop', '1', true)")
+            assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM order_totals()").fetchone()[0] == 2

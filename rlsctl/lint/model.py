@@ -247,6 +247,9 @@ class LintModel:
     trusted_schemas: set[str] = field(default_factory=set)
     exposed_schemas: set[str] = field(default_factory=set)
     anonymous_roles: set[str] = field(default_factory=set)
+    # rlsctl's helper schema, when lint knows the project: its SECURITY DEFINER helpers read past the
+    # callers' policies by design, each with its own narrow policies (docs/threat-model.md).
+    own_schemas: set[str] = field(default_factory=set)
     # Where each object was declared (SQL files, the project's migrations and policy files; never live):
     # the qualified name lint reports -> its statement or policy-file line. The runner gives each finding
     # the location of its object or of the nearest object containing it (a policy's table).

@@ -56,6 +56,7 @@ def platform_design(model: LintModel, project: Project) -> None:
     model.trusted_schemas = set(settings.lint_setting("trusted_schemas"))
     model.exposed_schemas = set(settings.lint_setting("exposed_schemas"))
     model.anonymous_roles = set(project.anonymous_role_names)
+    model.own_schemas = {project.helper_schema}
 
 
 def declared_secrets(project: Project) -> dict[str, set[str]]:
