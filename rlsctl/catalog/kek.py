@@ -46,6 +46,11 @@ def file_exposure(conn: psycopg.Connection, path: str) -> list[str]:
     return []
 
 
+def identity_settings(conn: psycopg.Connection) -> list[str]:
+    """Custom settings named like a session identity (`*.user_id`, ...), set anywhere this session sees."""
+    return [row["name"] for row in statements.run(conn, "identity_setting_names")]
+
+
 def key_settings(conn: psycopg.Connection) -> list[str]:
     """Custom settings named like a key-encryption key (`*.master_key`), set anywhere this session sees."""
     return [row["name"] for row in statements.run(conn, "kek_setting_names")]

@@ -49,7 +49,8 @@ def lint(
     elif project is not None:
         models.append(project_model(project))
     if inputs.conn is not None:
-        model = live.read_model(inputs.conn, _key_settings(project))
+        identity = (project.settings.identity.setting,) if project is not None else ()
+        model = live.read_model(inputs.conn, _key_settings(project), identity)
         if project is not None:
             model.intended_memberships = _intended_memberships(inputs.conn, project)
         models.append(model)

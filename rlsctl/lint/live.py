@@ -36,8 +36,11 @@ QUERIES = (
 )
 
 
-def read_model(conn: psycopg.Connection, key_settings: tuple[str, ...] = ()) -> LintModel:
-    """The live catalog as a lint model; `key_settings`: the project's key-encryption key setting."""
+def read_model(
+    conn: psycopg.Connection, key_settings: tuple[str, ...] = (), identity_settings: tuple[str, ...] = ()
+) -> LintModel:
+    """The live catalog as a lint model; `key_settings`: the project's key-encryption key setting;
+    `identity_settings`: the setting the policies read the session's user from."""
     with conn.transaction(force_rollback=True):
         statements.run(conn, "stored_form_settings")
         relations, policies, privileges, functions, roles, indexes, misc = catalog.fetch_many(
@@ -136,4 +139,9 @@ def read_model(conn: psycopg.Connection, key_settings: tuple[str, ...] = ()) -> 
             places = kek.setting_exposure(conn, setting)
             if places:
                 model.key_exposure[setting] = places
+        for setting in sorted({*identity_settings, *kek.identity_settings(conn)}):
+            # The same places give every login (of a database, of a role) a value for it: a default user.
+            places = kek.setting_exposure(conn, setting)
+            if places:
+                model.identity_defaults[setting] = places
     return model

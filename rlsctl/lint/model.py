@@ -239,6 +239,9 @@ class LintModel:
     # Key-encryption key settings (the project's, and any *.master_key) -> every place from which
     # logins that do not need it can read it (live only, rlsctl.catalog.kek).
     key_exposure: dict[str, list[str]] = field(default_factory=dict)
+    # The setting the policies read the session's user from -> where the server gives it a value every
+    # session (of a database or role) starts with (live only, with a project): a default identity.
+    identity_defaults: dict[str, list[str]] = field(default_factory=dict)
     # (group, member) memberships rlsctl grants on purpose (live, with a project): a managed
     # host's migration login is made a member of the roles it creates (docs/managed-postgres.md).
     intended_memberships: set[tuple[str, str]] = field(default_factory=set)
