@@ -734,6 +734,28 @@ def test_grants_to_undeclared_roles_are_unmanaged_unless_pruned(secured_db, tmp_
     }  # fmt: skip
 
 
+def test_trigger_and_truncate_are_revoked_from_any_role(secured_db):
+    """Row-level security filters neither: an outside check's undeclared role attached a trigger that
+    copied another tenant's orders, and TRUNCATE would empty every tenant; drift said nothing."""
+    tamper_with(secured_db, "CREATE ROLE {backup}")
+    names = tamper_with(secured_db, 'GRANT TRIGGER, TRUNCATE ON "Prompt" TO {backup}; GRANT TRUNCATE ON "Team" TO {app}')
+    backup, app = names["backup"], names["app"]
+    found = drift_items(secured_db)
+    assert {f"TRIGGER on Prompt to {backup}", f"TRUNCATE on Prompt to {backup}", f"TRUNCATE on Team to {app}"} <= set(
+        found
+    ), found
+    assert cli(secured_db, "apply").exit_code == 0
+    assert cli(secured_db, "drift").exit_code == 0
+    with secured_db.connect() as conn:
+        held = conn.execute(
+            """SELECT has_table_privilege(%s, 'public."Prompt"', 'TRIGGER'),
+                      has_table_privilege(%s, 'public."Prompt"', 'TRUNCATE'),
+                      has_table_privilege(%s, 'public."Team"', 'TRUNCATE')""",
+            (backup, backup, app),
+        ).fetchone()
+    assert held == (False, False, False)
+
+
 def held(database, backup: str, web: str) -> dict[str, bool]:
     with database.connect() as conn:
         row = conn.execute(

@@ -334,6 +334,16 @@ def _memberships(found: _Sorted, rows: list[dict[str, Any]], scope: ManagedScope
             found.add(membership, row["member"] == operator or role.privileged)
 
 
+# Table privileges row-level security does not filter: TRUNCATE empties every tenant's rows, and
+# TRIGGER lets the grantee attach a trigger that sees every row anyone writes. Managed whoever holds
+# them (never declared: revoked from undeclared roles too), like EXECUTE on a SECURITY DEFINER helper.
+PAST_RLS = ("TRIGGER", "TRUNCATE")
+
+
+def _past_rls(grant: LiveGrant) -> bool:
+    return grant.column is None and grant.privilege in PAST_RLS
+
+
 def _managed_grantee(grantee: str, scope: ManagedScope) -> bool:
     """Whether a grant to `grantee` is managed: True for declared roles and PUBLIC, else pruning decides."""
     if grantee in scope.managed_role_names or grantee == "PUBLIC":
@@ -419,7 +429,7 @@ def _grants(found: _Sorted, live_grants: Iterable[LiveGrant], scope: ManagedScop
             obj = replace(obj, grantor=grant.grantor)
         # The table owner's grants apply itself revokes; another grantor's only as that role.
         obj = replace(obj, repairable=grant.grantor is None or grant.acts_as_grantor)
-        found.add(obj, schema is not None or _managed_grantee(grant.grantee, scope))
+        found.add(obj, schema is not None or _managed_grantee(grant.grantee, scope) or _past_rls(grant))
 
 
 def _dependents(policies: list[catalog.LivePolicy]) -> dict[str, tuple[str, ...]]:
