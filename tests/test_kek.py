@@ -210,6 +210,21 @@ def test_file_mode_rewrap_follows_a_replaced_key_file(db, monkeypatch, key_file,
     assert read_secret(db, None) == SECRET
 
 
+def test_file_mode_a_wrong_key_names_the_key_file(db, monkeypatch, key_file, file_project):
+    """An outside check: a wrong key in the file was refused (exit 2, nothing changed) with a message
+    naming rlsctl.master_key, a setting file mode does not use."""
+    monkeypatch.setenv("PGOPTIONS", "")
+    migrate_and_apply(db, project=db.project(file_project))
+    with db.connect(options="") as conn:
+        seed(conn)
+        conn.execute("""INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
+                        VALUES ('pm1', 'p1', 1, false, %s)""", (SECRET,))  # fmt: skip
+    write_key_file(db, key_file, "kek-file-" + secrets.token_hex(24))  # another key in the same file
+    code, output = cli(db, "keys", "rotate", root=file_project)
+    assert code == 2, output
+    assert f"is the key file {key_file} the one they were made with?" in output and "rlsctl.master_key" not in output
+
+
 def test_the_live_lint_names_the_mode_and_warns_when_every_login_can_read_the_key(live_db):
     code, output = cli(live_db, "lint", "--live", "--fail-on", "warning")
     assert code == 0 and "key-encryption key: setting rlsctl.master_key" in output, output

@@ -211,9 +211,14 @@ class Keys:
                     f"{self.where}: {values_of}: a value did not decrypt with the key it names ({first_line(exc)}): "
                     "corrupt, or not written by rlsctl; this batch was rolled back and nothing of it changed"
                 ) from None
+            source = (
+                f"the key file {self.encryption.master_key_file}"
+                if self.encryption.master_key_file is not None
+                else self.encryption.master_key_setting
+            )
             raise UsageError(
                 f"{self.where}: the key-encryption key does not unwrap the data keys: "
-                f"is {self.encryption.master_key_setting} the one they were made with? ({first_line(exc)})"
+                f"is {source} the one they were made with? ({first_line(exc)})"
             ) from None
         except pgerrors.InvalidParameterValue as exc:
             raise UsageError(f"{self.where}: {first_line(exc)}") from None
