@@ -122,3 +122,22 @@ def test_a_grant_on_the_keys_roles_transaction_marker_is_drift_that_apply_revoke
         assert conn.execute("SELECT relacl FROM pg_class WHERE oid = 'rlsctl.api_key_xact'::regclass").fetchone()[
             0
         ] in (None, [f"{secured_db.role('keys')}=rwU/{secured_db.role('keys')}"])
+
+
+def test_a_sequence_a_managed_role_may_read_is_drift(secured_db):
+    """An outside check detached a serial's sequence from its column (OWNED BY NONE) and granted SELECT
+    on it to the app: last_value, every tenant's count, with drift at 0."""
+    app = secured_db.role("app")
+    with secured_db.connect() as conn:
+        conn.execute("CREATE SEQUENCE public.zz_counter")
+        conn.execute("CREATE SEQUENCE public.zz_quiet")  # no managed role reaches it
+        conn.execute(sql.SQL("GRANT SELECT ON SEQUENCE public.zz_counter TO {}").format(sql.Identifier(app)))
+    try:
+        code, items = drift_items(secured_db)
+        found = {item["object"]: item for item in items}
+        assert code == 1 and set(found) == {"undeclared sequence zz_counter"}, list(found)
+        assert f"{app}: SELECT" in found["undeclared sequence zz_counter"]["detail"]
+        assert "last_value counts every tenant's rows" in found["undeclared sequence zz_counter"]["detail"]
+    finally:
+        with secured_db.connect() as conn:
+            conn.execute("DROP SEQUENCE public.zz_counter, public.zz_quiet")

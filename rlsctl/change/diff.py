@@ -210,6 +210,12 @@ def _needs_dba(obj: Obj, action: str) -> str:
             f"{obj.detail}: it would run in rlsctl keys sessions, where the key-encryption key is a "
             "session setting; rlsctl keys refuses this table until a DBA removes it"
         )
+    if isinstance(obj, UndeclaredTable) and obj.what == "sequence":
+        return (
+            f"{', '.join(obj.reached_by)}: its last_value counts every tenant's rows (SELECT), or can be set "
+            "(UPDATE), and no declared table's column owns it; revoke the grants (a table's own serial "
+            "sequence gets USAGE from rlsctl, never more); apply leaves it alone"
+        )
     if isinstance(obj, UndeclaredTable):
         rls = "row-level security on" if obj.rls else "row-level security OFF"
         return (
