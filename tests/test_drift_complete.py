@@ -141,3 +141,21 @@ def test_a_sequence_a_managed_role_may_read_is_drift(secured_db):
     finally:
         with secured_db.connect() as conn:
             conn.execute("DROP SEQUENCE public.zz_counter, public.zz_quiet")
+
+
+def test_an_undeclared_parent_of_a_declared_table_is_drift(secured_db):
+    """An outside check: ALTER TABLE ... INHERIT made a declared table the child of a hand-made one,
+    whose readers then read every row of it without its policies; drift said nothing (the parent
+    granted to an undeclared role only)."""
+    with secured_db.connect() as conn:
+        conn.execute('CREATE TABLE public.shadow (id text, title text)')
+        conn.execute('ALTER TABLE "Prompt" INHERIT public.shadow')
+    try:
+        code, items = drift_items(secured_db)
+        found = {item["object"]: item for item in items}
+        assert code == 1 and "undeclared table shadow" in found, list(found)
+        assert "declared Prompt inherits from it" in found["undeclared table shadow"]["detail"]
+    finally:
+        with secured_db.connect() as conn:
+            conn.execute('ALTER TABLE "Prompt" NO INHERIT public.shadow')
+            conn.execute("DROP TABLE public.shadow")

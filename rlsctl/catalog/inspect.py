@@ -199,7 +199,7 @@ def _load(
         for row in rows.get("untrusted_code", [])
     )
     found.managed.extend(
-        UndeclaredTable(row["name"], row["what"], row["rls"], tuple(row["reached_by"]))
+        UndeclaredTable(row["name"], row["what"], row["rls"], tuple(row["reached_by"]), tuple(row["parent_of"]))
         for row in rows["undeclared_tables"]
     )
     builtin = rows.get("builtin_function_grants", [])

@@ -216,6 +216,13 @@ def _needs_dba(obj: Obj, action: str) -> str:
             "(UPDATE), and no declared table's column owns it; revoke the grants (a table's own serial "
             "sequence gets USAGE from rlsctl, never more); apply leaves it alone"
         )
+    if isinstance(obj, UndeclaredTable) and obj.parent_of:
+        reached = f"; reached by {', '.join(obj.reached_by)}" if obj.reached_by else ""
+        return (
+            f"declared {', '.join(obj.parent_of)} inherit{'s' if len(obj.parent_of) == 1 else ''} from it "
+            f"(ALTER TABLE ... INHERIT): whoever reads it reads their rows without their policies{reached}; "
+            "NO INHERIT it, or declare it under tables:; apply leaves it alone"
+        )
     if isinstance(obj, UndeclaredTable):
         rls = "row-level security on" if obj.rls else "row-level security OFF"
         return (

@@ -569,6 +569,7 @@ class UndeclaredTable(Obj):
     what: str = field(default="table", compare=False)  # table, view, materialized view, foreign table
     rls: bool = field(default=False, compare=False)
     reached_by: tuple[str, ...] = field(default=(), compare=False)  # "role: PRIVILEGE"
+    parent_of: tuple[str, ...] = field(default=(), compare=False)  # declared tables that inherit from it
 
     @property
     def key(self) -> str:

@@ -43,7 +43,12 @@ SELECT c.relname::text AS name,
                       ELSE CASE WHEN c.relispartition THEN 'partition' ELSE 'table' END END AS what,
        c.relrowsecurity AS rls,
        ARRAY(SELECT DISTINCT r.who || ': ' || r.privilege_type FROM reachable AS r WHERE r.oid = c.oid
-             ORDER BY 1) AS reached_by
+             ORDER BY 1) AS reached_by,
+       ARRAY(SELECT child.relname::text FROM pg_catalog.pg_inherits AS i
+             JOIN pg_catalog.pg_class AS child ON child.oid = i.inhrelid
+             WHERE i.inhparent = c.oid AND child.relname = ANY (%(tables)s)
+               AND child.relnamespace = c.relnamespace
+             ORDER BY 1) AS parent_of
 FROM pg_catalog.pg_class AS c
 WHERE c.relnamespace = pg_catalog.to_regnamespace(%(schema)s)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
@@ -60,5 +65,11 @@ WHERE c.relnamespace = pg_catalog.to_regnamespace(%(schema)s)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
                     AND d.deptype = 'e')
-  AND EXISTS (SELECT FROM reachable AS r WHERE r.oid = c.oid)
+  -- Reached by a managed role, or the parent a declared table inherits from (whoever reads the
+  -- parent reads the child's rows with the parent's policies, not the child's: ALTER TABLE ... INHERIT).
+  AND (EXISTS (SELECT FROM reachable AS r WHERE r.oid = c.oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_inherits AS i
+                  JOIN pg_catalog.pg_class AS child ON child.oid = i.inhrelid
+                  WHERE i.inhparent = c.oid AND child.relname = ANY (%(tables)s)
+                    AND child.relnamespace = c.relnamespace))
 ORDER BY 1;
