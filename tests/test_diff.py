@@ -1099,3 +1099,16 @@ def test_a_triggers_when_is_read_from_its_parse_tree(db):
     )
     assert found["without_when"].when is None
     assert found["with_when"].args.startswith(") EXECUTE FUNCTION x(")
+
+
+@pytest.mark.parametrize("attribute, column", [("LEAKPROOF", "proleakproof"), ("STRICT", "proisstrict")])
+def test_a_helper_made_leakproof_or_strict_is_drift_and_apply_resets_it(secured_db, attribute, column):
+    """An outside check: LEAKPROOF (the planner may run the helper before the policies filter a row)
+    and STRICT set on a helper by hand were neither drift nor undone by apply."""
+    tamper_with(secured_db, f"ALTER FUNCTION rlsctl.tenant_ids(text) {attribute}")
+    assert "function rlsctl.tenant_ids(text)" in drift_items(secured_db)
+    assert cli(secured_db, "apply").exit_code == 0
+    assert cli(secured_db, "drift").exit_code == 0
+    with secured_db.connect() as conn:
+        flag = conn.execute(f"SELECT {column} FROM pg_proc WHERE oid = 'rlsctl.tenant_ids(text)'::regprocedure")
+        assert flag.fetchone()[0] is False

@@ -407,6 +407,8 @@ def _functions(found: _Sorted, functions: list[catalog.LiveFunction], scope: Man
                 body=fn.body,
                 owner=fn.owner,
                 arg_decl=fn.args,
+                leakproof=fn.leakproof,
+                strict=fn.strict,
             )
         )
         for grant in grants:

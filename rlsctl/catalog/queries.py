@@ -110,6 +110,8 @@ class LiveFunction:
     from_extension: bool
     owner_executes: bool = True  # the owner's own EXECUTE (revoking it breaks SECURITY DEFINER callers)
     acts_as_owner: bool = True  # the session may change its grants (superuser or member of the owner)
+    leakproof: bool = False
+    strict: bool = False  # RETURNS NULL ON NULL INPUT
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ def live_function(row: dict[str, Any]) -> LiveFunction:
         from_extension=row["from_extension"],
         owner_executes=row["owner_executes"],
         acts_as_owner=row["acts_as_owner"],
+        leakproof=bool(row.get("leakproof")),
+        strict=bool(row.get("strict")),
     )
 
 

@@ -232,6 +232,10 @@ class Function(Obj):
     owner: str
     arg_decl: str = field(default="", compare=False)  # "min_rank text"
     comment: str = field(default="", compare=False)
+    # Never declared by rlsctl: LEAKPROOF lets the planner run a helper before the policies
+    # filter the row, STRICT turns a NULL argument into NULL without running its checks.
+    leakproof: bool = False
+    strict: bool = False
 
     @property
     def key(self) -> str:
