@@ -332,6 +332,14 @@ def index_leads(model: LintModel) -> set[tuple[str, str]]:
         if i.usable_btree and (i.predicate is None or _reads_only(i.predicate, i.columns[0]))
     }
     found |= {(r.qualified, r.primary_key[0]) for r in model.relations.values() if r.primary_key}
+    # A partitioned parent's index is built on every partition, those attached later too: a SQL file
+    # shows it on the parent only (the live catalog lists each partition's copy).
+    for relation in model.relations.values():
+        ancestor = relation.parent
+        while ancestor is not None:
+            found |= {(relation.qualified, column) for table, column in list(found) if table == ancestor}
+            parent = model.relations.get(ancestor)
+            ancestor = parent.parent if parent is not None else None
     return found
 
 

@@ -303,7 +303,11 @@ class LintModel:
         relation = self.relations.get(qualified)
         if relation is not None and relation.primary_key[:1] == (column,):
             return True
-        return any(i.schema == schema and i.table == table and i.columns[:1] == (column,) for i in self.indexes)
+        if any(i.schema == schema and i.table == table and i.columns[:1] == (column,) for i in self.indexes):
+            return True
+        # A partitioned parent's index is built on every partition, those attached later too (a SQL
+        # file shows it on the parent only; the live catalog lists each partition's copy).
+        return relation is not None and relation.parent is not None and self.indexed(relation.parent, column)
 
     def members_of(self, role: str, intended: bool = True) -> set[str]:
         """Roles that are (transitively) members of `role`; `intended=False`: not through the

@@ -81,8 +81,10 @@ class RecursivePolicy(Rule):
     name = "recursive-policy"
     level = "error"
     hint = (
-        "Break the cycle: read the other table through a SECURITY DEFINER function owned by a role its policies "
-        "do not apply to (called as (SELECT fn())), or scope by a set computed once"
+        "Break the cycle: read the other table through a SECURITY DEFINER function (called as (SELECT fn())) "
+        "owned by a role that reads it without the recursive policy: one with a narrow policy of its own there "
+        "(rlsctl's definer role), BYPASSRLS, or the table's owner while RLS is not forced; or scope by a set "
+        "computed once"
     )
 
     def check(self, model: LintModel) -> Iterator[Finding]:
