@@ -171,14 +171,18 @@ def file_project(tmp_path: Path, key_file: str) -> Path:
     )
 
 
-def test_file_mode_keeps_the_key_out_of_every_logins_reach(db, monkeypatch, key_file, file_project):
-    monkeypatch.setenv("PGOPTIONS", "")  # no session has the key as a setting
-    project = db.project(file_project)
-    migrate_and_apply(db, project=project)
+def secured_in_file_mode(db: TestDatabase, file_project: Path) -> None:
+    """The project migrated and applied with its key in a file, and one encrypted secret written."""
+    migrate_and_apply(db, project=db.project(file_project))
     with db.connect(options="") as conn:
         seed(conn)
         conn.execute("""INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
                         VALUES ('pm1', 'p1', 1, false, %s)""", (SECRET,))  # fmt: skip
+
+
+def test_file_mode_keeps_the_key_out_of_every_logins_reach(db, monkeypatch, key_file, file_project):
+    monkeypatch.setenv("PGOPTIONS", "")  # no session has the key as a setting
+    secured_in_file_mode(db, file_project)
     assert stored(db).startswith("rlsctl1:")
     assert read_secret(db, None) == SECRET  # the app decrypts without ever holding the key
     with db.connect(autocommit=False, options="") as conn:
@@ -194,11 +198,7 @@ def test_file_mode_keeps_the_key_out_of_every_logins_reach(db, monkeypatch, key_
 
 def test_file_mode_rewrap_follows_a_replaced_key_file(db, monkeypatch, key_file, file_project):
     monkeypatch.setenv("PGOPTIONS", "")
-    migrate_and_apply(db, project=db.project(file_project))
-    with db.connect(options="") as conn:
-        seed(conn)
-        conn.execute("""INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
-                        VALUES ('pm1', 'p1', 1, false, %s)""", (SECRET,))  # fmt: skip
+    secured_in_file_mode(db, file_project)
     monkeypatch.setenv("PGOPTIONS", f"-c rlsctl.master_key_new={NEW_KEY}")
     code, output = cli(db, "keys", "rewrap", root=file_project)
     assert code == 0, output
@@ -214,11 +214,7 @@ def test_file_mode_a_wrong_key_names_the_key_file(db, monkeypatch, key_file, fil
     """An outside check: a wrong key in the file was refused (exit 2, nothing changed) with a message
     naming rlsctl.master_key, a setting file mode does not use."""
     monkeypatch.setenv("PGOPTIONS", "")
-    migrate_and_apply(db, project=db.project(file_project))
-    with db.connect(options="") as conn:
-        seed(conn)
-        conn.execute("""INSERT INTO "PerformanceMetrics"(id, "promptId", "responseTime", success, "errorMessage")
-                        VALUES ('pm1', 'p1', 1, false, %s)""", (SECRET,))  # fmt: skip
+    secured_in_file_mode(db, file_project)
     write_key_file(db, key_file, "kek-file-" + secrets.token_hex(24))  # another key in the same file
     code, output = cli(db, "keys", "rotate", root=file_project)
     assert code == 2, output

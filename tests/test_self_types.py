@@ -54,6 +54,10 @@ def test_a_text_column_is_compared_with_a_uuid_identity_as_text(db, tmp_path):
         seen = [row[0] for row in conn.execute("SELECT actor FROM activity")]
         # Its own row only: the identity's canonical text (lowercase), whatever case the app set.
         assert seen == [str(me)]
+        # No identity, or one that is no uuid: no row (never the rows whose actor is '' or the raw text).
+        for identity in ("", "system:retention"):
+            conn.execute("SELECT set_config('request.account_id', %s, true)", (identity,))
+            assert conn.execute("SELECT count(*) FROM activity").fetchone()[0] == 0  # type: ignore[index]
         conn.rollback()
 
 

@@ -73,16 +73,20 @@ def usage(conn: psycopg.Connection, sequence: str, role: str) -> tuple[bool, boo
     return row[0], row[1]
 
 
-def insert_as_editor(conn: psycopg.Connection, project: Project) -> int:
-    """An editor of an organisation inserts an event, as the application does."""
-    editor, org = conn.execute(
-        "INSERT INTO account (email) VALUES ('ed@example.test') RETURNING id, (SELECT id FROM organisation LIMIT 1)"
+def insert_as(conn: psycopg.Connection, project: Project, level: str | None) -> int:
+    """A member of an organisation at `level` (None: a session without identity) inserts an event,
+    as the application does."""
+    member, org = conn.execute(
+        "INSERT INTO account (email) VALUES (%s) RETURNING id, (SELECT id FROM organisation LIMIT 1)",
+        (f"{level}@example.test",),
     ).fetchone()  # type: ignore[misc]
     if org is None:
         org = conn.execute("INSERT INTO organisation (name, slug) VALUES ('o', 'o') RETURNING id").fetchone()[0]  # type: ignore[index]
-    conn.execute("INSERT INTO org_membership (org_id, account_id, level) VALUES (%s, %s, 'editor')", (org, editor))
+    conn.execute(
+        "INSERT INTO org_membership (org_id, account_id, level) VALUES (%s, %s, %s)", (org, member, level or "viewer")
+    )
     conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(project.role_name("app"))))
-    conn.execute("SELECT set_config('request.account_id', %s, true)", (str(editor),))
+    conn.execute("SELECT set_config('request.account_id', %s, true)", ("" if level is None else str(member),))
     row = conn.execute("INSERT INTO event (org_id, body) VALUES (%s, 'hello') RETURNING id", (org,)).fetchone()
     assert row is not None
     return int(row[0])
@@ -95,12 +99,15 @@ def test_the_app_inserts_into_a_table_with_serial_columns_and_can_read_no_sequen
         assert usage(conn, "event_id_seq", app) == (True, False)
         assert usage(conn, "event_number", app) == (True, False)  # a DEFAULT nextval() of its own
         assert usage(conn, "unrelated_counter", app) == (False, False)
-        for reader in ("auditor", "reporting"):  # roles that insert nothing get nothing
-            if reader in project.roles:
-                assert usage(conn, "event_id_seq", project.role_name(reader)) == (False, False)
+        for reader in ("reporting", "provisioner"):  # roles that insert no event get nothing on its sequences
+            assert usage(conn, "event_id_seq", project.role_name(reader)) == (False, False)
     with db.connect(autocommit=False) as conn:
-        assert insert_as_editor(conn, project) >= 1
+        assert insert_as(conn, project, "editor") >= 1
         conn.rollback()
+    # USAGE on the sequence opens no row: a lower rank and a session without identity are still refused.
+    for level in ("viewer", None):
+        with db.connect(autocommit=False) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            insert_as(conn, project, level)
 
 
 def test_drift_sees_a_sequence_grant_missing_or_extra_and_apply_repairs_both(db, events_project):

@@ -116,6 +116,7 @@ def live_objects(
         "undeclared_tables": {
             "schema": scope.schema,
             "tables": list(scope.declared_tables or scope.tables),
+            "sequences": list(scope.sequences),
             "roles": [role for role in managed_roles if role != scope.owner_role],
         },
     }

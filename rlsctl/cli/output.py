@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from rlsctl.migrate.run import MigrateReport, RollbackReport
 
 
-
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """rich exits 1 when the reader of the output went away, which `rlsctl drift | head` would

@@ -19,7 +19,17 @@ from rlsctl.policy import conditions as c
 from rlsctl.policy.columns import policy_conditions
 from rlsctl.policy.model import TableDecl, TenantVia
 from rlsctl.policy.project import Project
-from rlsctl.schema.tables import Schema, with_time_zone
+from rlsctl.schema.tables import Column, Schema, Table, with_time_zone
+
+
+def column_of(table: Table | None, name: str) -> Column | None:
+    return table.column(name) if table is not None and table.has_column(name) else None
+
+
+def retention_cutoff(table: Table | None, column: str, days: int) -> e.Cutoff:
+    """Where a retention window ends, in the terms of its age column (a timestamptz: expr.Cutoff)."""
+    found = column_of(table, column)
+    return e.Cutoff(days, found is not None and with_time_zone(found.type))
 
 
 class BindError(UsageError):
@@ -103,8 +113,7 @@ class Binder:
         return e.TRUE if cond.value else e.FALSE
 
     def _bind_SelfIs(self, cond: c.SelfIs, table: str, alias: int) -> e.Pred:
-        column = self.schema.get(table)
-        found = column.column(cond.column) if column is not None and column.has_column(cond.column) else None
+        found = column_of(self.schema.get(table), cond.column)
         how = e.identity_comparison(found.type, self.project.settings.identity.type) if found else ""
         return e.compare(self.col(table, alias, cond.column), "=", e.Identity(as_text=how == "text"))
 
@@ -236,9 +245,7 @@ class Binder:
         retention = self.decl(table).retention
         if retention is None:
             raise BindError(f"table {table!r} uses expired but declares no retention")
-        found = self.schema.get(table)
-        column = found.column(retention.column) if found is not None and found.has_column(retention.column) else None
-        cutoff = e.Cutoff(retention.days, column is not None and with_time_zone(column.type))
+        cutoff = retention_cutoff(self.schema.get(table), retention.column, retention.days)
         return e.compare(self.col(table, alias, retention.column), "<", cutoff)
 
     def _bind_ApiKeyScope(self, cond: c.ApiKeyScope, table: str, alias: int) -> e.Pred:

@@ -19,6 +19,7 @@ from rlsctl.declare.bind import (
     api_key_rows_function,
     api_keys_exist,
     bind,
+    retention_cutoff,
     tenancy_exists,
 )
 from rlsctl.declare.functions import catalogue
@@ -225,6 +226,7 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
     audit_policies, audit_grants = audit_writer(project, name, table)
     policies += audit_policies
     grants += audit_grants
+    sequences = tuple(sorted({column.sequence for column in table.columns if column.sequence is not None}))
     guards = tuple(
         _guard(project, schema, name, guard)
         for guard in decl.guards
@@ -237,17 +239,16 @@ def _table(project: Project, schema: Schema, name: str, tenancy: TenancySpec | N
         grants=tuple(grants),
         guards=guards,
         plan_with_tenants=decl.plan_with_tenants,
-        sequences=tuple(sorted({column.sequence for column in table.columns if column.sequence is not None})),
-        sequence_grants=_sequence_grants(table, grants),
+        sequences=sequences,
+        sequence_grants=_sequence_grants(sequences, grants),
     )
 
 
-def _sequence_grants(table: Table, grants: list[GrantSpec]) -> tuple[GrantSpec, ...]:
+def _sequence_grants(sequences: tuple[str, ...], grants: list[GrantSpec]) -> tuple[GrantSpec, ...]:
     """USAGE on the sequences the table's serial columns draw from, for every role that may insert
     (the default's nextval() runs with the inserting role's rights, whichever columns it names);
     never SELECT, whose last_value tells every tenant how many rows all of them created (SEC016)."""
     inserters = {(grant.role_key, grant.role) for grant in grants if grant.privilege == "INSERT"}
-    sequences = sorted({column.sequence for column in table.columns if column.sequence is not None})
     return tuple(
         GrantSpec(sequence, "USAGE", role_key, role, None)
         for sequence in sequences
@@ -386,8 +387,7 @@ def _retention(
     if retention.role not in project.roles:
         raise BindError(f"table {name!r}: retention role {retention.role!r} is not declared in roles")
     role = project.role_name(retention.role)
-    zoned = with_time_zone(table.column(retention.column).type)
-    expired = e.compare(e.Col(0, retention.column), "<", e.Cutoff(retention.days, zoned))
+    expired = e.compare(e.Col(0, retention.column), "<", retention_cutoff(table, retention.column, retention.days))
     policies = [
         PolicySpec(name, f"{retention.role}_{command}", command, retention.role, role, expired, None)
         for command in ("select", "delete")

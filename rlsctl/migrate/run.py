@@ -468,8 +468,11 @@ def _audit_log_oid(conn: psycopg.Connection, project: Project) -> int | None:
     """The audit log table as the rollback finds it (its OID: a name can be given to another table)."""
     if project.settings.audit is None:
         return None
-    params = {"schema": project.schema_name, "log": log_table(project), "oid": None, "helper_schema": ""}
-    return statements.run(conn, "audit_log_oid", **params)[0]["oid"]  # type: ignore[no-any-return]
+    return _oid(conn, project.schema_name, log_table(project))
+
+
+def _oid(conn: psycopg.Connection, schema: str, name: str) -> int | None:
+    return statements.run(conn, "relation_oid", schema=schema, name=name)[0]["oid"]  # type: ignore[no-any-return]
 
 
 def _forget_dropped_log(conn: psycopg.Connection, project: Project, before: int | None) -> None:
@@ -478,15 +481,14 @@ def _forget_dropped_log(conn: psycopg.Connection, project: Project, before: int 
     own, where the old lane heads made `rlsctl audit verify` report it broken for good. Only the
     table the rollback found, gone for good (not renamed: its OID no longer exists); a log renamed
     out of the way before the rollback, or by a down script, keeps its chain."""
-    if before is None:
+    if before is None or not statements.run(conn, "relation_gone", oid=before)[0]["gone"]:
         return
-    log = log_table(project)
-    params = {"schema": project.schema_name, "log": log, "oid": before, "helper_schema": project.helper_schema}
-    if statements.run(conn, "audit_log_oid", **params)[0]["dropped"]:
-        definer = project.role_name(project.role_of_kind("definer"))
-        sql = _render(project, "ops/audit_forget_log.sql.j2", definer=definer, helper_schema=project.helper_schema,
-                      log=log)  # fmt: skip
-        conn.execute(sql.encode())
+    if _oid(conn, project.helper_schema, "audit_lane") is None:
+        return  # the chain's tables were never made: nothing to forget
+    definer = project.role_name(project.role_of_kind("definer"))
+    sql = _render(project, "ops/audit_forget_log.sql.j2", definer=definer, helper_schema=project.helper_schema,
+                  log=log_table(project))  # fmt: skip
+    conn.execute(sql.encode())
 
 
 def _recheck(

@@ -63,7 +63,6 @@ def statement_start(text: str, offset: int) -> int:
     return min(offset, end)
 
 
-
 def split_rendered(text: str) -> list[str]:
     """Statements of SQL that rlsctl rendered itself: split by the scanner, no full parse."""
     return [statement.strip() for statement in pglast.split(text, with_parser=False) if statement.strip()]

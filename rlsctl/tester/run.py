@@ -278,7 +278,7 @@ def refuse_false_greens(
             raise UsageError(
                 f"refusing to test as {row['role']}{_acting(principals, row['role'])}: this login cannot SET ROLE "
                 f"to it (it is not a member), so every statement as it would fail for that reason, not by a policy: "
-                f"GRANT {row['role']} TO {row['login']} (docs/testing.md)"
+                f"{row['grant_to_login']} (docs/testing.md)"
             )
     missing = set(roles) - {
         row["role"]

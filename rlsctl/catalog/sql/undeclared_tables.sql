@@ -1,6 +1,6 @@
 -- Relations in the project's schema that no policy file declares and that a managed role can
--- reach (a sequence: read or set, which tells or changes every tenant's count): a privilege (on the relation or on one of its columns, the owner's implicit ones
--- included) held by a managed role, by PUBLIC, or by a role that is a member of a managed
+-- reach (a sequence: read or set, which tells or changes every tenant's count): a privilege (on
+-- the relation or on one of its columns, the owner's implicit ones included) held by a managed role, by PUBLIC, or by a role that is a member of a managed
 -- role (the application's login role, a member of the app role). What drift reports as
 -- "undeclared": a table made by hand, granted to the app, RLS off, is otherwise invisible to
 -- rlsctl. `roles` are the managed roles but the owner role (which owns the tables and runs
@@ -53,15 +53,11 @@ FROM pg_catalog.pg_class AS c
 WHERE c.relnamespace = pg_catalog.to_regnamespace(%(schema)s)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
   AND NOT (c.relname = ANY (%(tables)s))
-  -- A sequence whose last_value a managed role may read (SELECT) or set (UPDATE), unless a declared
-  -- table's column owns it (then its grants are managed with the table's: rlsctl.declare.compile).
+  -- A sequence whose last_value a managed role may read (SELECT) or set (UPDATE), unless rlsctl
+  -- manages its grants with its table's (`sequences`: a declared table's serial, rlsctl.declare.compile).
   AND (c.relkind <> 'S'
        OR (EXISTS (SELECT FROM reachable AS r WHERE r.oid = c.oid AND r.privilege_type IN ('SELECT', 'UPDATE'))
-           AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS o
-                           JOIN pg_catalog.pg_class AS t ON t.oid = o.refobjid
-                           WHERE o.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND o.objid = c.oid
-                             AND o.deptype IN ('a', 'i') AND t.relname = ANY (%(tables)s)
-                             AND t.relnamespace = c.relnamespace)))
+           AND NOT (c.relname = ANY (%(sequences)s))))
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
                     AND d.deptype = 'e')

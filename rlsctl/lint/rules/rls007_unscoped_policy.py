@@ -79,7 +79,6 @@ class UnscopedPolicy(Rule):
             )
 
 
-
 def _floored(model: LintModel, policy: Policy) -> bool:
     """Whether restrictive policies that scope the rows (by the user, the tenant, another row) are ANDed
     onto `policy` for every command and role it grants: a permissive `USING (true)` gate under a

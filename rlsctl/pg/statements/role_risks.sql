@@ -4,7 +4,7 @@
 -- every statement as it fails with "permission denied to set role".
 SELECT r.rolname AS role,
        pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') AS can_switch,
-       session_user AS login,
+       pg_catalog.format('GRANT %%I TO %%I', r.rolname, session_user) AS grant_to_login,
        r.rolsuper AS superuser,
        r.rolbypassrls AS bypassrls,
        ARRAY(SELECT c.relname
